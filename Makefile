@@ -1,0 +1,33 @@
+# Set-up and entry points. `make demo` and `make test` each create the environment first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# A CPU build of torch; a bare `torch` would pull several GB of CUDA packages.
+TORCH  ?= torch==2.13.0
+
+.PHONY: env demo test test-all lint bench clean
+
+$(BIN)/activate-done: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,plots]"
+	touch $@
+
+env: $(BIN)/activate-done
+
+demo: env
+	$(BIN)/blacksat demo --out demo-out
+
+test: env
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n 2
+
+test-all: env
+	$(BIN)/python -m pytest -q -n 2 -m ""
+
+bench: env
+	$(BIN)/python benchmarks/devices.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache

@@ -1,0 +1,282 @@
+"""Metering: count what a device costs and enforce hard budgets *before* a query goes out.
+
+:class:`MeteredDevice` wraps any :class:`~blacksat.Device`. Every setting is validated against the
+device's :class:`~blacksat.ParamSpace` and every input batch is checked before anything is sent;
+the cost of the query is computed and compared with the budgets; only then is the device called.
+Readings are checked on the way back (shape, finiteness).
+
+Two units are counted (see ``DESIGN.md``):
+
+- **reconfigurations**: distinct settings applied. Applying the setting the device already holds
+  costs nothing; within ``query_many`` each setting that differs from the one before it costs one.
+- **samples**: inputs forwarded through a configured device: ``B`` per setting, ``K * B`` for a
+  ``query_many`` of ``K`` settings.
+
+A query that reached the device is charged even if the device then raised or returned garbage:
+device time was spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from blacksat.device import Device, check_inputs
+from blacksat.errors import (
+    BlacksatError,
+    BudgetExhausted,
+    ConfigError,
+    DeviceError,
+    DeviceTimeout,
+    InvalidReading,
+)
+from blacksat.space import ParamSpace, Policy
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What a metered device has spent so far.
+
+    Attributes:
+        reconfigurations: distinct settings applied.
+        samples: inputs forwarded (summed over settings).
+        queries: calls that reached the device (``query`` or ``query_many``).
+        failures: calls that reached the device and raised or returned an invalid reading.
+    """
+
+    reconfigurations: int = 0
+    samples: int = 0
+    queries: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Hard limits; ``None`` means unlimited."""
+
+    reconfigurations: int | None = None
+    samples: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("reconfigurations", "samples"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or int(v) != v or v < 0):
+                raise ConfigError(
+                    f"budget {name} must be a non-negative integer or None, got {v!r}"
+                )
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """One completed query, passed to observers (e.g. a query log) before it is used.
+
+    Attributes:
+        thetas: settings sent, ``(K, d)`` (as validated: clipped/snapped where the policy says).
+        x: inputs, ``(B, *in)``.
+        y: readings, ``(K, B, *out)``.
+        cost: the ledger increment of this query.
+        ledger: the ledger after this query.
+    """
+
+    thetas: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    cost: Ledger
+    ledger: Ledger
+
+
+Observer = Callable[[QueryRecord], None]
+
+
+class MeteredDevice:
+    """A :class:`~blacksat.Device` that validates, counts and enforces budgets.
+
+    Args:
+        device: any object with ``space``, ``query`` and ``query_many``.
+        max_reconfigurations: hard budget on reconfigurations (``None``: unlimited).
+        max_samples: hard budget on samples (``None``: unlimited).
+        policy: what to do with out-of-bounds settings: ``"raise"`` (default) or ``"clip"``
+            (explicit opt-in). NaN/inf is always an error.
+        observers: callables receiving a :class:`QueryRecord` after each successful query and
+            before the reading is returned (e.g. to persist it).
+
+    The wrapper exposes only ``space``, the shapes, ``query``, ``query_many`` and the accounting;
+    the wrapped device is not reachable through it.
+    """
+
+    def __init__(
+        self,
+        device: Device,
+        *,
+        max_reconfigurations: int | None = None,
+        max_samples: int | None = None,
+        policy: Policy = "raise",
+        observers: Sequence[Observer] = (),
+    ) -> None:
+        if not isinstance(getattr(device, "space", None), ParamSpace):
+            raise ConfigError(
+                f"device must have a `space` attribute of type ParamSpace, got "
+                f"{type(getattr(device, 'space', None)).__name__}"
+            )
+        for method in ("query", "query_many"):
+            if not callable(getattr(device, method, None)):
+                raise ConfigError(
+                    f"device must implement {method}(); {type(device).__name__} does not"
+                )
+        if policy not in ("raise", "clip"):
+            raise ConfigError(f"policy must be 'raise' or 'clip', got {policy!r}")
+        self._device = device
+        self._space: ParamSpace = device.space
+        self.budget = Budget(max_reconfigurations, max_samples)
+        self.policy: Policy = policy
+        self._observers = list(observers)
+        self._ledger = Ledger()
+        self._applied: np.ndarray | None = None
+        self.input_shape: tuple[int, ...] | None = _shape_attr(device, "input_shape")
+        self.output_shape: tuple[int, ...] | None = _shape_attr(device, "output_shape")
+
+    # ------------------------------------------------------------------ accounting
+    @property
+    def space(self) -> ParamSpace:
+        """The wrapped device's control space."""
+        return self._space
+
+    @property
+    def ledger(self) -> Ledger:
+        """What has been spent so far (an immutable snapshot)."""
+        return self._ledger
+
+    def remaining(self) -> Ledger:
+        """What is left of each budget (unlimited budgets report ``-1``)."""
+        b, u = self.budget, self._ledger
+        return Ledger(
+            reconfigurations=-1
+            if b.reconfigurations is None
+            else b.reconfigurations - u.reconfigurations,
+            samples=-1 if b.samples is None else b.samples - u.samples,
+        )
+
+    def cost(self, thetas: ArrayLike, batch_size: int) -> Ledger:
+        """The cost of sending validated settings ``thetas (K, d)`` with ``batch_size`` inputs."""
+        t = np.asarray(thetas, dtype=np.float64)
+        changed = np.ones(t.shape[0], dtype=bool)
+        changed[1:] = np.any(t[1:] != t[:-1], axis=1)
+        if self._applied is not None:
+            changed[0] = bool(np.any(t[0] != self._applied))
+        return Ledger(int(changed.sum()), int(t.shape[0] * batch_size), 1, 0)
+
+    def can_afford(self, cost: Ledger) -> bool:
+        """Whether a query of this cost fits in the remaining budgets."""
+        try:
+            self._check_budget(cost)
+        except BudgetExhausted:
+            return False
+        return True
+
+    def add_observer(self, observer: Observer) -> None:
+        """Register a callable that receives every completed :class:`QueryRecord`."""
+        self._observers.append(observer)
+
+    # ------------------------------------------------------------------ Device protocol
+    def query(self, theta: ArrayLike, x: ArrayLike) -> np.ndarray:
+        """``theta (d,)``, ``x (B, *in)`` -> ``(B, *out)``; validated, budgeted, counted."""
+        t = self._space.validate(theta, policy=self.policy)[None]
+        return self._send(t, x, single=True)[0]
+
+    def query_many(self, thetas: ArrayLike, x: ArrayLike) -> np.ndarray:
+        """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``; one device call."""
+        t = self._space.validate_many(thetas, policy=self.policy)
+        return self._send(t, x, single=False)
+
+    # ------------------------------------------------------------------ internals
+    def _check_budget(self, cost: Ledger) -> None:
+        b, u = self.budget, self._ledger
+        if (
+            b.reconfigurations is not None
+            and u.reconfigurations + cost.reconfigurations > b.reconfigurations
+        ):
+            raise BudgetExhausted(
+                "reconfigurations", u.reconfigurations, cost.reconfigurations, b.reconfigurations
+            )
+        if b.samples is not None and u.samples + cost.samples > b.samples:
+            raise BudgetExhausted("samples", u.samples, cost.samples, b.samples)
+
+    def _charge(self, cost: Ledger, failed: bool) -> None:
+        u = self._ledger
+        self._ledger = Ledger(
+            u.reconfigurations + cost.reconfigurations,
+            u.samples + cost.samples,
+            u.queries + 1,
+            u.failures + int(failed),
+        )
+
+    def _send(self, thetas: np.ndarray, x: ArrayLike, *, single: bool) -> np.ndarray:
+        xs = check_inputs(x, self.input_shape)
+        cost = self.cost(thetas, xs.shape[0])
+        self._check_budget(cost)
+        try:
+            raw = (
+                self._device.query(thetas[0], xs) if single else self._device.query_many(thetas, xs)
+            )
+        except BaseException as exc:
+            self._charge(cost, failed=True)
+            self._applied = None  # the device state is unknown after a failure
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, BlacksatError)):
+                raise
+            wrapper = DeviceTimeout if isinstance(exc, TimeoutError) else DeviceError
+            raise wrapper(
+                f"device raised {type(exc).__name__}: {exc}; the query was charged"
+            ) from exc
+        self._applied = thetas[-1].copy()
+        try:
+            y = self._check_reading(raw, thetas.shape[0], xs.shape[0], single)
+        except InvalidReading:
+            self._charge(cost, failed=True)
+            raise
+        self._charge(cost, failed=False)
+        if self._observers:
+            record = QueryRecord(thetas, xs, y, replace(cost, queries=1), self._ledger)
+            for obs in self._observers:
+                obs(record)
+        return y
+
+    def _check_reading(self, raw: Any, k: int, b: int, single: bool) -> np.ndarray:
+        try:
+            y = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidReading(
+                f"device returned a reading of type {type(raw).__name__}, expected a numeric array",
+                raw,
+            ) from exc
+        if single:
+            y = y[None]
+        lead = (k, b)
+        want = lead + (tuple(self.output_shape) if self.output_shape is not None else ())
+        ok = y.shape[:2] == lead and (self.output_shape is None or y.shape == want)
+        if not ok:
+            shown = want if self.output_shape is not None else (*lead, "...")
+            got = y.shape[1:] if single else y.shape
+            exp = shown[1:] if single else shown
+            raise InvalidReading(f"device returned a reading of shape {got}, expected {exp}", raw)
+        if not np.all(np.isfinite(y)):
+            n = int(np.sum(~np.isfinite(y)))
+            raise InvalidReading(f"device returned {n} non-finite value(s) (NaN/inf)", raw)
+        return y
+
+    def __repr__(self) -> str:
+        return f"MeteredDevice(space={self._space!r}, budget={self.budget}, ledger={self._ledger})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _shape_attr(device: Any, name: str) -> tuple[int, ...] | None:
+    shape = getattr(device, name, None)
+    return None if shape is None else tuple(int(s) for s in shape)
+
+
+__all__ = ["Budget", "Ledger", "MeteredDevice", "Observer", "QueryRecord"]

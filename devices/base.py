@@ -1,0 +1,287 @@
+"""Shared machinery of the simulated devices.
+
+A simulated device is one physics implementation (a :class:`PhysicsModel`, differentiable torch)
+used in three configurations:
+
+- the **truth** (hidden fabrication errors, unmodelled effects, the current nuisance values),
+  evaluated under ``no_grad`` behind the numpy :class:`~blacksat.Device` interface, with seeded
+  readout noise and slow drift of the controls during operation;
+- the **exact model** (:meth:`SimulatedDevice.exact_model`): the same truth, differentiable,
+  without noise or drift: the white-box upper bound and the differentiable fallback;
+- the **nominal model** (:meth:`SimulatedDevice.nominal_model`): what a user believes, with every
+  error and unmodelled effect omitted.
+
+Randomness is owned by the device: ``seed`` fixes the fabrication draw, and independent streams
+derived from it drive readout noise and drift. Two devices built with the same arguments give
+bitwise-identical answers to the same sequence of queries.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+from torch import nn
+
+from blacksat.device import check_inputs
+from blacksat.errors import ConfigError
+from blacksat.space import ParamSpace
+
+Self = TypeVar("Self", bound="SimulatedDevice")
+
+
+@dataclass(frozen=True)
+class Nuisance:
+    """A physical parameter that perturbs a deployed device but is not a control.
+
+    Examples: ambient temperature change (K), mask rotation (deg), mask shift (pixels).
+    ``rated`` is the range a deployment is expected to see; sweeps and worst-case
+    perturbation models use it.
+    """
+
+    name: str
+    default: float
+    rated: tuple[float, float]
+    unit: str
+    doc: str
+
+
+class PhysicsModel(nn.Module, ABC):
+    """Differentiable device physics.
+
+    ``forward(theta (d,), x (B, *in)) -> (B, *out)``;
+    ``forward(thetas (K, d), x (B, *in)) -> (K, B, *out)``. Subclasses implement
+    :meth:`forward_many` on the batched form only (the single path is the batched one, K = 1).
+    """
+
+    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        theta = torch.as_tensor(theta)
+        x = torch.as_tensor(x)
+        if theta.ndim == 1:
+            return self.forward_many(theta[None], x)[0]
+        if theta.ndim != 2:
+            raise ValueError(f"theta must be (d,) or (K, d), got shape {tuple(theta.shape)}")
+        return self.forward_many(theta, x)
+
+    @abstractmethod
+    def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``."""
+
+
+def _check_nonneg(name: str, value: float) -> float:
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+class SimulatedDevice(ABC):
+    """Base class of the simulated PNN devices (implements :class:`~blacksat.Device`).
+
+    Subclasses set ``name``, ``nuisances``, implement :meth:`_build_truth`,
+    :meth:`_build_nominal`, the shapes and ``space``, and call ``super().__init__`` *last* in
+    their own ``__init__`` (it builds the truth).
+
+    Args (shared by every device):
+        seed: fabrication draw (and, derived from it, the noise and drift streams).
+        noise: readout noise, standard deviation relative to the detector full scale
+            ``full_scale`` (additive Gaussian). 0 disables it.
+        drift: slow drift during operation: stationary standard deviation of an
+            Ornstein-Uhlenbeck offset on every control, in control units, advancing once per
+            reconfiguration. 0 disables it.
+        drift_time: correlation time of the drift, in reconfigurations.
+        dtype: real dtype of the simulation (complex fields use the matching complex dtype).
+    """
+
+    name: ClassVar[str] = "device"
+    nuisances: ClassVar[tuple[Nuisance, ...]] = ()
+    full_scale: float = 1.0
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        noise: float = 0.0,
+        drift: float = 0.0,
+        drift_time: float = 1000.0,
+        dtype: torch.dtype = torch.float32,
+        **nuisance: float,
+    ) -> None:
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.seed = int(seed)
+        self.noise = _check_nonneg("noise", noise)
+        self.drift = _check_nonneg("drift", drift)
+        self.drift_time = float(drift_time)
+        if not np.isfinite(self.drift_time) or self.drift_time <= 0:
+            raise ConfigError(f"drift_time must be > 0, got {drift_time!r}")
+        self.dtype = dtype
+        known = {n.name: n for n in self.nuisances}
+        unknown = set(nuisance) - set(known)
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__} has no nuisance parameter(s) {sorted(unknown)}; "
+                f"known: {sorted(known)}"
+            )
+        self.nuisance_values: dict[str, float] = {}
+        for n in self.nuisances:
+            v = float(nuisance.get(n.name, n.default))
+            if not np.isfinite(v):
+                raise ConfigError(f"nuisance {n.name} must be finite, got {v!r}")
+            self.nuisance_values[n.name] = v
+        fab, noise_ss, drift_ss = np.random.SeedSequence(self.seed).spawn(3)
+        self._fab_seed = fab
+        self._noise_seed = int(noise_ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+        self._drift_seed = drift_ss
+        self._truth = self._build_truth(np.random.default_rng(fab)).to(dtype).eval()
+        for p in self._truth.parameters():
+            p.requires_grad_(False)
+        self.reset()
+
+    # ------------------------------------------------------------------ to implement
+    @property
+    @abstractmethod
+    def space(self) -> ParamSpace:
+        """The controls' :class:`~blacksat.ParamSpace`."""
+
+    @property
+    @abstractmethod
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input (no batch axis)."""
+
+    @property
+    @abstractmethod
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one output reading (no batch axis)."""
+
+    @abstractmethod
+    def _build_truth(self, rng: np.random.Generator) -> PhysicsModel:
+        """The true physics of this chip: draw the fabrication errors from ``rng`` (always in
+        the same order, so the draw depends on ``seed`` only) and apply
+        ``self.nuisance_values``."""
+
+    @abstractmethod
+    def _build_nominal(self) -> PhysicsModel:
+        """The nominal physics a user believes (no errors, no unmodelled effects, nominal
+        nuisance values)."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this device (JSON-friendly values)."""
+
+    # ------------------------------------------------------------------ Device protocol
+    def query(self, theta: ArrayLike, x: ArrayLike) -> np.ndarray:
+        """``theta (d,)``, ``x (B, *in)`` -> readings ``(B, *out)`` (float64)."""
+        return self.query_many(self.space.validate(theta)[None], x)[0]
+
+    def query_many(self, thetas: ArrayLike, x: ArrayLike) -> np.ndarray:
+        """``thetas (K, d)``, ``x (B, *in)`` -> readings ``(K, B, *out)`` (float64).
+
+        All ``K x B`` evaluations run as one tensor program. Settings are validated against
+        :attr:`space` (out-of-bounds raises), then the drift offsets of this stretch of
+        operation are added, the truth is evaluated, and readout noise is added.
+        """
+        thetas = self.space.validate_many(thetas)
+        x = check_inputs(x, self.input_shape)
+        applied = thetas + self._advance_drift(thetas.shape[0])
+        with torch.no_grad():
+            y = self._truth.forward_many(
+                torch.as_tensor(applied, dtype=self.dtype), torch.as_tensor(x, dtype=self.dtype)
+            )
+            if self.noise > 0:
+                y = y + (self.noise * self.full_scale) * torch.randn(
+                    y.shape, generator=self._noise_gen, dtype=y.dtype
+                )
+        return y.double().numpy()
+
+    # ------------------------------------------------------------------ models
+    def exact_model(self, dtype: torch.dtype | None = None) -> PhysicsModel:
+        """The differentiable truth of this chip (current nuisance values; no noise, no drift).
+
+        A fresh copy: changing it never changes the device.
+        """
+        return copy.deepcopy(self._truth).to(dtype or self.dtype)
+
+    def nominal_model(self, dtype: torch.dtype | None = None) -> PhysicsModel:
+        """The differentiable model a user would believe: all errors and hidden effects
+        omitted."""
+        return self._build_nominal().to(dtype or self.dtype)
+
+    # ------------------------------------------------------------------ variants
+    def perturbed(self: Self, **nuisance: float) -> Self:
+        """The same chip (same fabrication draw) under post-deployment perturbations, e.g.
+        ``mrr.perturbed(temperature=1.5)``. Unknown names raise :class:`ConfigError`."""
+        return type(self)(**{**self.config(), **nuisance})
+
+    def fresh_chip(self: Self, seed: int) -> Self:
+        """Another chip from the same process: a new fabrication draw, same error levels."""
+        return type(self)(**{**self.config(), "seed": seed})
+
+    def reset(self) -> None:
+        """Restart the noise and drift streams (the fabrication draw is unchanged)."""
+        self._noise_gen = torch.Generator().manual_seed(self._noise_seed)
+        self._drift_rng = np.random.default_rng(self._drift_seed)
+        self._drift_state = np.zeros(self.space.dim)
+
+    def _advance_drift(self, k: int) -> np.ndarray:
+        """Drift offsets ``(k, d)`` for the next ``k`` reconfigurations (zeros if disabled)."""
+        d = self.space.dim
+        if self.drift == 0:
+            return np.zeros((k, d))
+        a = float(np.exp(-1.0 / self.drift_time))
+        steps = self._drift_rng.standard_normal((k, d)) * (self.drift * np.sqrt(1 - a * a))
+        out = np.empty((k, d))
+        state = self._drift_state
+        for i in range(k):
+            state = a * state + steps[i]
+            out[i] = state
+        self._drift_state = state
+        return out
+
+    # ------------------------------------------------------------------ misc
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly description: name, shapes, controls, nuisances, configuration."""
+        return {
+            "name": self.name,
+            "class": type(self).__name__,
+            "controls": self.space.dim,
+            "bounds": [float(self.space.lower.min()), float(self.space.upper.max())],
+            "levels": None if self.space.levels is None else int(self.space.levels.size),
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "nuisances": {
+                n.name: {
+                    "value": self.nuisance_values[n.name],
+                    "rated": list(n.rated),
+                    "unit": n.unit,
+                    "doc": n.doc,
+                }
+                for n in self.nuisances
+            },
+            "config": self.config(),
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_noise_gen"] = self._noise_gen.get_state()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        gen = torch.Generator()
+        gen.set_state(state["_noise_gen"])
+        state["_noise_gen"] = gen
+        self.__dict__.update(state)
+
+
+__all__ = ["Nuisance", "PhysicsModel", "SimulatedDevice"]

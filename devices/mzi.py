@@ -1,0 +1,392 @@
+"""``MZIMesh``: a Clements mesh of Mach-Zehnder interferometers with hidden imperfections.
+
+Physics (conventions in :mod:`blacksat.devices.clements`): ``N`` waveguide modes, ``N``
+columns, ``M = N (N - 1) / 2`` MZIs. MZI ``k`` (canonical order: column by column, top to
+bottom) is ``T = eta . BS(e_out) . A . P(theta_k) . BS(e_in) . P(phi_k)`` with the phases on the
+top arm, couplers ``BS(e) = [[t, i r], [i r, t]]``, ``t = sqrt((1 + e) / 2)``,
+``r = sqrt((1 - e) / 2)`` (exactly unitary for any ``|e| < 1``; the paper's ``sqrt(1 +- e)``
+amplitudes), internal-arm amplitude transmissions ``A = diag(a_top, a_bot)`` and insertion loss
+``eta``. The light sees ``U = T_col(N-1) ... T_col(0)``; an input of real field amplitudes
+``x (N,)`` gives output fields ``U x`` and detected intensities ``|U x|^2`` (Clements et al.,
+Optica 3, 1460 (2016); Shen et al., Nat. Photon. 11, 441 (2017)).
+
+Controls: ``d = N (N - 1)`` phases in radians, bounds ``[0, 2 pi]``, interleaved per MZI:
+``theta[2k] = "mzi{k}.theta"`` (internal), ``theta[2k + 1] = "mzi{k}.phi"`` (external).
+
+The **truth** of a chip holds, beyond the nominal lossless ideal mesh:
+
+- fabrication errors (a "simple error-parameter model" knows these): coupler splitting errors
+  ``e ~ N(0, s_bs^2)`` (two per MZI, clipped to ``|e| <= 1 - 1e-3``) and phase offsets
+  ``theta, phi += N(0, s_ps^2)``;
+- hidden effects: (1) **thermal crosstalk** -- heater power is proportional to the commanded
+  phase, and each heater leaks a fraction ``crosstalk`` of its phase into its neighbours (the
+  other heater of the same MZI, and the same-kind heater of the MZIs directly above and below
+  in the same column): ``phase += crosstalk * A_nbr @ controls``; (2) **arm loss imbalance**:
+  one internal arm of each MZI carries an extra loss ``|delta|`` dB, ``delta ~ N(0,
+  loss_imbalance_db^2)``, plus a uniform ``insertion_loss_db`` per MZI (edge modes skip MZIs, so
+  this is not a global scale); (3) **detector response**: per-port responsivity
+  ``r_p = exp(responsivity_spread * z_p)`` and soft saturation ``y = tanh(s r I) / s``,
+  ``s = saturation`` (``s -> 0``: linear);
+- the nuisance ``temperature`` ``dT`` (K): every phase shifter moves by ``thermal_coeff * dT``
+  (default 0.1 rad/K: silicon thermo-optic ``dn/dT = 1.8e-4 /K`` over a few hundred um of
+  differential path);
+- readout noise and slow control drift (the base class :class:`SimulatedDevice`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from blacksat.devices.base import Nuisance, PhysicsModel, SimulatedDevice
+from blacksat.devices.clements import mesh_layout, n_mzis
+from blacksat.errors import ConfigError, ShapeError
+from blacksat.space import ParamSpace
+
+_BS_MARGIN = 1e-3  # |e| <= 1 - margin: a coupler never becomes a perfect bar/cross (no NaN)
+_DETECTIONS = ("intensity", "coherent")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def crosstalk_adjacency(n_modes: int) -> np.ndarray:
+    """Symmetric 0/1 heater-neighbour matrix ``(d, d)``, ``d = N (N - 1)``, control order.
+
+    Neighbours: ``theta``/``phi`` of the same MZI, and the same-kind heater of the MZIs directly
+    above and below in the same column.
+    """
+    layout = mesh_layout(n_modes)
+    d = 2 * len(layout)
+    adj = np.zeros((d, d))
+    index = {cm: k for k, cm in enumerate(layout)}
+    for k, (c, m) in enumerate(layout):
+        adj[2 * k, 2 * k + 1] = adj[2 * k + 1, 2 * k] = 1.0
+        below = index.get((c, m + 2))
+        if below is not None:
+            for h in (0, 1):
+                adj[2 * k + h, 2 * below + h] = adj[2 * below + h, 2 * k + h] = 1.0
+    return adj
+
+
+def pack_controls(thetas: Any, phis: Any) -> np.ndarray:
+    """Interleave per-MZI phases ``thetas (M,)``, ``phis (M,)`` into controls ``(2M,)``,
+    wrapped into ``[0, 2 pi)`` (e.g. the output of
+    :func:`~blacksat.devices.clements.clements_decompose`)."""
+    thetas = np.asarray(thetas, dtype=np.float64).ravel()
+    phis = np.asarray(phis, dtype=np.float64).ravel()
+    if thetas.shape != phis.shape:
+        raise ShapeError(f"thetas {thetas.shape} and phis {phis.shape} differ in shape")
+    return np.mod(np.stack([thetas, phis], axis=1).ravel(), 2.0 * np.pi)
+
+
+def _tanh_ratio(z: torch.Tensor) -> torch.Tensor:
+    """``tanh(z) / z`` for ``z >= 0``, 1 at 0, with finite values and gradients everywhere."""
+    small = z < 1e-4
+    safe = torch.where(small, torch.ones_like(z), z)
+    return torch.where(small, 1.0 - z * z / 3.0, torch.tanh(safe) / safe)
+
+
+def _vec(value: Any, shape: tuple[int, ...], name: str) -> torch.Tensor:
+    arr = np.zeros(shape) if value is None else np.asarray(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ShapeError(f"{name} must have shape {shape}, got {arr.shape}")
+    return torch.as_tensor(arr, dtype=torch.float64)
+
+
+class MZIPhysics(PhysicsModel):
+    """Vectorized physics of a Clements MZI mesh (see the module docstring).
+
+    ``forward_many(thetas (K, d), x (B, N)) -> (K, B, N)`` intensities, or ``(K, B, 2N)``
+    ``[Re, Im]`` fields with ``detection="coherent"``. With every optional argument at its
+    default this is the nominal (ideal, lossless, linear-detector) mesh.
+
+    Args:
+        n_modes: ``N``.
+        bs_errors: coupler splitting errors ``(M, 2)`` (input, output coupler of each MZI).
+        phase_offsets: static phase errors ``(d,)`` in control order (rad).
+        crosstalk: thermal crosstalk fraction ``kappa`` between neighbouring heaters.
+        arm_imbalance_db: signed extra loss ``(M,)`` (dB) of the top (``> 0``) or bottom
+            (``< 0``) internal arm.
+        insertion_loss_db: uniform loss of every MZI (dB).
+        responsivity: detector gain per output port ``(N,)`` (ones if omitted).
+        saturation: detector saturation strength ``s`` (per full scale); 0 is linear.
+        phase_shift: common shift of every phase (rad), e.g. ``thermal_coeff * dT``.
+        detection: ``"intensity"`` or ``"coherent"``.
+    """
+
+    def __init__(
+        self,
+        n_modes: int,
+        *,
+        bs_errors: Any = None,
+        phase_offsets: Any = None,
+        crosstalk: float = 0.0,
+        arm_imbalance_db: Any = None,
+        insertion_loss_db: float = 0.0,
+        responsivity: Any = None,
+        saturation: float = 0.0,
+        phase_shift: float = 0.0,
+        detection: str = "intensity",
+    ) -> None:
+        super().__init__()
+        if detection not in _DETECTIONS:
+            raise ConfigError(f"detection must be one of {_DETECTIONS}, got {detection!r}")
+        self.n_modes = int(n_modes)
+        self.detection = detection
+        layout = mesh_layout(self.n_modes)
+        m = len(layout)
+        # per column: (first top mode, number of MZIs, offset into the canonical order)
+        self._columns: list[tuple[int, int, int]] = []
+        offset = 0
+        for c in range(self.n_modes):
+            count = sum(1 for col, _ in layout if col == c)
+            self._columns.append((c % 2, count, offset))
+            offset += count
+        resp = np.ones(self.n_modes) if responsivity is None else responsivity
+        self.register_buffer("bs_errors", _vec(bs_errors, (m, 2), "bs_errors"))
+        self.register_buffer("phase_offsets", _vec(phase_offsets, (2 * m,), "phase_offsets"))
+        self.register_buffer("arm_imbalance_db", _vec(arm_imbalance_db, (m,), "arm_imbalance_db"))
+        self.register_buffer("responsivity", _vec(resp, (self.n_modes,), "responsivity"))
+        self.register_buffer("adjacency", torch.as_tensor(crosstalk_adjacency(self.n_modes)))
+        for name, value in (
+            ("crosstalk", crosstalk),
+            ("insertion_loss_db", insertion_loss_db),
+            ("saturation", saturation),
+            ("phase_shift", phase_shift),
+        ):
+            self.register_buffer(name, torch.tensor(float(value), dtype=torch.float64))
+
+    @property
+    def out_features(self) -> int:
+        """Readings per input: ``N`` (intensity) or ``2N`` (coherent)."""
+        return self.n_modes * (2 if self.detection == "coherent" else 1)
+
+    def applied_phases(self, thetas: torch.Tensor) -> torch.Tensor:
+        """Phases the light actually sees ``(K, d)`` for controls ``thetas (K, d)``."""
+        phases = thetas + (self.phase_offsets + self.phase_shift)
+        if float(self.crosstalk) != 0.0:
+            phases = phases + self.crosstalk * (thetas @ self.adjacency)
+        return phases
+
+    def mzi_transfers(self, thetas: torch.Tensor) -> torch.Tensor:
+        """Complex 2x2 transfer matrices ``(K, M, 2, 2)`` of every MZI for ``thetas (K, d)``."""
+        phases = self.applied_phases(thetas)
+        th, ph = phases[:, 0::2], phases[:, 1::2]
+        e = self.bs_errors.clamp(-1.0 + _BS_MARGIN, 1.0 - _BS_MARGIN)
+        t, r = torch.sqrt(0.5 * (1.0 + e)), torch.sqrt(0.5 * (1.0 - e))
+        t1, t2, r1, r2 = t[:, 0], t[:, 1], r[:, 0], r[:, 1]
+        eta = 10.0 ** (-self.insertion_loss_db / 20.0)
+        a_top = eta * 10.0 ** (-torch.relu(self.arm_imbalance_db) / 20.0)
+        a_bot = eta * 10.0 ** (-torch.relu(-self.arm_imbalance_db) / 20.0)
+        # BS2 . diag(a_top e^{i theta}, a_bot) . BS1: every entry is alpha e^{i theta} + beta
+        alpha = torch.stack([t1 * t2, r1 * t2, t1 * r2, -r1 * r2], dim=-1) * a_top[:, None]
+        beta = torch.stack([-r1 * r2, t1 * r2, r1 * t2, t1 * t2], dim=-1) * a_bot[:, None]
+        c, s = torch.cos(th)[..., None], torch.sin(th)[..., None]
+        inner = torch.complex(alpha * c + beta, alpha * s)  # (K, M, 4): entries 00, 01, 10, 11
+        # factors: e^{i phi} on the first column (00, 10), i on the off-diagonal (01, 10)
+        cp, sp = torch.cos(ph), torch.sin(ph)
+        zero, one = torch.zeros_like(cp), torch.ones_like(cp)
+        outer = torch.complex(
+            torch.stack([cp, zero, -sp, one], dim=-1), torch.stack([sp, one, cp, zero], dim=-1)
+        )
+        return (inner * outer).reshape(*th.shape, 2, 2)
+
+    def unitaries(self, thetas: torch.Tensor) -> torch.Tensor:
+        """Mesh matrices ``(K, N, N)`` (complex; unitary when lossless) for ``thetas (K, d)``."""
+        transfers = self.mzi_transfers(thetas)
+        k, n = thetas.shape[0], self.n_modes
+        u = torch.eye(n, dtype=transfers.dtype).expand(k, n, n)
+        for start, count, offset in self._columns:
+            stop = start + 2 * count
+            block = transfers[:, offset : offset + count] @ u[:, start:stop].reshape(
+                k, count, 2, n
+            )
+            u = torch.cat([u[:, :start], block.reshape(k, 2 * count, n), u[:, stop:]], dim=1)
+        return u
+
+    def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``thetas (K, d)``, real fields ``x (B, N)`` -> ``(K, B, N)`` or ``(K, B, 2N)``."""
+        if thetas.ndim != 2 or thetas.shape[1] != 2 * n_mzis(self.n_modes):
+            raise ShapeError(f"thetas must be (K, {2 * n_mzis(self.n_modes)}), got {thetas.shape}")
+        if x.ndim != 2 or x.shape[1] != self.n_modes:
+            raise ShapeError(f"x must be (B, {self.n_modes}), got {tuple(x.shape)}")
+        u = self.unitaries(thetas.to(self.bs_errors.dtype))
+        n = self.n_modes
+        w = torch.cat([u.real, u.imag], dim=1)  # (K, 2N, N)
+        fields = torch.matmul(x.to(w.dtype), w.transpose(1, 2))  # (K, B, 2N): [Re | Im]
+        re, im = fields[..., :n], fields[..., n:]
+        power = self.responsivity * (re * re + im * im)
+        if self.detection == "intensity":
+            if float(self.saturation) == 0.0:
+                return power
+            return torch.tanh(self.saturation * power) / self.saturation
+        gain = torch.sqrt(self.responsivity * _tanh_ratio(self.saturation * power))
+        return torch.cat([re * gain, im * gain], dim=-1)
+
+
+def _nonneg(name: str, value: Any, upper: float = np.inf) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+    if not np.isfinite(v) or v < 0 or v >= upper:
+        bound = "" if upper == np.inf else f" and < {upper}"
+        raise ConfigError(f"{name} must be a finite number >= 0{bound}, got {value!r}")
+    return v
+
+
+class MZIMesh(SimulatedDevice):
+    """A simulated ``N``-mode Clements MZI mesh chip (registry name ``"mzi"``).
+
+    ``query(theta (d,), x (B, N)) -> (B, N)`` detected intensities (``(B, 2N)`` ``[Re, Im]``
+    fields with ``detection="coherent"``); ``d = N (N - 1)`` phases in ``[0, 2 pi]`` rad,
+    interleaved ``(theta_k, phi_k)`` per MZI (canonical order, see
+    :mod:`blacksat.devices.clements`). Inputs are real field amplitudes; the detector full scale
+    (``full_scale = 1``) is the power of a unit-norm input delivered to one port.
+
+    Args (keyword-only):
+        n_modes: ``N`` (default 16: 120 MZIs, 240 controls).
+        s_bs: std of the coupler splitting errors ``e`` (default 0.05; the paper's chip: 0.15).
+        s_ps: std of the static phase errors, rad (default 0.05; the paper's chip: 0.15).
+        crosstalk: thermal crosstalk fraction between neighbouring heaters (default 0.03).
+        loss_imbalance_db: std of the extra loss of one internal arm per MZI, dB (default 0.1).
+        insertion_loss_db: loss of every MZI, dB (default 0.1).
+        saturation: detector saturation strength per full scale, ``y = tanh(s I) / s``
+            (default 0.2: 1.3 % compression at full scale).
+        responsivity_spread: log-normal spread of the per-port detector gain (default 0.02).
+        thermal_coeff: phase shift of every phase shifter per kelvin, rad/K (default 0.1).
+        detection: ``"intensity"`` (default) or ``"coherent"``.
+        seed, noise (default 0.005 of full scale), drift (default 0.005 rad), drift_time,
+        dtype: see :class:`~blacksat.devices.base.SimulatedDevice` (``dtype`` also accepts
+            ``"float32"`` / ``"float64"``).
+        temperature: nuisance, ambient temperature change in K (default 0, rated +-2 K).
+
+    Setting every error level and hidden-effect strength to 0 (and ``noise = drift = 0``)
+    makes the truth equal to the nominal model.
+    """
+
+    name: ClassVar[str] = "mzi"
+    nuisances: ClassVar[tuple[Nuisance, ...]] = (
+        Nuisance(
+            "temperature",
+            0.0,
+            (-2.0, 2.0),
+            "K",
+            "ambient temperature change: every phase shifter moves by thermal_coeff * dT",
+        ),
+    )
+    full_scale: float = 1.0
+
+    def __init__(
+        self,
+        *,
+        n_modes: int = 16,
+        s_bs: float = 0.05,
+        s_ps: float = 0.05,
+        crosstalk: float = 0.03,
+        loss_imbalance_db: float = 0.1,
+        insertion_loss_db: float = 0.1,
+        saturation: float = 0.2,
+        responsivity_spread: float = 0.02,
+        thermal_coeff: float = 0.1,
+        detection: str = "intensity",
+        seed: int = 0,
+        noise: float = 0.005,
+        drift: float = 0.005,
+        drift_time: float = 1000.0,
+        dtype: torch.dtype | str = torch.float32,
+        **nuisance: float,
+    ) -> None:
+        if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 2:
+            raise ConfigError(f"n_modes must be an integer >= 2, got {n_modes!r}")
+        if detection not in _DETECTIONS:
+            raise ConfigError(f"detection must be one of {_DETECTIONS}, got {detection!r}")
+        if isinstance(dtype, str):
+            if dtype not in _DTYPES:
+                raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            dtype = _DTYPES[dtype]
+        self.n_modes = int(n_modes)
+        self.s_bs = _nonneg("s_bs", s_bs)
+        self.s_ps = _nonneg("s_ps", s_ps)
+        self.crosstalk = _nonneg("crosstalk", crosstalk, upper=1.0)
+        self.loss_imbalance_db = _nonneg("loss_imbalance_db", loss_imbalance_db)
+        self.insertion_loss_db = _nonneg("insertion_loss_db", insertion_loss_db)
+        self.saturation = _nonneg("saturation", saturation)
+        self.responsivity_spread = _nonneg("responsivity_spread", responsivity_spread)
+        try:
+            self.thermal_coeff = float(thermal_coeff)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"thermal_coeff must be a number, got {thermal_coeff!r}") from exc
+        if not np.isfinite(self.thermal_coeff):
+            raise ConfigError(f"thermal_coeff must be finite, got {thermal_coeff!r}")
+        self.detection = detection
+        self.layout = mesh_layout(self.n_modes)
+        names = [f"mzi{k}.{p}" for k in range(len(self.layout)) for p in ("theta", "phi")]
+        self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names)
+        super().__init__(
+            seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
+        )
+
+    @property
+    def space(self) -> ParamSpace:
+        """``d = N (N - 1)`` phases, each in ``[0, 2 pi]`` rad."""
+        return self._space
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """``(N,)`` real input field amplitudes."""
+        return (self.n_modes,)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """``(N,)`` intensities, or ``(2N,)`` ``[Re, Im]`` fields (coherent detection)."""
+        return (self.n_modes * (2 if self.detection == "coherent" else 1),)
+
+    def _build_truth(self, rng: np.random.Generator) -> PhysicsModel:
+        m, n = len(self.layout), self.n_modes
+        # fixed draw order; the levels only scale the draws (same chip at another level)
+        z_bs = rng.standard_normal((m, 2))
+        z_ps = rng.standard_normal((m, 2))
+        z_imb = rng.standard_normal(m)
+        z_resp = rng.standard_normal(n)
+        limit = 1.0 - _BS_MARGIN
+        return MZIPhysics(
+            n,
+            bs_errors=np.clip(self.s_bs * z_bs, -limit, limit),
+            phase_offsets=(self.s_ps * z_ps).ravel(),
+            crosstalk=self.crosstalk,
+            arm_imbalance_db=self.loss_imbalance_db * z_imb,
+            insertion_loss_db=self.insertion_loss_db,
+            responsivity=np.exp(self.responsivity_spread * z_resp),
+            saturation=self.saturation,
+            phase_shift=self.thermal_coeff * self.nuisance_values["temperature"],
+            detection=self.detection,
+        )
+
+    def _build_nominal(self) -> PhysicsModel:
+        return MZIPhysics(self.n_modes, detection=self.detection)
+
+    def config(self) -> dict[str, Any]:
+        """Every constructor argument (JSON-friendly; ``dtype`` as a string)."""
+        return {
+            "n_modes": self.n_modes,
+            "s_bs": self.s_bs,
+            "s_ps": self.s_ps,
+            "crosstalk": self.crosstalk,
+            "loss_imbalance_db": self.loss_imbalance_db,
+            "insertion_loss_db": self.insertion_loss_db,
+            "saturation": self.saturation,
+            "responsivity_spread": self.responsivity_spread,
+            "thermal_coeff": self.thermal_coeff,
+            "detection": self.detection,
+            "seed": self.seed,
+            "noise": self.noise,
+            "drift": self.drift,
+            "drift_time": self.drift_time,
+            "dtype": "float64" if self.dtype == torch.float64 else "float32",
+            **self.nuisance_values,
+        }
+
+
+__all__ = ["MZIMesh", "MZIPhysics", "crosstalk_adjacency", "pack_controls"]

@@ -1,0 +1,1 @@
+"""Differentiable device models learned from recorded queries (black-box, grey-box, residual)."""
