@@ -121,6 +121,16 @@ class Task:
         self.readout = readout if readout is not None else Identity()
         self.front = front
         self.back = back
+        self.dtype = torch.float32
+
+    def to(self, dtype: torch.dtype) -> Task:
+        """Cast the digital layers and the features this task produces to ``dtype``
+        (in place); returns ``self``."""
+        for m in (self.front, self.back):
+            if m is not None:
+                m.to(dtype)
+        self.dtype = dtype
+        return self
 
     # ------------------------------------------------------------------ pieces
     def digital_parameters(self) -> list[nn.Parameter]:
@@ -168,7 +178,8 @@ class Task:
     def batches(
         self, split: str, batch_size: int | None, rng: np.random.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Minibatches ``(features (B, f) float32, labels (B,) int64)``; shuffled iff ``rng``."""
+        """Minibatches ``(features (B, f) in self.dtype, labels (B,) int64)``; shuffled iff
+        ``rng``."""
         x, y = self.data.split(split)
         n = len(y)
         order = rng.permutation(n) if rng is not None else np.arange(n)
@@ -177,7 +188,7 @@ class Task:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
         for i in range(0, n, step):
             idx = order[i : i + step]
-            yield torch.as_tensor(x[idx], dtype=torch.float32), torch.as_tensor(y[idx])
+            yield torch.as_tensor(x[idx], dtype=self.dtype), torch.as_tensor(y[idx])
 
     def accuracy(
         self, target: Any, theta: Any, *, split: str = "test", batch_size: int | None = 512
@@ -194,8 +205,8 @@ class Task:
                 if hasattr(target, "query"):
                     logits = self.logits_device(target, np.asarray(theta, dtype=np.float64), xb)
                 else:
-                    t = torch.as_tensor(theta, dtype=xb.dtype)
-                    logits = self.logits_model(target, t, xb.to(t.dtype))
+                    t = torch.as_tensor(theta, dtype=self.dtype)
+                    logits = self.logits_model(target, t, xb)
                 correct += int((logits.argmax(-1) == yb).sum())
                 total += len(yb)
         return correct / total

@@ -4,8 +4,25 @@ Each device is built from a seed and error levels, and exposes the true (hidden)
 :class:`blacksat.Device`, the nominal differentiable model a user would believe, the exact
 differentiable model of the true chip, post-deployment perturbations, seeded readout noise and
 drift, and ``K x B`` vectorized evaluation.
+
+``DEVICES`` maps registry names to the device classes.
 """
 
 from blacksat.devices.base import Nuisance, PhysicsModel, SimulatedDevice
+from blacksat.devices.diffractive import DiffractiveNetwork
+from blacksat.devices.mrr import MRRWeightBank
+from blacksat.devices.mzi import MZIMesh
 
-__all__ = ["Nuisance", "PhysicsModel", "SimulatedDevice"]
+DEVICES: dict[str, type[SimulatedDevice]] = {
+    cls.name: cls for cls in (MZIMesh, MRRWeightBank, DiffractiveNetwork)
+}
+
+__all__ = [
+    "DEVICES",
+    "DiffractiveNetwork",
+    "MRRWeightBank",
+    "MZIMesh",
+    "Nuisance",
+    "PhysicsModel",
+    "SimulatedDevice",
+]

@@ -33,6 +33,7 @@ from blacksat.errors import ConfigError
 from blacksat.space import ParamSpace
 
 Self = TypeVar("Self", bound="SimulatedDevice")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,14 @@ class SimulatedDevice(ABC):
             Ornstein-Uhlenbeck offset on every control, in control units, advancing once per
             reconfiguration. 0 disables it.
         drift_time: correlation time of the drift, in reconfigurations.
-        dtype: real dtype of the simulation (complex fields use the matching complex dtype).
+        dtype: real dtype of the simulation, ``torch.float32`` / ``torch.float64`` or their
+            names (complex fields use the matching complex dtype).
     """
 
     name: ClassVar[str] = "device"
     nuisances: ClassVar[tuple[Nuisance, ...]] = ()
+    #: detector full scale, the unit of ``noise``; subclasses may set it per instance
+    #: (before calling ``super().__init__``) when it depends on the configuration.
     full_scale: float = 1.0
 
     def __init__(
@@ -109,13 +113,14 @@ class SimulatedDevice(ABC):
         noise: float = 0.0,
         drift: float = 0.0,
         drift_time: float = 1000.0,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | str = torch.float32,
         **nuisance: float,
     ) -> None:
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        dtype = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
         if dtype not in (torch.float32, torch.float64):
-            raise ConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+            raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
         self.seed = int(seed)
         self.noise = _check_nonneg("noise", noise)
         self.drift = _check_nonneg("drift", drift)

@@ -26,7 +26,7 @@ def test_device_and_model_paths_agree(task):
     dev = MeteredDevice(LinearDevice(n_in=4, n_out=3))
     theta = np.random.default_rng(0).uniform(-1, 1, 12)
     acc_dev = task.accuracy(dev, theta, batch_size=16)
-    acc_model = task.accuracy(LinearModel(), torch.as_tensor(theta, dtype=torch.float64))
+    acc_model = task.to(torch.float64).accuracy(LinearModel(), theta)
     assert acc_dev == acc_model
     # the whole test split went through the device at one setting
     assert dev.ledger.reconfigurations == 1
@@ -37,6 +37,7 @@ def test_batched_loss_matches_per_setting_loss(task):
     theta = torch.randn(3, 12, dtype=torch.float64)
     xb, yb = next(task.batches("train", 32))
     logits = task.logits_model(LinearModel(), theta, xb.double())
+    assert xb.dtype == torch.float32  # the default
     per = task.loss(logits, yb)
     for k in range(3):
         assert torch.allclose(per[k], task.loss(logits[k], yb))
@@ -44,11 +45,11 @@ def test_batched_loss_matches_per_setting_loss(task):
 
 def test_front_end_trained_jointly_gets_gradients():
     data = load_iris(seed=0)
-    front = torch.nn.Linear(4, 4).double()
-    t = Task(data, input_shape=(4,), front=front, encoder=UnitPower())
+    front = torch.nn.Linear(4, 4)
+    t = Task(data, input_shape=(4,), front=front, encoder=UnitPower()).to(torch.float64)
     theta = torch.randn(12, dtype=torch.float64, requires_grad=True)
     xb, yb = next(t.batches("train", 16))
-    t.loss(t.logits_model(LinearModel(), theta, xb.double()), yb).backward()
+    t.loss(t.logits_model(LinearModel(), theta, xb), yb).backward()
     assert theta.grad.abs().sum() > 0 and front.weight.grad.abs().sum() > 0
     assert len(t.digital_parameters()) == 2
 

@@ -1,0 +1,80 @@
+"""Default PNN tasks: how a dataset is encoded into each simulated device and read out.
+
+- ``mzi``: a digital front end ``Linear(f, N)`` (when ``f != N``) maps features to ``N`` real
+  field amplitudes, normalised to unit power; class scores are the power fractions on the first
+  ``C`` output ports (times a softmax temperature).
+- ``mrr``: features in ``[0, 1]`` are the optical powers on the first bank's wavelengths
+  (a front end ``Linear`` + sigmoid only if the widths differ); the last bank's photocurrents
+  are the class scores.
+- ``diffractive``: the image is placed centred on the SLM grid as an amplitude pattern; class
+  scores are the power fractions in the detector regions (times a softmax temperature).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from blacksat.data import Dataset
+from blacksat.errors import ConfigError
+from blacksat.task import ImageToGrid, Ports, Task, UnitPower
+
+
+def seeded_linear(n_in: int, n_out: int, seed: int) -> nn.Linear:
+    """``nn.Linear`` initialised like PyTorch's default, from its own generator (the global
+    RNG is never touched)."""
+    layer = nn.Linear(n_in, n_out)
+    gen = torch.Generator().manual_seed(int(seed))
+    bound = 1.0 / np.sqrt(n_in)
+    with torch.no_grad():
+        layer.weight.copy_(torch.empty(n_out, n_in).uniform_(-bound, bound, generator=gen))
+        layer.bias.copy_(torch.empty(n_out).uniform_(-bound, bound, generator=gen))
+    return layer
+
+
+def default_task(device: Any, data: Dataset, *, seed: int = 0, temperature: float = 10.0) -> Task:
+    """The default :class:`~blacksat.task.Task` for a simulated device and a dataset.
+
+    ``temperature`` scales normalised port powers into logits (MZI and diffractive).
+    """
+    name = getattr(device, "name", None)
+    f, c = data.n_features, data.n_classes
+    out = tuple(device.output_shape)
+    if out[-1] < c:
+        raise ConfigError(f"{name} device has {out[-1]} outputs, fewer than {c} classes")
+    if name == "mzi":
+        n = device.input_shape[0]
+        front = seeded_linear(f, n, seed) if f != n else None
+        return Task(
+            data,
+            input_shape=device.input_shape,
+            front=front,
+            encoder=UnitPower(),
+            readout=Ports(c, normalize=True, scale=temperature),
+        )
+    if name == "mrr":
+        n = device.input_shape[0]
+        front = None if f == n else nn.Sequential(seeded_linear(f, n, seed), nn.Sigmoid())
+        return Task(
+            data,
+            input_shape=device.input_shape,
+            front=front,
+            readout=Ports(c, normalize=False),
+        )
+    if name == "diffractive":
+        if data.image_shape is None:
+            raise ConfigError("the diffractive device needs image data (dataset.image_shape)")
+        grid = device.input_shape[-1]
+        return Task(
+            data,
+            input_shape=device.input_shape,
+            encoder=ImageToGrid(data.image_shape, grid),
+            readout=Ports(c, normalize=True, scale=temperature),
+        )
+    raise ConfigError(f"no default task for device {name!r}")
+
+
+__all__ = ["default_task", "seeded_linear"]

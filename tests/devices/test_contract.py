@@ -1,0 +1,205 @@
+"""One contract suite, run over every registered simulated device (small configurations)."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from blacksat.devices import DEVICES, SimulatedDevice
+
+from blacksat import ConfigError, Device, NonFiniteError, OutOfBoundsError, ParamSpace, ShapeError
+from blacksat.meter import MeteredDevice
+
+SMALL = {
+    "mzi": dict(n_modes=4),
+    "mrr": dict(layer_sizes=(6, 4, 3)),
+    "diffractive": dict(n=16, n_classes=4),
+}
+QUIET = dict(noise=0.0, drift=0.0)
+
+
+def test_every_registered_device_has_a_small_configuration():
+    assert set(DEVICES) == set(SMALL)
+
+
+@pytest.fixture(params=sorted(SMALL))
+def make(request):
+    cls = DEVICES[request.param]
+
+    def build(**kw):
+        return cls(**{**SMALL[request.param], **kw})
+
+    build.cls = cls
+    return build
+
+
+def _inputs(dev, b=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 1.0, (b, *dev.input_shape))
+
+
+def _thetas(dev, k=3, seed=0):
+    return dev.space.sample(np.random.default_rng(seed), k)
+
+
+def test_spec(make):
+    dev = make()
+    assert isinstance(dev, Device) and isinstance(dev, SimulatedDevice)
+    assert isinstance(dev.space, ParamSpace)
+    assert dev.name in DEVICES and DEVICES[dev.name] is make.cls
+    assert all(isinstance(s, int) for s in (*dev.input_shape, *dev.output_shape))
+    json.dumps(dev.describe())  # JSON-friendly
+    json.dumps(dev.config())
+    for n in dev.nuisances:
+        assert n.rated[0] <= n.default <= n.rated[1]
+        assert dev.nuisance_values[n.name] == n.default
+    assert repr(dev).startswith(type(dev).__name__)
+
+
+def test_shapes_and_dtype(make):
+    dev = make()
+    x = _inputs(dev, b=5)
+    y1 = dev.query(_thetas(dev, 1)[0], x)
+    yk = dev.query_many(_thetas(dev, 3), x)
+    assert y1.shape == (5, *dev.output_shape) and y1.dtype == np.float64
+    assert yk.shape == (3, 5, *dev.output_shape)
+
+
+def test_finite_outputs_at_extremes(make):
+    dev = make(noise=0.05)
+    s = dev.space
+    thetas = np.stack([s.lower, s.upper, s.center, *_thetas(dev, 2)])
+    for x in (_inputs(dev), np.zeros((2, *dev.input_shape)), 1e3 * _inputs(dev, 2)):
+        assert np.all(np.isfinite(dev.query_many(thetas, x)))
+
+
+def test_seeded_determinism(make):
+    a, b, c = make(seed=3), make(seed=3), make(seed=4)
+    x = _inputs(a)
+    for _ in range(3):
+        t = _thetas(a, 2, seed=_)
+        np.testing.assert_array_equal(a.query_many(t, x), b.query_many(t, x))
+    t = _thetas(a, 1)[0]
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    tt = torch.as_tensor(t)
+    assert not torch.allclose(
+        a.exact_model(torch.float64)(tt, xt), c.exact_model(torch.float64)(tt, xt)
+    )
+    a.reset(), b.reset()
+    np.testing.assert_array_equal(a.query(t, x), b.query(t, x))
+
+
+def test_rebuild_from_config_is_the_same_chip(make):
+    a = make(seed=5)
+    b = type(a)(**a.config())
+    x, t = _inputs(a), _thetas(a, 2)
+    np.testing.assert_array_equal(a.query_many(t, x), b.query_many(t, x))
+
+
+def test_vectorized_equals_looped(make):
+    dev = make(dtype=torch.float64, **QUIET)
+    x, t = _inputs(dev), _thetas(dev, 4)
+    looped = np.stack([dev.query(ti, x) for ti in t])
+    np.testing.assert_allclose(dev.query_many(t, x), looped, rtol=1e-10, atol=1e-12)
+
+
+def test_noise_and_drift_are_seeded_and_present(make):
+    dev = make(noise=0.02, drift=0.0)
+    x, t = _inputs(dev), _thetas(dev, 1)[0]
+    y1, y2 = dev.query(t, x), dev.query(t, x)
+    assert not np.array_equal(y1, y2)  # fresh noise each read
+    drifting = make(noise=0.0, drift=0.05, drift_time=10.0)
+    z1 = drifting.query(t, x)
+    for _ in range(20):
+        drifting.query_many(_thetas(dev, 2, seed=_), x)
+    assert not np.allclose(z1, drifting.query(t, x))
+
+
+def test_pickling_preserves_state(make):
+    dev = make(noise=0.02, drift=0.01)
+    x, t = _inputs(dev), _thetas(dev, 2)
+    dev.query_many(t, x)
+    clone = pickle.loads(pickle.dumps(dev))
+    np.testing.assert_array_equal(dev.query_many(t, x), clone.query_many(t, x))
+
+
+def test_exact_model_is_the_noise_free_truth(make):
+    dev = make(dtype=torch.float64, **QUIET)
+    x, t = _inputs(dev), _thetas(dev, 3)
+    model = dev.exact_model()
+    y = model(torch.as_tensor(t), torch.as_tensor(x)).detach().numpy()
+    np.testing.assert_allclose(y, dev.query_many(t, x), rtol=1e-10, atol=1e-12)
+    nominal = dev.nominal_model()(torch.as_tensor(t), torch.as_tensor(x)).detach().numpy()
+    assert np.max(np.abs(nominal - y)) > 1e-3 * (np.max(np.abs(y)) + 1e-12)
+
+
+def test_models_are_differentiable(make):
+    dev = make(dtype=torch.float64)
+    x = torch.as_tensor(_inputs(dev))
+    for model in (dev.nominal_model(), dev.exact_model()):
+        theta = torch.as_tensor(_thetas(dev, 1)[0]).requires_grad_(True)
+        model(theta, x).square().sum().backward()
+        assert torch.isfinite(theta.grad).all() and theta.grad.abs().sum() > 0
+    # the models are copies: using them never changes the device
+    assert all(not p.requires_grad for p in dev._truth.parameters())
+
+
+def test_perturbations(make):
+    dev = make(**QUIET)
+    x, t = _inputs(dev), _thetas(dev, 2)
+    base = dev.query_many(t, x)
+    assert dev.nuisances, "every device ships at least one post-deployment perturbation"
+    for n in dev.nuisances:
+        same = dev.perturbed(**{n.name: n.default})
+        np.testing.assert_array_equal(same.query_many(t, x), base)
+        moved = dev.perturbed(**{n.name: n.rated[1]})
+        assert moved.nuisance_values[n.name] == n.rated[1]
+        assert not np.allclose(moved.query_many(t, x), base)
+    with pytest.raises(ConfigError, match="no nuisance"):
+        dev.perturbed(not_a_knob=1.0)
+
+
+def test_fresh_chip_differs_but_keeps_levels(make):
+    dev = make(**QUIET)
+    other = dev.fresh_chip(99)
+    assert other.seed == 99
+    assert {k: v for k, v in other.config().items() if k != "seed"} == {
+        k: v for k, v in dev.config().items() if k != "seed"
+    }
+    x, t = _inputs(dev), _thetas(dev, 2)
+    assert not np.allclose(other.query_many(t, x), dev.query_many(t, x))
+
+
+def test_bad_queries_are_rejected(make):
+    dev = make()
+    x, t = _inputs(dev), _thetas(dev, 1)[0]
+    with pytest.raises(OutOfBoundsError):
+        dev.query(dev.space.upper + 1.0, x)
+    bad = t.copy()
+    bad[0] = np.nan
+    with pytest.raises(NonFiniteError):
+        dev.query(bad, x)
+    with pytest.raises(ShapeError):
+        dev.query(t[:-1], x)
+    with pytest.raises(ShapeError):
+        dev.query(t, np.ones((2, *dev.input_shape, 1)))
+    with pytest.raises(NonFiniteError):
+        dev.query(t, np.full((2, *dev.input_shape), np.inf))
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(seed=-1), dict(seed=1.5), dict(noise=-0.1), dict(drift=np.nan), dict(drift_time=0)]
+)
+def test_constructor_rejects_bad_arguments(make, kw):
+    with pytest.raises(ConfigError):
+        make(**kw)
+
+
+def test_works_behind_the_meter(make):
+    dev = make()
+    m = MeteredDevice(dev, max_reconfigurations=3)
+    x = _inputs(dev)
+    y = m.query_many(_thetas(dev, 3), x)
+    assert y.shape == (3, 5, *dev.output_shape)
+    assert m.ledger.reconfigurations == 3 and m.ledger.samples == 15
