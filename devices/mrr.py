@@ -64,9 +64,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from blacksat.devices.base import Nuisance, PhysicsModel, SimulatedDevice
 from numpy.typing import ArrayLike
 
+from blacksat.devices.base import Nuisance, PhysicsModel, SimulatedDevice
 from blacksat.errors import ConfigError, ShapeError
 from blacksat.space import ParamSpace
 
@@ -201,12 +201,17 @@ class MRRPhysics(PhysicsModel):
 
     # ------------------------------------------------------------------ network
     def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``thetas (K, d)``, ``x (B, n_in)`` -> balanced photocurrents ``(K, B, n_out)``."""
+        """``thetas (K, d)``, ``x (B, n_in)`` -> balanced photocurrents ``(K, B, n_out)``.
+
+        ``x`` may also be ``(K, B, n_in)``: its own batch of inputs for each setting.
+        """
         dt = self.offsets.dtype
         thetas = torch.as_tensor(thetas).to(dt)
         if thetas.ndim != 2 or thetas.shape[1] != self.dim:
             raise ShapeError(f"thetas must be (K, {self.dim}), got {tuple(thetas.shape)}")
-        h = torch.as_tensor(x).to(dt)  # (B, n_in), then (K, B, n_l)
+        h = torch.as_tensor(x).to(dt)  # (B, n_in) or (K, B, n_in), then (K, B, n_l)
+        if h.ndim not in (2, 3) or h.shape[-1] != self.layer_sizes[0]:
+            raise ShapeError(f"x must be (B, {self.layer_sizes[0]}), got {tuple(h.shape)}")
         banks = self.transmissions(thetas)
         for layer, (t, dr) in enumerate(banks):
             n = t.shape[-1]
