@@ -26,6 +26,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
+from scipy.signal import lfilter
 from torch import nn
 
 from blacksat.device import check_inputs
@@ -201,9 +202,8 @@ class SimulatedDevice(ABC):
                 torch.as_tensor(applied, dtype=self.dtype), torch.as_tensor(x, dtype=self.dtype)
             )
             if self.noise > 0:
-                y = y + (self.noise * self.full_scale) * torch.randn(
-                    y.shape, generator=self._noise_gen, dtype=y.dtype
-                )
+                noise = torch.randn(y.shape, generator=self._noise_gen, dtype=y.dtype)
+                y = noise.mul_(self.noise * self.full_scale).add_(y)
         return y.double().numpy()
 
     # ------------------------------------------------------------------ models
@@ -242,12 +242,9 @@ class SimulatedDevice(ABC):
             return np.zeros((k, d))
         a = float(np.exp(-1.0 / self.drift_time))
         steps = self._drift_rng.standard_normal((k, d)) * (self.drift * np.sqrt(1 - a * a))
-        out = np.empty((k, d))
-        state = self._drift_state
-        for i in range(k):
-            state = a * state + steps[i]
-            out[i] = state
-        self._drift_state = state
+        # AR(1) recursion state_i = a * state_{i-1} + step_i, vectorized over the k settings
+        out, _ = lfilter([1.0], [1.0, -a], steps, axis=0, zi=a * self._drift_state[None])
+        self._drift_state = out[-1].copy()
         return out
 
     # ------------------------------------------------------------------ misc

@@ -23,6 +23,9 @@ are numbered column by column, top to bottom (the *canonical order*), which is a
 they act on the light. The mesh matrix is ``U = diag(exp(i gamma)) . T_{M-1} ... T_1 . T_0``
 (``T_k`` embedded on its mode pair); the output phases ``gamma`` are invisible to intensity
 detection.
+
+Control layout shared with the device: ``pack_controls`` interleaves ``(theta_k, phi_k)`` per
+MZI; ``crosstalk_adjacency`` lists the neighbouring heaters of the thermal-crosstalk model.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ from numpy.typing import ArrayLike
 
 from blacksat.errors import ConfigError, ShapeError
 
-_BS = np.array([[1.0, 1j], [1j, 1.0]]) / np.sqrt(2.0)
-
 
 def n_mzis(n_modes: int) -> int:
     """Number of MZIs of an ``n_modes`` Clements mesh, ``N (N - 1) / 2``."""
@@ -42,7 +43,7 @@ def n_mzis(n_modes: int) -> int:
 
 def modes_from_mzis(n: int) -> int:
     """Inverse of :func:`n_mzis`: the ``N`` with ``N (N - 1) / 2 == n`` (raises if none)."""
-    n_modes = int(round((1.0 + np.sqrt(1.0 + 8.0 * n)) / 2.0))
+    n_modes = round(float(np.sqrt(1.0 + 8.0 * n) + 1.0) / 2.0)
     if n_mzis(n_modes) != n or n_modes < 2:
         raise ShapeError(f"{n} phases do not make a Clements mesh (need N (N - 1) / 2)")
     return n_modes
@@ -50,10 +51,40 @@ def modes_from_mzis(n: int) -> int:
 
 def mesh_layout(n_modes: int) -> list[tuple[int, int]]:
     """``[(column, top_mode), ...]`` of every MZI in canonical order (length ``N (N - 1) / 2``)."""
-    if int(n_modes) != n_modes or n_modes < 2:
+    if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 2:
         raise ConfigError(f"a Clements mesh needs an integer n_modes >= 2, got {n_modes!r}")
     n_modes = int(n_modes)
     return [(c, m) for c in range(n_modes) for m in range(c % 2, n_modes - 1, 2)]
+
+
+def crosstalk_adjacency(n_modes: int) -> np.ndarray:
+    """Symmetric 0/1 heater-neighbour matrix ``(d, d)``, ``d = N (N - 1)``, control order.
+
+    Neighbours: ``theta``/``phi`` of the same MZI, and the same-kind heater of the MZIs directly
+    above and below in the same column.
+    """
+    layout = mesh_layout(n_modes)
+    d = 2 * len(layout)
+    adj = np.zeros((d, d))
+    index = {cm: k for k, cm in enumerate(layout)}
+    for k, (c, m) in enumerate(layout):
+        adj[2 * k, 2 * k + 1] = adj[2 * k + 1, 2 * k] = 1.0
+        below = index.get((c, m + 2))
+        if below is not None:
+            for h in (0, 1):
+                adj[2 * k + h, 2 * below + h] = adj[2 * below + h, 2 * k + h] = 1.0
+    return adj
+
+
+def pack_controls(thetas: ArrayLike, phis: ArrayLike) -> np.ndarray:
+    """Interleave per-MZI phases ``thetas (M,)``, ``phis (M,)`` into controls ``(2M,)``,
+    wrapped into ``[0, 2 pi)`` (e.g. the output of
+    :func:`~blacksat.devices.clements.clements_decompose`)."""
+    thetas = np.asarray(thetas, dtype=np.float64).ravel()
+    phis = np.asarray(phis, dtype=np.float64).ravel()
+    if thetas.shape != phis.shape:
+        raise ShapeError(f"thetas {thetas.shape} and phis {phis.shape} differ in shape")
+    return np.mod(np.stack([thetas, phis], axis=1).ravel(), 2.0 * np.pi)
 
 
 def coupler_matrix(e: float = 0.0) -> np.ndarray:
@@ -172,8 +203,10 @@ __all__ = [
     "clements_decompose",
     "clements_reconstruct",
     "coupler_matrix",
+    "crosstalk_adjacency",
     "mesh_layout",
     "modes_from_mzis",
     "mzi_matrix",
     "n_mzis",
+    "pack_controls",
 ]
