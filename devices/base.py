@@ -202,7 +202,10 @@ class SimulatedDevice(ABC):
                 torch.as_tensor(applied, dtype=self.dtype), torch.as_tensor(x, dtype=self.dtype)
             )
             if self.noise > 0:
-                noise = torch.randn(y.shape, generator=self._noise_gen, dtype=y.dtype)
+                # one draw per setting, so query_many equals a loop of query bitwise
+                noise = torch.stack(
+                    [torch.randn(y.shape[1:], generator=self._noise_gen, dtype=y.dtype) for _ in y]
+                )
                 y = noise.mul_(self.noise * self.full_scale).add_(y)
         return y.double().numpy()
 

@@ -150,7 +150,8 @@ class AngularSpectrum(nn.Module):
         if self.distance == 0:
             return field
         spectrum = torch.fft.fft2(field)
-        return torch.fft.ifft2(spectrum * self.transfer().to(spectrum.dtype))
+        spectrum.mul_(self.transfer().to(spectrum.dtype))  # fresh tensor: in place is safe
+        return torch.fft.ifft2(spectrum)
 
     def extra_repr(self) -> str:
         return (f"shape={self.shape}, pitch={self.pitch:.3g}, wavelength={self.wavelength:.4g}, "
@@ -201,8 +202,6 @@ def pad_center(field: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     ph, pw = (big_h - h) // 2, (big_w - w) // 2
     if ph == pw == 0:
         return field
-    if field.is_complex():
-        return torch.complex(F.pad(field.real, (pw, pw, ph, ph)), F.pad(field.imag, (pw, pw, ph, ph)))
     return F.pad(field, (pw, pw, ph, ph))
 
 
@@ -243,9 +242,10 @@ def affine_resample(
     if images.ndim < 2:
         raise ShapeError(f"images must be (..., H, W), got {tuple(images.shape)}")
     real = images.real.dtype if images.is_complex() else images.dtype
-    rot = torch.as_tensor(rotation, dtype=real).reshape(-1)
-    sh = torch.as_tensor(shift, dtype=real).reshape(-1, 2)
-    sc = torch.as_tensor(scale, dtype=real).reshape(-1)
+    dev = images.device
+    rot = torch.as_tensor(rotation, dtype=real, device=dev).reshape(-1)
+    sh = torch.as_tensor(shift, dtype=real, device=dev).reshape(-1, 2)
+    sc = torch.as_tensor(scale, dtype=real, device=dev).reshape(-1)
     m = max(rot.numel(), sh.shape[0], sc.numel())
     for name, n in (("rotation", rot.numel()), ("shift", sh.shape[0]), ("scale", sc.numel())):
         if n not in (1, m):
@@ -271,7 +271,7 @@ def affine_resample(
     inv = torch.stack((torch.stack((cos, -sin), -1), torch.stack((sin, cos), -1)), -2)
     inv = inv / sc[:, None, None]
     # normalised coordinates (align_corners=False): x_n = x / (W / 2), y_n = y / (H / 2)
-    d = torch.tensor([w / 2.0, h / 2.0], dtype=real)
+    d = torch.tensor([w / 2.0, h / 2.0], dtype=real, device=dev)
     lin = inv * d[None, None, :] / d[None, :, None]  # D^-1 A^-1 D
     off = -(inv @ sh[:, :, None])[..., 0] / d  # -D^-1 A^-1 t
     theta = torch.cat((lin, off[:, :, None]), dim=2)  # (m, 2, 3)

@@ -6,9 +6,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from blacksat.devices import DEVICES, SimulatedDevice
 
 from blacksat import ConfigError, Device, NonFiniteError, OutOfBoundsError, ParamSpace, ShapeError
+from blacksat.devices import DEVICES, SimulatedDevice
 from blacksat.meter import MeteredDevice
 
 SMALL = {
@@ -102,6 +102,15 @@ def test_vectorized_equals_looped(make):
     x, t = _inputs(dev), _thetas(dev, 4)
     looped = np.stack([dev.query(ti, x) for ti in t])
     np.testing.assert_allclose(dev.query_many(t, x), looped, rtol=1e-10, atol=1e-12)
+
+
+def test_vectorized_equals_looped_with_noise_and_drift(make):
+    dev = make(dtype=torch.float64, noise=0.02, drift=0.01, drift_time=20.0)
+    x, t = _inputs(dev), _thetas(dev, 4)
+    batched = dev.query_many(t, x)
+    dev.reset()
+    looped = np.stack([dev.query(ti, x) for ti in t])
+    np.testing.assert_allclose(batched, looped, rtol=1e-10, atol=1e-12)
 
 
 def test_noise_and_drift_are_seeded_and_present(make):
