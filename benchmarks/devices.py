@@ -26,37 +26,48 @@ from _report import ROOT, machine, write_section
 from blacksat.devices import DEVICES
 
 
-def timed(fn, reps: int, min_seconds: float = 2.0) -> tuple[float, float, float]:
-    """Median, min, max of at least ``reps`` timings (more for fast calls: ~``min_seconds``)."""
-    fn()  # warm-up
-    ts: list[float] = []
-    while len(ts) < reps or sum(ts) < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _stats(ts: list[float]) -> tuple[float, float, float]:
     return float(np.median(ts)), float(np.min(ts)), float(np.max(ts))
 
 
-def bench_device(name: str, k: int, b: int, reps: int) -> dict:
+def bench_device(name: str, k: int, b: int, reps: int, min_seconds: float = 6.0) -> dict:
+    """Interleaved timings (K settings, one setting, loop of K) so that a slow phase of the
+    machine hits all three alike; ratios are taken per round, then their median."""
     dev = DEVICES[name]()
     rng = np.random.default_rng(0)
     thetas = dev.space.sample(rng, k)
     x = rng.uniform(0, 1, (b, *dev.input_shape))
-    t_k = timed(lambda: dev.query_many(thetas, x), reps)
-    t_1 = timed(lambda: dev.query_many(thetas[:1], x), reps)
-    t_loop = timed(lambda: [dev.query(t, x) for t in thetas], max(1, reps // 2))
-    per_setting = (t_k[0] - t_1[0]) / (k - 1)
+    many = lambda: dev.query_many(thetas, x)  # noqa: E731
+    one = lambda: dev.query_many(thetas[:1], x)  # noqa: E731
+    loop = lambda: [dev.query(t, x) for t in thetas]  # noqa: E731
+    many(), one(), loop()  # warm-up
+    t_k, t_1, t_loop = [], [], []
+    while len(t_k) < reps or sum(t_k) + sum(t_1) + sum(t_loop) < min_seconds:
+        t_k.append(_time(many))
+        t_1.append(_time(one))
+        t_loop.append(_time(loop))
+    per = [(a - c) / (k - 1) * 1e6 for a, c in zip(t_k, t_1, strict=True)]
+    speed = [c / a for a, c in zip(t_k, t_loop, strict=True)]
     return {
         "device": name,
         "controls": dev.space.dim,
         "K": k,
         "B": b,
-        "t_query_many_s": t_k,
-        "t_single_s": t_1,
-        "t_loop_s": t_loop,
-        "us_per_additional_setting": per_setting * 1e6,
-        "speedup_vs_loop": t_loop[0] / t_k[0],
-        "samples_per_s": k * b / t_k[0],
+        "rounds": len(t_k),
+        "t_query_many_s": _stats(t_k),
+        "t_single_s": _stats(t_1),
+        "t_loop_s": _stats(t_loop),
+        "us_per_additional_setting": float(np.median(per)),
+        "us_per_additional_setting_iqr": [float(v) for v in np.percentile(per, [25, 75])],
+        "speedup_vs_loop": float(np.median(speed)),
+        "speedup_vs_loop_iqr": [float(v) for v in np.percentile(speed, [25, 75])],
+        "samples_per_s": k * b / float(np.median(t_k)),
     }
 
 
@@ -86,8 +97,9 @@ def main() -> None:
         "## Devices: vectorized K x B evaluation",
         "",
         f"Command: `python benchmarks/devices.py` (K = {args.k} settings, B = {args.b} inputs, "
-        f">= {reps} repetitions (more for fast calls), median with min..max, each device in a "
-        f"fresh process). Machine: {machine()}.",
+        f"interleaved rounds (>= {reps}, and >= 6 s per device), each device in a fresh "
+        f"process; times are medians (min..max); per-setting cost and speed-up are medians of "
+        f"per-round values (interquartile range). Machine: {machine()}.",
         "",
         "| device | controls | `query_many` K settings (ms) | one setting (ms) "
         "| loop of K `query` (ms) | us per additional setting | speed-up vs loop | samples / s |",
@@ -96,9 +108,11 @@ def main() -> None:
     for r in rows:
         tk, t1, tl = (r[k] for k in ("t_query_many_s", "t_single_s", "t_loop_s"))
         fmt = lambda t: f"{t[0] * 1e3:.2f} ({t[1] * 1e3:.2f}..{t[2] * 1e3:.2f})"  # noqa: E731
+        iqr = lambda q: f"{q[0]:.3g}..{q[1]:.3g}"  # noqa: E731
         lines.append(
             f"| {r['device']} | {r['controls']} | {fmt(tk)} | {fmt(t1)} | {fmt(tl)} | "
-            f"{r['us_per_additional_setting']:.1f} | {r['speedup_vs_loop']:.1f}x | "
+            f"{r['us_per_additional_setting']:.1f} ({iqr(r['us_per_additional_setting_iqr'])}) | "
+            f"{r['speedup_vs_loop']:.1f}x ({iqr(r['speedup_vs_loop_iqr'])}) | "
             f"{r['samples_per_s']:.3g} |"
         )
     mzi = next((r for r in rows if r["device"] == "mzi"), None)
