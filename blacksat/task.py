@@ -23,6 +23,7 @@ from torch import nn
 
 from blacksat.data import Dataset
 from blacksat.errors import ConfigError
+from blacksat.objective import Batch
 
 TensorMap = Callable[[torch.Tensor], torch.Tensor]
 
@@ -180,15 +181,28 @@ class Task:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Minibatches ``(features (B, f) in self.dtype, labels (B,) int64)``; shuffled iff
         ``rng``."""
+        for b in self.minibatches(split, batch_size, rng):
+            yield b.features, b.labels
+
+    def batch(self, split: str, index: np.ndarray) -> Batch:
+        """The :class:`~blacksat.objective.Batch` of samples ``index`` of ``split``."""
         x, y = self.data.split(split)
-        n = len(y)
+        idx = np.asarray(index, dtype=np.int64)
+        return Batch(
+            torch.as_tensor(x[idx], dtype=self.dtype), torch.as_tensor(y[idx]), torch.as_tensor(idx)
+        )
+
+    def minibatches(
+        self, split: str, batch_size: int | None, rng: np.random.Generator | None = None
+    ) -> Iterator[Batch]:
+        """One epoch of :class:`~blacksat.objective.Batch` es; shuffled iff ``rng``."""
+        n = len(self.data.split(split)[1])
         order = rng.permutation(n) if rng is not None else np.arange(n)
         step = n if batch_size is None else int(batch_size)
         if step < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
         for i in range(0, n, step):
-            idx = order[i : i + step]
-            yield torch.as_tensor(x[idx], dtype=self.dtype), torch.as_tensor(y[idx])
+            yield self.batch(split, order[i : i + step])
 
     def accuracy(
         self, target: Any, theta: Any, *, split: str = "test", batch_size: int | None = 512
