@@ -1,0 +1,359 @@
+"""Gradient estimators: autograd through a model, physics-aware (device forward, model backward),
+and zeroth-order from queries alone.
+
+Every estimator is ``estimator(theta (d,), batch, ctx) -> Estimate`` plus
+``estimator.evaluate(thetas (K, d), batch, ctx) -> (losses (K,), cost)``; none mutates ``theta``;
+each reports the reconfigurations and samples it spent (:class:`~blacksat.meter.Ledger`). Device
+queries go through the device given (wrap it in :class:`~blacksat.meter.MeteredDevice` to enforce
+budgets); every setting sent is first clipped into the device's :class:`~blacksat.ParamSpace`.
+
+Registered by name in :data:`ESTIMATORS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from blacksat.errors import ConfigError
+from blacksat.meter import Ledger, MeteredDevice
+from blacksat.objective import Batch, Estimate, StepContext, objective
+from blacksat.space import ParamSpace
+
+Family = Callable[..., Any]
+
+
+def _pick(source: Any, family: Family | None, nuisance: Mapping[str, float], what: str) -> Any:
+    """The source itself, or ``family(**nuisance)`` when nuisance values are requested."""
+    if not nuisance:
+        return source
+    if family is None:
+        raise ConfigError(
+            f"nuisance values {dict(nuisance)} requested, but this {what} has no `family` to "
+            "build the perturbed source; pass family=... (e.g. chip.model_family())"
+        )
+    return family(**nuisance)
+
+
+def _digital(task: Any) -> list[torch.nn.Parameter]:
+    return [p for p in task.digital_parameters() if p.requires_grad]
+
+
+def _grads(loss: torch.Tensor, theta: torch.Tensor | None, params: list[torch.nn.Parameter]):
+    inputs = ([theta] if theta is not None else []) + params
+    gs = torch.autograd.grad(loss, inputs, allow_unused=True) if inputs else ()
+    g_theta = gs[0] if theta is not None else None
+    return g_theta, list(gs[1:] if theta is not None else gs)
+
+
+def query_cost(
+    device: Any, k: int, b: int, run: Callable[[], np.ndarray]
+) -> tuple[np.ndarray, Ledger]:
+    """Run a device call and return its readings with the cost it spent.
+
+    With a :class:`MeteredDevice` the cost is the ledger difference (exact, including
+    reconfigurations saved by re-using the held setting); otherwise ``k`` reconfigurations and
+    ``k * b`` samples are assumed.
+    """
+    if isinstance(device, MeteredDevice):
+        before = device.ledger
+        y = run()
+        after = device.ledger
+        return y, Ledger(
+            after.reconfigurations - before.reconfigurations,
+            after.samples - before.samples,
+            after.queries - before.queries,
+            after.failures - before.failures,
+        )
+    return run(), Ledger(k, k * b, 1, 0)
+
+
+def _clip(space: ParamSpace | None, thetas: torch.Tensor) -> torch.Tensor:
+    if space is None:
+        return thetas
+    lo = torch.tensor(space.lower, dtype=thetas.dtype)
+    hi = torch.tensor(space.upper, dtype=thetas.dtype)
+    return torch.minimum(torch.maximum(thetas, lo), hi)
+
+
+class Autograd:
+    """Exact gradients through a differentiable model (the fallback when the model is known).
+
+    Args:
+        model: a :class:`~blacksat.Model` (e.g. ``chip.nominal_model()``, ``chip.exact_model()``
+            or a surrogate).
+        task: the :class:`~blacksat.task.Task`.
+        family: optional ``family(**nuisance) -> Model`` for nuisance perturbations.
+        space: optional control space (used by SAT to keep perturbed points in bounds).
+    """
+
+    name = "autograd"
+
+    def __init__(
+        self,
+        model: Any,
+        task: Any,
+        *,
+        family: Family | None = None,
+        space: ParamSpace | None = None,
+    ) -> None:
+        if not callable(model):
+            raise ConfigError(
+                f"model must be callable as model(theta, x), got {type(model).__name__}"
+            )
+        self.model, self.task, self.family, self.space = model, task, family, space
+
+    def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
+        model = _pick(self.model, self.family, ctx.nuisance, "autograd estimator")
+        th = theta.detach().to(self.task.dtype).requires_grad_(True)
+        params = _digital(self.task)
+        logits = self.task.logits_model(model, th, batch.features)
+        loss = objective(self.task, logits, batch, ctx)
+        g, dg = _grads(loss, th, params)
+        return Estimate(
+            grad=g.detach().to(torch.float64),
+            loss=float(loss.detach()),
+            digital_grads=dg if params else None,
+            logits=logits.detach(),
+        )
+
+    def evaluate(
+        self, thetas: torch.Tensor, batch: Batch, ctx: StepContext
+    ) -> tuple[torch.Tensor, Ledger]:
+        model = _pick(self.model, self.family, ctx.nuisance, "autograd estimator")
+        with torch.no_grad():
+            logits = self.task.logits_model(model, thetas.to(self.task.dtype), batch.features)
+            return objective(self.task, logits, batch, ctx).to(torch.float64), Ledger()
+
+    def __repr__(self) -> str:
+        return f"Autograd(model={type(self.model).__name__})"
+
+
+class _DeviceEstimator:
+    """Shared device plumbing: encode once per batch, query, decode, losses per setting."""
+
+    name = "device"
+
+    def __init__(self, device: Any, task: Any, family: Family | None) -> None:
+        if not (hasattr(device, "query_many") and hasattr(device, "space")):
+            raise ConfigError(
+                f"device must implement the Device protocol, got {type(device).__name__}"
+            )
+        self.device, self.task, self.family = device, task, family
+        self.space: ParamSpace = device.space
+
+    def _device(self, ctx: StepContext) -> Any:
+        return _pick(self.device, self.family, ctx.nuisance, f"{self.name} estimator")
+
+    def _query(
+        self, thetas: torch.Tensor, x: torch.Tensor, ctx: StepContext
+    ) -> tuple[torch.Tensor, Ledger]:
+        """``thetas (K, d)`` (clipped into bounds), ``x (B, *in)`` -> readings ``(K, B, *out)``."""
+        dev = self._device(ctx)
+        t = _clip(self.space, thetas.detach().to(torch.float64)).numpy()
+        xs = x.detach().to(torch.float64).numpy()
+        y, cost = query_cost(dev, t.shape[0], xs.shape[0], lambda: dev.query_many(t, xs))
+        return torch.as_tensor(y, dtype=self.task.dtype), cost
+
+    def evaluate(
+        self, thetas: torch.Tensor, batch: Batch, ctx: StepContext
+    ) -> tuple[torch.Tensor, Ledger]:
+        with torch.no_grad():
+            y, cost = self._query(thetas, self.task.encode(batch.features), ctx)
+            return objective(self.task, self.task.decode(y), batch, ctx).to(torch.float64), cost
+
+
+class PhysicsAware(_DeviceEstimator):
+    """Physics-aware training (PAT, Wright et al. 2022): the forward pass on the device, the
+    backward pass through a model's vector-Jacobian product at the same ``theta``.
+
+    ``y = y_model + stop_grad(y_device - y_model)``: the loss sees the device's readings, the
+    gradient flows through the model. One reconfiguration and ``B`` samples per estimate; digital
+    layers before and after the device get exact chain-rule gradients (through the model's input
+    Jacobian for the front end).
+
+    Args:
+        device: the (metered) device.
+        model: any differentiable :class:`~blacksat.Model` (nominal physics or a surrogate).
+        task: the task.
+        family: optional ``family(**nuisance) -> Device`` (simulation only).
+    """
+
+    name = "physics_aware"
+
+    def __init__(self, device: Any, model: Any, task: Any, *, family: Family | None = None) -> None:
+        super().__init__(device, task, family)
+        if not callable(model):
+            raise ConfigError(
+                f"model must be callable as model(theta, x), got {type(model).__name__}"
+            )
+        self.model = model
+
+    def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
+        params = _digital(self.task)
+        x = self.task.encode(batch.features)
+        y_dev, cost = self._query(theta[None], x, ctx)
+        th = _clip(self.space, theta.detach()).to(self.task.dtype).requires_grad_(True)
+        y_mod = self.model(th, x)
+        y = y_mod + (y_dev[0] - y_mod).detach()
+        logits = self.task.decode(y)
+        loss = objective(self.task, logits, batch, ctx)
+        g, dg = _grads(loss, th, params)
+        return Estimate(
+            grad=g.detach().to(torch.float64),
+            loss=float(loss.detach()),
+            cost=cost,
+            digital_grads=dg if params else None,
+            logits=logits.detach(),
+        )
+
+    def __repr__(self) -> str:
+        return f"PhysicsAware(model={type(self.model).__name__})"
+
+
+Directions = Literal["gaussian", "rademacher", "sphere", "coordinate"]
+Scheme = Literal["central", "forward"]
+
+
+class ZerothOrder(_DeviceEstimator):
+    """Gradients from queries alone (two-point random-direction or coordinate finite differences).
+
+    For ``q`` directions ``u_i`` (with ``E[u u^T] = I``) and smoothing radius ``sigma``:
+
+    - ``scheme="central"`` (antithetic): ``g = 1/q sum_i (L(theta + s u_i) - L(theta - s u_i)) /
+      (2 s) u_i`` from ``2q`` settings;
+    - ``scheme="forward"`` (shared base): ``g = 1/q sum_i (L(theta + s u_i) - L(theta)) / s u_i``
+      from ``q + 1`` settings.
+
+    ``directions``: ``"gaussian"``, ``"rademacher"`` (+-1), ``"sphere"`` (uniform on the sphere of
+    radius ``sqrt(d)``) or ``"coordinate"`` (steps of ``sigma`` along ``q`` distinct random
+    coordinates, summed with weight ``d / q`` so the estimate stays unbiased; ``q=None`` takes all
+    ``d``: exact finite differences). All settings
+    of a step go to the device in **one** ``query_many`` call, on the same minibatch. Settings are
+    clipped into the device's bounds before sending (near a bound the difference is one-sided).
+
+    Digital layers after the device (``task.back``) get exact gradients from the readings already
+    paid for; a trainable front end cannot be differentiated through an opaque device (its
+    gradients are ``None``: use :class:`PhysicsAware` or freeze it).
+    """
+
+    name = "zeroth_order"
+
+    def __init__(
+        self,
+        device: Any,
+        task: Any,
+        *,
+        q: int | None = 8,
+        sigma: float = 0.05,
+        directions: Directions = "gaussian",
+        scheme: Scheme = "central",
+        family: Family | None = None,
+    ) -> None:
+        super().__init__(device, task, family)
+        if directions not in ("gaussian", "rademacher", "sphere", "coordinate"):
+            raise ConfigError(f"unknown directions {directions!r}")
+        if scheme not in ("central", "forward"):
+            raise ConfigError(f"scheme must be 'central' or 'forward', got {scheme!r}")
+        if q is None and directions != "coordinate":
+            raise ConfigError("q=None (all coordinates) needs directions='coordinate'")
+        if q is not None and (isinstance(q, bool) or int(q) != q or q < 1):
+            raise ConfigError(f"q must be a positive integer, got {q!r}")
+        if not np.isfinite(sigma) or sigma <= 0:
+            raise ConfigError(f"sigma must be > 0, got {sigma!r}")
+        d = self.space.dim
+        if directions == "coordinate" and q is not None and q > d:
+            raise ConfigError(f"q={q} coordinates requested but the device has only d={d} controls")
+        self.q = d if q is None else int(q)
+        self.sigma, self.directions, self.scheme = float(sigma), directions, scheme
+
+    def settings_per_step(self) -> int:
+        """Settings sent per estimate: ``2q`` (central) or ``q + 1`` (forward)."""
+        return 2 * self.q if self.scheme == "central" else self.q + 1
+
+    def _directions(self, d: int, rng: np.random.Generator) -> np.ndarray:
+        q = self.q
+        if self.directions == "gaussian":
+            return rng.standard_normal((q, d))
+        if self.directions == "rademacher":
+            return rng.choice(np.array([-1.0, 1.0]), size=(q, d))
+        if self.directions == "sphere":
+            u = rng.standard_normal((q, d))
+            return u / np.linalg.norm(u, axis=1, keepdims=True) * np.sqrt(d)
+        idx = np.arange(d) if q == d else rng.choice(d, size=q, replace=False)
+        u = np.zeros((q, d))
+        u[np.arange(q), idx] = 1.0  # unit steps of sigma along q distinct coordinates
+        return u
+
+    def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
+        th = theta.detach().to(torch.float64)
+        u = torch.as_tensor(self._directions(th.numel(), ctx.rng), dtype=torch.float64)
+        s = self.sigma
+        if self.scheme == "central":
+            thetas = torch.cat([th + s * u, th - s * u])
+        else:
+            thetas = torch.cat([th[None], th + s * u])
+        with torch.no_grad():
+            x = self.task.encode(batch.features)
+        y, cost = self._query(thetas, x, ctx)
+        params = _digital(self.task)
+        back = [p for p in params if self.task.back is not None and _owns(self.task.back, p)]
+        logits = self.task.decode(y)  # (K, B, C), differentiable in the back layers only
+        losses = objective(self.task, logits, batch, ctx)  # (K,)
+        lv = losses.detach().to(torch.float64)
+        q = self.q
+        if self.scheme == "central":
+            coef = (lv[:q] - lv[q:]) / (2 * s)
+            loss_at, logits_at = float(lv.mean()), logits.detach().mean(0)
+        else:
+            coef = (lv[1:] - lv[0]) / s
+            loss_at, logits_at = float(lv[0]), logits.detach()[0]
+        # random directions: E[u u^T] = I, average over q; coordinates: each sampled with
+        # probability q / d, so the sum is scaled by d / q (exact differences when q = d)
+        weight = th.numel() / q if self.directions == "coordinate" else 1.0 / q
+        grad = weight * (coef[:, None] * u).sum(0)
+        digital = None
+        if params:
+            mean_loss = losses[0] if self.scheme == "forward" else losses.mean()
+            gb = torch.autograd.grad(mean_loss, back, allow_unused=True) if back else ()
+            by_id = {id(p): g for p, g in zip(back, gb, strict=True)}
+            digital = [by_id.get(id(p)) for p in params]
+        return Estimate(grad=grad, loss=loss_at, cost=cost, digital_grads=digital, logits=logits_at)
+
+    def __repr__(self) -> str:
+        return (
+            f"ZerothOrder(q={self.q}, sigma={self.sigma}, directions={self.directions!r}, "
+            f"scheme={self.scheme!r})"
+        )
+
+
+def _owns(module: torch.nn.Module, p: torch.nn.Parameter) -> bool:
+    return any(p is mp for mp in module.parameters())
+
+
+ESTIMATORS: dict[str, type] = {
+    Autograd.name: Autograd,
+    PhysicsAware.name: PhysicsAware,
+    ZerothOrder.name: ZerothOrder,
+}
+
+
+def make_estimator(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Build a registered estimator by name (``"autograd"``, ``"physics_aware"``,
+    ``"zeroth_order"``)."""
+    if name not in ESTIMATORS:
+        raise ConfigError(f"unknown estimator {name!r}; registered: {sorted(ESTIMATORS)}")
+    return ESTIMATORS[name](*args, **kwargs)
+
+
+__all__ = [
+    "ESTIMATORS",
+    "Autograd",
+    "PhysicsAware",
+    "ZerothOrder",
+    "make_estimator",
+    "query_cost",
+]
