@@ -23,7 +23,7 @@ from blacksat.errors import ConfigError
 from blacksat.estimators import _clip
 from blacksat.meter import Ledger
 from blacksat.objective import Batch, Estimate, StepContext, add_costs
-from blacksat.perturbations import L2Ball, Perturbation, PerturbationModel
+from blacksat.perturbations import L2Ball, Perturbation, PerturbationModel, is_zero
 
 Mode = Literal["worst", "average"]
 
@@ -67,7 +67,7 @@ class SAT:
 
     # ------------------------------------------------------------------ the step
     def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
-        if _is_zero(self.perturbation):
+        if is_zero(self.perturbation):
             return self.descent(theta, batch, ctx)
         if self.mode == "average":
             return self._average(theta, batch, ctx)
@@ -142,14 +142,6 @@ class SAT:
             f"SAT(descent={self.descent!r}, ascent={self.ascent!r}, "
             f"perturbation={self.perturbation!r}, mode={self.mode!r})"
         )
-
-
-def _is_zero(model: Any) -> bool:
-    for attr in ("rho", "radius"):
-        v = getattr(model, attr, None)
-        if v is not None:
-            return float(v) == 0.0
-    return False
 
 
 def sat(

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -30,7 +32,9 @@ from scipy.signal import lfilter
 from torch import nn
 
 from blacksat.device import check_inputs
+from blacksat.devices.perturbations import rated_nuisances
 from blacksat.errors import ConfigError
+from blacksat.perturbations import PerturbationModel
 from blacksat.space import ParamSpace
 
 Self = TypeVar("Self", bound="SimulatedDevice")
@@ -174,9 +178,9 @@ class SimulatedDevice(ABC):
         ``self.nuisance_values``."""
 
     @abstractmethod
-    def _build_nominal(self) -> PhysicsModel:
-        """The nominal physics a user believes (no errors, no unmodelled effects, nominal
-        nuisance values)."""
+    def _build_nominal(self, **nuisance: float) -> PhysicsModel:
+        """The nominal physics a user believes (no errors, no unmodelled effects) at the given
+        nuisance values (every name of :attr:`nuisances`, already validated)."""
 
     @abstractmethod
     def config(self) -> dict[str, Any]:
@@ -213,10 +217,58 @@ class SimulatedDevice(ABC):
         """
         return copy.deepcopy(self._truth).to(dtype or self.dtype)
 
-    def nominal_model(self, dtype: torch.dtype | None = None) -> PhysicsModel:
+    def nominal_model(self, dtype: torch.dtype | None = None, **nuisance: float) -> PhysicsModel:
         """The differentiable model a user would believe: all errors and hidden effects
-        omitted."""
-        return self._build_nominal().to(dtype or self.dtype)
+        omitted; at the nominal nuisance values unless some are given (e.g.
+        ``mrr.nominal_model(temperature=1.5)``, so that a nuisance adversary can run offline on
+        the nominal physics). Unknown names raise :class:`ConfigError`."""
+        values = self._nuisance_values(nuisance, {n.name: n.default for n in self.nuisances})
+        return self._build_nominal(**values).to(dtype or self.dtype)
+
+    def model_family(
+        self,
+        kind: Literal["nominal", "exact"] = "nominal",
+        *,
+        dtype: torch.dtype | None = None,
+        cache_size: int = 4,
+    ) -> ModelFamily:
+        """``family(**nuisance) -> PhysicsModel``: the nominal model (``kind="nominal"``,
+        :meth:`nominal_model`) or the truth of this chip (``kind="exact"``,
+        ``self.perturbed(**nuisance).exact_model()``) at given nuisance values, for estimators
+        that evaluate at nuisance values (``StepContext.nuisance``). Names not given keep the
+        nominal values (``"nominal"``) or this device's current values (``"exact"``). The last
+        ``cache_size`` models are cached per nuisance tuple (adversaries call it every step);
+        cached models are shared: do not modify them."""
+        if kind not in ("nominal", "exact"):
+            raise ConfigError(f"kind must be 'nominal' or 'exact', got {kind!r}")
+        return ModelFamily(self, kind, dtype, cache_size)
+
+    def perturbation_models(self) -> dict[str, PerturbationModel]:
+        """The perturbation models of this device's physics, named by what they mean, each
+        covering its rated range (:mod:`blacksat.perturbations`). Here: one
+        :class:`~blacksat.perturbations.NuisanceModel` per nuisance parameter; devices add the
+        control-space geometry of their disturbances."""
+        return {n.name: rated_nuisances(self, n.name) for n in self.nuisances}
+
+    def _nuisance_values(
+        self, given: Mapping[str, float], base: Mapping[str, float]
+    ) -> dict[str, float]:
+        """``base`` updated with ``given`` (names checked, values finite floats)."""
+        unknown = set(given) - set(base)
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__} has no nuisance parameter(s) {sorted(unknown)}; "
+                f"known: {sorted(base)}"
+            )
+        out = {k: float(v) for k, v in base.items()}
+        for k, v in given.items():
+            try:
+                out[k] = float(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"nuisance {k} must be a number, got {v!r}") from None
+            if not np.isfinite(out[k]):
+                raise ConfigError(f"nuisance {k} must be finite, got {v!r}")
+        return out
 
     # ------------------------------------------------------------------ variants
     def perturbed(self: Self, **nuisance: float) -> Self:
@@ -297,4 +349,49 @@ class SimulatedDevice(ABC):
         self.__dict__.update(state)
 
 
-__all__ = ["Nuisance", "PhysicsModel", "SimulatedDevice"]
+class ModelFamily:
+    """``family(**nuisance) -> PhysicsModel`` for one device (see
+    :meth:`SimulatedDevice.model_family`), with an LRU cache of the last ``cache_size``
+    models keyed by the full nuisance tuple."""
+
+    def __init__(
+        self, device: SimulatedDevice, kind: str, dtype: torch.dtype | None, cache_size: int
+    ) -> None:
+        if (
+            isinstance(cache_size, bool)
+            or not isinstance(cache_size, (int, np.integer))
+            or cache_size < 1
+        ):
+            raise ConfigError(f"cache_size must be an integer >= 1, got {cache_size!r}")
+        self.device, self.kind, self.dtype = device, kind, dtype
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[tuple[tuple[str, float], ...], PhysicsModel] = OrderedDict()
+
+    def _base(self) -> dict[str, float]:
+        if self.kind == "exact":
+            return dict(self.device.nuisance_values)
+        return {n.name: n.default for n in self.device.nuisances}
+
+    def __call__(self, **nuisance: float) -> PhysicsModel:
+        values = self.device._nuisance_values(nuisance, self._base())
+        key = tuple(values.items())
+        model = self._cache.get(key)
+        if model is not None:
+            self._cache.move_to_end(key)
+            return model
+        if self.kind == "nominal":
+            model = self.device.nominal_model(self.dtype, **values)
+        elif values == self.device.nuisance_values:
+            model = self.device.exact_model(self.dtype)
+        else:
+            model = self.device.perturbed(**values).exact_model(self.dtype)
+        self._cache[key] = model
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return model
+
+    def __repr__(self) -> str:
+        return f"ModelFamily({type(self.device).__name__}, kind={self.kind!r})"
+
+
+__all__ = ["ModelFamily", "Nuisance", "PhysicsModel", "SimulatedDevice"]

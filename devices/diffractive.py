@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from blacksat.devices.base import Nuisance, PhysicsModel, SimulatedDevice
+from blacksat.devices.perturbations import rated_nuisances
 from blacksat.devices.propagation import (
     AngularSpectrum,
     affine_resample,
@@ -53,6 +54,7 @@ from blacksat.devices.propagation import (
     separable_blur,
 )
 from blacksat.errors import ConfigError, ShapeError
+from blacksat.perturbations import PerturbationModel
 from blacksat.space import ParamSpace
 
 FULL_SCALE_POWER = 0.05
@@ -399,14 +401,31 @@ class DiffractiveNetwork(SimulatedDevice):
             saturation=self.saturation,
         )
 
-    def _build_nominal(self) -> DiffractivePhysics:
+    def _build_nominal(self, rotation: float = 0.0, shift_x: float = 0.0, shift_y: float = 0.0,
+                       scale: float = 1.0) -> DiffractivePhysics:
         L, n, C = self.n_layers, self.n, self.n_classes
+        _num("nuisance scale", scale, 0.0, True)
         align = np.tile(np.array([0.0, 0.0, 0.0, 1.0]), (L, 1))
         return self._physics(
-            lut_gain=np.ones((L, n, n)), align=align, nuisance=(0.0, 0.0, 0.0, 1.0),
+            lut_gain=np.ones((L, n, n)), align=align,
+            nuisance=(rotation, shift_x, shift_y, scale),
             crosstalk=0.0, phase_amplitude=0.0, illumination=0.0, gains=np.ones(C),
             saturation=0.0,
         )
+
+    def perturbation_models(self) -> dict[str, PerturbationModel]:
+        """Misalignment of the masks, over the rated ranges
+        (:class:`~blacksat.perturbations.NuisanceModel`, finite-difference adversary; the
+        nominal model resamples the masks like the truth: ``nominal_model(rotation=1.0)``):
+        ``"misalignment"`` (rotation, shift_x, shift_y and scale together), and each alone:
+        ``"rotation"``, ``"shift"`` (both axes), ``"scale"``.
+        """
+        return {
+            "misalignment": rated_nuisances(self),
+            "rotation": rated_nuisances(self, "rotation"),
+            "shift": rated_nuisances(self, "shift_x", "shift_y"),
+            "scale": rated_nuisances(self, "scale"),
+        }
 
 
 __all__ = ["FULL_SCALE_POWER", "DiffractiveNetwork", "DiffractivePhysics", "detector_layout"]

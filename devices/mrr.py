@@ -67,7 +67,9 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 
 from blacksat.devices.base import Nuisance, PhysicsModel, SimulatedDevice
+from blacksat.devices.perturbations import rated_extent
 from blacksat.errors import ConfigError, ShapeError
+from blacksat.perturbations import CommonMode, PerControl, PerturbationModel
 from blacksat.space import ParamSpace
 
 TEMPERATURE_SHIFT = 0.08
@@ -408,13 +410,31 @@ class MRRWeightBank(SimulatedDevice):
             temperature=self.nuisance_values["temperature"],
         )
 
-    def _build_nominal(self) -> PhysicsModel:
+    def _build_nominal(self, temperature: float = 0.0) -> PhysicsModel:
         return MRRPhysics(
             self.layer_sizes,
             linewidth=self.linewidth,
             activation=self.activation,
             gains=self.gains,
+            temperature=temperature,
         )
+
+    def perturbation_models(self) -> dict[str, PerturbationModel]:
+        """The disturbances of a ring bank, each covering its rated range:
+
+        - ``"thermal"``: :class:`~blacksat.perturbations.CommonMode` shift of every control by
+          up to ``0.08 * 2 K = 0.16`` (ambient drift moves every resonance together; on the
+          nominal physics a shift of ``0.08 dT`` *is* ``nominal_model(temperature=dT)``);
+        - ``"temperature"``: the nuisance itself, rated -2..2 K
+          (:class:`~blacksat.perturbations.NuisanceModel`, for finite-difference adversaries);
+        - ``"fabrication"``: independent ``N(0, offset^2)`` resonance offsets per ring
+          (another chip of the same process; :class:`~blacksat.perturbations.PerControl`).
+        """
+        return {
+            "thermal": CommonMode(TEMPERATURE_SHIFT * rated_extent(self, "temperature")),
+            **super().perturbation_models(),
+            "fabrication": PerControl(self.offset, kind="gaussian"),
+        }
 
 
 def _check(

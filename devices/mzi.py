@@ -41,10 +41,12 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError, ShapeError
+from blacksat.perturbations import CommonMode, PerControl, PerturbationModel
 from blacksat.space import ParamSpace
 
 from .base import Nuisance, PhysicsModel, SimulatedDevice
 from .clements import crosstalk_adjacency, mesh_layout, n_mzis, pack_controls
+from .perturbations import rated_extent
 
 _BS_MARGIN = 1e-3  # |e| <= 1 - margin: a coupler never becomes a perfect bar/cross (no NaN)
 _MAX_POWER = 1e30  # readings clip here (in full scales): float32 overflow guard, never NaN
@@ -369,8 +371,28 @@ class MZIMesh(SimulatedDevice):
             detection=self.detection,
         )
 
-    def _build_nominal(self) -> PhysicsModel:
-        return MZIPhysics(self.n_modes, detection=self.detection)
+    def _build_nominal(self, temperature: float = 0.0) -> PhysicsModel:
+        return MZIPhysics(
+            self.n_modes, phase_shift=self.thermal_coeff * temperature, detection=self.detection
+        )
+
+    def perturbation_models(self) -> dict[str, PerturbationModel]:
+        """The disturbances of a mesh, each covering its rated range:
+
+        - ``"phase_drift"``: :class:`~blacksat.perturbations.CommonMode` shift of every phase
+          by up to ``|thermal_coeff| * 2 K`` (on the nominal physics a shift of
+          ``thermal_coeff * dT`` *is* ``nominal_model(temperature=dT)``);
+        - ``"temperature"``: the nuisance itself, rated -2..2 K
+          (:class:`~blacksat.perturbations.NuisanceModel`);
+        - ``"phase_error"``: independent ``N(0, s_ps^2)`` phase errors per phase shifter
+          (another chip of the same process; :class:`~blacksat.perturbations.PerControl`).
+        """
+        drift = abs(self.thermal_coeff) * rated_extent(self, "temperature")
+        return {
+            "phase_drift": CommonMode(drift),
+            **super().perturbation_models(),
+            "phase_error": PerControl(self.s_ps, kind="gaussian"),
+        }
 
     def config(self) -> dict[str, Any]:
         """Every constructor argument (JSON-friendly; ``dtype`` as a string)."""
