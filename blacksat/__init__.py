@@ -17,25 +17,49 @@ from blacksat.errors import (
     ShapeError,
     ValidationError,
 )
+from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
+from blacksat.meter import Budget, Ledger, MeteredDevice
+from blacksat.objective import Batch, Estimate, GradientEstimator, StepContext
+from blacksat.sat import SAT, FreeAscent, sat
 from blacksat.space import ParamSpace
+from blacksat.task import Task
+from blacksat.train_config import TrainConfig
+from blacksat.trainer import Trainer, TrainResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SAT",
+    "Autograd",
+    "Batch",
     "BlacksatError",
+    "Budget",
     "BudgetExhausted",
     "ConfigError",
     "Device",
     "DeviceError",
     "DeviceTimeout",
+    "Estimate",
+    "FreeAscent",
+    "GradientEstimator",
     "InvalidReading",
+    "Ledger",
+    "MeteredDevice",
     "Model",
     "NonFiniteError",
     "OutOfBoundsError",
     "ParamSpace",
+    "PhysicsAware",
     "ShapeError",
+    "StepContext",
+    "Task",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
     "ValidationError",
+    "ZerothOrder",
     "__version__",
     "check_inputs",
     "query_many_by_loop",
+    "sat",
 ]

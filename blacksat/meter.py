@@ -273,6 +273,23 @@ class MeteredDevice:
     def __getstate__(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
+    def restore(self, ledger: Ledger) -> None:
+        """Set what has been spent to ``ledger`` (resuming a run from its checkpoint in a new
+        process: the budgets then count the run's whole spend). Replaces the current ledger;
+        the setting the device holds is unchanged (still unknown to a fresh wrapper)."""
+        if not isinstance(ledger, Ledger):
+            raise ConfigError(f"restore needs a Ledger, got {type(ledger).__name__}")
+        for name in ("reconfigurations", "samples", "queries", "failures"):
+            v = getattr(ledger, name)
+            if isinstance(v, bool) or int(v) != v or v < 0:
+                raise ConfigError(f"ledger {name} must be a non-negative integer, got {v!r}")
+        self._ledger = Ledger(
+            int(ledger.reconfigurations),
+            int(ledger.samples),
+            int(ledger.queries),
+            int(ledger.failures),
+        )
+
 
 def _shape_attr(device: Any, name: str) -> tuple[int, ...] | None:
     shape = getattr(device, name, None)

@@ -75,8 +75,10 @@ class Estimate:
         grad: ``(d,)`` float64 estimate of ``dL/dtheta``.
         loss: the objective at ``theta`` (or the best estimate the queries allow).
         cost: device cost of this estimate (reconfigurations, samples, queries).
-        digital_grads: gradients of ``task.digital_parameters()`` in order (``None`` entries
-            where no gradient is available), or ``None`` if the task has no digital layers.
+        digital_grads: gradients of the task's *trainable* digital parameters (those of
+            ``task.digital_parameters()`` with ``requires_grad``), in order, with ``None``
+            entries where no gradient is available (e.g. a front end under zeroth-order
+            estimation); ``None`` if the task has no trainable digital layers.
         logits: ``(B, C)`` logits at ``theta`` (or their best estimate), detached; for losses
             that remember outputs (SAF) and for monitoring.
     """

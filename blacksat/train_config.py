@@ -1,0 +1,188 @@
+"""Training configuration: the optimizer by name, learning rates, schedules, run length, seeds.
+
+A frozen, validated dataclass (``STYLE.md``, lesson 12): a bad value fails at construction, not
+halfway through a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from blacksat.errors import ConfigError
+
+#: ``factory(optimizer) -> scheduler``; stepped once per optimization step
+ScheduleFactory = Callable[[torch.optim.Optimizer], Any]
+
+_NOT_STEPWISE = {"lbfgs", "sparseadam"}  # need a closure / sparse gradients
+
+
+def optimizers() -> dict[str, type[torch.optim.Optimizer]]:
+    """The ``torch.optim`` optimizers usable by name (lower case: ``"adam"``, ``"sgd"``, ...)."""
+    out = {}
+    for name, obj in vars(torch.optim).items():
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, torch.optim.Optimizer)
+            and obj is not torch.optim.Optimizer
+            and name.lower() not in _NOT_STEPWISE
+        ):
+            out[name.lower()] = obj
+    return out
+
+
+def _int_or_none(name: str, value: Any, low: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low} or None, got {value!r}")
+
+
+def _positive(name: str, value: Any) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (validated at construction).
+
+    Attributes:
+        optimizer: a ``torch.optim`` optimizer by name, case-insensitive (``"adam"`` default,
+            ``"sgd"``, ``"adamw"``, ``"rmsprop"``, ...; see :func:`optimizers`).
+        optimizer_kwargs: extra keyword arguments of the optimizer (not ``lr``).
+        lr: learning rate of the controls.
+        digital_lr: learning rate of the digital layers (default: ``lr``).
+        schedule: ``None``, ``"cosine"`` (``CosineAnnealingLR`` over the run's steps),
+            ``"step"`` (``StepLR``, by default every epoch) or a factory
+            ``factory(optimizer) -> torch.optim.lr_scheduler.LRScheduler``. Stepped once per
+            optimization step (``ReduceLROnPlateau`` receives the step's loss).
+        schedule_kwargs: keyword arguments of the built-in schedules (e.g. ``eta_min``,
+            ``gamma``, ``step_size``).
+        epochs: passes over the training split (``None``: only ``max_steps`` bounds the run).
+        max_steps: total optimization steps (``None``: only ``epochs``). At least one is set.
+        batch_size: minibatch size (``None``: the full training split); the last batch of an
+            epoch may be smaller.
+        seed: seed of the run's ``numpy.random.Generator`` (shuffling, estimator draws).
+        checkpoint_every: write a checkpoint every this many steps (needs a checkpoint path).
+        log_every: write a JSONL log line every this many steps.
+        progress: show a ``tqdm`` progress bar.
+        train_digital: train the task's digital layers jointly (with the estimator's
+            ``digital_grads``); ``False`` leaves them untouched.
+    """
+
+    optimizer: str = "adam"
+    optimizer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    lr: float = 1e-2
+    digital_lr: float | None = None
+    schedule: str | ScheduleFactory | None = None
+    schedule_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    epochs: int | None = 10
+    max_steps: int | None = None
+    batch_size: int | None = 32
+    seed: int = 0
+    checkpoint_every: int | None = None
+    log_every: int = 1
+    progress: bool = True
+    train_digital: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.optimizer, str) or self.optimizer.lower() not in optimizers():
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; use one of {sorted(optimizers())}"
+            )
+        object.__setattr__(self, "optimizer", self.optimizer.lower())
+        for name in ("optimizer_kwargs", "schedule_kwargs"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{name} must be a mapping, got {type(value).__name__}")
+            object.__setattr__(self, name, dict(value))  # never alias the caller's dict
+        if "lr" in self.optimizer_kwargs:
+            raise ConfigError("pass the learning rate as TrainConfig(lr=...), not in kwargs")
+        _positive("lr", self.lr)
+        if self.digital_lr is not None:
+            _positive("digital_lr", self.digital_lr)
+        _int_or_none("epochs", self.epochs, 1)
+        _int_or_none("max_steps", self.max_steps, 1)
+        if self.epochs is None and self.max_steps is None:
+            raise ConfigError("set epochs, max_steps or both: the run needs an end")
+        _int_or_none("batch_size", self.batch_size, 1)
+        _int_or_none("checkpoint_every", self.checkpoint_every, 1)
+        _int_or_none("seed", self.seed, 0)
+        if self.seed is None:
+            raise ConfigError("seed must be an integer >= 0")
+        if self.log_every is None:
+            raise ConfigError("log_every must be an integer >= 1")
+        _int_or_none("log_every", self.log_every, 1)
+        for name in ("progress", "train_digital"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if not (self.schedule is None or self.schedule in ("cosine", "step")):
+            if isinstance(self.schedule, str) or not callable(self.schedule):
+                raise ConfigError(
+                    f"schedule must be None, 'cosine', 'step' or a factory(optimizer), "
+                    f"got {self.schedule!r}"
+                )
+        # build throwaway instances so bad kwargs fail here, not mid-run
+        probe = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        try:
+            opt = self.optimizer_class()([probe], lr=self.lr, **self.optimizer_kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid optimizer_kwargs for {self.optimizer}: {exc}") from exc
+        if self.schedule in ("cosine", "step"):
+            try:
+                make_schedule(self, opt, total_steps=1, steps_per_epoch=1)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"invalid schedule_kwargs for {self.schedule}: {exc}") from exc
+
+    def optimizer_class(self) -> type[torch.optim.Optimizer]:
+        """The ``torch.optim`` class named by :attr:`optimizer`."""
+        return optimizers()[self.optimizer]
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (callables by ``repr``)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def make_schedule(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, *, total_steps: int, steps_per_epoch: int
+) -> Any:
+    """The learning-rate scheduler of ``config`` on ``optimizer`` (``None`` without one)."""
+    s = config.schedule
+    if s is None:
+        return None
+    kw = dict(config.schedule_kwargs)
+    if s == "cosine":
+        kw.setdefault("T_max", max(1, total_steps))
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **kw)
+    if s == "step":
+        kw.setdefault("step_size", max(1, steps_per_epoch))
+        return torch.optim.lr_scheduler.StepLR(optimizer, **kw)
+    sched = s(optimizer)  # type: ignore[operator]
+    if not (
+        callable(getattr(sched, "step", None)) and callable(getattr(sched, "state_dict", None))
+    ):
+        raise ConfigError(
+            f"the schedule factory returned {type(sched).__name__}, not a torch lr scheduler"
+        )
+    return sched
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+__all__ = ["ScheduleFactory", "TrainConfig", "make_schedule", "optimizers"]

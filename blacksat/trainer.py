@@ -1,0 +1,527 @@
+"""The training loop: a ``torch.optim`` optimizer on the controls (and on the digital layers of a
+hybrid task), driven by any :class:`~blacksat.objective.GradientEstimator`.
+
+One step (``DESIGN.md``, data flow)::
+
+    batch  <- next minibatch of the epoch's permutation (drawn from the run's generator)
+    est    <- estimator(theta, batch, StepContext(rng, momentum, extra_loss=SAF term))
+    theta.grad, digital .grad <- est.grad, est.digital_grads
+    optimizer step; scheduler step; theta <- clip(theta, lower, upper)   (no level snapping)
+    SAF records est.logits (readings already paid for); JSONL log line; checkpoint every N steps
+
+A step is a transaction: the estimator is the only call that reaches a device, and it runs before
+anything is mutated. If it raises (budget exhausted, device failure, Ctrl-C), the run's generator
+and data position are rolled back, so the trainer holds the last good state exactly. A
+:class:`~blacksat.errors.BudgetExhausted` ends the run cleanly with reason ``"budget"``; other
+errors propagate after a checkpoint of the last good state is written (when a path is set).
+
+All state lives in one :class:`~blacksat.checkpoint.TrainState`; :meth:`Trainer.resume` from a
+checkpoint ends bitwise identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from blacksat.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from blacksat.errors import BudgetExhausted, ConfigError, NonFiniteError, ShapeError
+from blacksat.meter import Ledger
+from blacksat.objective import Batch, Estimate, StepContext, add_costs
+from blacksat.space import ParamSpace
+from blacksat.train_config import ScheduleFactory, TrainConfig, make_schedule, optimizers
+
+StopReason = Literal["completed", "budget"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The end of a run.
+
+    Attributes:
+        state: the final :class:`TrainState` (the last good state when stopped by the budget).
+        reason: ``"completed"`` (epochs / max_steps reached) or ``"budget"``.
+        error: the :class:`~blacksat.errors.BudgetExhausted` that stopped the run, if any.
+    """
+
+    state: TrainState
+    reason: StopReason
+    error: BudgetExhausted | None = None
+
+    @property
+    def theta(self) -> np.ndarray:
+        """The final controls ``(d,)`` as a fresh float64 array."""
+        return self.state.theta.detach().numpy().copy()
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One record per completed step (``step``, ``epoch``, ``loss``, ``lr``, ``grad_norm``)."""
+        return self.state.history
+
+    @property
+    def ledger(self) -> Ledger:
+        """Cumulative device cost (everything charged, including a refused step's queries)."""
+        return self.state.ledger
+
+    @property
+    def steps(self) -> int:
+        """Optimization steps completed."""
+        return self.state.step
+
+
+class Trainer:
+    """Trains the controls (and digital layers) of a PNN task with a gradient estimator.
+
+    Args:
+        task: the :class:`~blacksat.task.Task` (``task.batch("train", index)`` builds batches;
+            its digital layers are trained **in place**).
+        estimator: a :class:`~blacksat.objective.GradientEstimator` over ``task``.
+        space: the controls' :class:`~blacksat.ParamSpace`; ``theta`` is clipped into its bounds
+            after every step (the continuous relaxation is kept: no level snapping).
+        config: a :class:`TrainConfig` (default ``TrainConfig()``).
+        meter: the :class:`~blacksat.meter.MeteredDevice` the estimator queries, if any: its
+            ledger is the run's ledger, saved in checkpoints and restored on resume.
+        saf: a :class:`~blacksat.saf.TrajectoryLoss` to add the SAF term to the task loss.
+        log_path: JSONL log file (appended to): a ``start`` line, one ``step`` line every
+            ``log_every`` steps, an ``end`` line.
+        checkpoint_path: where checkpoints go (every ``checkpoint_every`` steps, at the end of a
+            run, and when a step fails).
+    """
+
+    def __init__(
+        self,
+        task: Any,
+        estimator: Any,
+        space: ParamSpace,
+        config: TrainConfig | None = None,
+        *,
+        meter: Any = None,
+        saf: Any = None,
+        log_path: str | os.PathLike[str] | None = None,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        config = TrainConfig() if config is None else config
+        if not isinstance(config, TrainConfig):
+            raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if not isinstance(space, ParamSpace):
+            raise ConfigError(f"space must be a ParamSpace, got {type(space).__name__}")
+        if not callable(estimator):
+            raise ConfigError(f"estimator must be callable, got {type(estimator).__name__}")
+        if getattr(estimator, "task", task) is not task:
+            raise ConfigError("the estimator was built for a different task object")
+        if not (hasattr(task, "batch") and hasattr(task, "data")):
+            raise ConfigError("task must provide data and batch(split, index) (a blacksat Task)")
+        if meter is not None and not isinstance(getattr(meter, "ledger", None), Ledger):
+            raise ConfigError("meter must be a MeteredDevice (an object with a Ledger `ledger`)")
+        dev_space = getattr(meter, "space", None)
+        if isinstance(dev_space, ParamSpace) and (
+            dev_space.dim != space.dim
+            or np.any(space.lower < dev_space.lower)
+            or np.any(space.upper > dev_space.upper)
+        ):
+            raise ConfigError(
+                f"the training space {space!r} must lie within the device's {dev_space!r}"
+            )
+        if saf is not None and not all(
+            callable(getattr(saf, m, None)) for m in ("extra", "record", "state_dict")
+        ):
+            raise ConfigError("saf must be a TrajectoryLoss (extra, record, state_dict)")
+        if config.checkpoint_every is not None and checkpoint_path is None:
+            raise ConfigError("checkpoint_every needs a checkpoint_path")
+        self.task, self.estimator, self.space, self.config = task, estimator, space, config
+        self.meter, self.saf = meter, saf
+        self.log_path = None if log_path is None else Path(log_path)
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.n_train = len(task.data.split("train")[1])
+        bs = config.batch_size
+        self.batch_size = self.n_train if bs is None else min(int(bs), self.n_train)
+        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        by_epochs = math.inf if config.epochs is None else config.epochs * self.steps_per_epoch
+        by_steps = math.inf if config.max_steps is None else config.max_steps
+        self.total_steps = int(min(by_epochs, by_steps))
+        all_digital = list(task.digital_parameters()) if hasattr(task, "digital_parameters") else []
+        self._all_digital = all_digital
+        self._digital = [p for p in all_digital if p.requires_grad] if config.train_digital else []
+        self._lo = torch.tensor(space.lower, dtype=torch.float64)
+        self._hi = torch.tensor(space.upper, dtype=torch.float64)
+        self._theta: torch.nn.Parameter | None = None
+        self._clean = True
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, theta0: Any) -> TrainResult:
+        """Train from controls ``theta0 (d,)`` (in bounds, finite), a fresh optimizer and the
+        task's current digital layers; returns the :class:`TrainResult`."""
+        theta = self._initial(theta0)
+        if self.saf is not None:
+            self.saf.reset()
+        self._build(theta)
+        self._rng = np.random.default_rng(self.config.seed)
+        self._step = self._epoch = self._offset = 0
+        self._order: np.ndarray | None = None
+        self._ledger = self.meter.ledger if self.meter is not None else Ledger()
+        self._history: list[dict[str, Any]] = []
+        self._elapsed = 0.0
+        return self._run(resumed=False)
+
+    def resume(self, source: str | os.PathLike[str] | TrainState) -> TrainResult:
+        """Continue a run from a checkpoint file or a :class:`TrainState` (e.g. the state of a
+        run stopped by its budget, after the budget was raised)."""
+        state = source if isinstance(source, TrainState) else load_checkpoint(source)
+        self.load_state(state)
+        return self._run(resumed=True)
+
+    def snapshot(self) -> TrainState:
+        """The current state (deep copy). Between steps this is always a consistent state."""
+        self._require_started()
+        digital = {
+            name: m.state_dict()
+            for name in ("front", "back")
+            if (m := getattr(self.task, name, None)) is not None
+        }
+        state = TrainState(
+            theta=self._theta.detach(),
+            step=self._step,
+            epoch=self._epoch,
+            order=None if self._order is None else torch.as_tensor(self._order),
+            offset=self._offset,
+            rng=self._rng.bit_generator.state,
+            optimizer=self._opt.state_dict(),
+            scheduler=None if self._sched is None else self._sched.state_dict(),
+            digital=digital,
+            ledger=self._ledger,
+            history=self._history,
+            saf=None if self.saf is None else self.saf.state_dict(),
+            elapsed=self._elapsed,
+            meta=self._meta(),
+        )
+        return state.copy()
+
+    def load_state(self, state: TrainState) -> None:
+        """Make ``state`` the trainer's live state (controls, optimizer, scheduler, digital
+        layers, position, generator, ledger, SAF memory)."""
+        self._check_meta(state)
+        self._build(state.theta)
+        for name, sd in state.digital.items():
+            module = getattr(self.task, name, None)
+            if module is None:
+                raise ConfigError(
+                    f"the checkpoint holds a digital layer {name!r}, but the task has none"
+                )
+            module.load_state_dict(sd)
+        self._opt.load_state_dict(state.optimizer)
+        if (self._sched is None) != (state.scheduler is None):
+            raise ConfigError("the checkpoint and this config disagree on having a schedule")
+        if self._sched is not None:
+            self._sched.load_state_dict(state.scheduler)
+        self._rng = state.make_rng()
+        self._step, self._epoch, self._offset = state.step, state.epoch, state.offset
+        self._order = None if state.order is None else state.order.numpy().copy()
+        self._history = [dict(h) for h in state.history]
+        self._elapsed = state.elapsed
+        if self.saf is not None:
+            if state.saf is None:
+                self.saf.reset()
+            else:
+                self.saf.load_state_dict(state.saf)
+        self._ledger = state.ledger
+        if self.meter is not None:
+            self._ledger = self._restore_meter(state.ledger)
+
+    def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the current state atomically to ``path`` (default: the checkpoint path)."""
+        target = path if path is not None else self.checkpoint_path
+        if target is None:
+            raise ConfigError("no checkpoint path given")
+        return save_checkpoint(self.snapshot(), target)
+
+    # ------------------------------------------------------------------ the loop
+    def _run(self, *, resumed: bool) -> TrainResult:
+        cfg = self.config
+        t0, base = time.perf_counter(), self._elapsed
+        reason: StopReason = "completed"
+        error: BudgetExhausted | None = None
+        total = self.total_steps
+        bar = tqdm(
+            total=total,
+            initial=min(self._step, total),
+            disable=not cfg.progress,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        with bar, self._logger() as log:
+            log(
+                {
+                    "event": "start",
+                    "step": self._step,
+                    "epoch": self._epoch,
+                    "resumed": resumed,
+                    "config": cfg.describe(),
+                    "ledger": _ledger_dict(self._ledger),
+                }
+            )
+            while not self._finished():
+                try:
+                    rec = self._one_step()
+                except BudgetExhausted as exc:
+                    reason, error = "budget", exc
+                    break
+                except BaseException as exc:
+                    self._sync_ledger()
+                    self._elapsed = base + time.perf_counter() - t0
+                    if self.checkpoint_path is not None and self._clean:
+                        with contextlib.suppress(Exception):
+                            self.save_checkpoint()
+                    log(self._end_record("error", repr(exc)))
+                    raise
+                self._elapsed = base + time.perf_counter() - t0
+                rec["wall_time"] = self._elapsed
+                if self._step % cfg.log_every == 0:
+                    log(rec)
+                bar.update(1)
+                if cfg.progress:
+                    bar.set_postfix(loss=f"{rec['loss']:.4g}", epoch=rec["epoch"], refresh=False)
+                if cfg.checkpoint_every is not None and self._step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self._sync_ledger()
+            self._elapsed = base + time.perf_counter() - t0
+            state = self.snapshot()
+            if self.checkpoint_path is not None:
+                save_checkpoint(state, self.checkpoint_path)
+            log(self._end_record(reason, None if error is None else str(error)))
+        return TrainResult(state=state, reason=reason, error=error)
+
+    def _one_step(self) -> dict[str, Any]:
+        rng_before = self._rng.bit_generator.state
+        order_before = self._order
+        try:  # nothing below mutates the run before the estimate is in and checked
+            if self._order is None:
+                self._order = self._rng.permutation(self.n_train)
+            index = self._order[self._offset : self._offset + self.batch_size]
+            batch = self.task.batch("train", index.copy())
+            epoch = self._epoch
+            extra = None if self.saf is None else functools.partial(self.saf.extra, epoch=epoch)
+            ctx = StepContext(rng=self._rng, momentum=self._momentum(), extra_loss=extra)
+            est = self.estimator(self._theta.detach().clone(), batch, ctx)
+            grad, digital, loss = self._checked(est, batch)
+        except BaseException:
+            self._rng.bit_generator.state = rng_before
+            self._order = order_before
+            raise
+        # ---- commit (no call below reaches a device)
+        self._clean = False  # a failure from here on leaves no state worth checkpointing
+        lr = float(self._opt.param_groups[0]["lr"])
+        self._theta.grad = grad
+        for p in self._digital:
+            p.grad = None
+        for p, g in digital:
+            p.grad = g
+        self._opt.step()
+        with torch.no_grad():
+            self._theta.copy_(torch.clamp(self._theta, self._lo, self._hi))
+        self._opt.zero_grad(set_to_none=True)
+        if not all(bool(torch.isfinite(p).all()) for p in (self._theta, *self._digital)):
+            raise NonFiniteError(
+                f"the {self.config.optimizer} step produced non-finite parameters (lr too "
+                "large?); the last checkpoint is kept"
+            )
+        if self._sched is not None:
+            if isinstance(self._sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self._sched.step(loss)
+            else:
+                self._sched.step()
+        if self.saf is not None and est.logits is not None:
+            self.saf.record(batch, est.logits, epoch)
+        self._offset += len(index)
+        if self._offset >= self.n_train:
+            self._epoch, self._offset, self._order = self._epoch + 1, 0, None
+        self._step += 1
+        if self.meter is not None:
+            self._ledger = self.meter.ledger
+        else:
+            self._ledger = add_costs(self._ledger, est.cost)
+        grad_norm = float(torch.linalg.vector_norm(grad))
+        hist = {"step": self._step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm}
+        self._history.append(hist)
+        self._clean = True
+        return {"event": "step", **hist, "batch": len(batch), "ledger": _ledger_dict(self._ledger)}
+
+    def _checked(
+        self, est: Estimate, batch: Batch
+    ) -> tuple[torch.Tensor, list[tuple[torch.nn.Parameter, torch.Tensor]], float]:
+        """Validate an estimate before anything is applied."""
+        d = self.space.dim
+        grad = torch.as_tensor(est.grad).detach().to(torch.float64).clone()
+        if grad.shape != (d,):
+            raise ShapeError(
+                f"the estimator returned a gradient of shape {tuple(grad.shape)}, expected ({d},)"
+            )
+        if not bool(torch.isfinite(grad).all()):
+            raise NonFiniteError("the estimator returned a non-finite gradient; nothing applied")
+        loss = float(est.loss)
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"the estimator returned a non-finite loss ({loss})")
+        if self.saf is not None and est.logits is not None:
+            shape = tuple(est.logits.shape)
+            if len(shape) != 2 or shape[0] != len(batch):
+                raise ShapeError(
+                    f"Estimate.logits must be (B, C) with B = {len(batch)}, got {shape}"
+                )
+        pairs: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        dg = est.digital_grads
+        if self._digital and dg is not None:
+            dg = list(dg)
+            if len(dg) == len(self._all_digital):  # aligned with task.digital_parameters()
+                trainable = {id(p) for p in self._digital}
+                aligned = [
+                    (p, g) for p, g in zip(self._all_digital, dg, strict=True) if id(p) in trainable
+                ]
+            elif len(dg) == len(self._digital):  # aligned with the trainable ones only
+                aligned = list(zip(self._digital, dg, strict=True))
+            else:
+                raise ShapeError(
+                    f"the estimator returned {len(dg)} digital gradients for "
+                    f"{len(self._all_digital)} digital parameters"
+                )
+            for p, g in aligned:
+                if g is None:
+                    continue
+                g = torch.as_tensor(g).detach().to(p.dtype).clone()
+                if g.shape != p.shape:
+                    raise ShapeError(
+                        f"a digital gradient has shape {tuple(g.shape)}, its parameter "
+                        f"{tuple(p.shape)}; nothing applied"
+                    )
+                if not bool(torch.isfinite(g).all()):
+                    raise NonFiniteError("a digital gradient holds NaN/inf; nothing applied")
+                pairs.append((p, g))
+        return grad, pairs, loss
+
+    # ------------------------------------------------------------------ helpers
+    def _finished(self) -> bool:
+        cfg = self.config
+        return (cfg.max_steps is not None and self._step >= cfg.max_steps) or (
+            cfg.epochs is not None and self._epoch >= cfg.epochs
+        )
+
+    def _initial(self, theta0: Any) -> torch.Tensor:
+        arr = theta0.detach().cpu().numpy() if isinstance(theta0, torch.Tensor) else theta0
+        self.space.validate(arr)  # shape, finiteness, bounds (raises); snapping is not kept
+        return torch.tensor(np.array(arr, dtype=np.float64))
+
+    def _build(self, theta: torch.Tensor) -> None:
+        cfg = self.config
+        if tuple(theta.shape) != (self.space.dim,):
+            raise ShapeError(f"theta has shape {tuple(theta.shape)}, the space ({self.space.dim},)")
+        self._theta = torch.nn.Parameter(theta.detach().to(torch.float64).clone())
+        self._clean = True
+        groups: list[dict[str, Any]] = [{"params": [self._theta], "lr": cfg.lr}]
+        if self._digital:
+            groups.append({"params": self._digital, "lr": cfg.digital_lr or cfg.lr})
+        self._opt = cfg.optimizer_class()(groups, lr=cfg.lr, **cfg.optimizer_kwargs)
+        self._sched = make_schedule(
+            cfg, self._opt, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch
+        )
+
+    def _momentum(self) -> torch.Tensor | None:
+        st = self._opt.state.get(self._theta)
+        if not st:
+            return None
+        m = st.get("exp_avg", st.get("momentum_buffer"))
+        return None if m is None else m.detach().to(torch.float64).clone()
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "d": self.space.dim,
+            "n_train": self.n_train,
+            "batch_size": self.batch_size,
+            "optimizer": self.config.optimizer,
+            "n_digital": len(self._digital),
+        }
+
+    def _check_meta(self, state: TrainState) -> None:
+        mine = self._meta()
+        bad = {k: (v, mine[k]) for k, v in state.meta.items() if k in mine and v != mine[k]}
+        if bad:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in bad.items())
+            raise ConfigError(f"the checkpoint does not fit this trainer ({detail})")
+
+    def _restore_meter(self, saved: Ledger) -> Ledger:
+        """The same meter (its ledger already covers ``saved``) keeps counting; a fresh one
+        (new process) is restored to ``saved`` plus whatever it spent meanwhile."""
+        cur = self.meter.ledger
+        names = [f.name for f in dataclasses.fields(Ledger)]
+        if all(getattr(cur, n) >= getattr(saved, n) for n in names):
+            return cur
+        if not callable(getattr(self.meter, "restore", None)):
+            raise ConfigError("the meter cannot restore a ledger (needs MeteredDevice.restore)")
+        self.meter.restore(add_costs(saved, cur))
+        return self.meter.ledger
+
+    def _sync_ledger(self) -> None:
+        if self.meter is not None:
+            self._ledger = self.meter.ledger
+
+    def _end_record(self, reason: str, detail: str | None) -> dict[str, Any]:
+        return {
+            "event": "end",
+            "reason": reason,
+            "detail": detail,
+            "step": self._step,
+            "epoch": self._epoch,
+            "ledger": _ledger_dict(self._ledger),
+            "wall_time": self._elapsed,
+        }
+
+    @contextlib.contextmanager
+    def _logger(self) -> Iterator[Callable[[dict[str, Any]], None]]:
+        if self.log_path is None:
+            yield lambda rec: None
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+
+            def write(rec: dict[str, Any]) -> None:
+                fh.write(json.dumps(rec) + "\n")
+                fh.flush()
+
+            yield write
+
+    def _require_started(self) -> None:
+        if self._theta is None:
+            raise ConfigError("the trainer holds no state yet: call fit() or resume() first")
+
+    def __repr__(self) -> str:
+        return (
+            f"Trainer(estimator={self.estimator!r}, space={self.space!r}, "
+            f"optimizer={self.config.optimizer!r}, lr={self.config.lr}, saf={self.saf!r})"
+        )
+
+
+def _ledger_dict(ledger: Ledger) -> dict[str, int]:
+    return dataclasses.asdict(ledger)
+
+
+__all__ = [
+    "ScheduleFactory",
+    "StopReason",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "Trainer",
+    "make_schedule",
+    "optimizers",
+]
