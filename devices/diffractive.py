@@ -224,16 +224,6 @@ def _int(key: str, value: Any, lower: int) -> int:
     return int(value)
 
 
-def _dtype(value: torch.dtype | str) -> torch.dtype:
-    names = {"float32": torch.float32, "float64": torch.float64}
-    if isinstance(value, str) and value.removeprefix("torch.") in names:
-        return names[value.removeprefix("torch.")]
-    if value in (torch.float32, torch.float64):
-        return value  # type: ignore[return-value]
-    raise ConfigError(f"dtype must be torch.float32 / torch.float64 (or their names), got "
-                      f"{value!r}")
-
-
 class DiffractiveNetwork(SimulatedDevice):
     """Simulated diffractive optical network with ``L`` phase-only SLM masks.
 
@@ -347,7 +337,7 @@ class DiffractiveNetwork(SimulatedDevice):
                                      step * (self.levels - 1),
                                      levels=np.arange(self.levels) * step)
         super().__init__(seed=seed, noise=noise, drift=drift, drift_time=drift_time,
-                         dtype=_dtype(dtype), **nuisance)
+                         dtype=dtype, **nuisance)
 
     # ------------------------------------------------------------------ spec
     @property

@@ -81,7 +81,6 @@ CROSSTALK_REACH = 3
 SOFTPLUS_BETA = 10.0
 """Sharpness of the ``softplus`` O/E/O response ``softplus(beta z) / beta``."""
 ACTIVATIONS = ("relu", "softplus", "sigmoid")
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _activate(z: torch.Tensor, name: str) -> torch.Tensor:
@@ -315,10 +314,6 @@ class MRRWeightBank(SimulatedDevice):
         self.oeo_gain = None if oeo_gain is None else _check(
             "oeo_gain", oeo_gain, lo=0.0, lo_open=True, hi=1e6
         )
-        if isinstance(dtype, str):
-            if dtype not in _DTYPES:
-                raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-            dtype = _DTYPES[dtype]
         d = sum(a * b for a, b in itertools.pairwise(sizes))
         names = [
             f"b{layer}[{o},{i}]"

@@ -51,7 +51,6 @@ from .perturbations import rated_extent
 _BS_MARGIN = 1e-3  # |e| <= 1 - margin: a coupler never becomes a perfect bar/cross (no NaN)
 _MAX_POWER = 1e30  # readings clip here (in full scales): float32 overflow guard, never NaN
 _DETECTIONS = ("intensity", "coherent")
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _vec(value: Any, shape: tuple[int, ...], name: str) -> torch.Tensor:
@@ -309,10 +308,6 @@ class MZIMesh(SimulatedDevice):
             raise ConfigError(f"n_modes must be an integer >= 2, got {n_modes!r}")
         if detection not in _DETECTIONS:
             raise ConfigError(f"detection must be one of {_DETECTIONS}, got {detection!r}")
-        if isinstance(dtype, str):
-            if dtype not in _DTYPES:
-                raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-            dtype = _DTYPES[dtype]
         self.n_modes = int(n_modes)
         self.s_bs = _nonneg("s_bs", s_bs)
         self.s_ps = _nonneg("s_ps", s_ps)
