@@ -18,11 +18,12 @@ def test_devices_lists_every_device(capsys):
 def test_quick_demo_writes_report_and_results(tmp_path, capsys):
     assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path), "--seed", "1"]) == 0
     r = json.loads((tmp_path / "results.json").read_text())
-    assert r["schema"] == "blacksat.demo/1" and r["seed"] == 1
-    acc = r["accuracy"]
-    assert 0.0 <= acc["true_chip"] <= 1.0 and len(acc["fresh_chips"]) == 3
-    assert acc["nominal_model"] > 0.5  # training on the nominal model works at all
-    assert "temperature" in r["perturbation_sweeps"]
+    assert r["schema"] == "blacksat.demo/2" and r["seed"] == 1
+    assert len(r["methods"]) == 2  # offline BP and offline SAT
+    for acc in r["methods"].values():
+        assert 0.0 <= acc["true_chip"] <= 1.0 and len(acc["fresh_chips"]) == 3
+        assert acc["nominal_model"] > 0.5  # training on the nominal model works at all
+        assert "temperature" in acc["perturbation_sweeps"]
     assert "# blacksat demo report" in (tmp_path / "report.md").read_text()
     assert "true chip" in capsys.readouterr().out
 
