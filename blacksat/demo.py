@@ -70,7 +70,7 @@ def run_demo(
     n_fresh = 3
     for name, make in methods.items():
         task = copy.deepcopy(base_task)  # same initial digital front end for every method
-        run = Trainer(task, make(task), chip.space, config).fit(chip.space.center)
+        run = Trainer(task, make(task), chip.space, config).fit(chip.initial_controls(seed))
         theta = run.theta
         metered = MeteredDevice(chip, max_reconfigurations=10)
         sweeps = {

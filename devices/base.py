@@ -209,6 +209,11 @@ class SimulatedDevice(ABC):
                 y = self._draw_noise(y.shape, y.dtype).mul_(self.noise * self.full_scale).add_(y)
         return y.double().numpy()
 
+    def initial_controls(self, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """A sensible starting point for training, ``(d,)`` in bounds (default: the box
+        center). Devices override it where the center is a poor start (e.g. a flat response)."""
+        return self.space.center.copy()
+
     # ------------------------------------------------------------------ models
     def exact_model(self, dtype: torch.dtype | None = None) -> PhysicsModel:
         """The differentiable truth of this chip (current nuisance values; no noise, no drift).

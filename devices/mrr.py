@@ -327,6 +327,14 @@ class MRRWeightBank(SimulatedDevice):
             seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
         )
 
+    def initial_controls(self, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """Rings near the half-depth point ``x = gamma`` (``w ~ 0``, steepest slope), with a 20 %
+        seeded spread: the box center ``x = 0`` sits on resonance, where ``dw/dx = 0`` and
+        gradient training cannot start."""
+        gen = np.random.default_rng(rng)
+        x = self.linewidth * (1.0 + 0.2 * gen.standard_normal(self.space.dim))
+        return np.clip(x, self.space.lower, self.space.upper)
+
     # ------------------------------------------------------------------ spec
     @property
     def space(self) -> ParamSpace:

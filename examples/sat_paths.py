@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         seed=args.seed,
         progress=not args.quiet,
     )
-    theta0 = chip.space.center
+    theta0 = chip.initial_controls(args.seed)
 
     if args.path == "autograd":
         est = sat(Autograd(nominal, task, space=chip.space), perturbation=flat, mode=mode)

@@ -205,6 +205,13 @@ def test_constructor_rejects_bad_arguments(make, kw):
         make(**kw)
 
 
+def test_initial_controls_are_seeded_and_in_bounds(make):
+    dev = make()
+    a, b = dev.initial_controls(3), dev.initial_controls(3)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (dev.space.dim,) and dev.space.contains(a)
+
+
 def test_works_behind_the_meter(make):
     dev = make()
     m = MeteredDevice(dev, max_reconfigurations=3)
