@@ -1,0 +1,432 @@
+"""The nevergrad bridge: a PNN task on a metered device as a nevergrad problem.
+
+:class:`DeviceObjective` turns a :class:`~blacksat.task.Task` on a
+:class:`~blacksat.MeteredDevice` into a black-box loss of the controls and a nevergrad
+parametrization of them. :func:`minimize` drives any optimizer of ``nevergrad``'s registry (and
+blacksat's own, :mod:`blacksat.ng_optimizers`) with an ask/tell batch loop: up to
+``num_workers`` candidates per batch, evaluated by **one** ``query_many`` on the *same* metered
+device, so every method pays reconfigurations and samples through the same ledger and stops at
+the same budget. Non-finite losses are never told.
+
+Shapes: ``theta (d,)`` controls; ``thetas (K, d)`` settings -> ``losses (K,)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import nevergrad as ng
+import numpy as np
+import torch
+from nevergrad.common import errors as ng_errors
+from nevergrad.optimization import base as ng_base
+
+from blacksat import ng_compat
+from blacksat.errors import BudgetExhausted, ConfigError, InvalidReading, ShapeError
+from blacksat.meter import Ledger, MeteredDevice
+from blacksat.space import ParamSpace
+
+ng_compat.install()  # nevergrad 1.0.12 meta-model vs NumPy >= 2.4
+
+BoundMethod = Literal["bouncing", "clipping"]
+
+#: the prior's standard deviation is the range over this: ``z = +-2`` of nevergrad's unit
+#: (standardized) prior reaches the faces of the box from its center
+PRIOR_SPAN = 4.0
+
+
+@contextmanager
+def frozen(task: Any) -> Iterator[None]:
+    """Evaluate ``task`` with its digital layers in eval mode and without gradients; every
+    submodule's training flag is restored afterwards."""
+    mods = [m for m in (getattr(task, "front", None), getattr(task, "back", None)) if m is not None]
+    flags = [(sub, sub.training) for m in mods for sub in m.modules()]
+    try:
+        for m in mods:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for sub, flag in flags:
+            sub.training = flag
+
+
+class DeviceObjective:
+    """The loss of a PNN task on a (metered) device as a black-box function of the controls.
+
+    Args:
+        task: the :class:`~blacksat.task.Task` (encoding, frozen digital layers, readout, loss).
+        device: the :class:`~blacksat.MeteredDevice` whose ledger counts for this method.
+        batch_size: ``None``: the full training split at every evaluation (the same inputs for
+            all ``K`` settings of one call); else a random minibatch of this size per call
+            (``min(batch_size, n_train)``, without replacement, drawn from
+            ``np.random.default_rng(seed)``), shared by the ``K`` settings of that call.
+        seed: seed of the minibatch draws.
+
+    The task's digital layers are frozen for nevergrad runs: evaluated in eval mode under
+    ``no_grad`` (their training flags are restored after each call) and never updated.
+
+    Attributes:
+        space: the device's :class:`~blacksat.ParamSpace`.
+        evaluations: settings evaluated so far (``K`` per :meth:`losses` call).
+    """
+
+    def __init__(
+        self, task: Any, device: MeteredDevice, *, batch_size: int | None = None, seed: int = 0
+    ) -> None:
+        if not isinstance(device, MeteredDevice):
+            raise ConfigError(
+                "DeviceObjective needs a MeteredDevice (its ledger is the method's budget), got "
+                f"{type(device).__name__}: wrap it with blacksat.MeteredDevice(device, ...)"
+            )
+        for attr in ("encode", "decode", "loss", "accuracy", "data"):
+            if not hasattr(task, attr):
+                raise ConfigError(f"task must be a blacksat Task; it has no {attr!r}")
+        n_train = len(task.data.split("train")[1])
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+                raise ConfigError(
+                    f"batch_size must be a positive integer or None, got {batch_size!r}"
+                )
+            batch_size = min(int(batch_size), n_train)
+        if isinstance(seed, bool) or int(seed) != seed:
+            raise ConfigError(f"seed must be an integer, got {seed!r}")
+        self.task = task
+        self.device = device
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.space: ParamSpace = device.space
+        self.n_train = n_train
+        self.evaluations = 0
+        self._rng = np.random.default_rng(self.seed)
+
+    @property
+    def inputs_per_call(self) -> int:
+        """``B``: inputs forwarded per setting (the samples one setting costs)."""
+        return self.n_train if self.batch_size is None else self.batch_size
+
+    # ------------------------------------------------------------------ nevergrad problem
+    def parametrization(
+        self, init: np.ndarray | None = None, *, method: BoundMethod = "bouncing"
+    ) -> ng.p.Array:
+        """A nevergrad ``Array`` of the controls, ``theta (d,)`` in device units.
+
+        - bounds: the device's per-control ``[lower, upper]`` via ``set_bounds(method=...)``.
+          ``"bouncing"`` (default, nevergrad's own) reflects a step that crosses a bound once
+          (then clips): the map from standardized data to values stays continuous and does not
+          pile samples on the faces, and a finite difference straddling a face still sees a
+          slope. ``"clipping"`` clips (flat outside the box, more samples on the faces).
+        - sigma: ``(upper - lower) / 4`` per control, so nevergrad's *standardized* space
+          (``data = (value - init) / sigma``) has a unit prior over the box: from the center,
+          ``z = +-2`` reaches each face and a ``N(0, 1)`` draw lands inside with probability
+          95 % per control; nevergrad's default ``/ 6`` keeps 68 % of the prior on the central
+          third (too timid for a device box a PNN uses fully, e.g. phases over ``[0, 2 pi]``),
+          while ``/ 2`` would put a third of the draws outside. Optimizers' step sizes
+          (mutation scales, blacksat's ``sigma``, ``lr``, ``rho``) are then in quarter-ranges.
+        - init: ``init`` (validated, in bounds, copied) or the box center.
+        - uniform full-range sampling for sampling-based optimizers (nevergrad's default
+          with both bounds set).
+
+        Raises:
+            ConfigError: a control with ``lower == upper`` (nevergrad needs open boxes), or an
+                ``init`` of the wrong shape, non-finite or out of bounds.
+        """
+        sp = self.space
+        if np.any(sp.width <= 0):
+            bad = np.flatnonzero(sp.width <= 0)[:10].tolist()
+            raise ConfigError(f"nevergrad needs lower < upper for every control; equal at {bad}")
+        if method not in ("bouncing", "clipping"):
+            raise ConfigError(f"method must be 'bouncing' or 'clipping', got {method!r}")
+        x0 = sp.center if init is None else self._init(init)
+        param = ng.p.Array(init=x0)
+        param.set_mutation(sigma=sp.width / PRIOR_SPAN)
+        param.set_bounds(sp.lower.copy(), sp.upper.copy(), method=method)
+        param.function.deterministic = self.batch_size is None
+        return param
+
+    def _init(self, init: Any) -> np.ndarray:
+        arr = np.array(init, dtype=np.float64)
+        if arr.shape != self.space.shape:
+            raise ConfigError(f"init must have shape {self.space.shape}, got {arr.shape}")
+        if not self.space.contains(arr):
+            raise ConfigError("init must be finite and inside the device's bounds")
+        return arr
+
+    # ------------------------------------------------------------------ evaluation
+    def losses(self, thetas: np.ndarray) -> np.ndarray:
+        """``thetas (K, d)`` -> float64 ``losses (K,)`` from ONE ``query_many`` call.
+
+        Settings are clipped into the bounds before sending (the input is not modified). A
+        setting whose reading (or loss) is non-finite gets ``+inf``: never an exception, the
+        driver decides what to tell (the meter charges the call and counts it as a failure).
+
+        Raises:
+            ShapeError: ``thetas`` is not ``(K, d)`` with ``K >= 1``.
+            BudgetExhausted: the meter refused the call (nothing was sent).
+        """
+        arr = np.array(thetas, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != self.space.dim or arr.shape[0] == 0:
+            raise ShapeError(f"thetas must have shape (K, {self.space.dim}), got {arr.shape}")
+        t = np.clip(arr, self.space.lower, self.space.upper)  # NaN stays NaN: the meter rejects it
+        batch = self._batch()
+        with frozen(self.task):
+            x = self.task.encode(batch.features).to(torch.float64).numpy()
+            try:
+                y = self.device.query_many(t, x)
+            except InvalidReading as exc:
+                y = _per_setting(exc, t.shape[0], x.shape[0])
+            self.evaluations += t.shape[0]
+            bad = ~np.isfinite(y.reshape(y.shape[0], -1)).all(axis=1)
+            y = np.where(np.isfinite(y), y, 0.0)
+            logits = self.task.decode(torch.as_tensor(y, dtype=self.task.dtype))
+            out = self.task.loss(logits, batch.labels).to(torch.float64).numpy().copy()
+        out[bad | ~np.isfinite(out)] = np.inf
+        return out
+
+    def __call__(self, theta: np.ndarray) -> float:
+        """The loss at one setting ``theta (d,)`` (one query of one setting)."""
+        arr = np.asarray(theta, dtype=np.float64)
+        if arr.shape != self.space.shape:
+            raise ShapeError(f"theta must have shape {self.space.shape}, got {arr.shape}")
+        return float(self.losses(arr[None])[0])
+
+    def accuracy(self, theta: np.ndarray, *, device: Any = None, split: str = "test") -> float:
+        """Accuracy of ``theta (d,)`` (clipped into bounds) on the *full* ``split``, through
+        ``task.accuracy``.
+
+        ``device``: where to evaluate; pass the bare (unmetered) chip so evaluation does not
+        spend the training budget. ``None`` evaluates through this objective's metered device
+        (charged: one reconfiguration, ``n_split`` samples, and subject to its budgets).
+        """
+        arr = np.asarray(theta, dtype=np.float64)
+        if arr.shape != self.space.shape:
+            raise ShapeError(f"theta must have shape {self.space.shape}, got {arr.shape}")
+        target = self.device if device is None else device
+        with frozen(self.task):
+            return float(self.task.accuracy(target, self.space.project(arr), split=split))
+
+    def _batch(self) -> Any:
+        if self.batch_size is None:
+            return self.task.batch("train", np.arange(self.n_train))
+        idx = self._rng.choice(self.n_train, size=self.batch_size, replace=False)
+        return self.task.batch("train", idx)
+
+    def __repr__(self) -> str:
+        b = "full" if self.batch_size is None else self.batch_size
+        return f"DeviceObjective(d={self.space.dim}, batch={b}, device={self.device!r})"
+
+
+def _per_setting(exc: InvalidReading, k: int, b: int) -> np.ndarray:
+    """The raw reading of a call the meter rejected for NaN/inf, as ``(K, B, ...)``; a reading
+    that is not even shaped right is re-raised (a device fault, not a non-finite value)."""
+    try:
+        y = np.asarray(exc.reading, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise exc from None
+    if y.ndim < 2 or y.shape[:2] != (k, b):
+        raise exc
+    return y
+
+
+@dataclass(frozen=True)
+class NGResult:
+    """The outcome of :func:`minimize`.
+
+    Attributes:
+        theta: the recommendation ``(d,)``, in bounds (the init if nothing finite was told).
+        optimizer: the registry name that ran.
+        trace: one row per batch, after it: ``reconfigurations``, ``samples`` (spent by the run
+            so far: the last row equals :attr:`ledger`), ``batch_reconfigurations``,
+            ``batch_samples`` (that batch's device cost: they sum to :attr:`ledger`), ``told``
+            (finite losses told in that batch), ``skipped`` (non-finite, not told),
+            ``best_loss`` (lowest finite loss told so far).
+        ledger: the device cost of the run (the metered device's ledger difference).
+        told: finite losses told in all; skipped_nonfinite: evaluations not told.
+        stop: ``"budget"`` (reconfiguration/sample budget spent, or the meter refused) or
+            ``"completed"`` (the optimizer stopped early, or was asked its whole evaluation
+            budget while reconfigurations remained because some settings repeated the held one).
+        best_loss: lowest finite loss told (``inf`` if none).
+    """
+
+    theta: np.ndarray
+    optimizer: str
+    trace: list[dict[str, Any]]
+    ledger: Ledger
+    told: int
+    skipped_nonfinite: int
+    stop: str
+    best_loss: float = field(default=float("inf"))
+
+
+def build_optimizer(
+    name: str,
+    parametrization: Any,
+    *,
+    budget: int,
+    num_workers: int,
+    optimizer_kwargs: dict[str, Any] | None = None,
+) -> ng_base.Optimizer:
+    """``ng.optimizers.registry[name](parametrization, budget, num_workers)``; with
+    ``optimizer_kwargs`` a configured entry (``ConfiguredOptimizer``) is rebuilt with its config
+    updated, a plain optimizer class gets them as keyword arguments."""
+    import blacksat.ng_optimizers  # noqa: F401  (registers blacksat's optimizers)
+
+    registry = ng.optimizers.registry
+    if name not in registry:
+        raise ConfigError(f"unknown nevergrad optimizer {name!r} (see ng.optimizers.registry)")
+    entry = registry[name]
+    kwargs = dict(optimizer_kwargs or {})
+    try:
+        if kwargs and isinstance(entry, ng_base.ConfiguredOptimizer):
+            entry = type(entry)(**{**entry.config(), **kwargs})
+            kwargs = {}
+        return entry(
+            parametrization=parametrization, budget=budget, num_workers=num_workers, **kwargs
+        )
+    except ConfigError:
+        raise
+    except TypeError as exc:
+        if optimizer_kwargs:
+            raise ConfigError(f"{name} does not take {sorted(optimizer_kwargs)}: {exc}") from exc
+        raise
+    except ValueError as exc:  # e.g. "SPSA does not support parallelization"
+        raise ConfigError(f"cannot build {name}: {exc}") from exc
+
+
+def minimize(
+    objective: DeviceObjective,
+    optimizer: str,
+    *,
+    budget: int,
+    num_workers: int = 16,
+    seed: int = 0,
+    init: np.ndarray | None = None,
+    optimizer_kwargs: dict[str, Any] | None = None,
+) -> NGResult:
+    """Minimize the objective with a nevergrad optimizer, in batches of one device call.
+
+    ``budget`` counts reconfigurations (the device's expensive unit) spent by this run; it is
+    also the optimizer's evaluation budget. The parametrization (:meth:`DeviceObjective.
+    parametrization` at ``init``) gets ``np.random.RandomState(seed)`` before the optimizer is
+    built. Each batch asks ``k = min(num_workers, reconfigurations left (this run and the
+    meter's hard budget), samples left // B, evaluations left)`` candidates, evaluates them with
+    ONE :meth:`DeviceObjective.losses` call, tells every finite loss and skips the others (never
+    telling NaN/inf; optimizers with a ``drop(candidate)`` method, blacksat's, are told of the
+    skip), and records a trace row. It stops when a budget is spent, when the meter raises
+    :class:`~blacksat.BudgetExhausted` (caught: a clean stop), or when the optimizer stops.
+
+    Returns:
+        :class:`NGResult`; ``theta`` is ``optimizer.provide_recommendation().value`` clipped into
+        the bounds, or the init if nothing finite was ever told.
+    """
+    if isinstance(budget, bool) or int(budget) != budget or budget < 1:
+        raise ConfigError(f"budget must be a positive integer, got {budget!r}")
+    if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 1:
+        raise ConfigError(f"num_workers must be a positive integer, got {num_workers!r}")
+    budget, num_workers = int(budget), int(num_workers)
+    param = objective.parametrization(init)
+    x0 = np.array(param.value, dtype=np.float64)
+    param.random_state = np.random.RandomState(int(seed))
+    opt = build_optimizer(
+        optimizer, param, budget=budget, num_workers=num_workers, optimizer_kwargs=optimizer_kwargs
+    )
+    drop = getattr(opt, "drop", None)
+    meter = objective.device
+    start = meter.ledger
+    trace: list[dict[str, Any]] = []
+    told = skipped = 0
+    best = float("inf")
+    stop = "budget"
+    while True:
+        k, why = _batch_size(objective, opt, start, budget, num_workers)
+        if k == 0:
+            stop = why
+            break
+        cands = []
+        for _ in range(k):
+            try:
+                cands.append(opt.ask())
+            except ng_errors.NevergradEarlyStopping:
+                stop = "completed"
+                break
+        if not cands:
+            break
+        thetas = np.stack([np.asarray(c.value, dtype=np.float64) for c in cands])
+        before = meter.ledger
+        try:
+            losses = objective.losses(thetas)
+        except BudgetExhausted:
+            stop = "budget"
+            break
+        n_told = n_skip = 0
+        for cand, loss in zip(cands, losses, strict=True):
+            if np.isfinite(loss):
+                opt.tell(cand, float(loss))
+                best = min(best, float(loss))
+                n_told += 1
+            else:
+                if callable(drop):
+                    drop(cand)
+                n_skip += 1
+        told, skipped = told + n_told, skipped + n_skip
+        after = meter.ledger
+        trace.append(
+            {
+                "reconfigurations": after.reconfigurations - start.reconfigurations,
+                "samples": after.samples - start.samples,
+                "batch_reconfigurations": after.reconfigurations - before.reconfigurations,
+                "batch_samples": after.samples - before.samples,
+                "told": n_told,
+                "skipped": n_skip,
+                "best_loss": best,
+            }
+        )
+        if stop == "completed":
+            break
+    if told:
+        rec = np.asarray(opt.provide_recommendation().value, dtype=np.float64)
+        theta = objective.space.project(rec)
+    else:
+        theta = x0
+    end = meter.ledger
+    ledger = Ledger(
+        end.reconfigurations - start.reconfigurations,
+        end.samples - start.samples,
+        end.queries - start.queries,
+        end.failures - start.failures,
+    )
+    return NGResult(theta, optimizer, trace, ledger, told, skipped, stop, best)
+
+
+def _batch_size(
+    objective: DeviceObjective, opt: Any, start: Ledger, budget: int, num_workers: int
+) -> tuple[int, str]:
+    """How many candidates the next batch may ask, and why it is 0 when it is."""
+    meter = objective.device
+    left = meter.remaining()
+    spent = meter.ledger.reconfigurations - start.reconfigurations
+    reconf = budget - spent
+    if left.reconfigurations >= 0:
+        reconf = min(reconf, left.reconfigurations)
+    if left.samples >= 0:
+        reconf = min(reconf, left.samples // objective.inputs_per_call)
+    if reconf <= 0:
+        return 0, "budget"
+    evals = budget - opt.num_ask
+    if evals <= 0:
+        return 0, "completed"
+    return min(num_workers, reconf, evals), ""
+
+
+__all__ = [
+    "PRIOR_SPAN",
+    "BoundMethod",
+    "DeviceObjective",
+    "NGResult",
+    "build_optimizer",
+    "frozen",
+    "minimize",
+]
