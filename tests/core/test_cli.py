@@ -44,3 +44,28 @@ def test_misuse_gives_one_line_error(argv, msg, capsys, tmp_path):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err
+
+
+def test_compare_command_writes_the_table(tmp_path, capsys):
+    argv = ["compare", "--methods", "random-search,zo-adam", "--seeds", "0", "--budgets", "32"]
+    assert main([*argv, "--workers", "1", "--quiet", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "results.csv").exists() and (tmp_path / "summary.md").exists()
+    out = capsys.readouterr().out
+    assert "random-search" in out and "zo-adam" in out
+
+
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["compare", "--methods", "nope"], "unknown method"),
+        (["compare", "--seeds", "a,b"], "comma-separated integers"),
+        (["compare", "--budgets", "-5"], ">= 0"),
+        (["compare", "--workers", "0"], "--workers"),
+    ],
+)
+def test_compare_misuse(argv, msg, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err

@@ -1,0 +1,852 @@
+"""Comparison runner: blacksat's training methods against nevergrad's black-box optimizers.
+
+Every method gets the same problem: one chip (a simulated device built from ``chip`` seed), the
+same dataset split, the same frozen digital front end (seeded by ``seed``), the same initial
+controls and the same hard budget of **reconfigurations** on a
+:class:`~blacksat.meter.MeteredDevice`. Only the ``d`` controls are optimized. What differs is how
+a method spends its budget: nevergrad's optimizers evaluate the loss on the full training split
+(``Scenario.ng_batch_size=None``) per setting; blacksat's estimators take minibatch gradient
+estimates from queries alone (``"query-only"``) or use the nominal model as a backward twin
+(``"twin-assisted"``, physics-aware training).
+
+- :class:`Method` (a named, validated configuration) and the registry :data:`METHODS`
+  (:func:`method` looks one up);
+- :class:`Scenario`: device, dataset, initialisation, evaluation perturbations;
+- :func:`run_one`: one run as a pure function of its arguments, returning a tidy row;
+- :func:`compare`: methods x seeds x chips x budgets on any ``concurrent.futures`` executor
+  (local processes by default, Dask when given a scheduler address), writing ``results.csv``,
+  ``results.json``, ``summary.md`` and the plots (:mod:`blacksat.compare_plots`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import platform
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from blacksat.errors import ConfigError
+
+Kind = Literal["nevergrad", "blacksat"]
+_NG_KEYS = {"optimizer", "optimizer_kwargs"}
+_BS_KEYS = {
+    "estimator", "q", "sigma", "directions", "scheme", "lr", "optimizer", "schedule",
+    "batch_size", "rho", "perturbation", "mode", "ascent", "draws",
+}  # fmt: skip
+_DIRECTIONS = ("gaussian", "rademacher", "sphere", "coordinate")
+_TRACE_ROWS = 100  # traces are thinned to at most this many rows per run
+
+
+# ---------------------------------------------------------------------- methods
+@dataclass(frozen=True)
+class Method:
+    """A named training method and its settings.
+
+    Attributes:
+        name: registry / report name (e.g. ``"cma"``, ``"zo-adam"``).
+        kind: ``"nevergrad"`` (a nevergrad optimizer through
+            :func:`blacksat.ng_adapter.minimize`) or ``"blacksat"`` (blacksat's
+            :class:`~blacksat.trainer.Trainer` with a gradient estimator).
+        options: for ``"nevergrad"``: ``optimizer`` (a registry name) and optionally
+            ``optimizer_kwargs`` for :func:`blacksat.ng_adapter.minimize`: a configured entry
+            (e.g. ``"OldCMA"``, a ``ParametrizedCMA``) is rebuilt with them, e.g.
+            ``{"scale": 0.5}``: CMA's initial step size as a multiple of the parametrization's
+            sigma, a quarter of each control's range. (``"CMA"`` itself is nevergrad's selector
+            among CMA variants and takes no kwargs.) For ``"blacksat"``:
+            ``estimator`` (``"zo"`` query-only zeroth order, ``"pat"`` twin-assisted
+            physics-aware through the nominal model), ``q``, ``sigma``, ``directions``,
+            ``scheme`` (zeroth order), ``lr`` (default 0.05), ``optimizer`` (torch, default
+            ``"adam"``), ``schedule`` (e.g. ``"cosine"`` over the steps the budget allows),
+            ``batch_size`` (default 128), and SAT: ``rho`` (L2 ball) or
+            ``perturbation`` (a name of the device's ``perturbation_models()``, e.g.
+            ``"phase_drift"``), ``mode`` (``"worst"``/``"average"``), ``ascent`` (``"same"``
+            or ``"free"``: the optimizer's momentum), ``draws``.
+        doc: one line saying what the method is.
+    """
+
+    name: str
+    kind: Kind
+    options: Mapping[str, Any] = field(default_factory=dict)
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"method name must be a non-empty string, got {self.name!r}")
+        if self.kind not in ("nevergrad", "blacksat"):
+            raise ConfigError(f"method kind must be 'nevergrad' or 'blacksat', got {self.kind!r}")
+        if not isinstance(self.options, Mapping):
+            raise ConfigError(f"method options must be a mapping, got {type(self.options)}")
+        opts = dict(self.options)
+        object.__setattr__(self, "options", opts)
+        allowed = _NG_KEYS if self.kind == "nevergrad" else _BS_KEYS
+        unknown = set(opts) - allowed
+        if unknown:
+            raise ConfigError(
+                f"method {self.name!r}: unknown {self.kind} option(s) {sorted(unknown)}; "
+                f"allowed: {sorted(allowed)}"
+            )
+        if self.kind == "nevergrad":
+            if not isinstance(opts.get("optimizer"), str):
+                raise ConfigError(f"method {self.name!r} needs options['optimizer'] (a name)")
+            if not isinstance(opts.get("optimizer_kwargs", {}), Mapping):
+                raise ConfigError(f"method {self.name!r}: optimizer_kwargs must be a mapping")
+        else:
+            self._check_blacksat(opts)
+
+    def _check_blacksat(self, opts: dict[str, Any]) -> None:
+        if opts.get("estimator", "zo") not in ("zo", "pat"):
+            raise ConfigError(f"method {self.name!r}: estimator must be 'zo' or 'pat'")
+        if "rho" in opts and "perturbation" in opts:
+            raise ConfigError(f"method {self.name!r}: give rho or perturbation, not both")
+        if opts.get("ascent", "same") not in ("same", "free"):
+            raise ConfigError(f"method {self.name!r}: ascent must be 'same' or 'free'")
+        if opts.get("mode", "worst") not in ("worst", "average"):
+            raise ConfigError(f"method {self.name!r}: mode must be 'worst' or 'average'")
+        for key in ("q", "draws"):
+            v = opts.get(key, 1)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ConfigError(f"method {self.name!r}: {key} must be an integer >= 1")
+        for key, strict in (("sigma", True), ("rho", False)):
+            v = opts.get(key, 1.0)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+            if not ok or v < 0 or (strict and v == 0):
+                what = "> 0" if strict else ">= 0"
+                raise ConfigError(f"method {self.name!r}: {key} must be a finite number {what}")
+        if opts.get("directions", "gaussian") not in _DIRECTIONS:
+            raise ConfigError(f"method {self.name!r}: directions must be one of {_DIRECTIONS}")
+        if opts.get("scheme", "central") not in ("central", "forward"):
+            raise ConfigError(f"method {self.name!r}: scheme must be 'central' or 'forward'")
+        self.train_config(max_steps=1, seed=0)  # validates lr, optimizer, schedule, batch
+
+    @property
+    def twin_assisted(self) -> bool:
+        """Whether the method uses a model of the device (the nominal twin)."""
+        return self.kind == "blacksat" and self.options.get("estimator", "zo") == "pat"
+
+    @property
+    def label(self) -> str:
+        """``"nevergrad"``, ``"query-only"`` or ``"twin-assisted"``."""
+        if self.kind == "nevergrad":
+            return "nevergrad"
+        return "twin-assisted" if self.twin_assisted else "query-only"
+
+    def train_config(self, *, max_steps: int, seed: int) -> Any:
+        """The :class:`~blacksat.train_config.TrainConfig` of a blacksat method."""
+        from blacksat.train_config import TrainConfig
+
+        o = self.options
+        return TrainConfig(
+            optimizer=o.get("optimizer", "adam"),
+            lr=o.get("lr", 0.05),
+            schedule=o.get("schedule"),
+            epochs=None,
+            max_steps=max_steps,
+            batch_size=o.get("batch_size", 128),
+            seed=seed,
+            progress=False,
+            train_digital=False,
+        )
+
+
+def _ng(name: str, optimizer: str, doc: str, **kwargs: Any) -> Method:
+    opts: dict[str, Any] = {"optimizer": optimizer}
+    if kwargs:
+        opts["optimizer_kwargs"] = kwargs
+    return Method(name, "nevergrad", opts, doc)
+
+
+#: Settings of blacksat's query-only methods, tuned on seeds/chips 100-102 (never on the reported
+#: ones): 4 antithetic Gaussian directions (8 reconfigurations per step), sigma 0.05 rad, Adam
+#: at lr 0.15 with a cosine schedule over the budget, minibatches of 256 of the 1347 digits
+#: training samples (at most 1/5 of the samples of a full-train-set evaluation).
+_ZO = {
+    "estimator": "zo",
+    "q": 4,
+    "sigma": 0.05,
+    "scheme": "central",
+    "lr": 0.15,
+    "schedule": "cosine",
+    "batch_size": 256,
+}
+
+#: Named default methods: nevergrad baselines and blacksat's own.
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        _ng("ngopt", "NGOpt", "nevergrad's algorithm selector"),
+        _ng("cma", "CMA", "nevergrad's CMA (selects a variant; bounded box: CMAbounded)"),
+        _ng(
+            "cma-tuned",
+            "OldCMA",
+            "full-covariance CMA-ES, initial step size tuned on the tuning chips",
+            scale=1.0,
+        ),
+        _ng("diagonal-cma", "DiagonalCMA", "separable CMA-ES"),
+        _ng("one-plus-one", "OnePlusOne", "(1+1) evolution strategy, one-fifth rule"),
+        _ng("tbpsa", "TBPSA", "test-based population-size adaptation (noisy problems)"),
+        _ng("pso", "PSO", "particle swarm"),
+        _ng("two-points-de", "TwoPointsDE", "differential evolution, two-point crossover"),
+        _ng("random-search", "RandomSearch", "uniform random search"),
+        Method("zo-adam", "blacksat", _ZO, "zeroth-order Adam on minibatches (query-only)"),
+        Method(
+            "zo-sat",
+            "blacksat",
+            {**_ZO, "perturbation": "phase_drift", "mode": "average"},
+            "zeroth-order SAT, average case over the rated common-mode phase drift (query-only)",
+        ),
+        Method(
+            "pat-sat",
+            "blacksat",
+            {
+                "estimator": "pat",
+                "lr": 0.1,
+                "schedule": "cosine",
+                "batch_size": 256,
+                "perturbation": "phase_drift",
+                "mode": "worst",
+            },
+            "physics-aware SAT: device forward, nominal-model backward (twin-assisted)",
+        ),
+    )
+}
+
+
+def method(name: str | Method) -> Method:
+    """A registered :class:`Method` by name (a :class:`Method` is returned unchanged)."""
+    if isinstance(name, Method):
+        return name
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+# ---------------------------------------------------------------------- scenario
+def _default_device_kwargs() -> dict[str, Any]:
+    return {"n_modes": 16, "s_bs": 0.05}
+
+
+def _default_drift() -> dict[str, tuple[float, ...]]:
+    return {"temperature": (-2.0, -1.0, 1.0, 2.0)}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The problem every method is given.
+
+    Attributes:
+        device: registry name of a simulated device (:data:`blacksat.devices.DEVICES`).
+        device_kwargs: its constructor arguments (the chip's ``seed`` comes from the run).
+        dataset: a dataset name (:data:`blacksat.data.DATASETS`) or MNIST path.
+        dataset_kwargs: loader arguments (the split is the same for every run).
+        init: initial controls of every method: ``"center"`` (the middle of the box) or
+            ``"random"`` (uniform in the box, drawn from the run's ``seed``).
+        ng_batch_size: samples per nevergrad loss evaluation (``None``: the full training
+            split).
+        ng_workers: settings nevergrad proposes per device call (``num_workers``).
+        drift: evaluation perturbations: nuisance name -> values other than its nominal one
+            (accuracy of the result on ``chip.perturbed(name=value)``).
+        fresh_chip_offset: the fresh chip of run ``chip = c`` has seed ``c + offset``.
+        threads: torch threads inside a run (fixed so every executor computes alike).
+    """
+
+    device: str = "mzi"
+    device_kwargs: Mapping[str, Any] = field(default_factory=_default_device_kwargs)
+    dataset: str = "digits"
+    dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    init: Literal["center", "random"] = "center"
+    ng_batch_size: int | None = None
+    ng_workers: int = 16
+    drift: Mapping[str, Sequence[float]] = field(default_factory=_default_drift)
+    fresh_chip_offset: int = 10_000
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        from blacksat.devices import DEVICES
+
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}; known: {sorted(DEVICES)}")
+        for name in ("device_kwargs", "dataset_kwargs", "drift"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"Scenario.{name} must be a mapping")
+        if "seed" in self.device_kwargs:
+            raise ConfigError("Scenario.device_kwargs must not fix the chip seed (runs set it)")
+        object.__setattr__(self, "device_kwargs", dict(self.device_kwargs))
+        object.__setattr__(self, "dataset_kwargs", dict(self.dataset_kwargs))
+        known = {n.name: n for n in DEVICES[self.device].nuisances}
+        drift: dict[str, tuple[float, ...]] = {}
+        for k, vs in self.drift.items():
+            if k not in known:
+                raise ConfigError(
+                    f"Scenario.drift: device {self.device!r} has no nuisance {k!r}; "
+                    f"known: {sorted(known)}"
+                )
+            try:
+                vals = tuple(float(v) for v in vs)
+            except (TypeError, ValueError):
+                raise ConfigError(f"Scenario.drift[{k!r}] must be a sequence of numbers") from None
+            nominal = known[k].default
+            if not all(np.isfinite(vals)) or len(set(vals)) != len(vals) or nominal in vals:
+                raise ConfigError(
+                    f"Scenario.drift[{k!r}] must hold distinct finite values other than the "
+                    f"nominal {nominal:g} (that is the test accuracy), got {vals}"
+                )
+            drift[str(k)] = vals
+        object.__setattr__(self, "drift", drift)
+        if self.init not in ("center", "random"):
+            raise ConfigError(f"Scenario.init must be 'center' or 'random', got {self.init!r}")
+        for name, low, allow_none in (
+            ("ng_batch_size", 1, True),
+            ("ng_workers", 1, False),
+            ("fresh_chip_offset", 1, False),
+            ("threads", 1, False),
+        ):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ConfigError(f"Scenario.{name} must be an integer >= {low}, got {v!r}")
+
+    def nuisance(self, name: str) -> Any:
+        """The :class:`~blacksat.devices.Nuisance` ``name`` of the scenario's device (its
+        nominal value ``default``, its ``unit``, its ``rated`` range)."""
+        from blacksat.devices import DEVICES
+
+        for n in DEVICES[self.device].nuisances:
+            if n.name == name:
+                return n
+        raise ConfigError(f"device {self.device!r} has no nuisance {name!r}")
+
+    def drift_columns(self) -> list[str]:
+        """Row keys of the drift accuracies, e.g. ``"acc_temperature-2"``."""
+        return [f"acc_{k}{v:+g}" for k, vs in self.drift.items() for v in vs]
+
+    def build_chip(self, chip_seed: int) -> Any:
+        """The simulated chip of seed ``chip_seed``."""
+        from blacksat.devices import DEVICES
+
+        return DEVICES[self.device](**self.device_kwargs, seed=int(chip_seed))
+
+    def build_task(self, chip: Any, seed: int) -> Any:
+        """The default task of ``chip`` with its digital layers frozen at their seeded init."""
+        from blacksat.data import load_dataset
+        from blacksat.devices.tasks import default_task
+
+        task = default_task(chip, load_dataset(self.dataset, **self.dataset_kwargs), seed=seed)
+        for p in task.digital_parameters():
+            p.requires_grad_(False)
+        return task
+
+    def initial(self, chip: Any, seed: int) -> np.ndarray:
+        """Initial controls ``(d,)``, the same for every method of a run."""
+        if self.init == "center":
+            return chip.space.center.copy()
+        return chip.space.sample(np.random.default_rng([int(seed), 7]))
+
+
+# ---------------------------------------------------------------------- one run
+def run_one(
+    method: Method | str,
+    scenario: Scenario | None,
+    seed: int,
+    chip_seed: int,
+    budget: int,
+) -> dict[str, Any]:
+    """One run of ``method`` on chip ``chip_seed`` with ``budget`` reconfigurations.
+
+    A pure function of its arguments (every random stream is seeded from ``seed`` and
+    ``chip_seed``), so any executor returns the same row (``wall_s`` aside).
+
+    Returns a tidy row: ``method``, ``kind``, ``label``, ``seed``, ``chip``, ``budget``,
+    ``reconfigurations``, ``samples``, ``queries`` (spent on the metered chip), ``stop``,
+    ``test_accuracy`` (full test split, bare chip, unmetered), ``train_loss`` (full training
+    split, bare chip), one ``acc_<nuisance><value>`` per drift value
+    (:meth:`Scenario.drift_columns`), ``fresh_chip_accuracy``, ``wall_s`` and ``trace``: rows
+    ``{reconfigurations, samples, loss}`` with the cumulative spend after each step (blacksat:
+    the minibatch loss of the step) or device call (nevergrad: the lowest loss told so far, and
+    ``told``), thinned to at most 100 rows.
+    """
+    m = _resolve(method)
+    scenario = Scenario() if scenario is None else scenario
+    if not isinstance(scenario, Scenario):
+        raise ConfigError(f"scenario must be a Scenario, got {type(scenario).__name__}")
+    for name, v, low in (("seed", seed, 0), ("chip_seed", chip_seed, 0), ("budget", budget, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
+    from blacksat.meter import MeteredDevice
+
+    t0 = time.perf_counter()
+    with _torch_threads(scenario.threads):
+        chip = scenario.build_chip(chip_seed)
+        task = scenario.build_task(chip, seed)
+        theta0 = scenario.initial(chip, seed)
+        meter = MeteredDevice(chip, max_reconfigurations=int(budget))
+        runner = _run_nevergrad if m.kind == "nevergrad" else _run_blacksat
+        theta, stop, trace = runner(m, scenario, task, chip, meter, theta0, int(seed), int(budget))
+        ledger = meter.ledger
+        row: dict[str, Any] = {
+            "method": m.name,
+            "kind": m.kind,
+            "label": m.label,
+            "seed": int(seed),
+            "chip": int(chip_seed),
+            "budget": int(budget),
+            "reconfigurations": ledger.reconfigurations,
+            "samples": ledger.samples,
+            "queries": ledger.queries,
+            "stop": stop,
+            **evaluate(task, chip, theta, scenario, chip_seed),
+        }
+    row["wall_s"] = time.perf_counter() - t0
+    row["trace"] = _thin(trace)
+    return row
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_USERS = [0, 0]  # [runs inside, torch threads before the first one entered]
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch threads; the process's setting is restored when the last
+    concurrent run (threads of one process, e.g. a thread pool) leaves."""
+    with _THREADS_LOCK:
+        if _THREADS_USERS[0] == 0:
+            _THREADS_USERS[1] = torch.get_num_threads()
+        _THREADS_USERS[0] += 1
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_USERS[0] -= 1
+            if _THREADS_USERS[0] == 0:
+                torch.set_num_threads(_THREADS_USERS[1])
+
+
+def evaluate(
+    task: Any, chip: Any, theta: np.ndarray, scenario: Scenario, chip_seed: int
+) -> dict[str, float]:
+    """Accuracy of ``theta (d,)`` on the full test split of the bare chip, under each drift
+    value and on a fresh chip, and the loss on the full training split (nothing metered)."""
+    theta = np.asarray(theta, dtype=np.float64)
+    out = {
+        "test_accuracy": task.accuracy(chip, theta),
+        "train_loss": _train_loss(task, chip, theta),
+    }
+    for (k, v), col in zip(_pairs(scenario), scenario.drift_columns(), strict=True):
+        out[col] = task.accuracy(chip.perturbed(**{k: v}), theta)
+    fresh = chip.fresh_chip(int(chip_seed) + scenario.fresh_chip_offset)
+    out["fresh_chip_accuracy"] = task.accuracy(fresh, theta)
+    return out
+
+
+def _pairs(scenario: Scenario) -> list[tuple[str, float]]:
+    return [(k, v) for k, vs in scenario.drift.items() for v in vs]
+
+
+def _train_loss(task: Any, chip: Any, theta: np.ndarray) -> float:
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for xb, yb in task.batches("train", 512):
+            total += float(task.loss(task.logits_device(chip, theta, xb), yb)) * len(yb)
+            n += len(yb)
+    return total / n
+
+
+def _resolve(m: Any) -> Method:
+    if isinstance(m, str):
+        return method(m)
+    if not isinstance(m, Method):
+        raise ConfigError(f"method must be a Method or a registered name, got {type(m).__name__}")
+    return m
+
+
+def _run_nevergrad(
+    m: Method, scenario: Scenario, task: Any, chip: Any, meter: Any, theta0: np.ndarray,
+    seed: int, budget: int,
+) -> tuple[np.ndarray, str, list[dict[str, Any]]]:  # fmt: skip
+    from blacksat.ng_adapter import DeviceObjective, minimize
+
+    objective = DeviceObjective(task, meter, batch_size=scenario.ng_batch_size, seed=seed)
+    res = minimize(
+        objective,
+        ng_optimizer_name(m),
+        budget=budget,
+        num_workers=scenario.ng_workers,
+        seed=seed,
+        init=theta0,
+        optimizer_kwargs=dict(m.options.get("optimizer_kwargs", {})) or None,
+    )
+    trace = [
+        {
+            "reconfigurations": r.get("total_reconfigurations", r["reconfigurations"]),
+            "samples": r.get("total_samples", r["samples"]),
+            "loss": r["best_loss"],
+            "told": r["told"],
+        }
+        for r in res.trace
+    ]
+    return np.asarray(res.theta, dtype=np.float64), str(res.stop), trace
+
+
+def ng_optimizer_name(m: Method) -> str:
+    """The nevergrad registry name of a nevergrad method (checked against the registry, with
+    blacksat's own optimizers registered)."""
+    import nevergrad as ng
+
+    import blacksat.ng_optimizers  # noqa: F401  (registers blacksat's optimizers)
+
+    name = m.options["optimizer"]
+    if name not in ng.optimizers.registry:
+        raise ConfigError(f"method {m.name!r}: {name!r} is not a nevergrad optimizer")
+    return name
+
+
+def _run_blacksat(
+    m: Method, scenario: Scenario, task: Any, chip: Any, meter: Any, theta0: np.ndarray,
+    seed: int, budget: int,
+) -> tuple[np.ndarray, str, list[dict[str, Any]]]:  # fmt: skip
+    from blacksat.estimators import PhysicsAware, ZerothOrder
+    from blacksat.sat import FreeAscent, sat
+    from blacksat.trainer import Trainer
+
+    o = m.options
+    if o.get("estimator", "zo") == "pat":
+        base: Any = PhysicsAware(meter, chip.nominal_model(), task)
+        per_step = 1
+    else:
+        base = ZerothOrder(
+            meter,
+            task,
+            q=o.get("q", 8),
+            sigma=o.get("sigma", 0.05),
+            directions=o.get("directions", "gaussian"),
+            scheme=o.get("scheme", "central"),
+        )
+        per_step = base.settings_per_step()
+    est: Any = base
+    if "rho" in o or "perturbation" in o:
+        pert = None
+        if "perturbation" in o:
+            models = chip.perturbation_models()
+            if o["perturbation"] not in models:
+                raise ConfigError(
+                    f"method {m.name!r}: the device has no perturbation model "
+                    f"{o['perturbation']!r}; known: {sorted(models)}"
+                )
+            pert = models[o["perturbation"]]
+        free = o.get("ascent", "same") == "free"
+        mode = o.get("mode", "worst")
+        est = sat(
+            base,
+            FreeAscent() if free else None,
+            rho=o.get("rho") if pert is None else None,
+            perturbation=pert,
+            mode=mode,
+            draws=o.get("draws", 1),
+        )
+        if mode == "average":
+            per_step *= int(o.get("draws", 1))
+        elif not free:
+            per_step *= 2
+    recorder = _Recorder(est, meter)
+    cfg = m.train_config(max_steps=max(1, budget // per_step), seed=seed)
+    result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(theta0)
+    return result.theta, result.reason, recorder.rows
+
+
+class _Recorder:
+    """Wraps an estimator; records the ledger and minibatch loss after every estimate."""
+
+    def __init__(self, inner: Any, meter: Any) -> None:
+        self.inner, self.meter, self.rows = inner, meter, []
+        self.task, self.name = inner.task, getattr(inner, "name", "estimator")
+
+    def __call__(self, theta: torch.Tensor, batch: Any, ctx: Any) -> Any:
+        est = self.inner(theta, batch, ctx)
+        led = self.meter.ledger
+        self.rows.append(
+            {"reconfigurations": led.reconfigurations, "samples": led.samples, "loss": est.loss}
+        )
+        return est
+
+    def evaluate(self, thetas: torch.Tensor, batch: Any, ctx: Any) -> Any:
+        return self.inner.evaluate(thetas, batch, ctx)
+
+
+def _thin(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most ``_TRACE_ROWS`` rows, evenly spaced (first and last kept); losses to 6
+    significant digits (the JSON stays small)."""
+    keep = np.unique(np.linspace(0, len(trace) - 1, min(len(trace), _TRACE_ROWS)).round())
+    out = []
+    for i in keep.astype(int):
+        row = dict(trace[i])
+        if isinstance(row.get("loss"), float) and np.isfinite(row["loss"]):
+            row["loss"] = float(f"{row['loss']:.6g}")
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------- the sweep
+@dataclass
+class CompareResult:
+    """The rows of a sweep and what produced them.
+
+    Attributes:
+        rows: one tidy row per run (see :func:`run_one`), ordered by method (as given),
+            budget, seed, chip.
+        methods: the methods, in the order given.
+        scenario: the scenario.
+        seeds, chips, budgets: the sweep's axes (``chips`` lists the chip seeds actually used).
+        versions: library versions and machine.
+        out_dir: where the files were written (``None`` if nowhere).
+        paired: whether seed ``s`` ran on chip ``s`` only (``chips="paired"``) rather than on
+            every chip.
+    """
+
+    rows: list[dict[str, Any]]
+    methods: list[Method]
+    scenario: Scenario
+    seeds: list[int]
+    chips: list[int]
+    budgets: list[int]
+    versions: dict[str, str]
+    out_dir: Path | None = None
+    paired: bool = False
+
+    def columns(self) -> list[str]:
+        """The CSV columns (every row key except ``trace``)."""
+        return csv_columns(self.scenario)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Mean/std/min/max of every metric per method x budget
+        (:func:`blacksat.compare_plots.aggregate`)."""
+        from blacksat.compare_plots import aggregate
+
+        return aggregate(self.rows, self.scenario)
+
+    def head_to_head(self) -> list[dict[str, Any]]:
+        """Per budget: the best query-only blacksat method against the best nevergrad
+        baseline (:func:`blacksat.compare_plots.head_to_head`)."""
+        from blacksat.compare_plots import head_to_head
+
+        return head_to_head(self.summary())
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write ``results.csv``, ``results.json``, ``summary.md`` and the plots."""
+        from blacksat.compare_plots import write_report
+
+        self.out_dir = write_report(self, Path(out_dir))
+        return self.out_dir
+
+
+def csv_columns(scenario: Scenario) -> list[str]:
+    """Column order of ``results.csv``."""
+    return [
+        "method", "kind", "label", "seed", "chip", "budget", "reconfigurations", "samples",
+        "queries", "stop", "test_accuracy", "train_loss", *scenario.drift_columns(),
+        "fresh_chip_accuracy", "wall_s",
+    ]  # fmt: skip
+
+
+def versions() -> dict[str, str]:
+    """Versions of blacksat and its numerical dependencies, and the machine."""
+    import blacksat
+
+    out = {
+        "blacksat": blacksat.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+    }
+    try:
+        import nevergrad
+
+        out["nevergrad"] = nevergrad.__version__
+    except ImportError:  # pragma: no cover - nevergrad is a dependency
+        pass
+    return out
+
+
+def _int_list(name: str, values: Any, low: int) -> list[int]:
+    try:
+        out = list(values)
+    except TypeError:
+        raise ConfigError(f"{name} must be a sequence of integers, got {values!r}") from None
+    if not out:
+        raise ConfigError(f"{name} must not be empty")
+    for v in out:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ConfigError(f"{name} must hold integers >= {low}, got {v!r}")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{name} holds duplicates: {out}")
+    return [int(v) for v in out]
+
+
+def _executor(
+    executor: Executor | None, scheduler: str | None, max_workers: int
+) -> tuple[Executor, Any]:
+    """The executor to use and what to close afterwards (``None``: the caller's)."""
+    if executor is not None and scheduler is not None:
+        raise ConfigError("give an executor or a scheduler address, not both")
+    if executor is not None:
+        if not callable(getattr(executor, "submit", None)):
+            raise ConfigError(f"executor must be a concurrent.futures.Executor, got {executor!r}")
+        return executor, None
+    if scheduler is not None:
+        try:
+            from dask.distributed import Client
+        except ImportError as exc:
+            raise ConfigError("a scheduler address needs dask[distributed] installed") from exc
+        client = Client(scheduler)
+        # pure=False: identical calls are noisy device queries, never deduplicated
+        return client.get_executor(pure=False), client
+    pool = ProcessPoolExecutor(max_workers, mp_context=multiprocessing.get_context("spawn"))
+    return pool, pool
+
+
+def compare(
+    methods: Sequence[Method | str],
+    scenario: Scenario | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    chips: Sequence[int] | Literal["paired"] = "paired",
+    budgets: Sequence[int] = (1000, 5000, 20000),
+    *,
+    executor: Executor | None = None,
+    scheduler: str | None = None,
+    max_workers: int = 2,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> CompareResult:
+    """Run every (method, seed, chip, budget) and collect the rows.
+
+    Args:
+        methods: :class:`Method` s or registered names (:data:`METHODS`).
+        scenario: the problem (default :class:`Scenario`).
+        seeds: run seeds (front-end initialisation, optimizer randomness, minibatches).
+        chips: chip seeds (every seed runs on every chip), or ``"paired"``: seed ``s`` runs on
+            chip ``s`` only.
+        budgets: reconfiguration budgets; each is a separate run from the same start.
+        executor: any ``concurrent.futures.Executor`` (e.g. a thread pool, or
+            ``dask.distributed.Client(...).get_executor(pure=False)``); it is not shut down.
+        scheduler: a Dask scheduler address: runs go to
+            ``Client(scheduler).get_executor(pure=False)`` (the client is closed afterwards).
+        max_workers: processes of the default executor (a spawn-context
+            ``ProcessPoolExecutor``, used when neither ``executor`` nor ``scheduler`` is given).
+        out_dir: where to write the results (:meth:`CompareResult.write`); ``None``: nowhere.
+        progress: show a ``tqdm`` bar over completed runs.
+    """
+    from tqdm import tqdm
+
+    ms = [_resolve(m) for m in methods]
+    if not ms:
+        raise ConfigError("methods must not be empty")
+    names = [m.name for m in ms]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"method names must be unique, got {names}")
+    for m in ms:
+        if m.kind == "nevergrad":
+            ng_optimizer_name(m)  # unknown optimizers fail here, before anything runs
+    scenario = Scenario() if scenario is None else scenario
+    if not isinstance(scenario, Scenario):
+        raise ConfigError(f"scenario must be a Scenario, got {type(scenario).__name__}")
+    seed_list = _int_list("seeds", seeds, 0)
+    pairs_only = isinstance(chips, str)
+    if isinstance(chips, str):
+        if chips != "paired":
+            raise ConfigError(f"chips must be a sequence of seeds or 'paired', got {chips!r}")
+        pairs = [(s, s) for s in seed_list]
+        chip_list = list(seed_list)
+    else:
+        chip_list = _int_list("chips", chips, 0)
+        pairs = [(s, c) for s in seed_list for c in chip_list]
+    budget_list = _int_list("budgets", budgets, 1)
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise ConfigError(f"max_workers must be an integer >= 1, got {max_workers!r}")
+    jobs = [(m, s, c, b) for m in ms for b in budget_list for s, c in pairs]
+    ex, owned = _executor(executor, scheduler, min(max_workers, len(jobs)))
+    rows: dict[tuple[str, int, int, int], dict[str, Any]] = {}
+    try:
+        # largest budgets first: the longest runs do not end up last on an idle pool
+        order = sorted(jobs, key=lambda j: -j[3])
+        futures: dict[Future, tuple[str, int, int, int]] = {
+            ex.submit(run_one, m, scenario, s, c, b): (m.name, s, c, b) for m, s, c, b in order
+        }
+        with tqdm(total=len(futures), disable=not progress, desc="compare", unit="run") as bar:
+            for fut in as_completed(futures):
+                key = futures[fut]
+                try:
+                    rows[key] = fut.result()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+                bar.update(1)
+    finally:
+        if owned is not None:
+            if isinstance(owned, ProcessPoolExecutor):
+                owned.shutdown(wait=True, cancel_futures=True)
+            else:
+                owned.close()
+    ordered = [rows[(m.name, s, c, b)] for m in ms for b in budget_list for s, c in pairs]
+    result = CompareResult(
+        ordered, ms, scenario, seed_list, chip_list, budget_list, versions(), None, pairs_only
+    )
+    if out_dir is not None:
+        result.write(out_dir)
+    return result
+
+
+#: Budgets of the quick (smoke) variant of :func:`target`.
+QUICK_BUDGETS = (64, 128)
+
+
+def target(quick: bool = False) -> dict[str, Any]:
+    """The benchmark sweep (``compare(**target(), out_dir=...)``): every registered method on
+    the default :class:`Scenario` (16-mode mesh, s_bs = 0.05, digits, centre init, full-train
+    nevergrad losses), seeds 0, 1, 2 each on its own chip (``chips="paired"``), budgets 1000,
+    5000 and 20000 reconfigurations. ``quick=True``: two seeds and budgets
+    :data:`QUICK_BUDGETS` (a smoke run of a few minutes)."""
+    return {
+        "methods": list(METHODS.values()),
+        "scenario": Scenario(),
+        "seeds": [0, 1] if quick else [0, 1, 2],
+        "chips": "paired",
+        "budgets": list(QUICK_BUDGETS) if quick else [1000, 5000, 20000],
+    }
+
+
+def scenario_dict(scenario: Scenario) -> dict[str, Any]:
+    """A JSON-friendly description of a scenario."""
+    d = dataclasses.asdict(scenario)
+    d["drift"] = {k: list(v) for k, v in scenario.drift.items()}
+    return d
+
+
+__all__ = [
+    "METHODS",
+    "QUICK_BUDGETS",
+    "CompareResult",
+    "Method",
+    "Scenario",
+    "compare",
+    "csv_columns",
+    "evaluate",
+    "method",
+    "ng_optimizer_name",
+    "run_one",
+    "scenario_dict",
+    "target",
+    "versions",
+]

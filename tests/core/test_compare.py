@@ -1,0 +1,245 @@
+"""The comparison runner: deterministic runs, the files of a sweep, Dask = local executor, budgets
+respected by every registered method, the head-to-head verdict, argument validation.
+
+Everything runs on a 4-mode mesh (12 controls) with iris and budgets of a few dozen
+reconfigurations.
+"""
+
+import csv
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from blacksat.compare import (
+    METHODS,
+    Method,
+    Scenario,
+    compare,
+    csv_columns,
+    method,
+    run_one,
+)
+from blacksat.compare_plots import aggregate, head_to_head
+from blacksat.errors import ConfigError
+
+SMALL = Scenario(
+    device_kwargs={"n_modes": 4},
+    dataset="iris",
+    ng_workers=4,
+    drift={"temperature": (-1.0, 1.0)},
+)
+ZO = Method("zo", "blacksat", {"q": 2, "sigma": 0.1, "lr": 0.1, "batch_size": 16})
+ZO_SAT = Method(
+    "zo-sat-small",
+    "blacksat",
+    {"q": 2, "sigma": 0.1, "lr": 0.1, "batch_size": 16, "perturbation": "phase_drift"},
+)
+NG = Method("1+1", "nevergrad", {"optimizer": "OnePlusOne"})
+SWEEP = {"methods": [NG, ZO], "scenario": SMALL, "seeds": [0, 1], "budgets": [12, 24]}
+
+
+def strip(rows):
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def threaded():
+    with ThreadPoolExecutor(2) as ex:
+        return compare(**SWEEP, executor=ex, progress=False)
+
+
+# ---------------------------------------------------------------------- run_one
+@pytest.mark.parametrize("m", [NG, ZO_SAT], ids=lambda m: m.name)
+def test_run_one_is_a_pure_function_of_its_seeds(m):
+    a = run_one(m, SMALL, 3, 5, 24)
+    b = run_one(m, SMALL, 3, 5, 24)
+    assert strip([a]) == strip([b])
+    other = run_one(m, SMALL, 4, 5, 24)
+    assert other["trace"] != a["trace"]  # the seed matters
+
+
+def test_run_one_row_holds_the_evaluation():
+    row = run_one(ZO, SMALL, 0, 0, 20)
+    assert row["method"] == "zo" and row["label"] == "query-only" and row["chip"] == 0
+    assert 0 < row["reconfigurations"] <= 20
+    assert row["samples"] == row["reconfigurations"] * 16  # batches of 16 in one epoch of 105
+    for key in ("test_accuracy", "acc_temperature-1", "acc_temperature+1", "fresh_chip_accuracy"):
+        assert 0.0 <= row[key] <= 1.0
+    assert np.isfinite(row["train_loss"]) and row["train_loss"] > 0
+    steps = row["trace"]
+    assert [r["reconfigurations"] for r in steps] == [4 * (i + 1) for i in range(len(steps))]
+
+
+def test_labels_say_what_a_method_uses():
+    assert method("pat-sat").label == "twin-assisted" and method("pat-sat").twin_assisted
+    assert method("zo-sat").label == "query-only"
+    assert method("cma").label == "nevergrad"
+
+
+# ---------------------------------------------------------------------- the sweep
+def test_compare_writes_csv_json_summary_and_plots(threaded, tmp_path):
+    out = threaded.write(tmp_path / "cmp")
+    rows = threaded.rows
+    assert len(rows) == 2 * 2 * 2  # methods x budgets x (seed, paired chip)
+    assert [(r["method"], r["budget"], r["seed"]) for r in rows[:4]] == [
+        ("1+1", 12, 0),
+        ("1+1", 12, 1),
+        ("1+1", 24, 0),
+        ("1+1", 24, 1),
+    ]
+    assert threaded.paired and all(r["chip"] == r["seed"] for r in rows)
+    with open(out / "results.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0]) == csv_columns(SMALL)
+    assert {"acc_temperature-1", "acc_temperature+1", "fresh_chip_accuracy"} <= set(table[0])
+    assert "trace" not in table[0] and len(table) == len(rows)
+    assert float(table[-1]["test_accuracy"]) == rows[-1]["test_accuracy"]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["budgets"] == [12, 24] and doc["scenario"]["dataset"] == "iris"
+    assert "nevergrad" in doc["versions"] and len(doc["rows"]) == len(rows)
+    assert all(isinstance(r["trace"], list) and r["trace"] for r in doc["rows"])
+    summary = (out / "summary.md").read_text()
+    assert "| 1+1 | nevergrad |" in summary and "| zo | query-only |" in summary
+    for png in ("accuracy_vs_reconfigurations.png", "robustness.png"):
+        data = (out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_dask_executor_gives_the_same_rows_as_the_local_one(threaded):
+    distributed = pytest.importorskip("dask.distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        via_executor = compare(**SWEEP, executor=client.get_executor(pure=False), progress=False)
+        via_address = compare(**SWEEP, scheduler=cluster.scheduler_address, progress=False)
+    assert strip(via_executor.rows) == strip(threaded.rows)
+    assert strip(via_address.rows) == strip(threaded.rows)
+
+
+def test_every_registered_method_respects_its_budget():
+    budget = 37  # not a multiple of any method's cost per step
+    for m in METHODS.values():
+        row = run_one(m, SMALL, 0, 1, budget)
+        assert 0 < row["reconfigurations"] <= budget, m.name
+        assert all(r["reconfigurations"] <= budget for r in row["trace"]), m.name
+
+
+def test_chip_axis_runs_every_seed_on_every_chip():
+    res = compare(
+        [ZO], SMALL, seeds=[0], chips=[2, 3], budgets=[8], executor=_Inline(), progress=False
+    )
+    assert [(r["seed"], r["chip"]) for r in res.rows] == [(0, 2), (0, 3)]
+    assert not res.paired and res.chips == [2, 3]
+    assert res.rows[0]["test_accuracy"] != res.rows[1]["test_accuracy"] or (
+        res.rows[0]["trace"] != res.rows[1]["trace"]
+    )
+
+
+class _Inline:
+    """A minimal executor running each call at submit time."""
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        fut = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+
+# ---------------------------------------------------------------------- the verdict
+def _summary_row(name, label, budget, acc, samples):
+    return {
+        "method": name,
+        "label": label,
+        "budget": budget,
+        "test_accuracy_mean": acc,
+        "test_accuracy_std": 0.01,
+        "samples_mean": samples,
+    }
+
+
+def test_head_to_head_needs_accuracy_and_a_fifth_of_the_samples():
+    summary = [
+        _summary_row("cma", "nevergrad", 100, 0.50, 1000.0),
+        _summary_row("pso", "nevergrad", 100, 0.40, 1000.0),
+        _summary_row("zo", "query-only", 100, 0.55, 190.0),
+        _summary_row("pat", "twin-assisted", 100, 0.99, 10.0),  # never counted
+        _summary_row("cma", "nevergrad", 200, 0.70, 2000.0),
+        _summary_row("zo", "query-only", 200, 0.75, 500.0),
+    ]
+    first, second = head_to_head(summary)
+    assert (first["blacksat"], first["nevergrad"]) == ("zo", "cma")
+    assert first["met"] and first["samples_ratio"] == pytest.approx(0.19)
+    assert second["accuracy_ok"] and not second["samples_ok"] and not second["met"]
+
+
+def test_aggregate_means_and_spreads(threaded):
+    summary = aggregate(threaded.rows, SMALL)
+    assert [(s["method"], s["budget"], s["n"]) for s in summary] == [
+        ("1+1", 12, 2),
+        ("1+1", 24, 2),
+        ("zo", 12, 2),
+        ("zo", 24, 2),
+    ]
+    accs = [r["test_accuracy"] for r in threaded.rows if r["method"] == "zo" and r["budget"] == 24]
+    s = summary[3]
+    assert s["test_accuracy_mean"] == pytest.approx(np.mean(accs))
+    assert s["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    assert s["test_accuracy_min"] <= s["test_accuracy_mean"] <= s["test_accuracy_max"]
+
+
+# ---------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Method("x", "genetic", {}),
+        lambda: Method("", "blacksat", {}),
+        lambda: Method("x", "nevergrad", {}),
+        lambda: Method("x", "nevergrad", {"optimizer": "CMA", "lr": 0.1}),
+        lambda: Method("x", "blacksat", {"estimator": "magic"}),
+        lambda: Method("x", "blacksat", {"q": 0}),
+        lambda: Method("x", "blacksat", {"lr": -1.0}),
+        lambda: Method("x", "blacksat", {"rho": 0.1, "perturbation": "phase_drift"}),
+        lambda: Scenario(device="abacus"),
+        lambda: Scenario(device_kwargs={"seed": 3}),
+        lambda: Scenario(init="somewhere"),
+        lambda: Scenario(ng_batch_size=0),
+        lambda: Scenario(drift={"temperature": ("hot",)}),
+        lambda: Scenario(drift={"temperature": (0.0, 1.0)}),  # 0 K is the nominal accuracy
+        lambda: Scenario(drift={"temperature": (1.0, 1.0)}),
+        lambda: Scenario(drift={"pressure": (1.0,)}),
+        lambda: Method("x", "blacksat", {"sigma": 0.0}),
+        lambda: Method("x", "blacksat", {"directions": "diagonal"}),
+        lambda: Method("x", "blacksat", {"schedule": "sometimes"}),
+        lambda: method("no-such-method"),
+        lambda: run_one(ZO, SMALL, -1, 0, 10),
+        lambda: run_one(ZO, SMALL, 0, 0, 0),
+        lambda: run_one(Method("x", "blacksat", {"perturbation": "gravity"}), SMALL, 0, 0, 10),
+        lambda: compare([ZO], SMALL, seeds=[], budgets=[10], executor=_Inline()),
+        lambda: compare([ZO], SMALL, seeds=[0], budgets=[10, 10], executor=_Inline()),
+        lambda: compare([ZO, ZO], SMALL, seeds=[0], budgets=[10], executor=_Inline()),
+        lambda: compare([ZO], SMALL, seeds=[0], chips="all", budgets=[10], executor=_Inline()),
+        lambda: compare([ZO], SMALL, seeds=[0], budgets=[10], executor=_Inline(), scheduler="x"),
+        lambda: compare(
+            [Method("x", "nevergrad", {"optimizer": "NoSuchOpt"})], SMALL, [0], budgets=[10]
+        ),
+    ],
+)
+def test_invalid_arguments_raise_config_error(build):
+    with pytest.raises(ConfigError):
+        build()
+
+
+def test_runs_pickle_for_process_and_dask_workers():
+    import pickle
+
+    from blacksat import compare as module
+
+    args = pickle.loads(pickle.dumps((list(METHODS.values()), SMALL)))
+    assert args[0] == list(METHODS.values()) and args[1] == SMALL
+    assert pickle.loads(pickle.dumps(module.run_one)) is module.run_one
