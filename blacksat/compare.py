@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from blacksat.compare_methods import METHODS, Method, method
+from blacksat.compare_methods import method as _lookup  # `method` is often an argument name
 from blacksat.errors import ConfigError
 
 _TRACE_ROWS = 100  # traces are thinned to at most this many rows per run
@@ -186,7 +187,7 @@ def run_one(
     the minibatch loss of the step) or device call (nevergrad: the lowest loss told so far, and
     ``told``), thinned to at most 100 rows.
     """
-    m = _resolve(method)
+    m = _lookup(method)
     scenario = Scenario() if scenario is None else scenario
     if not isinstance(scenario, Scenario):
         raise ConfigError(f"scenario must be a Scenario, got {type(scenario).__name__}")
@@ -272,14 +273,6 @@ def _train_loss(task: Any, chip: Any, theta: np.ndarray) -> float:
             total += float(task.loss(task.logits_device(chip, theta, xb), yb)) * len(yb)
             n += len(yb)
     return total / n
-
-
-def _resolve(m: Any) -> Method:
-    if isinstance(m, str):
-        return method(m)
-    if not isinstance(m, Method):
-        raise ConfigError(f"method must be a Method or a registered name, got {type(m).__name__}")
-    return m
 
 
 def _run_nevergrad(
@@ -560,7 +553,7 @@ def compare(
     """
     from tqdm import tqdm
 
-    ms = [_resolve(m) for m in methods]
+    ms = [_lookup(m) for m in methods]
     if not ms:
         raise ConfigError("methods must not be empty")
     names = [m.name for m in ms]

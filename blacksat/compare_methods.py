@@ -202,6 +202,10 @@ def method(name: str | Method) -> Method:
     """A registered :class:`Method` by name (a :class:`Method` is returned unchanged)."""
     if isinstance(name, Method):
         return name
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"method must be a Method or a registered name, got {type(name).__name__}"
+        )
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}; registered: {sorted(METHODS)}")
     return METHODS[name]
