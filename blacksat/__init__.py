@@ -20,6 +20,8 @@ from blacksat.errors import (
 from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
 from blacksat.meter import Budget, Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, GradientEstimator, StepContext
+from blacksat.querydata import QueryData
+from blacksat.querylog import QueryLog
 from blacksat.sat import SAT, FreeAscent, sat
 from blacksat.space import ParamSpace
 from blacksat.task import Task
@@ -50,6 +52,8 @@ __all__ = [
     "OutOfBoundsError",
     "ParamSpace",
     "PhysicsAware",
+    "QueryData",
+    "QueryLog",
     "ShapeError",
     "StepContext",
     "Task",
