@@ -108,6 +108,8 @@ class DiffractivePhysics(PhysicsModel):
     """
 
     max_fields: int = 512
+    #: error parameters a grey-box fit identifies: the per-layer misalignment
+    calibratable: tuple[str, ...] = ("align",)
 
     def __init__(
         self,

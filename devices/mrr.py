@@ -108,6 +108,9 @@ class MRRPhysics(PhysicsModel):
         activation, gains: O/E/O response and the gain before it, one gain per inner layer.
     """
 
+    #: error parameters a grey-box fit identifies: per-ring resonance offsets and linewidths
+    calibratable: tuple[str, ...] = ("offsets", "gammas")
+
     def __init__(
         self,
         layer_sizes: Sequence[int],

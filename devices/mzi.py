@@ -79,7 +79,14 @@ class MZIPhysics(PhysicsModel):
         saturation: detector saturation ``s``: ``y = r I / (1 + s r I)``; 0 is linear.
         phase_shift: common shift of every phase (rad), e.g. ``thermal_coeff * dT``.
         detection: ``"intensity"`` or ``"coherent"``.
+
+    ``calibratable`` names the error parameters a grey-box fit identifies
+    (:class:`~blacksat.surrogates.GreyBox`): the coupler errors, the phase offsets and the
+    crosstalk fraction. Arm loss imbalance, insertion loss and the detector response stay
+    outside that model class.
     """
+
+    calibratable: tuple[str, ...] = ("bs_errors", "phase_offsets", "crosstalk")
 
     def __init__(
         self,
@@ -128,8 +135,8 @@ class MZIPhysics(PhysicsModel):
     def applied_phases(self, thetas: torch.Tensor) -> torch.Tensor:
         """Phases the light actually sees ``(K, d)`` for controls ``thetas (K, d)``."""
         phases = thetas + (self.phase_offsets + self.phase_shift)
-        if float(self.crosstalk) != 0.0:
-            phases = phases + self.crosstalk * (thetas @ self.adjacency)
+        if self.crosstalk.requires_grad or float(self.crosstalk) != 0.0:
+            phases = phases + self.crosstalk * (thetas @ self.adjacency.to(thetas.dtype))
         return phases
 
     def mzi_transfers(self, thetas: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,8 @@ def test_encoders_and_readouts():
     g = ImageToGrid((8, 8), 20, fill=0.5)(img)
     assert g.shape == (1, 20, 20) and g[0, 0].abs().sum() == 0 and g[0, 10].abs().sum() > 0
     y = torch.tensor([[1.0, 3.0, 100.0]])
-    assert torch.allclose(Ports(2, scale=2.0)(y), torch.tensor([[0.5, 1.5]]))
+    assert torch.allclose(Ports(2, scale=2.0, total=False)(y), torch.tensor([[0.5, 1.5]]))
+    assert torch.allclose(Ports(2, scale=2.0)(y), torch.tensor([[2.0, 6.0]]) / 104.0)
 
 
 def test_shuffled_batches_are_seeded(task):

@@ -1,0 +1,326 @@
+"""Shared machinery of the surrogates: data handling, the fitting loop, fit-quality reports.
+
+A surrogate is a differentiable :class:`~blacksat.Model` learned from recorded queries
+(scikit-learn style: ``__init__`` stores arguments, :meth:`Surrogate.fit` returns ``self``,
+fitted attributes end in ``_``):
+
+- ``surrogate.fit(data)`` with ``data`` a :class:`~blacksat.querydata.QueryData` (e.g.
+  ``QueryLog(path).data()``) or any sequence of groups ``(thetas (K, d), x (B, *in),
+  y (K, B, *out))``; a held-out fraction of the *settings* is kept apart and the fit quality
+  on it is reported in :attr:`Surrogate.report_`;
+- ``surrogate(theta, x)``: ``theta (d,)``, ``x (B, *in)`` -> ``(B, *out)``; batched
+  ``thetas (K, d)`` -> ``(K, B, *out)``; differentiable in ``theta`` (and in ``x``), so it
+  plugs into :class:`~blacksat.estimators.Autograd` and
+  :class:`~blacksat.estimators.PhysicsAware` like any physics model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from blacksat.errors import ConfigError, NonFiniteError, ShapeError
+
+Group = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """How well a surrogate fits the readings (on settings it was trained on, and on settings
+    it never saw).
+
+    Attributes:
+        n_settings: settings used for fitting.
+        n_held_out: settings kept apart for validation (0: no validation).
+        train_rmse: root-mean-square error of the readings on the training settings.
+        held_out_rmse: the same on the held-out settings (``nan`` without any).
+        held_out_r2: coefficient of determination on the held-out readings (1 is perfect).
+        relative_error: ``held_out_rmse`` divided by the readings' standard deviation.
+        steps: optimizer steps taken; ``seconds``: wall time of the fit.
+    """
+
+    n_settings: int
+    n_held_out: int
+    train_rmse: float
+    held_out_rmse: float
+    held_out_r2: float
+    relative_error: float
+    steps: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"fit on {self.n_settings} settings: train RMSE {self.train_rmse:.3g}, held-out "
+            f"({self.n_held_out} settings) RMSE {self.held_out_rmse:.3g}, "
+            f"R^2 {self.held_out_r2:.4f}, relative error {self.relative_error:.3g}"
+        )
+
+
+def as_groups(data: Any) -> list[Group]:
+    """``QueryData`` or a sequence of ``(thetas (K, d), x (B, *in), y (K, B, *out))`` ->
+    a validated list of float64 groups (all ``d``, input and output shapes consistent)."""
+    raw = getattr(data, "groups", data)
+    if isinstance(raw, (np.ndarray, torch.Tensor)) or not isinstance(raw, Iterable):
+        raise ConfigError(
+            "data must be a QueryData or a sequence of (thetas, x, y) groups, got "
+            f"{type(data).__name__}"
+        )
+    groups: list[Group] = []
+    ref: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None
+    for i, item in enumerate(raw):
+        try:
+            thetas, x, y = (np.asarray(a, dtype=np.float64) for a in item)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"group {i} must be (thetas, x, y) numeric arrays: {exc}") from None
+        if thetas.ndim != 2 or x.ndim < 1 or y.ndim < 2 or y.shape[:2] != (len(thetas), len(x)):
+            raise ShapeError(
+                f"group {i}: expected thetas (K, d), x (B, *in), y (K, B, *out); got "
+                f"{thetas.shape}, {x.shape}, {y.shape}"
+            )
+        shapes = (thetas.shape[1], x.shape[1:], y.shape[2:])
+        if ref is not None and shapes != ref:
+            raise ShapeError(f"group {i} has (d, in, out) = {shapes}, the first group {ref}")
+        ref = shapes
+        for name, a in (("thetas", thetas), ("x", x), ("y", y)):
+            if not np.all(np.isfinite(a)):
+                raise NonFiniteError(f"group {i}: {name} contains NaN or inf")
+        groups.append((thetas, x, y))
+    if not groups:
+        raise ConfigError("data holds no queries")
+    return groups
+
+
+def split_groups(
+    groups: Sequence[Group], held_out: float, seed: int | np.random.Generator | None
+) -> tuple[list[Group], list[Group]]:
+    """Split by *settings*: a fraction ``held_out`` of all settings (at least one when
+    ``held_out > 0`` and there are two or more) is kept apart; each held-out setting keeps its
+    whole input batch."""
+    if not (isinstance(held_out, (int, float)) and 0.0 <= held_out < 1.0):
+        raise ConfigError(f"held_out must be a fraction in [0, 1), got {held_out!r}")
+    n = sum(len(g[0]) for g in groups)
+    n_out = 0 if held_out == 0 or n < 2 else max(1, round(held_out * n))
+    rng = np.random.default_rng(seed)
+    out_mask = np.zeros(n, dtype=bool)
+    out_mask[rng.choice(n, size=n_out, replace=False)] = True
+    train: list[Group] = []
+    test: list[Group] = []
+    start = 0
+    for thetas, x, y in groups:
+        m = out_mask[start : start + len(thetas)]
+        start += len(thetas)
+        if (~m).any():
+            train.append((thetas[~m], x, y[~m]))
+        if m.any():
+            test.append((thetas[m], x, y[m]))
+    return train, test
+
+
+def batches(groups: Sequence[Group], max_samples: int, rng: np.random.Generator) -> Iterator[Group]:
+    """One epoch over the groups in random order, each cut into chunks of at most
+    ``max_samples`` readings (``K * B``) along the settings axis."""
+    for gi in rng.permutation(len(groups)):
+        thetas, x, y = groups[gi]
+        per = max(1, max_samples // max(1, len(x)))
+        order = rng.permutation(len(thetas))
+        for s in range(0, len(thetas), per):
+            idx = order[s : s + per]
+            yield thetas[idx], x, y[idx]
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_pos(name: str, value: Any, *, zero_ok: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        sign = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{name} must be a finite number {sign}, got {value!r}")
+    return float(value)
+
+
+class Surrogate(nn.Module):
+    """Base class: the fitting loop (Adam on the mean squared reading error, best held-out
+    state kept), the batched call convention and the report.
+
+    Subclasses implement :meth:`forward_many` and may override :meth:`_prepare` (called once
+    with the training groups before the loop, e.g. to fix normalisations), :meth:`_loss` and
+    :meth:`_penalty` (a regulariser added to the loss).
+
+    Args:
+        steps: optimizer steps of a fit.
+        lr: Adam learning rate.
+        batch_samples: readings (``K * B``) per optimizer step.
+        held_out: fraction of the settings kept for validation (0 disables it).
+        seed: seeds the split, the batch order and any initialisation.
+        dtype: ``torch.float32`` or ``torch.float64``.
+        weight_decay: decoupled weight decay (``torch.optim.AdamW``); 0 is plain Adam.
+    """
+
+    def __init__(
+        self,
+        *,
+        steps: int = 500,
+        lr: float = 1e-2,
+        batch_samples: int = 8192,
+        held_out: float = 0.2,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.steps = _check_int("steps", steps, 0)
+        self.lr = _check_pos("lr", lr)
+        self.batch_samples = _check_int("batch_samples", batch_samples, 1)
+        if not (isinstance(held_out, (int, float)) and 0.0 <= held_out < 1.0):
+            raise ConfigError(f"held_out must be a fraction in [0, 1), got {held_out!r}")
+        self.held_out = float(held_out)
+        self.seed = _check_int("seed", seed, 0)
+        if dtype not in (torch.float32, torch.float64):
+            raise ConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+        self.dtype = dtype
+        self.weight_decay = _check_pos("weight_decay", weight_decay, zero_ok=True)
+        self.report_: FitReport | None = None
+
+    # ------------------------------------------------------------------ call convention
+    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``theta (d,)``, ``x (B, *in)`` -> ``(B, *out)``; ``(K, d)`` -> ``(K, B, *out)``."""
+        theta = torch.as_tensor(theta)
+        x = torch.as_tensor(x)
+        if theta.ndim == 1:
+            return self.forward_many(theta[None], x)[0]
+        if theta.ndim != 2:
+            raise ShapeError(f"theta must be (d,) or (K, d), got shape {tuple(theta.shape)}")
+        return self.forward_many(theta, x)
+
+    def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data: Any) -> Surrogate:
+        """Fit to recorded queries (a ``QueryData`` or ``(thetas, x, y)`` groups); returns
+        ``self`` with :attr:`report_` set."""
+        t0 = time.perf_counter()
+        groups = as_groups(data)
+        train, test = split_groups(groups, self.held_out, self.seed)
+        self._prepare(train)
+        steps = self._fit_loop(train, test)
+        self.report_ = self._report(train, test, steps, time.perf_counter() - t0)
+        return self
+
+    def score(self, data: Any) -> dict[str, float]:
+        """``{"rmse", "r2", "relative_error"}`` of this surrogate on other recorded queries."""
+        rmse, r2, rel = _quality(self, as_groups(data))
+        return {"rmse": rmse, "r2": r2, "relative_error": rel}
+
+    def _prepare(self, groups: list[Group]) -> None:
+        """Hook: called with the training groups before the loop."""
+
+    def _loss(self, thetas: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Hook: the training loss of one batch (default: mean squared reading error)."""
+        return torch.mean((self.forward_many(thetas, x) - y) ** 2)
+
+    def _penalty(self) -> torch.Tensor | float:
+        """Hook: a regulariser added to the mean squared error."""
+        return 0.0
+
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def _fit_loop(self, train: list[Group], test: list[Group]) -> int:
+        params = self._trainable()
+        if not params or self.steps == 0:
+            return 0
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.steps, eta_min=self.lr / 20)
+        rng = np.random.default_rng([self.seed, 1])
+        check_every = max(1, self.steps // 20)
+        best = (math.inf, None)
+        step = 0
+        while step < self.steps:
+            for thetas, x, y in batches(train, self.batch_samples, rng):
+                loss = self._loss(self._t(thetas), self._t(x), self._t(y)) + self._penalty()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if test and (step % check_every == 0 or step == self.steps):
+                    val = _mse(self, test)
+                    if val < best[0]:
+                        best = (val, copy.deepcopy(self.state_dict()))
+                if step >= self.steps:
+                    break
+        if best[1] is not None:
+            self.load_state_dict(best[1])
+        return step
+
+    def _t(self, a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(a, dtype=self.dtype)
+
+    def _report(self, train: list[Group], test: list[Group], steps: int, secs: float) -> FitReport:
+        tr_rmse, _, _ = _quality(self, train)
+        te_rmse, r2, rel = _quality(self, test) if test else (math.nan, math.nan, math.nan)
+        return FitReport(
+            n_settings=sum(len(g[0]) for g in train),
+            n_held_out=sum(len(g[0]) for g in test),
+            train_rmse=tr_rmse,
+            held_out_rmse=te_rmse,
+            held_out_r2=r2,
+            relative_error=rel,
+            steps=steps,
+            seconds=secs,
+        )
+
+
+def predict(model: Any, thetas: np.ndarray, x: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """``model(thetas (K, d), x (B, *in))`` as float64 numpy, without autograd, in chunks."""
+    out = []
+    per = max(1, 65536 // max(1, len(x)))
+    with torch.no_grad():
+        for s in range(0, len(thetas), per):
+            t = torch.tensor(thetas[s : s + per], dtype=dtype)
+            out.append(model(t, torch.tensor(x, dtype=dtype)).double().numpy())
+    return np.concatenate(out)
+
+
+def _mse(model: Any, groups: Sequence[Group]) -> float:
+    num = den = 0.0
+    dtype = getattr(model, "dtype", torch.float32)
+    for thetas, x, y in groups:
+        num += float(np.sum((predict(model, thetas, x, dtype) - y) ** 2))
+        den += y.size
+    return num / max(den, 1)
+
+
+def _quality(model: Any, groups: Sequence[Group]) -> tuple[float, float, float]:
+    """(RMSE, R^2, RMSE / std) of a model's readings on the groups."""
+    if not groups:
+        return math.nan, math.nan, math.nan
+    ys = np.concatenate([g[2].ravel() for g in groups])
+    mse = _mse(model, groups)
+    var = float(np.var(ys))
+    rmse = math.sqrt(mse)
+    return rmse, 1.0 - mse / var if var > 0 else math.nan, rmse / math.sqrt(var) if var else 0.0
+
+
+def quality(model: Any, data: Any) -> dict[str, float]:
+    """Fit quality of *any* model (a physics model, a surrogate) on recorded queries:
+    ``{"rmse", "r2", "relative_error"}``."""
+    rmse, r2, rel = _quality(model, as_groups(data))
+    return {"rmse": rmse, "r2": r2, "relative_error": rel}
+
+
+__all__ = ["FitReport", "Group", "Surrogate", "as_groups", "predict", "quality", "split_groups"]

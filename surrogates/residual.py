@@ -1,0 +1,167 @@
+"""Residual surrogate: a physics model plus a learned correction of its readings (the idea of
+digital-twin-assisted training, in its simplest form).
+
+``y = base(theta, x) + g([base(theta, x), x])`` with ``g`` a small MLP applied to every reading
+vector. The base is a physics model (the nominal one, or a fitted
+:class:`~blacksat.surrogates.GreyBox`); the correction absorbs what the base's model class
+cannot express (detector response, losses, saturation). The correction's last layer starts at
+zero, so an unfitted residual is exactly its base.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from blacksat.errors import ConfigError
+from blacksat.surrogates.base import Group, Surrogate, _check_int, predict
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, gen: torch.Generator) -> nn.Sequential:
+    """``Linear -> SiLU -> ... -> Linear`` initialised from ``gen`` (PyTorch's default
+    uniform scheme); the global RNG is never touched."""
+    sizes = [n_in, *hidden, n_out]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        lin = nn.Linear(a, b)
+        bound = 1.0 / np.sqrt(a)
+        with torch.no_grad():
+            lin.weight.copy_(torch.empty(b, a).uniform_(-bound, bound, generator=gen))
+            lin.bias.copy_(torch.empty(b).uniform_(-bound, bound, generator=gen))
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class Residual(Surrogate):
+    """A physics base plus a learned per-reading correction.
+
+    Args:
+        base: the physics model ``base(thetas (K, d), x (B, *in)) -> (K, B, *out)``. A
+            :class:`~blacksat.surrogates.base.Surrogate` is fitted first, on the same training
+            settings (see ``refit_base``).
+        hidden: widths of the correction MLP's hidden layers.
+        use_inputs: feed the device inputs ``x`` to the correction too (besides the base's
+            readings).
+        refit_base: refit a surrogate base (warm-started from its current state) at every
+            :meth:`fit`, before the correction; ``False`` keeps an already fitted base as is.
+        train_base: also fine-tune the base's trainable parameters jointly with the correction
+            (default: the base is frozen during the correction fit).
+        weight_decay: decoupled (AdamW) weight decay of the correction (keeps it small where
+            the data say little).
+        steps, lr, batch_samples, held_out, seed, dtype: see
+            :class:`~blacksat.surrogates.base.Surrogate`.
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        *,
+        hidden: Sequence[int] = (64, 64),
+        use_inputs: bool = True,
+        refit_base: bool = True,
+        train_base: bool = False,
+        weight_decay: float = 1e-4,
+        steps: int = 1500,
+        lr: float = 3e-3,
+        batch_samples: int = 16384,
+        held_out: float = 0.2,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__(
+            steps=steps,
+            lr=lr,
+            batch_samples=batch_samples,
+            held_out=held_out,
+            seed=seed,
+            dtype=dtype,
+            weight_decay=weight_decay,
+        )
+        if not isinstance(base, nn.Module):
+            raise ConfigError(f"base must be a torch.nn.Module, got {type(base).__name__}")
+        self.hidden = tuple(_check_int("hidden width", h, 1) for h in hidden)
+        self.use_inputs = bool(use_inputs)
+        self.refit_base = bool(refit_base)
+        self.train_base = bool(train_base)
+        self.base = base.to(dtype)
+        self.correction: nn.Sequential | None = None
+
+    def _prepare(self, groups: list[Group]) -> None:
+        base = self.base
+        if isinstance(base, Surrogate) and (self.refit_base or base.report_ is None):
+            # the base sees exactly this fit's training settings (its own split disabled)
+            held, self.base.held_out = self.base.held_out, 0.0
+            try:
+                self.base.fit(groups)
+            finally:
+                self.base.held_out = held
+        _thetas, x, y = groups[0]
+        out_shape = y.shape[2:]
+        n_out = int(np.prod(out_shape))
+        n_in = n_out + (int(np.prod(x.shape[1:])) if self.use_inputs else 0)
+        # feature normalisation from the base's readings (and the inputs) on the training data
+        base_y = np.concatenate(
+            [predict(self.base, t, xx, self.dtype).reshape(-1, n_out) for t, xx, _ in groups]
+        )
+        feats = [base_y]
+        if self.use_inputs:
+            xs = np.concatenate([xx.reshape(len(xx), -1) for _, xx, _ in groups])
+            feats.append(xs)
+        mean = np.concatenate([f.mean(0) for f in feats])
+        std = np.concatenate([f.std(0) for f in feats]) + 1e-8
+        resid = np.concatenate(
+            [
+                (yy - predict(self.base, t, xx, self.dtype)).reshape(-1, n_out)
+                for t, xx, yy in groups
+            ]
+        )
+        self.register_buffer("feat_mean", torch.as_tensor(mean, dtype=self.dtype))
+        self.register_buffer("feat_std", torch.as_tensor(std, dtype=self.dtype))
+        self.register_buffer("out_scale", torch.as_tensor(resid.std(0) + 1e-8, dtype=self.dtype))
+        self.out_shape = tuple(int(s) for s in out_shape)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.correction = mlp(n_in, self.hidden, n_out, gen).to(self.dtype)
+        with torch.no_grad():  # start exactly at the base
+            self.correction[-1].weight.zero_()
+            self.correction[-1].bias.zero_()
+
+    def _trainable(self) -> list[nn.Parameter]:
+        own = [p for p in self.correction.parameters()] if self.correction is not None else []
+        if not self.train_base:
+            return own
+        base = self.base._trainable() if isinstance(self.base, Surrogate) else []
+        return own + base
+
+    def _loss(self, thetas: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.train_base:
+            return super()._loss(thetas, x, y)
+        with torch.no_grad():  # a frozen base needs no graph (and runs its fast path)
+            y0 = self.base(thetas.to(self.dtype), x.to(self.dtype))
+        return torch.mean((self._correct(y0, x) - y) ** 2)
+
+    def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``: base plus correction."""
+        return self._correct(self.base(thetas.to(self.dtype), x.to(self.dtype)), x)
+
+    def _correct(self, y0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.correction is None:
+            return y0
+        k, b = y0.shape[:2]
+        feats = [y0.reshape(k, b, -1)]
+        if self.use_inputs:
+            feats.append(x.to(self.dtype).reshape(1, b, -1).expand(k, b, -1))
+        h = (torch.cat(feats, dim=-1) - self.feat_mean) / self.feat_std
+        corr = self.correction(h) * self.out_scale
+        return y0 + corr.reshape(y0.shape)
+
+    def __repr__(self) -> str:
+        return f"Residual(base={self.base!r}, hidden={list(self.hidden)})"
+
+
+__all__ = ["Residual", "mlp"]

@@ -1,0 +1,231 @@
+"""Surrogate-assisted workflows: calibrate from a budgeted design, refine actively, train.
+
+The four ways a surrogate enters training (``DESIGN.md``, data flow), each a composition:
+
+(a) **offline**: ``calibrate(...)`` spends a design against the budget and fits; then train on
+    the surrogate with :class:`~blacksat.estimators.Autograd` (plain or inside
+    :func:`~blacksat.sat.sat`), deploy, evaluate;
+(b) **online physics-aware**: ``PhysicsAware(meter, surrogate, task)``: the forward pass on the
+    device, the backward pass through the surrogate;
+(c) **active refinement**: :func:`refine` re-queries around the iterate and where an ensemble's
+    members disagree, then refits; :func:`train_active` alternates training on the surrogate
+    with refinement;
+(d) **surrogate ascent + device descent** in one SAT step:
+    ``sat(descent=PhysicsAware(meter, surrogate, task), ascent=Autograd(surrogate, task), ...)``.
+
+Everything that reaches the device goes through it as given: wrap it in a
+:class:`~blacksat.MeteredDevice` (with a :class:`~blacksat.QueryLog` observer) to enforce the
+budget and keep every reading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from blacksat.errors import ConfigError
+from blacksat.meter import Ledger
+from blacksat.objective import add_costs
+from blacksat.querydata import QueryData
+from blacksat.surrogates import designs
+from blacksat.surrogates.base import FitReport, Surrogate
+
+Design = Literal["sobol", "latin_hypercube", "uniform", "local"]
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """The result of :func:`calibrate` / :func:`refine`.
+
+    Attributes:
+        surrogate: the fitted surrogate (the object passed in, fitted in place).
+        data: every query it was fitted on (earlier data plus the new collection).
+        spent: what the new collection cost.
+        reason: ``"completed"`` or ``"budget"`` (the design was cut by the budget).
+    """
+
+    surrogate: Surrogate
+    data: QueryData
+    spent: Ledger
+    reason: str
+
+    @property
+    def report(self) -> FitReport | None:
+        """The surrogate's fit report."""
+        return self.surrogate.report_
+
+
+def _design(
+    space: Any,
+    kind: str,
+    n: int,
+    seed: Any,
+    center: ArrayLike | None,
+    radius: Any,
+) -> np.ndarray:
+    if kind == "local":
+        if center is None or radius is None:
+            raise ConfigError("a local design needs center and radius")
+        return designs.local(space, center, radius, n, seed=seed)
+    makers: dict[str, Callable[..., np.ndarray]] = {
+        "sobol": designs.sobol,
+        "latin_hypercube": designs.latin_hypercube,
+        "uniform": designs.uniform,
+    }
+    if kind not in makers:
+        raise ConfigError(f"design must be one of {[*makers, 'local']}, got {kind!r}")
+    return makers[kind](space, n, seed=seed)
+
+
+def _merge(prior: Any, new: QueryData) -> QueryData:
+    if prior is None:
+        return new
+    old = prior if isinstance(prior, QueryData) else QueryData(tuple(prior))
+    return old + new if new.n_settings else old
+
+
+def calibrate(
+    surrogate: Surrogate,
+    device: Any,
+    x: ArrayLike,
+    n_settings: int,
+    *,
+    design: Design = "sobol",
+    center: ArrayLike | None = None,
+    radius: Any = None,
+    seed: Any = 0,
+    data: Any = None,
+    chunk: int = 64,
+) -> Calibration:
+    """Collect a design of ``n_settings`` settings with inputs ``x (B, *in)`` from ``device``
+    (spent against its budget: a budget cut keeps what was gathered), add earlier ``data``
+    (e.g. ``QueryLog(path).data()``), fit ``surrogate`` on all of it.
+
+    ``design`` is ``"sobol"`` (default), ``"latin_hypercube"``, ``"uniform"`` or ``"local"``
+    (around ``center`` within ``radius``).
+    """
+    if not isinstance(surrogate, Surrogate):
+        raise ConfigError(f"surrogate must be a blacksat Surrogate, got {type(surrogate).__name__}")
+    thetas = _design(device.space, design, n_settings, seed, center, radius)
+    got = designs.collect(device, thetas, x, chunk=chunk)
+    everything = _merge(data, got.data)
+    if everything.n_settings == 0:
+        raise ConfigError("no queries to fit on: the budget allowed none and no data was given")
+    surrogate.fit(everything)
+    return Calibration(surrogate, everything, got.ledger_spent, got.reason)
+
+
+def refine(
+    calibration: Calibration,
+    device: Any,
+    x: ArrayLike,
+    theta: ArrayLike,
+    *,
+    n_local: int = 32,
+    radius: Any = 0.1,
+    n_uncertain: int = 0,
+    pool: int = 256,
+    seed: Any = 0,
+    chunk: int = 64,
+) -> Calibration:
+    """Active refinement around the iterate ``theta (d,)``: ``n_local`` settings of a local
+    Sobol design within ``radius``, plus the ``n_uncertain`` settings of a ``pool``-point
+    local candidate set (within ``2 * radius``) where the surrogate is least certain (needs an
+    ``uncertainty(thetas, x)`` method, e.g. :class:`~blacksat.surrogates.Ensemble`); collected
+    against the budget, appended to the data, refitted."""
+    sur = calibration.surrogate
+    rng = np.random.default_rng(seed)
+    parts = [designs.local(device.space, theta, radius, n_local, seed=rng)] if n_local else []
+    if n_uncertain:
+        unc = getattr(sur, "uncertainty", None)
+        if unc is None:
+            raise ConfigError(f"{type(sur).__name__} has no uncertainty(); set n_uncertain=0")
+        r2 = 2.0 * np.asarray(radius, dtype=np.float64)
+        cand = designs.local(device.space, theta, r2, pool, seed=rng, kind="gaussian")
+        xs = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        score = unc(torch.as_tensor(cand), xs).reshape(len(cand), -1).mean(-1).numpy()
+        parts.append(cand[np.argsort(-score)[:n_uncertain]])
+    if not parts:
+        raise ConfigError("refine needs n_local > 0 or n_uncertain > 0")
+    got = designs.collect(device, np.concatenate(parts), x, chunk=chunk)
+    everything = _merge(calibration.data, got.data)
+    sur.fit(everything)
+    return Calibration(sur, everything, got.ledger_spent, got.reason)
+
+
+@dataclass
+class ActiveResult:
+    """The end of :func:`train_active`: final controls, the calibration, a record per round."""
+
+    theta: np.ndarray
+    calibration: Calibration
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def spent(self) -> Ledger:
+        """Device cost of the refinements (the initial calibration's cost excluded)."""
+        return add_costs(*(r["spent"] for r in self.rounds)) if self.rounds else Ledger()
+
+
+def train_active(
+    task: Any,
+    calibration: Calibration,
+    device: Any,
+    x: ArrayLike,
+    theta0: ArrayLike,
+    *,
+    make_estimator: Callable[[Any, Any], Any],
+    config: Any,
+    rounds: int = 3,
+    n_local: int = 32,
+    radius: Any = 0.1,
+    n_uncertain: int = 0,
+    seed: int = 0,
+) -> ActiveResult:
+    """Alternate ``rounds`` times: train on the surrogate (``Trainer`` with
+    ``make_estimator(surrogate, task)`` and ``config``; the optimizer restarts each round),
+    then :func:`refine` around the new iterate. Stops early when the budget cuts a
+    refinement. The task's digital layers are trained in place."""
+    from blacksat.trainer import Trainer
+
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"rounds must be a positive integer, got {rounds!r}")
+    theta = np.asarray(theta0, dtype=np.float64).copy()
+    result = ActiveResult(theta, calibration)
+    for r in range(rounds):
+        est = make_estimator(calibration.surrogate, task)
+        cfg = dataclasses.replace(config, seed=config.seed + r)
+        run = Trainer(task, est, device.space, cfg).fit(theta)
+        theta = run.theta
+        calibration = refine(
+            calibration,
+            device,
+            x,
+            theta,
+            n_local=n_local,
+            radius=radius,
+            n_uncertain=n_uncertain,
+            seed=[seed, r],
+        )
+        result.rounds.append(
+            {
+                "round": r,
+                "loss": run.history[-1]["loss"] if run.history else float("nan"),
+                "spent": calibration.spent,
+                "report": calibration.report,
+                "reason": calibration.reason,
+            }
+        )
+        result.theta, result.calibration = theta, calibration
+        if calibration.reason == "budget":
+            break
+    return result
+
+
+__all__ = ["ActiveResult", "Calibration", "calibrate", "refine", "train_active"]
