@@ -19,9 +19,11 @@ from blacksat.errors import (
 )
 from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
 from blacksat.meter import Budget, Ledger, MeteredDevice
+from blacksat.nonfinite import NonFinitePolicy
 from blacksat.objective import Batch, Estimate, GradientEstimator, StepContext
 from blacksat.querydata import QueryData
 from blacksat.querylog import QueryLog
+from blacksat.retry import RetryPolicy
 from blacksat.sat import SAT, FreeAscent, sat
 from blacksat.space import ParamSpace
 from blacksat.task import Task
@@ -49,11 +51,13 @@ __all__ = [
     "MeteredDevice",
     "Model",
     "NonFiniteError",
+    "NonFinitePolicy",
     "OutOfBoundsError",
     "ParamSpace",
     "PhysicsAware",
     "QueryData",
     "QueryLog",
+    "RetryPolicy",
     "ShapeError",
     "StepContext",
     "Task",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import glob
 import os
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -131,10 +132,15 @@ def save_checkpoint(state: TrainState, path: str | os.PathLike[str]) -> Path:
 
     The bytes go to a temporary file in the same directory, are flushed and ``fsync``-ed, and
     the file then replaces ``path`` in one ``os.replace``. If anything fails on the way, the
-    temporary file is removed and whatever was at ``path`` before is left intact.
+    temporary file is removed and whatever was at ``path`` before is left intact. Temporary
+    files left by a writer that was killed outright (no chance to clean up) are removed by the
+    next save to the same path.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
     payload = state.to_dict()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

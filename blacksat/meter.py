@@ -13,7 +13,8 @@ Two units are counted (see ``DESIGN.md``):
   ``query_many`` of ``K`` settings.
 
 A query that reached the device is charged even if the device then raised or returned garbage:
-device time was spent.
+device time was spent. With a :class:`~blacksat.retry.RetryPolicy` a failed query is re-sent
+(after a backoff pause); each attempt is charged, and the budget is checked again before each one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from blacksat.errors import (
     DeviceTimeout,
     InvalidReading,
 )
+from blacksat.retry import RetryPolicy
 from blacksat.space import ParamSpace, Policy
 
 
@@ -103,6 +105,9 @@ class MeteredDevice:
             (explicit opt-in). NaN/inf is always an error.
         observers: callables receiving a :class:`QueryRecord` after each successful query and
             before the reading is returned (e.g. to persist it).
+        retry: a :class:`~blacksat.retry.RetryPolicy` for device errors and time-outs
+            (``None``: a failed query raises at once). Every attempt is charged and counted in
+            ``ledger.failures`` when it fails; a retry that would exceed a budget is not sent.
 
     The wrapper exposes only ``space``, the shapes, ``query``, ``query_many`` and the accounting;
     the wrapped device is not reachable through it.
@@ -116,6 +121,7 @@ class MeteredDevice:
         max_samples: int | None = None,
         policy: Policy = "raise",
         observers: Sequence[Observer] = (),
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not isinstance(getattr(device, "space", None), ParamSpace):
             raise ConfigError(
@@ -129,6 +135,9 @@ class MeteredDevice:
                 )
         if policy not in ("raise", "clip"):
             raise ConfigError(f"policy must be 'raise' or 'clip', got {policy!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
+        self.retry = retry
         self._device = device
         self._space: ParamSpace = device.space
         self.budget = Budget(max_reconfigurations, max_samples)
@@ -216,6 +225,14 @@ class MeteredDevice:
 
     def _send(self, thetas: np.ndarray, x: ArrayLike, *, single: bool) -> np.ndarray:
         xs = check_inputs(x, self.input_shape)
+        if self.retry is None:
+            return self._attempt(thetas, xs, single)
+        return self.retry.call(
+            lambda: self._attempt(thetas, xs, single),
+            before_retry=lambda: self._check_budget(self.cost(thetas, xs.shape[0])),
+        )
+
+    def _attempt(self, thetas: np.ndarray, xs: np.ndarray, single: bool) -> np.ndarray:
         cost = self.cost(thetas, xs.shape[0])
         self._check_budget(cost)
         try:

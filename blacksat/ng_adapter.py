@@ -143,6 +143,9 @@ class DeviceObjective:
         x0 = sp.center if init is None else self._init(init)
         param = ng.p.Array(init=x0)
         param.set_mutation(sigma=sp.width / PRIOR_SPAN)
+        # a generator of its own (shared with the sigma sub-parameter) before anything reads
+        # one: nevergrad would otherwise seed it from numpy's global RNG
+        param.random_state = np.random.RandomState(self.seed)
         param.set_bounds(sp.lower.copy(), sp.upper.copy(), method=method)
         param.function.deterministic = self.batch_size is None
         return param
@@ -159,9 +162,11 @@ class DeviceObjective:
     def losses(self, thetas: np.ndarray) -> np.ndarray:
         """``thetas (K, d)`` -> float64 ``losses (K,)`` from ONE ``query_many`` call.
 
-        Settings are clipped into the bounds before sending (the input is not modified). A
-        setting whose reading (or loss) is non-finite gets ``+inf``: never an exception, the
-        driver decides what to tell (the meter charges the call and counts it as a failure).
+        Settings are clipped into the bounds before sending (the input is not modified); a
+        setting holding NaN or +-inf is never sent (clipping would turn an infinity into a
+        bound) and gets ``+inf``, like a setting whose reading (or loss) is non-finite: never
+        an exception, the driver decides what to tell (the meter charges a call with a bad
+        reading and counts it as a failure).
 
         Raises:
             ShapeError: ``thetas`` is not ``(K, d)`` with ``K >= 1``.
@@ -170,7 +175,11 @@ class DeviceObjective:
         arr = np.array(thetas, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != self.space.dim or arr.shape[0] == 0:
             raise ShapeError(f"thetas must have shape (K, {self.space.dim}), got {arr.shape}")
-        t = np.clip(arr, self.space.lower, self.space.upper)  # NaN stays NaN: the meter rejects it
+        finite = np.isfinite(arr).all(axis=1)
+        out = np.full(arr.shape[0], np.inf)
+        if not finite.any():
+            return out
+        t = np.clip(arr[finite], self.space.lower, self.space.upper)
         batch = self._batch()
         with frozen(self.task):
             x = self.task.encode(batch.features).to(torch.float64).numpy()
@@ -182,8 +191,9 @@ class DeviceObjective:
             bad = ~np.isfinite(y.reshape(y.shape[0], -1)).all(axis=1)
             y = np.where(np.isfinite(y), y, 0.0)
             logits = self.task.decode(torch.as_tensor(y, dtype=self.task.dtype))
-            out = self.task.loss(logits, batch.labels).to(torch.float64).numpy().copy()
-        out[bad | ~np.isfinite(out)] = np.inf
+            sent = self.task.loss(logits, batch.labels).to(torch.float64).numpy().copy()
+        sent[bad | ~np.isfinite(sent)] = np.inf
+        out[finite] = sent
         return out
 
     def __call__(self, theta: np.ndarray) -> float:

@@ -9,6 +9,11 @@
 
 ``mode="average"`` replaces the worst case by draws from the same perturbation model (noise-aware
 training is its special case). ``rho = 0`` reduces exactly to plain descent: no ascent is spent.
+
+Drift: a step neither detects nor corrects a device that drifts between its queries. Each half
+is evaluated on whatever the device does when its query goes out, and the queries,
+reconfigurations and samples of a step are fixed by the estimators and the perturbation model,
+whatever the device does in between.
 """
 
 from __future__ import annotations

@@ -203,7 +203,8 @@ class SimulatedDevice(ABC):
         applied = thetas + self._advance_drift(thetas.shape[0])
         with torch.no_grad():
             y = self._truth.forward_many(
-                torch.as_tensor(applied, dtype=self.dtype), torch.as_tensor(x, dtype=self.dtype)
+                torch.as_tensor(applied, dtype=self.dtype),
+                torch.as_tensor(x if x.flags.writeable else x.copy(), dtype=self.dtype),
             )
             if self.noise > 0:
                 y = self._draw_noise(y.shape, y.dtype).mul_(self.noise * self.full_scale).add_(y)
