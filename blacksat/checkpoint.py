@@ -53,6 +53,8 @@ class TrainState:
         history: one record per completed step (``step``, ``epoch``, ``loss``, ``lr``,
             ``grad_norm``).
         saf: the SAF trajectory-loss memory (``TrajectoryLoss.state_dict()``), or ``None``.
+        estimator: the estimator's own memory (its ``state_dict()``, e.g. a
+            :class:`~blacksat.nonfinite.NonFinitePolicy`'s failure count), or ``None``.
         elapsed: wall-clock seconds spent in training so far (over all resumes).
         meta: what the run was configured with (checked when resuming).
     """
@@ -69,6 +71,7 @@ class TrainState:
     ledger: Ledger = field(default_factory=Ledger)
     history: list[dict[str, Any]] = field(default_factory=list)
     saf: dict[str, Any] | None = None
+    estimator: dict[str, Any] | None = None
     elapsed: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 

@@ -76,6 +76,12 @@ class TrainConfig:
         progress: show a ``tqdm`` progress bar.
         train_digital: train the task's digital layers jointly (with the estimator's
             ``digital_grads``); ``False`` leaves them untouched.
+        on_nonfinite: ``None`` (default: a non-finite reading, loss or gradient raises and the
+            step is rolled back) or a :class:`~blacksat.nonfinite.NonFinitePolicy` the trainer
+            wraps its estimator in: ``"raise"``, ``"skip"`` (a zero step) or ``"penalize"``;
+            its memory is part of the checkpointed state.
+        max_consecutive_failures: with ``on_nonfinite``, non-finite steps in a row tolerated
+            before the policy raises.
     """
 
     optimizer: str = "adam"
@@ -92,6 +98,8 @@ class TrainConfig:
     log_every: int = 1
     progress: bool = True
     train_digital: bool = True
+    on_nonfinite: str | None = None
+    max_consecutive_failures: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.optimizer, str) or self.optimizer.lower() not in optimizers():
@@ -121,6 +129,14 @@ class TrainConfig:
         if self.log_every is None:
             raise ConfigError("log_every must be an integer >= 1")
         _int_or_none("log_every", self.log_every, 1)
+        if self.on_nonfinite not in (None, "raise", "skip", "penalize"):
+            raise ConfigError(
+                "on_nonfinite must be None, 'raise', 'skip' or 'penalize', got "
+                f"{self.on_nonfinite!r}"
+            )
+        if self.max_consecutive_failures is None:
+            raise ConfigError("max_consecutive_failures must be an integer >= 1")
+        _int_or_none("max_consecutive_failures", self.max_consecutive_failures, 1)
         for name in ("progress", "train_digital"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")

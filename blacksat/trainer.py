@@ -141,6 +141,15 @@ class Trainer:
             raise ConfigError("saf must be a TrajectoryLoss (extra, record, state_dict)")
         if config.checkpoint_every is not None and checkpoint_path is None:
             raise ConfigError("checkpoint_every needs a checkpoint_path")
+        if config.on_nonfinite is not None:
+            from blacksat.nonfinite import NonFinitePolicy
+
+            estimator = NonFinitePolicy(
+                estimator,
+                config.on_nonfinite,  # type: ignore[arg-type]
+                max_consecutive=config.max_consecutive_failures,
+                meter=meter,
+            )
         self.task, self.estimator, self.space, self.config = task, estimator, space, config
         self.meter, self.saf = meter, saf
         self.log_path = None if log_path is None else Path(log_path)
@@ -204,6 +213,7 @@ class Trainer:
             ledger=self._ledger,
             history=self._history,
             saf=None if self.saf is None else self.saf.state_dict(),
+            estimator=sd() if callable(sd := getattr(self.estimator, "state_dict", None)) else None,
             elapsed=self._elapsed,
             meta=self._meta(),
         )
@@ -236,6 +246,9 @@ class Trainer:
                 self.saf.reset()
             else:
                 self.saf.load_state_dict(state.saf)
+        load = getattr(self.estimator, "load_state_dict", None)
+        if state.estimator is not None and callable(load):
+            load(state.estimator)
         self._ledger = state.ledger
         if self.meter is not None:
             self._ledger = self._restore_meter(state.ledger)

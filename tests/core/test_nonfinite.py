@@ -197,3 +197,54 @@ def test_a_run_stops_when_the_device_stays_broken():
         trainer.fit(np.linspace(-0.5, 0.5, 12))
     assert trainer.snapshot().step == 5  # steps 4 and 5 skipped, the sixth failure raised
     assert meter.ledger.failures == 3
+
+
+def config_trainer(device, tmp_path=None, **kw):
+    task = Task(load_iris(seed=0), input_shape=(4,)).to(torch.float64)
+    meter = MeteredDevice(CountingDevice(device), policy="clip")
+    config = TrainConfig(
+        lr=0.05, max_steps=8, batch_size=16, seed=2, progress=False, on_nonfinite="skip", **kw
+    )
+    ckpt = None if tmp_path is None else tmp_path / "run.ckpt"
+    est = ZerothOrder(meter, task, q=2, sigma=0.05)
+    return Trainer(task, est, meter.space, config, meter=meter, checkpoint_path=ckpt), meter
+
+
+def test_the_policy_from_train_config_equals_wrapping_by_hand():
+    bad = (2, 5, 6)
+    by_hand, _ = iris_trainer(NonFiniteDevice(LinearDevice(4, 3), at=bad), "skip")
+    by_config, _ = config_trainer(NonFiniteDevice(LinearDevice(4, 3), at=bad))
+    assert isinstance(by_config.estimator, NonFinitePolicy)
+    a = by_hand.fit(np.linspace(-0.5, 0.5, 12))
+    b = by_config.fit(np.linspace(-0.5, 0.5, 12))
+    assert np.array_equal(a.theta, b.theta) and b.reason == "completed"
+    assert b.state.estimator == {
+        "consecutive": 0,
+        "failures": 3,
+        "good": b.state.estimator["good"],
+        "loss": b.state.estimator["loss"],
+    }
+    with pytest.raises(NonFiniteError, match="in a row"):
+        config_trainer(
+            NonFiniteDevice(LinearDevice(4, 3), at=lambda k: k >= 3), max_consecutive_failures=1
+        )[0].fit(np.linspace(-0.5, 0.5, 12))
+
+
+def test_the_policy_memory_is_checkpointed_and_restored(tmp_path):
+    from blacksat.checkpoint import load_checkpoint, save_checkpoint
+
+    trainer, _ = config_trainer(NonFiniteDevice(LinearDevice(4, 3), at=(6, 7)))
+    res = trainer.fit(np.linspace(-0.5, 0.5, 12))  # the last two steps failed: a streak of 2
+    assert res.state.estimator["consecutive"] == 2 and res.state.estimator["failures"] == 2
+    state = load_checkpoint(save_checkpoint(res.state, tmp_path / "run.ckpt"))
+    fresh, _ = config_trainer(NonFiniteDevice(LinearDevice(4, 3), at=()))
+    assert fresh.estimator.consecutive == 0
+    fresh.load_state(state)
+    assert (fresh.estimator.consecutive, fresh.estimator.failures) == (2, 2)
+    assert torch.equal(fresh.estimator.state_dict()["good"], res.state.estimator["good"])
+
+
+@pytest.mark.parametrize("bad", [{"on_nonfinite": "ignore"}, {"max_consecutive_failures": 0}])
+def test_train_config_rejects_bad_nonfinite_settings(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad)
