@@ -155,6 +155,13 @@ class QueryLog:
             raise ConfigError(f"no query log at {str(self.path)!r} to open read-only")
         if self.path.is_dir():
             raise ConfigError(f"query log path {str(self.path)!r} is a directory, expected a file")
+        if not self.readonly:  # the run directory is created with its log
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the directory of query log {str(self.path)!r}: {exc}"
+                ) from exc
         uri = f"{self.path.resolve().as_uri()}?mode={'ro' if self.readonly else 'rwc'}"
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:

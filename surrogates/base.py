@@ -80,10 +80,17 @@ def as_groups(data: Any) -> list[Group]:
             thetas, x, y = (np.asarray(a, dtype=np.float64) for a in item)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"group {i} must be (thetas, x, y) numeric arrays: {exc}") from None
-        if thetas.ndim != 2 or x.ndim < 1 or y.ndim < 2 or y.shape[:2] != (len(thetas), len(x)):
+        if (
+            thetas.ndim != 2
+            or x.ndim < 1
+            or y.ndim < 2
+            or y.shape[:2] != (len(thetas), len(x))
+            or 0 in thetas.shape
+            or len(x) == 0
+        ):
             raise ShapeError(
-                f"group {i}: expected thetas (K, d), x (B, *in), y (K, B, *out); got "
-                f"{thetas.shape}, {x.shape}, {y.shape}"
+                f"group {i}: expected thetas (K, d), x (B, *in), y (K, B, *out) with K, d, B "
+                f">= 1; got {thetas.shape}, {x.shape}, {y.shape}"
             )
         shapes = (thetas.shape[1], x.shape[1:], y.shape[2:])
         if ref is not None and shapes != ref:
@@ -102,12 +109,12 @@ def split_groups(
     groups: Sequence[Group], held_out: float, seed: int | np.random.Generator | None
 ) -> tuple[list[Group], list[Group]]:
     """Split by *settings*: a fraction ``held_out`` of all settings (at least one when
-    ``held_out > 0`` and there are two or more) is kept apart; each held-out setting keeps its
-    whole input batch."""
+    ``held_out > 0`` and there are two or more, and never all of them) is kept apart; each
+    held-out setting keeps its whole input batch."""
     if not (isinstance(held_out, (int, float)) and 0.0 <= held_out < 1.0):
         raise ConfigError(f"held_out must be a fraction in [0, 1), got {held_out!r}")
     n = sum(len(g[0]) for g in groups)
-    n_out = 0 if held_out == 0 or n < 2 else max(1, round(held_out * n))
+    n_out = 0 if held_out == 0 or n < 2 else min(n - 1, max(1, round(held_out * n)))
     rng = np.random.default_rng(seed)
     out_mask = np.zeros(n, dtype=bool)
     out_mask[rng.choice(n, size=n_out, replace=False)] = True

@@ -10,6 +10,7 @@ zero, so an unfitted residual is exactly its base.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Sequence
 
@@ -89,7 +90,9 @@ class Residual(Surrogate):
         self.use_inputs = bool(use_inputs)
         self.refit_base = bool(refit_base)
         self.train_base = bool(train_base)
-        self.base = base.to(dtype)
+        # a Surrogate base is shared (fitted in place, see ``refit_base``); any other model is
+        # copied, so the caller's module is never modified (e.g. cast to ``dtype``)
+        self.base = base.to(dtype) if isinstance(base, Surrogate) else copy.deepcopy(base).to(dtype)
         self.correction: nn.Sequential | None = None
 
     def _prepare(self, groups: list[Group]) -> None:

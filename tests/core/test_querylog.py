@@ -281,3 +281,11 @@ def test_a_killed_writer_loses_no_completed_query(tmp_path):
             )
         log.append(np.zeros((1, 64)), np.ones((1, 8)), np.zeros((1, 1, 8)))  # still appendable
         assert len(log) == len(logged) + 1
+
+
+def test_a_new_log_creates_its_run_directory(tmp_path):
+    path = tmp_path / "run" / "nested" / "queries.sqlite"
+    with QueryLog(path, device="d") as log:
+        log.append(np.zeros((1, 2)), np.zeros((1, 3)), np.zeros((1, 1, 4)))
+    with QueryLog(path, readonly=True) as again:
+        assert len(again) == 1

@@ -4,6 +4,8 @@ import torch
 from doubles import LinearDevice
 
 from blacksat.data import load_iris
+from blacksat.devices import MZIMesh
+from blacksat.devices.tasks import default_task
 from blacksat.errors import ConfigError
 from blacksat.meter import MeteredDevice
 from blacksat.task import ImageToGrid, Ports, Task, UnitPower
@@ -80,3 +82,37 @@ def test_shuffled_batches_are_seeded(task):
     b = [yb for _, yb in task.batches("train", 10, np.random.default_rng(5))]
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
     assert sum(len(y) for y in a) == len(task.data.y_train)
+
+
+def test_ports_normalisation_modes():
+    y = torch.tensor([[[1.0, 3.0, 4.0, 12.0]], [[2.0, 2.0, 0.0, 0.0]]])  # (K=2, B=1, m=4)
+    total = Ports(2, scale=3.0, total=True)(y)
+    assert total.shape == (2, 1, 2)
+    torch.testing.assert_close(total[0, 0], 3.0 * torch.tensor([1.0, 3.0]) / 20.0)
+    torch.testing.assert_close(total[1, 0], 3.0 * torch.tensor([0.5, 0.5]))
+    own = Ports(2, scale=3.0, total=False)(y)
+    torch.testing.assert_close(own[0, 0], 3.0 * torch.tensor([0.25, 0.75]))
+    torch.testing.assert_close(own[1, 0], 3.0 * torch.tensor([0.5, 0.5]))
+    raw = Ports(2, normalize=False, scale=3.0)(y)
+    torch.testing.assert_close(raw, 3.0 * y[..., :2])
+    assert Ports(2, normalize=False, total=False)(y).equal(y[..., :2])
+    # signed readings (coherent fields) normalise by their magnitudes; zero light is not NaN
+    signed = Ports(1)(torch.tensor([[-1.0, 3.0]]))
+    torch.testing.assert_close(signed, torch.tensor([[-0.25]]))
+    assert torch.isfinite(Ports(2)(torch.zeros(3, 4))).all()
+
+
+def test_ports_default_divides_by_the_total_detected_power():
+    """Class-only normalisation is blind to light routed to the other ports: the same class
+    ratio scores the same whether 100 % or 1 % of the power reaches the class ports."""
+    bright = torch.tensor([[3.0, 1.0, 0.0, 0.0]])
+    dim = torch.tensor([[0.03, 0.01, 1.96, 2.0]])
+    ports = Ports(2)
+    assert ports.total
+    torch.testing.assert_close(ports(bright), torch.tensor([[0.75, 0.25]]))
+    torch.testing.assert_close(ports(dim), torch.tensor([[0.0075, 0.0025]]))
+    own = Ports(2, total=False)
+    torch.testing.assert_close(own(dim), own(bright))
+    # the default MZI task reads its class scores this way too
+    task = default_task(MZIMesh(n_modes=4, seed=0), load_iris(seed=0), temperature=1.0)
+    torch.testing.assert_close(task.decode(dim), torch.tensor([[0.0075, 0.0025, 0.49]]))
