@@ -192,10 +192,14 @@ def bad_inputs(trials, seed):
             arg = make()
             for path, call in paths.items():
                 try:
-                    call(arg)
-                    stats[path][1] += 1  # accepted: clipped into the box (documented)
+                    out = call(arg)
                 except ValidationError:
                     stats[path][0] += 1
+                    continue
+                if isinstance(out, np.ndarray) and np.all(np.isposinf(out)):
+                    stats[path][0] += 1  # the objective's refusal: never sent, loss +inf
+                else:
+                    stats[path][1] += 1  # accepted: clipped into the box (documented)
         return [
             {"what": what, "path": path, "tried": trials, "refused": r, "clipped": c}
             for path, (r, c) in stats.items()
@@ -459,10 +463,10 @@ def report(s, faults, clean, bad, crashes, calls, steps) -> str:
         "",
         "### Bad inputs (4-mode mesh)",
         "",
-        "Refused: a `ValidationError` before anything was sent. Clipped: the nevergrad "
-        "objective clips settings into the box before sending, by design for finite ones; it "
-        "also clips +-inf to a face, where the meter and the trainer refuse them (and the "
-        "objective refuses NaN). Settings outside the box that reached the device: "
+        "Refused: a `ValidationError` before anything was sent (the nevergrad objective "
+        "instead never sends a setting holding NaN/inf and reports its loss as +inf, which is "
+        "never told). Clipped: the nevergrad objective clips finite settings into the box "
+        "before sending, by design. Settings outside the box that reached the device: "
         f"**{s['bad_inputs_reaching_device_out_of_bounds']}**.",
         "",
         "| bad input | path | tried | refused | clipped |",
