@@ -1,7 +1,10 @@
 """The ``blacksat`` command line: a thin layer over the library.
 
-Every misuse ends with a one-line ``blacksat: error: ...`` message and exit status 2, never a
-traceback.
+Commands: ``demo`` (the main job, :func:`blacksat.demo.run_demo`), ``train`` and ``evaluate``
+(:mod:`blacksat.run`), ``calibrate`` (:mod:`blacksat.calibrate_cmd`), ``compare``
+(:mod:`blacksat.compare`) and ``devices``. Every misuse (a bad argument, a missing or invalid
+config file, a directory that is not a run) ends with a one-line ``blacksat: error: ...``
+message and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,8 +14,30 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from blacksat.errors import BlacksatError
+from blacksat.errors import BlacksatError, ConfigError
+
+#: seeds reach numpy, torch and scikit-learn; the last accepts [0, 2**32 - 1]
+MAX_SEED = 2**32 - 1
+
+
+def _path(text: str) -> str:
+    """A path argument (the OS refuses a NUL byte with a ValueError, not an OSError)."""
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL byte")
+    return text
+
+
+def _count(text: str) -> int:
+    """A non-negative integer argument."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,14 +48,66 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
-        help="train on the nominal model, deploy on a simulated chip, evaluate robustness",
-        description="End-to-end flow on a simulated chip; writes report.md and results.json.",
+        help="the main job: offline BP and SAT, query-only SAT and nevergrad on a simulated chip",
+        description="End-to-end flow on a simulated chip (digits, 16-mode MZI mesh): offline "
+        "BP and SAT on the nominal model, query-only SAT fine-tuning and a nevergrad baseline "
+        "on the chip at the same reconfiguration budget, evaluated on the chip, fresh chips "
+        "and under drift; writes report.md, results.json and plots.",
     )
-    demo.add_argument("--out", default="demo-out", help="output directory (default: demo-out)")
+    demo.add_argument("--out", default="demo-out", type=_path, help="output directory")
     demo.add_argument("--quick", action="store_true", help="a shorter run (well under a minute)")
     demo.add_argument("--seed", type=int, default=0, help="seed for data, chip and training")
     demo.add_argument("--device", default="mzi", choices=["mzi", "mrr", "diffractive"])
+    demo.add_argument(
+        "--config",
+        type=_path,
+        default=None,
+        help="TOML file of demo settings overriding the preset (keys: blacksat.demo.DemoConfig)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    train = sub.add_parser(
+        "train",
+        help="a training run from a TOML config into a run directory",
+        description="Train from a TOML run file (device, task, estimator, sat, train, budget, "
+        "log); writes config.toml, checkpoint.pt, log.jsonl, queries.sqlite, task.pt and "
+        "result.json into the run directory.",
+    )
+    train.add_argument("--config", type=_path, default=None, help="the TOML run file")
+    train.add_argument("--out", default="train-out", type=_path, help="run directory")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint (config: --config or the saved one)",
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev = sub.add_parser(
+        "evaluate",
+        help="robustness of a finished train run: fresh chips and nuisance sweeps",
+        description="Evaluate a train run on its chip, fresh chips and (--sweep) under each "
+        "nuisance and perturbation model; prints a table and writes DIR/evaluation.json.",
+    )
+    ev.add_argument("run_dir", type=_path, metavar="DIR", help="a directory written by train")
+    ev.add_argument("--fresh-chips", type=_count, default=3, help="fresh chips (default 3)")
+    ev.add_argument("--sweep", action="store_true", help="nuisance and perturbation sweeps")
+    ev.add_argument("--quiet", action="store_true", help="no progress output")
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit a surrogate of a device from a query log",
+        description="Fit a grey-box, residual or ensemble surrogate on the queries of a log; "
+        "prints the fit report, saves the surrogate (torch.save) and FILE.json.",
+    )
+    cal.add_argument("--log", required=True, type=_path, help="a queries.sqlite file")
+    cal.add_argument("--device", default=None, help="device registry name (or via --config)")
+    cal.add_argument(
+        "--device-args", default=None, help="device arguments as JSON, e.g. '{\"n_modes\": 4}'"
+    )
+    cal.add_argument("--config", type=_path, default=None, help="a run's TOML ([device] used)")
+    cal.add_argument("--kind", required=True, choices=["greybox", "residual", "ensemble"])
+    cal.add_argument("--out", required=True, type=_path, help="where the surrogate goes")
+    cal.add_argument("--steps", type=_count, default=None, help="fit steps (default: kind's)")
+    cal.add_argument("--seed", type=int, default=0, help="seed of the fit")
+    cal.add_argument("--log-device", default=None, help="only this device identity's queries")
+    cal.add_argument("--quiet", action="store_true", help="no progress output")
     cmp = sub.add_parser(
         "compare",
         help="blacksat vs nevergrad at equal reconfiguration budgets on a simulated chip",
@@ -40,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--methods", default=None, help="comma-separated method names (default: all)")
     cmp.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
     cmp.add_argument("--budgets", default="1000,5000,20000", help="reconfiguration budgets")
-    cmp.add_argument("--out", default="compare-out", help="output directory")
+    cmp.add_argument("--out", default="compare-out", type=_path, help="output directory")
     cmp.add_argument("--workers", type=int, default=2, help="local worker processes")
     cmp.add_argument("--scheduler", default=None, help="a Dask scheduler address (optional)")
     cmp.add_argument("--list", action="store_true", help="list the registered methods and exit")
@@ -65,14 +142,22 @@ def _devices(as_json: bool) -> None:
         )
 
 
-def _ints(text: str, what: str) -> list[int]:
+def _ints(text: str, what: str, upper: int | None = None) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
         raise BlacksatError(f"{what} must be comma-separated integers, got {text!r}") from exc
     if not values or any(v < 0 for v in values):
         raise BlacksatError(f"{what} must be non-empty and >= 0, got {text!r}")
+    if upper is not None and any(v > upper for v in values):
+        raise BlacksatError(f"{what} must be <= {upper}, got {text!r}")
     return values
+
+
+def _seed(value: int, what: str = "--seed") -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise BlacksatError(f"{what} must be >= 0 and <= {MAX_SEED}, got {value}")
+    return value
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -90,7 +175,7 @@ def _compare(args: argparse.Namespace) -> None:
         raise BlacksatError(f"--workers must be >= 1, got {args.workers}")
     compare(
         names,
-        seeds=_ints(args.seeds, "--seeds"),
+        seeds=_ints(args.seeds, "--seeds", MAX_SEED),
         budgets=_ints(args.budgets, "--budgets"),
         scheduler=args.scheduler,
         max_workers=args.workers,
@@ -100,30 +185,100 @@ def _compare(args: argparse.Namespace) -> None:
     print((Path(args.out) / "summary.md").read_text())
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from blacksat.demo import DemoConfig, run_demo
+    from blacksat.run_config import load_toml
+
+    config = None
+    if args.config is not None:
+        config = DemoConfig.from_mapping(load_toml(args.config), quick=args.quick)
+    run_demo(
+        args.out,
+        quick=args.quick,
+        seed=_seed(args.seed),
+        device=args.device,
+        progress=not args.quiet,
+        config=config,
+    )
+    print((Path(args.out) / "report.md").read_text())
+
+
+def _train(args: argparse.Namespace) -> None:
+    from blacksat.run import result_markdown, train
+    from blacksat.run_config import RunConfig
+
+    source = args.config
+    if source is None:
+        if not args.resume:
+            raise ConfigError("train needs --config FILE (or --resume to continue --out)")
+        source = Path(args.out) / "config.toml"
+        if not Path(source).is_file():
+            raise ConfigError(f"{args.out!r} holds no config.toml to resume from")
+    report = train(RunConfig.load(source), args.out, resume=args.resume, progress=not args.quiet)
+    print(result_markdown(report, args.out))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from blacksat.run import evaluate, evaluation_markdown
+
+    ev = evaluate(args.run_dir, fresh_chips=args.fresh_chips, sweep=args.sweep)
+    print(evaluation_markdown(ev))
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    from blacksat.calibrate_cmd import calibrate_from_log, report_path
+    from blacksat.run_config import RunConfig
+
+    if args.config is not None:
+        spec = RunConfig.load(args.config).device
+        name, dev_args = spec.name, {**spec.kwargs, "seed": spec.seed}
+        if args.device is not None and args.device != name:
+            raise ConfigError(f"--device {args.device!r} contradicts the config's {name!r}")
+    elif args.device is not None:
+        name, dev_args = args.device, {}
+    else:
+        raise ConfigError("calibrate needs --device NAME or --config FILE")
+    if args.device_args is not None:
+        try:
+            extra: Any = json.loads(args.device_args)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--device-args is not valid JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise ConfigError(f"--device-args must be a JSON object, got {args.device_args!r}")
+        dev_args = {**dev_args, **extra}
+    report = calibrate_from_log(
+        args.log,
+        name,
+        dev_args,
+        args.kind,
+        args.out,
+        steps=args.steps,
+        seed=_seed(args.seed),
+        log_device=args.log_device,
+    )
+    print(f"{args.kind} surrogate of {name}: {report['summary']}")
+    print(f"saved {args.out} and {report_path(Path(args.out))}")
+
+
+COMMANDS = {
+    "demo": _demo,
+    "train": _train,
+    "evaluate": _evaluate,
+    "calibrate": _calibrate,
+    "compare": _compare,
+    "devices": lambda args: _devices(args.json),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "demo":
-            from blacksat.demo import run_demo
-
-            if args.seed < 0:
-                raise BlacksatError(f"--seed must be >= 0, got {args.seed}")
-            run_demo(
-                args.out,
-                quick=args.quick,
-                seed=args.seed,
-                device=args.device,
-                progress=not args.quiet,
-            )
-            print((Path(args.out) / "report.md").read_text())
-        elif args.command == "compare":
-            _compare(args)
-        elif args.command == "devices":
-            _devices(args.json)
+        COMMANDS[args.command](args)
     except (BlacksatError, OSError) as exc:
-        parser.exit(2, f"blacksat: error: {exc}\n")
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        parser.exit(2, f"blacksat: error: {message}\n")
     except KeyboardInterrupt:
         parser.exit(130, "blacksat: interrupted\n")
     return 0

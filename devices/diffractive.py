@@ -93,8 +93,13 @@ def detector_layout(n: int, n_classes: int) -> list[tuple[int, int, int]]:
     out = []
     for i, count in enumerate(counts):
         for j in range(count):
-            out.append((start((i - (rows - 1) / 2) * spacing),
-                        start((j - (count - 1) / 2) * spacing), size))
+            out.append(
+                (
+                    start((i - (rows - 1) / 2) * spacing),
+                    start((j - (count - 1) / 2) * spacing),
+                    size,
+                )
+            )
     return out
 
 
@@ -215,8 +220,9 @@ def _num(key: str, value: Any, lower: float = 0.0, strict: bool = False) -> floa
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key} must be a number, got {value!r}") from exc
     if not math.isfinite(v) or v < lower or (strict and v == lower):
-        raise ConfigError(f"{key} must be a finite number {'>' if strict else '>='} {lower:g}, "
-                          f"got {value!r}")
+        raise ConfigError(
+            f"{key} must be a finite number {'>' if strict else '>='} {lower:g}, got {value!r}"
+        )
     return v
 
 
@@ -274,8 +280,13 @@ class DiffractiveNetwork(SimulatedDevice):
     name: ClassVar[str] = "diffractive"
     full_scale: float = 1.0
     nuisances: ClassVar[tuple[Nuisance, ...]] = (
-        Nuisance("rotation", 0.0, (-2.0, 2.0), "deg",
-                 "rotation of every mask about the optical axis, counterclockwise as displayed"),
+        Nuisance(
+            "rotation",
+            0.0,
+            (-2.0, 2.0),
+            "deg",
+            "rotation of every mask about the optical axis, counterclockwise as displayed",
+        ),
         Nuisance("shift_x", 0.0, (-2.0, 2.0), "px", "shift of every mask along columns"),
         Nuisance("shift_y", 0.0, (-2.0, 2.0), "px", "shift of every mask along rows"),
         Nuisance("scale", 1.0, (0.9, 1.1), "ratio", "magnification of every mask's image"),
@@ -308,8 +319,10 @@ class DiffractiveNetwork(SimulatedDevice):
     ) -> None:
         self.n, self.n_layers = _int("n", n, 4), _int("n_layers", n_layers, 1)
         self.n_classes, self.levels = _int("n_classes", n_classes, 1), _int("levels", levels, 2)
-        self.pitch, self.wavelength = _num("pitch", pitch, 0.0, True), _num(
-            "wavelength", wavelength, 0.0, True)
+        self.pitch, self.wavelength = (
+            _num("pitch", pitch, 0.0, True),
+            _num("wavelength", wavelength, 0.0, True),
+        )
         self.pad_factor = _num("pad_factor", pad_factor, 1.0)
         try:
             dist = np.atleast_1d(np.asarray(distance, dtype=np.float64))
@@ -318,15 +331,19 @@ class DiffractiveNetwork(SimulatedDevice):
         if dist.size == 1:
             dist = np.full(self.n_layers + 1, dist[0])
         if dist.shape != (self.n_layers + 1,) or not np.all(np.isfinite(dist) & (dist >= 0)):
-            raise ConfigError(f"distance must be one value or {self.n_layers + 1} finite values "
-                              f">= 0 (m), got {distance!r}")
+            raise ConfigError(
+                f"distance must be one value or {self.n_layers + 1} finite values "
+                f">= 0 (m), got {distance!r}"
+            )
         self.distances = tuple(float(z) for z in dist)
         self.s_align, self.s_lut = _num("s_align", s_align), _num("s_lut", s_lut)
         self.crosstalk = _num("crosstalk", crosstalk)
         self.phase_amplitude = _num("phase_amplitude", phase_amplitude)
         self.illumination = _num("illumination", illumination)
-        self.saturation, self.gain_spread = _num("saturation", saturation), _num(
-            "gain_spread", gain_spread)
+        self.saturation, self.gain_spread = (
+            _num("saturation", saturation),
+            _num("gain_spread", gain_spread),
+        )
         if self.phase_amplitude > 1:
             raise ConfigError(f"phase_amplitude must be in [0, 1], got {phase_amplitude!r}")
         if self.crosstalk > self.n / 4:
@@ -335,11 +352,15 @@ class DiffractiveNetwork(SimulatedDevice):
         detector_layout(self.n, self.n_classes)  # raises if the regions do not fit
         self.grid = self.n + 2 * math.ceil(self.n * (self.pad_factor - 1) / 2)
         step = 2 * np.pi / self.levels
-        self._space = ParamSpace.box(self.n_layers * self.n * self.n, 0.0,
-                                     step * (self.levels - 1),
-                                     levels=np.arange(self.levels) * step)
-        super().__init__(seed=seed, noise=noise, drift=drift, drift_time=drift_time,
-                         dtype=dtype, **nuisance)
+        self._space = ParamSpace.box(
+            self.n_layers * self.n * self.n,
+            0.0,
+            step * (self.levels - 1),
+            levels=np.arange(self.levels) * step,
+        )
+        super().__init__(
+            seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
+        )
 
     # ------------------------------------------------------------------ spec
     @property
@@ -356,21 +377,40 @@ class DiffractiveNetwork(SimulatedDevice):
 
     def config(self) -> dict[str, Any]:
         return {
-            "n": self.n, "n_layers": self.n_layers, "pitch": self.pitch,
-            "wavelength": self.wavelength, "distance": list(self.distances),
-            "pad_factor": self.pad_factor, "n_classes": self.n_classes, "levels": self.levels,
-            "s_align": self.s_align, "s_lut": self.s_lut, "crosstalk": self.crosstalk,
-            "phase_amplitude": self.phase_amplitude, "illumination": self.illumination,
-            "saturation": self.saturation, "gain_spread": self.gain_spread, "seed": self.seed,
-            "noise": self.noise, "drift": self.drift, "drift_time": self.drift_time,
-            "dtype": str(self.dtype).removeprefix("torch."), **self.nuisance_values,
+            "n": self.n,
+            "n_layers": self.n_layers,
+            "pitch": self.pitch,
+            "wavelength": self.wavelength,
+            "distance": list(self.distances),
+            "pad_factor": self.pad_factor,
+            "n_classes": self.n_classes,
+            "levels": self.levels,
+            "s_align": self.s_align,
+            "s_lut": self.s_lut,
+            "crosstalk": self.crosstalk,
+            "phase_amplitude": self.phase_amplitude,
+            "illumination": self.illumination,
+            "saturation": self.saturation,
+            "gain_spread": self.gain_spread,
+            "seed": self.seed,
+            "noise": self.noise,
+            "drift": self.drift,
+            "drift_time": self.drift_time,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            **self.nuisance_values,
         }
 
     # ------------------------------------------------------------------ physics
     def _physics(self, **kw: Any) -> DiffractivePhysics:
         return DiffractivePhysics(
-            n=self.n, n_layers=self.n_layers, grid=self.grid, pitch=self.pitch,
-            wavelength=self.wavelength, distances=self.distances, n_classes=self.n_classes, **kw
+            n=self.n,
+            n_layers=self.n_layers,
+            grid=self.grid,
+            pitch=self.pitch,
+            wavelength=self.wavelength,
+            distances=self.distances,
+            n_classes=self.n_classes,
+            **kw,
         )
 
     def _build_truth(self, rng: np.random.Generator) -> DiffractivePhysics:
@@ -380,28 +420,41 @@ class DiffractiveNetwork(SimulatedDevice):
         z_lut = rng.standard_normal((L, n, n))
         z_gain = rng.standard_normal(C)
         edge = self.s_align / (n / 2)  # rotation (rad) / relative scale moving the edge s_align px
-        align = np.stack([np.degrees(edge * z_align[:, 0]), self.s_align * z_align[:, 1],
-                          self.s_align * z_align[:, 2], np.clip(1 + edge * z_align[:, 3], 0.5,
-                                                                 2.0)], axis=1)
+        align = np.stack(
+            [
+                np.degrees(edge * z_align[:, 0]),
+                self.s_align * z_align[:, 1],
+                self.s_align * z_align[:, 2],
+                np.clip(1 + edge * z_align[:, 3], 0.5, 2.0),
+            ],
+            axis=1,
+        )
         nv = self.nuisance_values
         return self._physics(
-            lut_gain=np.clip(1.0 + self.s_lut * z_lut, 0.0, None), align=align,
+            lut_gain=np.clip(1.0 + self.s_lut * z_lut, 0.0, None),
+            align=align,
             nuisance=(nv["rotation"], nv["shift_x"], nv["shift_y"], nv["scale"]),
-            crosstalk=self.crosstalk, phase_amplitude=self.phase_amplitude,
+            crosstalk=self.crosstalk,
+            phase_amplitude=self.phase_amplitude,
             illumination=self.illumination,
             gains=np.clip(1.0 + self.gain_spread * z_gain, 0.05, None),
             saturation=self.saturation,
         )
 
-    def _build_nominal(self, rotation: float = 0.0, shift_x: float = 0.0, shift_y: float = 0.0,
-                       scale: float = 1.0) -> DiffractivePhysics:
+    def _build_nominal(
+        self, rotation: float = 0.0, shift_x: float = 0.0, shift_y: float = 0.0, scale: float = 1.0
+    ) -> DiffractivePhysics:
         L, n, C = self.n_layers, self.n, self.n_classes
         _num("nuisance scale", scale, 0.0, True)
         align = np.tile(np.array([0.0, 0.0, 0.0, 1.0]), (L, 1))
         return self._physics(
-            lut_gain=np.ones((L, n, n)), align=align,
+            lut_gain=np.ones((L, n, n)),
+            align=align,
             nuisance=(rotation, shift_x, shift_y, scale),
-            crosstalk=0.0, phase_amplitude=0.0, illumination=0.0, gains=np.ones(C),
+            crosstalk=0.0,
+            phase_amplitude=0.0,
+            illumination=0.0,
+            gains=np.ones(C),
             saturation=0.0,
         )
 

@@ -314,8 +314,8 @@ class MRRWeightBank(SimulatedDevice):
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.activation = activation
-        self.oeo_gain = None if oeo_gain is None else _check(
-            "oeo_gain", oeo_gain, lo=0.0, lo_open=True, hi=1e6
+        self.oeo_gain = (
+            None if oeo_gain is None else _check("oeo_gain", oeo_gain, lo=0.0, lo_open=True, hi=1e6)
         )
         d = sum(a * b for a, b in itertools.pairwise(sizes))
         names = [

@@ -145,8 +145,9 @@ class AngularSpectrum(nn.Module):
 
     def forward(self, field: torch.Tensor) -> torch.Tensor:
         if tuple(field.shape[-2:]) != self.shape:
-            raise ShapeError(f"field must be (..., {self.shape[0]}, {self.shape[1]}), got "
-                             f"{tuple(field.shape)}")
+            raise ShapeError(
+                f"field must be (..., {self.shape[0]}, {self.shape[1]}), got {tuple(field.shape)}"
+            )
         if self.distance == 0:
             return field
         spectrum = torch.fft.fft2(field)
@@ -154,8 +155,10 @@ class AngularSpectrum(nn.Module):
         return torch.fft.ifft2(spectrum)
 
     def extra_repr(self) -> str:
-        return (f"shape={self.shape}, pitch={self.pitch:.3g}, wavelength={self.wavelength:.4g}, "
-                f"distance={self.distance:.4g}, band_limit={self.band_limit}")
+        return (
+            f"shape={self.shape}, pitch={self.pitch:.3g}, wavelength={self.wavelength:.4g}, "
+            f"distance={self.distance:.4g}, band_limit={self.band_limit}"
+        )
 
 
 def lens_phase(
@@ -197,8 +200,9 @@ def pad_center(field: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     h, w = field.shape[-2:]
     big_h, big_w = _shape2(size)
     if (big_h - h) % 2 or (big_w - w) % 2 or big_h < h or big_w < w:
-        raise ShapeError(f"cannot centre ({h}, {w}) in ({big_h}, {big_w}): need larger, "
-                         "same parity")
+        raise ShapeError(
+            f"cannot centre ({h}, {w}) in ({big_h}, {big_w}): need larger, same parity"
+        )
     ph, pw = (big_h - h) // 2, (big_w - w) // 2
     if ph == pw == 0:
         return field

@@ -36,3 +36,43 @@ def test_surrogate_offline_example_runs(tmp_path, capsys):
     assert "calibration (completed, 24 settings)" in printed
     assert "refit on 26 logged settings" in printed  # the calibration and the 2 deployments
     assert "device cost: 26 reconfigurations" in printed
+
+
+def test_wrap_instrument_example_spends_within_budget_and_logs_everything(tmp_path, capsys):
+    log = tmp_path / "queries.sqlite"
+    out = load("wrap_instrument").main(
+        ["--steps", "3", "--budget", "40", "--log", str(log), "--quiet"]
+    )
+    assert 0.0 <= out["accuracy_before"] <= 1.0 and 0.0 <= out["accuracy_after"] <= 1.0
+    # 3 SAT steps x 8 settings (q = 4, antithetic), every query in the log
+    assert out["reconfigurations"] == 24 and out["logged_queries"] == 3 and log.exists()
+    assert "ledger: 24 reconfigurations (budget 40)" in capsys.readouterr().out
+
+
+def test_wrap_instrument_refuses_settings_past_the_instrument_limits():
+    module = load("wrap_instrument")
+    bank = module.MockWeightBank()
+    from blacksat import MeteredDevice
+    from blacksat.errors import OutOfBoundsError
+
+    meter = MeteredDevice(bank, max_reconfigurations=10)
+    theta = bank.space.center.copy()
+    theta[0] = module.V_MAX + 0.1
+    with pytest.raises(OutOfBoundsError):
+        meter.query(theta, [[0.5] * 5])
+    assert meter.ledger.queries == 0  # nothing reached the instrument
+    assert meter.query(bank.space.center, [[0.5] * 5]).shape == (1, 3)
+
+
+def test_compare_nevergrad_example_runs(capsys):
+    out = load("compare_nevergrad").main(["--budget", "32", "--methods", "zo-sat,one-plus-one"])
+    assert set(out) == {"zo-sat", "one-plus-one"} and all(0.0 <= v <= 1.0 for v in out.values())
+    text = capsys.readouterr().out
+    assert "budget 32 reconfigurations" in text and "nevergrad" in text and "query-only" in text
+
+
+def test_white_box_sat_example_runs(capsys):
+    out = load("white_box_sat").main(["--steps", "2", "--points", "3", "--quiet"])
+    assert len(out) == 6 and all(0.0 <= v <= 1.0 for v in out.values())
+    assert set(out) >= {"BP -2 K", "SAT +0 K", "SAT +2 K"}
+    assert "white-box BP vs SAT against 'phase_drift'" in capsys.readouterr().out

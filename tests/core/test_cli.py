@@ -1,8 +1,68 @@
 import json
 
+import numpy as np
 import pytest
 
 from blacksat.cli import main
+from blacksat.config_io import load_toml
+from blacksat.querylog import QueryLog
+
+TINY_RUN = """
+[device]
+name = "mzi"
+kwargs = { n_modes = 4, s_bs = 0.1, s_ps = 0.1 }
+
+[task]
+dataset = "iris"
+
+[estimator]
+name = "zeroth_order"
+args = { q = 2, sigma = 0.05 }
+
+[sat]
+perturbation = "phase_drift"
+mode = "average"
+
+[train]
+lr = 0.05
+max_steps = 4
+batch_size = 32
+
+[budget]
+reconfigurations = 40
+"""
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def fails(argv, capsys, *needles):
+    """The command exits with status 2 and one line on stderr holding every needle."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("blacksat") and ": error: " in last, err
+    if not err.startswith("usage:"):
+        assert len(err.strip().splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+
+
+# ---------------------------------------------------------------------- help and devices
+@pytest.mark.parametrize(
+    "argv", [[], ["demo"], ["train"], ["evaluate"], ["calibrate"], ["compare"], ["devices"]]
+)
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: blacksat") and "--help" in out
 
 
 def test_devices_lists_every_device(capsys):
@@ -15,17 +75,69 @@ def test_devices_lists_every_device(capsys):
     assert info["mzi"]["controls"] == 240
 
 
-def test_quick_demo_writes_report_and_results(tmp_path, capsys):
-    assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path), "--seed", "1"]) == 0
-    r = json.loads((tmp_path / "results.json").read_text())
-    assert r["schema"] == "blacksat.demo/2" and r["seed"] == 1
-    assert len(r["methods"]) == 2  # offline BP and offline SAT
-    for acc in r["methods"].values():
-        assert 0.0 <= acc["true_chip"] <= 1.0 and len(acc["fresh_chips"]) == 3
-        assert acc["nominal_model"] > 0.5  # training on the nominal model works at all
-        assert "temperature" in acc["perturbation_sweeps"]
-    assert "# blacksat demo report" in (tmp_path / "report.md").read_text()
-    assert "true chip" in capsys.readouterr().out
+# ---------------------------------------------------------------------- demo
+TINY_DEMO = """
+offline_steps = 3
+budget = 48
+zo_q = 2
+fresh_chips = 3
+drift_points = 3
+checkpoints = 3
+landscape_points = 5
+landscape_radius = 0.2
+"""
+
+
+def test_demo_writes_report_results_and_plots(tmp_path, capsys):
+    cfg = write(tmp_path / "demo.toml", TINY_DEMO)
+    out = tmp_path / "out"
+    assert (
+        main(["demo", "--quick", "--quiet", "--out", str(out), "--seed", "1", "--config", cfg]) == 0
+    )
+    r = json.loads((out / "results.json").read_text())
+    assert r["schema"] == "blacksat.demo/3" and r["seed"] == 1 and r["quick"]
+    assert r["config"]["budget"] == 48 and r["config"]["offline_steps"] == 3
+    assert list(r["methods"]) == ["offline_bp", "offline_sat", "zo_sat", "nevergrad"]
+    for key, m in r["methods"].items():
+        assert 0.0 <= m["chip"] <= 1.0 and 0.0 <= m["exact_model"] <= 1.0
+        assert len(m["fresh_chips"]["accuracies"]) == 3
+        assert m["fresh_chips"]["labels"] == [1001, 1002, 1003]
+        drift = m["drift"]["temperature"]
+        assert drift["values"] == [-2.0, 0.0, 2.0] and len(drift["accuracies"]) == 3
+        spent = m["training_ledger"]["reconfigurations"]
+        assert spent == 0 if key.startswith("offline") else 0 < spent <= 48
+    curve = r["budget_curve"]["methods"]
+    assert set(curve) == {"zo_sat", "nevergrad"}
+    for rows in curve.values():
+        spends = [row["reconfigurations"] for row in rows]
+        assert spends == [0, 12, 24, 48]  # 0, then doubling up to the budget
+        # the start is the offline SAT solution, on the same exact model
+        assert rows[0]["accuracy"] == pytest.approx(r["methods"]["offline_sat"]["exact_model"])
+    land = r["landscape"]
+    assert len(land["alphas"]) == 5 and set(land["methods"]) == {"offline_bp", "offline_sat"}
+    for slices in land["methods"].values():
+        mid = slices["random"][2]
+        assert mid == pytest.approx(slices["common_mode"][2])  # both pass through theta
+    for plot in r["plots"]:
+        assert (out / plot).stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "# blacksat demo report" in report and "query-only SAT" in report
+    assert "the chip" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("budget = 0\n", "budget must be an integer >= 1"),
+        ("nope = 1\n", "unknown key demo.nope"),
+        ('zo_lr = "fast"\n', "demo.zo_lr must be a number"),
+        ("budget = [\n", "is not valid TOML"),
+        ('ng_optimizer = "Nope"\n', "not in nevergrad's registry"),
+    ],
+)
+def test_demo_config_errors(text, msg, tmp_path, capsys):
+    cfg = write(tmp_path / "demo.toml", text)
+    fails(["demo", "--quick", "--out", str(tmp_path / "o"), "--config", cfg], capsys, msg)
 
 
 @pytest.mark.parametrize(
@@ -34,18 +146,150 @@ def test_quick_demo_writes_report_and_results(tmp_path, capsys):
         (["demo", "--seed", "-3", "--quick"], "--seed must be >= 0"),
         (["demo", "--device", "nope"], "invalid choice"),
         (["demo", "--seed", "x"], "invalid int value"),
+        (["demo", "--config", "missing.toml"], "config file not found"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],
 )
-def test_misuse_gives_one_line_error(argv, msg, capsys, tmp_path):
-    with pytest.raises(SystemExit) as info:
-        main([*argv, "--out", str(tmp_path)] if argv[:1] == ["demo"] else argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert msg in err and "Traceback" not in err
+def test_misuse_gives_one_line_error(argv, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fails([*argv, "--out", str(tmp_path)] if argv[:1] == ["demo"] else argv, capsys, msg)
 
 
+# ---------------------------------------------------------------------- train / evaluate / ...
+def test_train_evaluate_calibrate_round_trip(tmp_path, capsys):
+    cfg = write(tmp_path / "run.toml", TINY_RUN)
+    run = tmp_path / "run"
+    assert main(["train", "--config", cfg, "--out", str(run), "--quiet"]) == 0
+    assert "completed after 4 steps" in capsys.readouterr().out
+    for f in ("config.toml", "checkpoint.pt", "log.jsonl", "queries.sqlite", "task.pt"):
+        assert (run / f).exists(), f
+    res = json.loads((run / "result.json").read_text())
+    assert res["schema"] == "blacksat.run/1" and res["steps"] == 4
+    assert len(res["theta"]) == 12 and 0.0 <= res["accuracy"]["chip"] <= 1.0
+    # 4 SAT steps x (2 q antithetic settings) = 16 reconfigurations, all in the log
+    assert res["ledger"]["reconfigurations"] == 16
+    with QueryLog(run / "queries.sqlite", readonly=True) as log:
+        assert log.spent(device="mzi-0").reconfigurations == 16
+        assert log.devices() == ["mzi-0", "mzi-0/evaluation"]
+    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["event"] for x in lines] == ["start", "step", "step", "step", "step", "end"]
+    saved = load_toml(run / "config.toml")
+    assert saved["estimator"]["args"] == {"q": 2, "sigma": 0.05} and "epochs" not in saved["train"]
+
+    assert main(["evaluate", str(run), "--fresh-chips", "2", "--sweep"]) == 0
+    out = capsys.readouterr().out
+    assert "fresh chip 1000" in out and "temperature" in out and "phase_drift" in out
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["schema"] == "blacksat.evaluation/1" and len(ev["fresh_chips"]["accuracies"]) == 2
+    assert [r["temperature"] for r in ev["nuisance_sweeps"]["rows"]] == [-2, -1, 0, 1, 2]
+
+    sur = tmp_path / "sur.pt"
+    argv = ["calibrate", "--log", str(run / "queries.sqlite"), "--config", str(run / "config.toml")]
+    assert main([*argv, "--kind", "greybox", "--out", str(sur), "--steps", "5"]) == 0
+    assert "greybox surrogate of mzi: fit on" in capsys.readouterr().out
+    report = json.loads((tmp_path / "sur.json").read_text())
+    assert report["kind"] == "greybox" and report["fit"]["n_settings"] > 0
+    import torch
+
+    saved = torch.load(sur, weights_only=True)
+    assert saved["kind"] == "greybox" and saved["device"]["kwargs"]["n_modes"] == 4
+
+
+def test_resume_continues_and_keeps_the_budget(tmp_path, capsys):
+    cfg = write(tmp_path / "run.toml", TINY_RUN)
+    run = tmp_path / "run"
+    assert main(["train", "--config", cfg, "--out", str(run), "--quiet"]) == 0
+    # queries sent after the last checkpoint (lost in a crash) are still in the log: re-log
+    # one with 8 reconfigurations; the resumed run must count them against its budget
+    with QueryLog(run / "queries.sqlite", device="mzi-0") as log:
+        q = next(log.records(device="mzi-0"))
+        log.append(q.thetas, q.x, q.y, reconfigurations=8)
+    longer = TINY_RUN.replace("max_steps = 4", "max_steps = 100")
+    cfg2 = write(tmp_path / "longer.toml", longer)
+    assert main(["train", "--config", cfg2, "--out", str(run), "--resume", "--quiet"]) == 0
+    assert "budget after" in capsys.readouterr().out
+    res = json.loads((run / "result.json").read_text())
+    # 16 + 8 spent before; 4 reconfigurations per step leave room for 4 more steps of 40
+    assert res["reason"] == "budget" and res["steps"] == 8
+    assert res["ledger"]["reconfigurations"] == 40
+    starts = [x for x in (run / "log.jsonl").read_text().splitlines() if '"start"' in x]
+    assert len(starts) == 2 and json.loads(starts[1])["resumed"] is True
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path, capsys):
+    text = TINY_RUN.replace('name = "zeroth_order"\nargs = { q = 2, sigma = 0.05 }', "")
+    text = text.replace('perturbation = "phase_drift"\nmode = "average"', "rho = 0.1")
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert main(["train", "--config", write(tmp_path / "a.toml", text), "--out", str(whole)]) == 0
+    short = text.replace("max_steps = 4", "max_steps = 2")
+    assert main(["train", "--config", write(tmp_path / "b.toml", short), "--out", str(part)]) == 0
+    assert (
+        main(["train", "--config", str(tmp_path / "a.toml"), "--out", str(part), "--resume"]) == 0
+    )
+    a = json.loads((whole / "result.json").read_text())
+    b = json.loads((part / "result.json").read_text())
+    assert a["steps"] == b["steps"] == 4 and a["ledger"]["reconfigurations"] == 0
+    np.testing.assert_array_equal(a["theta"], b["theta"])
+    # --resume without --config takes the run's saved config
+    assert main(["train", "--out", str(part), "--resume", "--quiet"]) == 0
+    assert "completed after 4 steps" in capsys.readouterr().out.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "toml,msg",
+    [
+        ("[train]\nlr = [\n", "is not valid TOML"),
+        ("[train]\nbogus = 1\n", "unknown key train.bogus"),
+        ('[train]\nlr = "fast"\n', "train.lr must be a number"),
+        ('[device]\nname = "nope"\n', "unknown device 'nope'"),
+        ("[device]\nkwargs = { n_mode = 4 }\n", "unknown key device.kwargs.n_mode"),
+        ("[estimator]\nargs = { q = 2 }\n", "unknown key estimator.args.q"),
+        (TINY_RUN.replace('"phase_drift"', '"nope"'), "no perturbation model 'nope'"),
+        (TINY_RUN.replace('"iris"', '"digits"'), "4 outputs, fewer than 10 classes"),
+        ("[whatever]\n", "unknown section 'whatever'"),
+    ],
+)
+def test_train_config_errors(toml, msg, tmp_path, capsys):
+    cfg = write(tmp_path / "bad.toml", toml)
+    fails(["train", "--config", cfg, "--out", str(tmp_path / "o")], capsys, msg)
+    assert not (tmp_path / "o" / "checkpoint.pt").exists()
+
+
+def test_train_and_evaluate_misuse(tmp_path, capsys):
+    out = str(tmp_path / "o")
+    fails(["train", "--config", str(tmp_path / "none.toml"), "--out", out], capsys, "not found")
+    fails(["train", "--out", out], capsys, "needs --config")
+    fails(["train", "--out", out, "--resume"], capsys, "no config.toml")
+    cfg = write(tmp_path / "run.toml", TINY_RUN)
+    fails(["train", "--config", cfg, "--out", out, "--resume"], capsys, "no checkpoint.pt")
+    fails(["evaluate", str(tmp_path)], capsys, "is not a finished blacksat train run")
+    fails(["evaluate", str(tmp_path / "missing")], capsys, "is not a directory")
+    fails(["evaluate", str(tmp_path), "--fresh-chips", "-1"], capsys, "integer >= 0")
+
+
+def test_a_second_train_into_a_run_is_refused(tmp_path, capsys):
+    cfg = write(tmp_path / "run.toml", TINY_RUN.replace("max_steps = 4", "max_steps = 1"))
+    run = str(tmp_path / "run")
+    assert main(["train", "--config", cfg, "--out", run, "--quiet"]) == 0
+    fails(["train", "--config", cfg, "--out", run], capsys, "already holds a run", "--resume")
+
+
+def test_calibrate_misuse(tmp_path, capsys):
+    base = ["calibrate", "--kind", "greybox", "--out", str(tmp_path / "s.pt")]
+    fails([*base, "--log", str(tmp_path / "q.sqlite"), "--device", "mzi"], capsys, "not found")
+    log = tmp_path / "q.sqlite"
+    QueryLog(log).close()  # an empty log
+    fails([*base, "--log", str(log)], capsys, "needs --device NAME or --config")
+    fails([*base, "--log", str(log), "--device", "mzi"], capsys, "holds no queries")
+    fails([*base, "--log", str(log), "--device", "nope"], capsys, "unknown device")
+    bad_json = [*base, "--log", str(log), "--device", "mzi", "--device-args", "{n_modes"]
+    fails(bad_json, capsys, "not valid JSON")
+    fails([*base, "--log", str(log), "--device", "mzi", "--device-args", "[4]"], capsys, "object")
+    fails(["calibrate", "--log", str(log), "--device", "mzi", "--kind", "nope"], capsys, "choice")
+
+
+# ---------------------------------------------------------------------- compare
 def test_compare_command_writes_the_table(tmp_path, capsys):
     argv = ["compare", "--methods", "random-search,zo-adam", "--seeds", "0", "--budgets", "32"]
     assert main([*argv, "--workers", "1", "--quiet", "--out", str(tmp_path)]) == 0
@@ -64,8 +308,4 @@ def test_compare_command_writes_the_table(tmp_path, capsys):
     ],
 )
 def test_compare_misuse(argv, msg, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert msg in err and "Traceback" not in err
+    fails(argv, capsys, msg)

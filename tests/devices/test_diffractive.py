@@ -20,10 +20,24 @@ from blacksat.devices.diffractive import (
 )
 from blacksat.errors import ConfigError, OutOfBoundsError
 
-OFF = {"s_align": 0.0, "s_lut": 0.0, "crosstalk": 0.0, "phase_amplitude": 0.0,
-       "illumination": 0.0, "saturation": 0.0, "gain_spread": 0.0, "noise": 0.0, "drift": 0.0}
-HIDDEN = {"crosstalk": 0.4, "phase_amplitude": 0.05, "illumination": 0.3, "saturation": 0.05,
-          "gain_spread": 0.03}
+OFF = {
+    "s_align": 0.0,
+    "s_lut": 0.0,
+    "crosstalk": 0.0,
+    "phase_amplitude": 0.0,
+    "illumination": 0.0,
+    "saturation": 0.0,
+    "gain_spread": 0.0,
+    "noise": 0.0,
+    "drift": 0.0,
+}
+HIDDEN = {
+    "crosstalk": 0.4,
+    "phase_amplitude": 0.05,
+    "illumination": 0.3,
+    "saturation": 0.05,
+    "gain_spread": 0.03,
+}
 
 
 def _inputs(b: int = 6, n: int = 32, seed: int = 0) -> np.ndarray:
@@ -37,8 +51,9 @@ def _thetas(dev: DiffractiveNetwork, k: int, seed: int = 1) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- independent reference
-def _reference(phys: DiffractivePhysics, dev: DiffractiveNetwork, theta: np.ndarray,
-               x: np.ndarray) -> np.ndarray:
+def _reference(
+    phys: DiffractivePhysics, dev: DiffractiveNetwork, theta: np.ndarray, x: np.ndarray
+) -> np.ndarray:
     """The documented optical chain in numpy/scipy, reading only the drawn chip parameters."""
     n, L, big = dev.n, dev.n_layers, dev.grid
     lut = phys.lut_gain.double().numpy()
@@ -48,8 +63,9 @@ def _reference(phys: DiffractivePhysics, dev: DiffractiveNetwork, theta: np.ndar
     phi = theta.reshape(L, n, n) * lut
     if dev.crosstalk > 0:
         radius = max(1, math.ceil(3 * dev.crosstalk))
-        phi = np.stack([gaussian_filter(p, dev.crosstalk, mode="nearest", radius=radius)
-                        for p in phi])
+        phi = np.stack(
+            [gaussian_filter(p, dev.crosstalk, mode="nearest", radius=radius) for p in phi]
+        )
     t = (1 - dev.phase_amplitude * (1 - np.cos(phi)) / 2) * np.exp(1j * phi)
     pad = (big - n) // 2
     t = np.pad(t, ((0, 0), (pad, pad), (pad, pad)))
@@ -61,9 +77,10 @@ def _reference(phys: DiffractivePhysics, dev: DiffractiveNetwork, theta: np.ndar
         # input index = M (output index - c0 - t) + c0, (row, col) order, mask turned by +a
         m = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) / s
         off = c0 - m @ (c0 + shift_yx)
-        t[layer] = sum(part * affine_transform(fn(t[layer]), m, off, order=1,
-                                               mode="grid-constant", cval=0.0)
-                       for part, fn in ((1, np.real), (1j, np.imag)))
+        t[layer] = sum(
+            part * affine_transform(fn(t[layer]), m, off, order=1, mode="grid-constant", cval=0.0)
+            for part, fn in ((1, np.real), (1j, np.imag))
+        )
     f = np.fft.fftfreq(big, dev.pitch)
     f2 = f[:, None] ** 2 + f[None, :] ** 2
     kz = 2 * np.pi * np.sqrt(np.clip(1 / dev.wavelength**2 - f2, 0, None))
@@ -79,8 +96,18 @@ def _reference(phys: DiffractivePhysics, dev: DiffractiveNetwork, theta: np.ndar
         u = prop(u, dev.distances[layer]) * t[layer]
     inten = np.abs(prop(u, dev.distances[L])[:, pad : pad + n, pad : pad + n]) ** 2
     # 10 classes on 32 x 32: rows 3-4-3 of 4 x 4 squares, centres 8 px apart
-    boxes = [(6, 6), (6, 14), (6, 22), (14, 2), (14, 10), (14, 18), (14, 26), (22, 6),
-             (22, 14), (22, 22)]
+    boxes = [
+        (6, 6),
+        (6, 14),
+        (6, 22),
+        (14, 2),
+        (14, 10),
+        (14, 18),
+        (14, 26),
+        (22, 6),
+        (22, 14),
+        (22, 22),
+    ]
     y = np.stack([inten[:, r0 : r0 + 4, c0_ : c0_ + 4].sum((1, 2)) for r0, c0_ in boxes], 1)
     y = y / (FULL_SCALE_POWER * n * n) * gains
     return y / (1 + dev.saturation * y)
@@ -101,8 +128,18 @@ def test_truth_matches_independent_numpy_reference(nuisance: dict) -> None:
 def test_detector_layout_is_the_documented_3_4_3_grid() -> None:
     boxes = detector_layout(32, 10)
     assert [b[2] for b in boxes] == [4] * 10
-    assert [(b[0], b[1]) for b in boxes] == [(6, 6), (6, 14), (6, 22), (14, 2), (14, 10),
-                                              (14, 18), (14, 26), (22, 6), (22, 14), (22, 22)]
+    assert [(b[0], b[1]) for b in boxes] == [
+        (6, 6),
+        (6, 14),
+        (6, 22),
+        (14, 2),
+        (14, 10),
+        (14, 18),
+        (14, 26),
+        (22, 6),
+        (22, 14),
+        (22, 22),
+    ]
     for n, c in ((64, 10), (128, 10), (16, 4), (32, 2), (32, 1), (32, 7)):
         cover = np.zeros((n, n), int)
         for r0, c0, s in detector_layout(n, c):
@@ -127,7 +164,8 @@ def test_spec_controls_and_shapes() -> None:
     assert dev.space.dim == 3 * 16 * 16 and dev.input_shape == (16, 16)
     assert dev.output_shape == (10,) and dev.grid == 32
     assert dev.space.levels.size == 64 and dev.space.upper.max() == pytest.approx(
-        2 * np.pi * 63 / 64)
+        2 * np.pi * 63 / 64
+    )
     assert {n.name for n in dev.nuisances} == {"rotation", "shift_x", "shift_y", "scale"}
     step = 2 * np.pi / 64
     theta = np.random.default_rng(0).integers(0, 63, dev.space.dim) * step
@@ -146,14 +184,31 @@ def test_config_roundtrip_is_json_and_rebuilds_the_same_chip() -> None:
     assert twin.dtype == torch.float64 and twin.distances == (1e-3, 2e-3, 3e-3)
 
 
-@pytest.mark.parametrize("bad", [
-    {"s_lut": -0.1}, {"n": 2}, {"n": 8.5}, {"n_layers": 0}, {"levels": 1},
-    {"phase_amplitude": 1.5}, {"crosstalk": float("nan")}, {"pitch": 0.0},
-    {"pad_factor": 0.5}, {"distance": (1e-3, 1e-3)}, {"distance": -1e-3},
-    {"n": 4, "n_classes": 100}, {"scale": 0.0}, {"tilt": 1.0}, {"dtype": "float16"},
-    {"noise": -1.0}, {"seed": -1}, {"s_align": "big"}, {"distance": "far"},
-    {"wavelength": float("inf")},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"s_lut": -0.1},
+        {"n": 2},
+        {"n": 8.5},
+        {"n_layers": 0},
+        {"levels": 1},
+        {"phase_amplitude": 1.5},
+        {"crosstalk": float("nan")},
+        {"pitch": 0.0},
+        {"pad_factor": 0.5},
+        {"distance": (1e-3, 1e-3)},
+        {"distance": -1e-3},
+        {"n": 4, "n_classes": 100},
+        {"scale": 0.0},
+        {"tilt": 1.0},
+        {"dtype": "float16"},
+        {"noise": -1.0},
+        {"seed": -1},
+        {"s_align": "big"},
+        {"distance": "far"},
+        {"wavelength": float("inf")},
+    ],
+)
 def test_invalid_configuration_raises_config_error(bad: dict) -> None:
     with pytest.raises(ConfigError):
         DiffractiveNetwork(**bad)
@@ -219,8 +274,9 @@ def test_gradients_flow_through_nominal_and_exact_models() -> None:
 
 
 # ---------------------------------------------------------------------- nuisances
-@pytest.mark.parametrize("name, value", [("rotation", 1.0), ("shift_x", 0.5), ("shift_y", -1.0),
-                                         ("scale", 1.05)])
+@pytest.mark.parametrize(
+    "name, value", [("rotation", 1.0), ("shift_x", 0.5), ("shift_y", -1.0), ("scale", 1.05)]
+)
 def test_perturbation_changes_outputs_and_zero_is_identity(name: str, value: float) -> None:
     dev = DiffractiveNetwork(noise=0.0, drift=0.0)
     x, th = _inputs(4), _thetas(dev, 2)
@@ -244,10 +300,12 @@ def test_zero_misalignment_skips_resampling_exactly() -> None:
 def test_whole_pixel_nuisance_shift_moves_the_masks() -> None:
     dev = DiffractiveNetwork(**OFF).perturbed(shift_x=2.0, shift_y=-1.0)
     t = dev.exact_model().transmission(torch.as_tensor(_thetas(dev, 1), dtype=torch.float64))
-    ref = DiffractiveNetwork(**OFF).exact_model().transmission(
-        torch.as_tensor(_thetas(dev, 1), dtype=torch.float64))
-    np.testing.assert_allclose(t.numpy(), np.roll(ref.numpy(), (-1, 2), axis=(-2, -1)),
-                               atol=1e-6)
+    ref = (
+        DiffractiveNetwork(**OFF)
+        .exact_model()
+        .transmission(torch.as_tensor(_thetas(dev, 1), dtype=torch.float64))
+    )
+    np.testing.assert_allclose(t.numpy(), np.roll(ref.numpy(), (-1, 2), axis=(-2, -1)), atol=1e-6)
 
 
 # ---------------------------------------------------------------------- batching, noise, state
@@ -278,9 +336,16 @@ def test_seeded_determinism_noise_drift_and_pickling() -> None:
     assert 0.002 < np.std(noisy - clean) < 0.008  # noise = 0.005 of full scale 1
 
 
-@pytest.mark.parametrize("kw", [{}, {"rotation": 45.0, "shift_x": 40.0, "scale": 0.1},
-                                {"scale": 3.0, "shift_y": -2.0}, {"crosstalk": 8.0},
-                                {"phase_amplitude": 1.0, "saturation": 50.0, "gain_spread": 2.0}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"rotation": 45.0, "shift_x": 40.0, "scale": 0.1},
+        {"scale": 3.0, "shift_y": -2.0},
+        {"crosstalk": 8.0},
+        {"phase_amplitude": 1.0, "saturation": 50.0, "gain_spread": 2.0},
+    ],
+)
 def test_outputs_finite_at_extreme_settings(kw: dict) -> None:
     dev = DiffractiveNetwork(**kw)
     lo, hi = dev.space.lower, dev.space.upper

@@ -88,8 +88,9 @@ def test_propagation_composes(band_limit: bool) -> None:
     n, pitch, z1, z2 = 64, 8e-6, 1.3e-3, 0.9e-3
     rng = np.random.default_rng(1)
     field = _c(rng.standard_normal((3, n, n)) + 1j * rng.standard_normal((3, n, n)))
-    p1, p2, p12 = (AngularSpectrum(n, pitch, LAM, z, band_limit=band_limit)
-                   for z in (z1, z2, z1 + z2))
+    p1, p2, p12 = (
+        AngularSpectrum(n, pitch, LAM, z, band_limit=band_limit) for z in (z1, z2, z1 + z2)
+    )
     np.testing.assert_allclose(p2(p1(field)).numpy(), p12(field).numpy(), atol=1e-10)
     back = AngularSpectrum(n, pitch, LAM, -(z1 + z2), band_limit=band_limit)
     np.testing.assert_allclose(back(p12(field)).numpy(), field.numpy(), atol=1e-10)
@@ -218,8 +219,9 @@ def test_zero_misalignment_is_exact_identity_and_batched_parameters() -> None:
     cimg = torch.complex(img, -img)
     out = affine_resample(cimg, torch.tensor([90.0, 0.0]), torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
     assert out.dtype == cimg.dtype and out.shape == cimg.shape
-    np.testing.assert_allclose(out[0].numpy(), np.rot90(cimg[0].numpy(), 1, axes=(-2, -1)),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        out[0].numpy(), np.rot90(cimg[0].numpy(), 1, axes=(-2, -1)), atol=1e-12
+    )
     np.testing.assert_allclose(out[1, ..., 1:].numpy(), cimg[1, ..., :-1].numpy(), atol=1e-12)
     with pytest.raises(ShapeError):
         affine_resample(img, torch.zeros(3) + 1.0)
@@ -234,8 +236,9 @@ def test_blur_matches_scipy_gaussian_filter() -> None:
     for i in range(2):
         ref = gaussian_filter(img[i], sigma, mode="nearest", radius=2)
         np.testing.assert_allclose(out[i], ref, atol=1e-12)
-    assert torch.equal(separable_blur(torch.as_tensor(img), gaussian_kernel1d(0.0)),
-                       torch.as_tensor(img))
+    assert torch.equal(
+        separable_blur(torch.as_tensor(img), gaussian_kernel1d(0.0)), torch.as_tensor(img)
+    )
 
 
 def test_pad_and_crop_center_roundtrip() -> None:

@@ -1,0 +1,393 @@
+"""``blacksat train`` and ``blacksat evaluate`` as library functions: one training run from a
+:class:`~blacksat.run_config.RunConfig` into a run directory, and the robustness evaluation of a
+finished run.
+
+A run directory holds:
+
+===================  ==========================================================================
+``config.toml``      the resolved configuration (every default filled in)
+``checkpoint.pt``    the trainer's state (written atomically; the last good state)
+``log.jsonl``        a ``start`` line, one line per step, an ``end`` line (appended on resume)
+``queries.sqlite``   every query the run sent to the chip (``[log] queries``), under the
+                     identity ``log.device_id``; the final evaluation's queries under
+                     ``<device_id>/evaluation``
+``task.pt``          the state dicts of the task's digital layers (``front``, ``back``)
+``result.json``      ``schema`` (``"blacksat.run/1"``), ``reason`` (``"completed"`` or
+                     ``"budget"``), ``steps``, ``final_loss`` (last minibatch), ``theta``,
+                     ``accuracy`` (``chip``: full test split on the chip, through an unbudgeted
+                     meter; ``model``: on the model named by ``model``, ``"nominal"`` or
+                     ``"exact"``), ``ledger`` (what training spent), ``evaluation_ledger``,
+                     ``budget_error`` (the refusal that ended the run, or null),
+                     ``wall_seconds`` (of this invocation)
+``evaluation.json``  written by :func:`evaluate`: ``schema`` (``"blacksat.evaluation/1"``),
+                     ``chip``, ``nominal_model``, ``fresh_chips`` (accuracies, labels = seeds,
+                     mean, std, min, max), ``nuisance_sweeps`` and ``perturbation_sweeps``
+                     (tables ``{"columns", "rows"}``; null without ``sweep``)
+===================  ==========================================================================
+
+Resuming (``resume=True``) loads ``checkpoint.pt`` and restores the meter's ledger to what the
+run has spent: the larger of the checkpoint's ledger and the query log's total, so that queries
+sent after the last checkpoint (a crash) still count against the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from blacksat.errors import ConfigError
+from blacksat.evaluation import (
+    accuracy,
+    markdown_table,
+    nuisance_sweep,
+    perturbation_sweep,
+    transfer,
+)
+from blacksat.meter import Ledger, MeteredDevice
+from blacksat.run_config import RunConfig
+
+RESULT_SCHEMA = "blacksat.run/1"
+EVALUATION_SCHEMA = "blacksat.evaluation/1"
+FILES = ("config.toml", "checkpoint.pt", "log.jsonl", "task.pt", "result.json")
+FRESH_SEED_OFFSET = 1000  # fresh chip i of a run on chip seed s has seed s + 1000 + i
+
+
+@dataclass
+class Setup:
+    """Everything a run is made of (built by :func:`build`)."""
+
+    config: RunConfig
+    chip: Any
+    task: Any
+    model: Any
+    meter: MeteredDevice
+    estimator: Any
+    theta0: np.ndarray
+
+
+def build(config: RunConfig) -> Setup:
+    """The chip, task, model, metered device and (SAT-wrapped) estimator of ``config``."""
+    from blacksat.devices.tasks import default_task
+    from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
+    from blacksat.sat import FreeAscent, sat
+
+    chip = config.device.build()
+    task = default_task(chip, config.task.load(), seed=config.task.seed).to(torch.float64)
+    es = config.estimator
+    model = (
+        chip.nominal_model(dtype=torch.float64)
+        if es.model == "nominal"
+        else chip.exact_model(dtype=torch.float64)
+    )
+    b = config.budget
+    meter = MeteredDevice(chip, max_reconfigurations=b.reconfigurations, max_samples=b.samples)
+    theta0 = (
+        chip.initial_controls(config.task.seed)
+        if config.task.init == "device"
+        else chip.space.center.copy()
+    )
+    try:
+        if es.name == "autograd":
+            family = chip.model_family(es.model, dtype=torch.float64)
+            base: Any = Autograd(model, task, family=family, space=chip.space, **es.args)
+        elif es.name == "physics_aware":
+            base = PhysicsAware(meter, model, task, **es.args)
+        else:
+            base = ZerothOrder(meter, task, **es.args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"estimator.args: {exc}") from None
+    est = base
+    s = config.sat
+    if s.enabled:
+        pert = None
+        if s.perturbation is not None:
+            models = chip.perturbation_models()
+            if s.perturbation not in models:
+                raise ConfigError(
+                    f"sat.perturbation: {type(chip).__name__} has no perturbation model "
+                    f"{s.perturbation!r}; known: {sorted(models)}"
+                )
+            pert = models[s.perturbation]
+            draw = pert.sample(torch.as_tensor(theta0), np.random.default_rng(0))
+            if draw.nuisance and es.queries_device:
+                raise ConfigError(
+                    f"sat.perturbation {s.perturbation!r} sets nuisance parameters, which a "
+                    f"device cannot be put into on demand; use it with estimator.name = "
+                    f"'autograd', or a control-space model"
+                )
+        est = sat(
+            base,
+            FreeAscent() if s.ascent == "free" else None,
+            rho=s.rho if pert is None else None,
+            perturbation=pert,
+            mode=s.mode,
+            draws=s.draws,
+            space=chip.space,
+        )
+    return Setup(config, chip, task, model, meter, est, theta0)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _digital_state(task: Any) -> dict[str, Any]:
+    return {
+        name: (None if getattr(task, name, None) is None else getattr(task, name).state_dict())
+        for name in ("front", "back")
+    }
+
+
+def train(
+    config: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Run ``config`` into the directory ``out`` (see the module docstring); returns the
+    contents of ``result.json``.
+
+    Raises:
+        ConfigError: ``out`` already holds a run and ``resume`` is false, or ``resume`` and
+            there is no checkpoint; or the configuration does not fit the device.
+    """
+    from blacksat.checkpoint import load_checkpoint
+    from blacksat.querylog import QueryLog
+    from blacksat.trainer import Trainer
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    ckpt = out / "checkpoint.pt"
+    if resume and not ckpt.is_file():
+        raise ConfigError(f"{str(out)!r} holds no checkpoint.pt to resume from")
+    if not resume and (ckpt.exists() or (out / "result.json").exists()):
+        raise ConfigError(
+            f"{str(out)!r} already holds a run; pass --resume to continue it, or another --out"
+        )
+    setup = build(config)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "config.toml", lambda p: Path(p).write_text(config.to_toml()))
+    ident = config.log.device_id
+    qlog = QueryLog(out / "queries.sqlite", device=ident) if config.log.queries else None
+    try:
+        if qlog is not None:
+            setup.meter.add_observer(qlog)
+        cfg = dataclasses.replace(config.train, progress=progress and config.train.progress)
+        trainer = Trainer(
+            setup.task,
+            setup.estimator,
+            setup.chip.space,
+            cfg,
+            meter=setup.meter,
+            log_path=out / "log.jsonl",
+            checkpoint_path=ckpt,
+        )
+        if resume:
+            state = load_checkpoint(ckpt)
+            logged = qlog.spent(device=ident) if qlog is not None else Ledger()
+            setup.meter.restore(_fieldwise_max(state.ledger, logged))
+            result = trainer.resume(state)
+        else:
+            result = trainer.fit(setup.theta0)
+        _atomic_write(out / "task.pt", lambda p: torch.save(_digital_state(setup.task), p))
+        ev = MeteredDevice(setup.chip)
+        if qlog is not None:
+            ev.add_observer(_logger(qlog, f"{ident}/evaluation"))
+        acc_chip = accuracy(setup.task, ev, result.theta)
+        report = {
+            "schema": RESULT_SCHEMA,
+            "reason": result.reason,
+            "steps": result.steps,
+            "final_loss": result.history[-1]["loss"] if result.history else None,
+            "theta": result.theta.tolist(),
+            "accuracy": {
+                "chip": acc_chip,
+                "model": accuracy(setup.task, setup.model, result.theta),
+            },
+            "model": config.estimator.model,
+            "ledger": dataclasses.asdict(setup.meter.ledger),
+            "evaluation_ledger": dataclasses.asdict(ev.ledger),
+            "budget_error": None if result.error is None else str(result.error),
+            "wall_seconds": time.perf_counter() - t0,
+        }
+    finally:
+        if qlog is not None:
+            qlog.close()
+    text = json.dumps(report, indent=2)
+    _atomic_write(out / "result.json", lambda p: Path(p).write_text(text))
+    return report
+
+
+def _logger(qlog: Any, device: str) -> Any:
+    """An observer appending to ``qlog`` under another device identity."""
+
+    def observe(record: Any) -> None:
+        qlog.append(
+            record.thetas,
+            record.x,
+            record.y,
+            reconfigurations=record.cost.reconfigurations,
+            samples=record.cost.samples,
+            device=device,
+        )
+
+    return observe
+
+
+def _fieldwise_max(a: Ledger, b: Ledger) -> Ledger:
+    return Ledger(*(max(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)))
+
+
+def result_markdown(report: dict[str, Any], out: str | Path) -> str:
+    """A few lines summarising ``result.json``."""
+    led = report["ledger"]
+    return (
+        f"run {str(out)!r}: {report['reason']} after {report['steps']} steps; accuracy on the "
+        f"chip {report['accuracy']['chip']:.4f} (full test split), on the {report['model']} "
+        f"model {report['accuracy']['model']:.4f}; training spent {led['reconfigurations']} "
+        f"reconfigurations, {led['samples']} samples in {led['queries']} queries"
+    )
+
+
+# ---------------------------------------------------------------------- evaluate
+@dataclass
+class LoadedRun:
+    """A finished run read back from its directory."""
+
+    config: RunConfig
+    chip: Any
+    task: Any
+    theta: np.ndarray
+    result: dict[str, Any]
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Rebuild the chip and task of a run directory, with its trained digital layers and final
+    controls. Raises :class:`ConfigError` when ``run_dir`` is not a finished ``train`` run."""
+    from blacksat.devices.tasks import default_task
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise ConfigError(f"{str(d)!r} is not a directory")
+    missing = [f for f in ("config.toml", "result.json", "task.pt") if not (d / f).is_file()]
+    if missing:
+        raise ConfigError(f"{str(d)!r} is not a finished blacksat train run: no {missing[0]}")
+    config = RunConfig.load(d / "config.toml")
+    try:
+        result = json.loads((d / "result.json").read_text())
+        theta = np.asarray(result["theta"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{str(d / 'result.json')!r} is not a run result: {exc}") from None
+    chip = config.device.build()
+    if theta.shape != (chip.space.dim,):
+        raise ConfigError(
+            f"result.json holds controls of shape {theta.shape}, the device {chip.space.dim}"
+        )
+    task = default_task(chip, config.task.load(), seed=config.task.seed).to(torch.float64)
+    try:
+        digital = torch.load(d / "task.pt", weights_only=True)
+        for name, sd in digital.items():
+            if sd is not None:
+                getattr(task, name).load_state_dict(sd)
+    except Exception as exc:  # a damaged or foreign file: say so, never a traceback
+        detail = (str(exc).splitlines() or [""])[0][:120]
+        raise ConfigError(
+            f"{str(d / 'task.pt')!r} cannot be loaded into this run's task "
+            f"({type(exc).__name__}: {detail})"
+        ) from None
+    return LoadedRun(config, chip, task, theta, result)
+
+
+def evaluate(
+    run_dir: str | Path, *, fresh_chips: int = 3, sweep: bool = False, seed: int = 0
+) -> dict[str, Any]:
+    """Accuracy (full test split) of a finished run on its chip, on the nominal model, on
+    ``fresh_chips`` fresh fabrication draws (seeds ``chip seed + 1000 + i``) and, with
+    ``sweep``, under each nuisance over its rated range (5 values) and under each control-space
+    perturbation model at 0.5, 1 and 2 times its rated size (10 random draws each, generator
+    ``seed``). Writes ``run_dir/evaluation.json`` and returns its contents."""
+    if isinstance(fresh_chips, bool) or not isinstance(fresh_chips, int) or fresh_chips < 0:
+        raise ConfigError(f"fresh_chips must be an integer >= 0, got {fresh_chips!r}")
+    run = load_run(run_dir)
+    chip, task, theta = run.chip, run.task, run.theta
+    out: dict[str, Any] = {
+        "schema": EVALUATION_SCHEMA,
+        "chip": accuracy(task, chip, theta),
+        "nominal_model": accuracy(task, chip.nominal_model(dtype=torch.float64), theta),
+        "fresh_chips": None,
+        "nuisance_sweeps": None,
+        "perturbation_sweeps": None,
+    }
+    if fresh_chips:
+        seeds = [chip.seed + FRESH_SEED_OFFSET + i for i in range(fresh_chips)]
+        out["fresh_chips"] = transfer(task, theta, [chip.fresh_chip(s) for s in seeds]).to_dict()
+    if sweep:
+        grid = {n.name: np.linspace(n.rated[0], n.rated[1], 5).tolist() for n in chip.nuisances}
+        if grid:
+            out["nuisance_sweeps"] = nuisance_sweep(task, theta, chip.perturbed, grid).to_dict()
+        sweeps = {}
+        for name, model in chip.perturbation_models().items():
+            if model.sample(torch.as_tensor(theta), np.random.default_rng(0)).nuisance:
+                continue  # a nuisance model: covered by the nuisance sweep
+            table = perturbation_sweep(
+                task, theta, chip, model, [0.5, 1.0, 2.0], draws=10, rng=seed
+            )
+            sweeps[name] = table.to_dict()
+        out["perturbation_sweeps"] = sweeps
+    text = json.dumps(out, indent=2)
+    _atomic_write(Path(run_dir) / "evaluation.json", lambda p: Path(p).write_text(text))
+    return out
+
+
+def evaluation_markdown(ev: dict[str, Any]) -> str:
+    """The evaluation as markdown tables."""
+    rows = [
+        {"evaluated on (full test split)": "the run's chip", "accuracy": ev["chip"]},
+        {"evaluated on (full test split)": "nominal model", "accuracy": ev["nominal_model"]},
+    ]
+    if ev["fresh_chips"]:
+        fc = ev["fresh_chips"]
+        for label, acc in zip(fc["labels"], fc["accuracies"], strict=True):
+            rows.append({"evaluated on (full test split)": f"fresh chip {label}", "accuracy": acc})
+        rows.append(
+            {
+                "evaluated on (full test split)": f"fresh chips: mean +- std ({fc['std']:.3f})",
+                "accuracy": fc["mean"],
+            }
+        )
+    parts = [markdown_table(rows, ["evaluated on (full test split)", "accuracy"])]
+    if ev["nuisance_sweeps"]:
+        t = ev["nuisance_sweeps"]
+        parts += ["", "Nuisance sweeps (the chip under each disturbance):", ""]
+        parts.append(markdown_table(t["rows"], t["columns"]))
+    for name, t in (ev["perturbation_sweeps"] or {}).items():
+        parts += ["", f"Perturbation model {name!r} (x its rated size, random draws):", ""]
+        parts.append(markdown_table(t["rows"], t["columns"]))
+    return "\n".join(parts)
+
+
+__all__ = [
+    "EVALUATION_SCHEMA",
+    "RESULT_SCHEMA",
+    "LoadedRun",
+    "Setup",
+    "build",
+    "evaluate",
+    "evaluation_markdown",
+    "load_run",
+    "result_markdown",
+    "train",
+]

@@ -1,0 +1,359 @@
+"""The configuration of a ``blacksat train`` run: frozen, validated dataclasses read from TOML.
+
+A run file has one table per concern; every key is optional (defaults below) and an unknown key
+or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming the key::
+
+    [device]                       # a simulated device by registry name (`blacksat devices`)
+    name = "mzi"
+    seed = 0                       # the fabrication draw
+    kwargs = { n_modes = 16, s_bs = 0.15, s_ps = 0.15 }
+
+    [task]
+    dataset = "digits"             # "digits", "iris" or the path of an MNIST directory / .npz
+    seed = 0                       # data split and digital front end
+    init = "device"                # initial controls: the device's suggestion, or "center"
+
+    [estimator]
+    name = "zeroth_order"          # "autograd", "physics_aware" or "zeroth_order"
+    model = "nominal"              # the model autograd / physics_aware differentiate: or "exact"
+    args = { q = 4, sigma = 0.05 } # keyword arguments of the estimator
+
+    [sat]                          # omit rho and perturbation for plain training
+    perturbation = "phase_drift"   # a name of the device's perturbation_models(), or rho = 0.3
+    mode = "average"               # "worst" or "average"
+
+    [train]                        # the fields of blacksat.TrainConfig
+    lr = 0.01
+    max_steps = 200                # given alone, the run has no epoch limit (epochs = None)
+    batch_size = 64                # or "full": the whole training split per step
+
+    [budget]                       # hard limits on the metered device (absent: unlimited)
+    reconfigurations = 2000
+
+    [log]
+    queries = true                 # keep every query in queries.sqlite
+
+TOML has no null: a key left out takes its default, with two exceptions in ``[train]``: when
+only one of ``epochs`` and ``max_steps`` is given the other is ``None`` (the run ends by the one
+given), and ``batch_size = "full"`` stands for ``None``.
+
+:meth:`RunConfig.to_toml` writes the resolved configuration (every default filled in) so that a
+run directory describes itself; ``RunConfig.load`` of that file gives the same configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from blacksat.config_io import dump_toml, load_toml, typed_fields
+from blacksat.errors import ConfigError
+from blacksat.train_config import TrainConfig
+
+EstimatorName = Literal["autograd", "physics_aware", "zeroth_order"]
+
+
+def _int_at_least(where: str, value: Any, low: int, *, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{where} must be an integer >= {low}, got {value!r}")
+
+
+def _one_of(where: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
+
+
+# ---------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class DeviceSpec:
+    """``[device]``: a simulated device by registry name, its fabrication ``seed`` and its
+    other constructor arguments (``kwargs``; the device's ``seed`` goes in ``seed``)."""
+
+    name: str = "mzi"
+    seed: int = 0
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from blacksat.devices import DEVICES
+
+        if self.name not in DEVICES:
+            raise ConfigError(
+                f"device.name: unknown device {self.name!r}; known: {sorted(DEVICES)}"
+            )
+        _int_at_least("device.seed", self.seed, 0)
+        if not isinstance(self.kwargs, Mapping):
+            raise ConfigError(f"device.kwargs must be a table, got {self.kwargs!r}")
+        object.__setattr__(self, "kwargs", dict(self.kwargs))
+        cls = DEVICES[self.name]
+        params = inspect.signature(cls.__init__).parameters
+        allowed = {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY} - {"seed"}
+        if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            allowed |= {n.name for n in cls.nuisances}
+        for key in self.kwargs:
+            if key not in allowed:
+                hint = " (the chip's seed is device.seed)" if key == "seed" else ""
+                raise ConfigError(
+                    f"unknown key device.kwargs.{key} for {cls.__name__}{hint}; expected one of "
+                    f"{sorted(allowed)}"
+                )
+
+    def build(self) -> Any:
+        """The simulated chip."""
+        from blacksat.devices import DEVICES
+
+        try:
+            return DEVICES[self.name](seed=self.seed, **self.kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"device.kwargs: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """``[task]``: the dataset (a registry name or an MNIST path), the seed of its split and of
+    the digital front end, an optional ``test_size`` (digits, iris) and the initial controls
+    (``"device"``: the device's suggestion for ``seed``; ``"center"``: the middle of the box)."""
+
+    dataset: str = "digits"
+    seed: int = 0
+    test_size: float | None = None
+    init: Literal["device", "center"] = "device"
+
+    def __post_init__(self) -> None:
+        from blacksat.data import DATASETS
+
+        if self.dataset not in DATASETS and not Path(self.dataset).exists():
+            raise ConfigError(
+                f"task.dataset must be one of {sorted(DATASETS)} or an existing MNIST path, "
+                f"got {self.dataset!r}"
+            )
+        _int_at_least("task.seed", self.seed, 0)
+        if self.test_size is not None:
+            if self.dataset not in DATASETS:
+                raise ConfigError("task.test_size applies to digits and iris only")
+            if not 0.0 < self.test_size < 1.0:
+                raise ConfigError(f"task.test_size must lie in (0, 1), got {self.test_size!r}")
+        _one_of("task.init", self.init, ("device", "center"))
+
+    def load(self) -> Any:
+        """The :class:`~blacksat.data.Dataset`."""
+        from blacksat.data import DATASETS, load_dataset
+
+        kwargs: dict[str, Any] = {"seed": self.seed} if self.dataset in DATASETS else {}
+        if self.test_size is not None:
+            kwargs["test_size"] = self.test_size
+        return load_dataset(self.dataset, **kwargs)
+
+
+def estimator_args(name: str) -> set[str]:
+    """The keyword arguments of a registered estimator a config may set."""
+    from blacksat.estimators import ESTIMATORS
+
+    params = inspect.signature(ESTIMATORS[name].__init__).parameters
+    return {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY} - {"family", "space"}
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """``[estimator]``: the gradient estimator by registry name, the model that ``autograd``
+    and ``physics_aware`` differentiate (``"nominal"``: what a user believes; ``"exact"``: the
+    true chip, white box) and the estimator's keyword arguments (``args``, e.g. ``q``,
+    ``sigma``, ``directions``, ``scheme`` of ``zeroth_order``)."""
+
+    name: EstimatorName = "autograd"
+    model: Literal["nominal", "exact"] = "nominal"
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _one_of("estimator.name", self.name, ("autograd", "physics_aware", "zeroth_order"))
+        _one_of("estimator.model", self.model, ("nominal", "exact"))
+        if not isinstance(self.args, Mapping):
+            raise ConfigError(f"estimator.args must be a table, got {self.args!r}")
+        object.__setattr__(self, "args", dict(self.args))
+        allowed = estimator_args(self.name)
+        for key in self.args:
+            if key not in allowed:
+                raise ConfigError(
+                    f"unknown key estimator.args.{key} for {self.name}; expected one of "
+                    f"{sorted(allowed)}"
+                )
+
+    @property
+    def queries_device(self) -> bool:
+        """Whether the estimator queries the device (every estimator but ``autograd``)."""
+        return self.name != "autograd"
+
+
+@dataclass(frozen=True)
+class SatSpec:
+    """``[sat]``: sharpness-aware training around the estimator, against an L2 ball of radius
+    ``rho`` or a named perturbation model of the device (``perturbation``, see
+    ``chip.perturbation_models()``); neither means plain training. ``mode``: ``"worst"`` or
+    ``"average"`` (``draws`` perturbations per step); ``ascent``: ``"same"`` (the estimator) or
+    ``"free"`` (the optimizer's momentum, no queries)."""
+
+    rho: float | None = None
+    perturbation: str | None = None
+    mode: Literal["worst", "average"] = "worst"
+    draws: int = 1
+    ascent: Literal["same", "free"] = "same"
+
+    def __post_init__(self) -> None:
+        if self.rho is not None and self.perturbation is not None:
+            raise ConfigError("sat: give rho or perturbation, not both")
+        if self.rho is not None and not (math.isfinite(self.rho) and self.rho >= 0):
+            raise ConfigError(f"sat.rho must be a finite number >= 0, got {self.rho!r}")
+        _one_of("sat.mode", self.mode, ("worst", "average"))
+        _int_at_least("sat.draws", self.draws, 1)
+        _one_of("sat.ascent", self.ascent, ("same", "free"))
+
+    @property
+    def enabled(self) -> bool:
+        """Whether SAT wraps the estimator."""
+        return self.rho is not None or self.perturbation is not None
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """``[budget]``: hard limits of the metered device (absent: unlimited)."""
+
+    reconfigurations: int | None = None
+    samples: int | None = None
+
+    def __post_init__(self) -> None:
+        _int_at_least("budget.reconfigurations", self.reconfigurations, 0, none_ok=True)
+        _int_at_least("budget.samples", self.samples, 0, none_ok=True)
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """``[log]``: keep every query in ``queries.sqlite`` (``queries``), recorded under the
+    identity ``device_id`` (default ``"<device name>-<seed>"``)."""
+
+    queries: bool = True
+    device_id: str = ""
+
+
+_SECTIONS = ("device", "task", "estimator", "sat", "train", "budget", "log")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: one field per TOML table (see the module docstring)."""
+
+    device: DeviceSpec = field(default_factory=DeviceSpec)
+    task: TaskSpec = field(default_factory=TaskSpec)
+    estimator: EstimatorSpec = field(default_factory=EstimatorSpec)
+    sat: SatSpec = field(default_factory=SatSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    log: LogSpec = field(default_factory=LogSpec)
+
+    def __post_init__(self) -> None:
+        kinds = {
+            "device": DeviceSpec,
+            "task": TaskSpec,
+            "estimator": EstimatorSpec,
+            "sat": SatSpec,
+            "train": TrainConfig,
+            "budget": BudgetSpec,
+            "log": LogSpec,
+        }
+        for name, kind in kinds.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"RunConfig.{name} must be a {kind.__name__}")
+        if not self.log.device_id:
+            ident = f"{self.device.name}-{self.device.seed}"
+            object.__setattr__(self, "log", dataclasses.replace(self.log, device_id=ident))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Build from parsed TOML (``{table: {key: value}}``)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a run config must be a mapping of tables, got {type(data)}")
+        unknown = [k for k in data if k not in _SECTIONS]
+        if unknown:
+            raise ConfigError(f"unknown section {unknown[0]!r}; expected one of {list(_SECTIONS)}")
+        parts: dict[str, Any] = {}
+        for name, kind in (
+            ("device", DeviceSpec),
+            ("task", TaskSpec),
+            ("estimator", EstimatorSpec),
+            ("sat", SatSpec),
+            ("budget", BudgetSpec),
+            ("log", LogSpec),
+        ):
+            parts[name] = kind(**typed_fields(kind, data.get(name, {}), name))
+        parts["train"] = train_config(data.get("train", {}))
+        return cls(**parts)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """Read and validate a TOML run file."""
+        return cls.from_mapping(load_toml(path))
+
+    def to_mapping(self) -> dict[str, dict[str, Any]]:
+        """``{table: {key: value}}`` with every default filled in (``None`` kept)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in _SECTIONS:
+            part = getattr(self, name)
+            out[name] = {f.name: _plain(getattr(part, f.name)) for f in dataclasses.fields(part)}
+        if out["train"]["batch_size"] is None:
+            out["train"]["batch_size"] = "full"
+        return out
+
+    def to_toml(self) -> str:
+        """The resolved configuration as TOML (``None`` values left out)."""
+        sched = self.train.schedule
+        if sched is not None and not isinstance(sched, str):
+            raise ConfigError("a schedule factory cannot be written to TOML; use a name")
+        return dump_toml(self.to_mapping())
+
+
+def train_config(data: Any) -> TrainConfig:
+    """A :class:`~blacksat.TrainConfig` from a ``[train]`` table (see the module docstring for
+    the keys that stand for ``None``)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"train must be a table, got {type(data).__name__} {data!r}")
+    raw = dict(data)
+    if raw.get("batch_size") == "full":
+        raw["batch_size"] = None
+    kwargs = typed_fields(TrainConfig, raw, "train")
+    if "schedule" in kwargs and kwargs["schedule"] not in (None, "cosine", "step"):
+        raise ConfigError(f"train.schedule must be 'cosine' or 'step', got {kwargs['schedule']!r}")
+    if "max_steps" in kwargs and "epochs" not in kwargs:
+        kwargs["epochs"] = None
+    try:
+        return TrainConfig(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"train: {exc}") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+__all__ = [
+    "BudgetSpec",
+    "DeviceSpec",
+    "EstimatorSpec",
+    "LogSpec",
+    "RunConfig",
+    "SatSpec",
+    "TaskSpec",
+    "dump_toml",
+    "estimator_args",
+    "load_toml",
+    "train_config",
+    "typed_fields",
+]
