@@ -240,3 +240,13 @@ def test_build_refuses_what_the_device_cannot_do(sections, msg):
 def test_autograd_may_use_a_nuisance_model():
     s = build(_config(sat={"perturbation": "temperature"}))
     assert s.estimator.name == "sat" and s.estimator.descent.family is not None
+
+
+def test_the_shipped_example_configs_load_and_build():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "examples" / "configs").glob("*.toml"))
+    assert configs, "examples/configs holds the run files the README points to"
+    for path in configs:
+        c = RunConfig.load(path)
+        assert c.sat.enabled and c.budget.reconfigurations is not None and c.log.queries
