@@ -11,8 +11,10 @@ Kinds (:data:`blacksat.surrogates.SURROGATES`):
 - ``residual``: ``Residual(GreyBox(nominal_model))``, plus a learned correction of the readings;
 - ``ensemble``: ``Ensemble()``, black-box MLPs whose disagreement measures uncertainty.
 
-Output: ``torch.save`` of ``{"format", "kind", "device", "state_dict"}`` at ``--out`` and the fit
-report as JSON beside it (``FILE.json``).
+Output: ``torch.save`` of ``{"format", "kind", "device", "surrogate"}`` at ``--out`` (the fitted
+surrogate object itself, so that :func:`load_surrogate` gives it back whatever layers its fit
+built) and the fit report as JSON beside it (``FILE.json``). A ``blacksat train`` run trains on it
+with ``[estimator] model = "FILE"``. The file is a pickle: load only files you wrote.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from blacksat.errors import ConfigError
 
-FORMAT = "blacksat.surrogate/1"
+FORMAT = "blacksat.surrogate/2"
 KINDS = ("greybox", "residual", "ensemble")
 
 
@@ -116,7 +118,7 @@ def calibrate_from_log(
             "format": FORMAT,
             "kind": kind,
             "device": report["device"],
-            "state_dict": surrogate.state_dict(),
+            "surrogate": surrogate,
         },
         target,
     )
@@ -124,4 +126,35 @@ def calibrate_from_log(
     return report
 
 
-__all__ = ["FORMAT", "KINDS", "calibrate_from_log", "make_surrogate", "report_path"]
+def load_surrogate(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """A surrogate saved by :func:`calibrate_from_log` and the device it was fitted for
+    (``{"name", "seed", "kwargs"}``). The file is a pickle: load only files you wrote."""
+    from blacksat.surrogates import Surrogate
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no surrogate file at {str(p)!r} (write one with blacksat calibrate)")
+    try:
+        saved = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a foreign or damaged file: say which
+        why = f"{type(exc).__name__}: {exc}"
+        raise ConfigError(f"cannot read surrogate {str(p)!r}: {why}") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ConfigError(
+            f"{str(p)!r} is not a blacksat surrogate file (format {FORMAT}); "
+            "write one with blacksat calibrate"
+        )
+    surrogate = saved.get("surrogate")
+    if not isinstance(surrogate, Surrogate) or surrogate.report_ is None:
+        raise ConfigError(f"{str(p)!r} holds no fitted surrogate")
+    return surrogate, dict(saved.get("device", {}))
+
+
+__all__ = [
+    "FORMAT",
+    "KINDS",
+    "calibrate_from_log",
+    "load_surrogate",
+    "make_surrogate",
+    "report_path",
+]

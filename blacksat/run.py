@@ -83,11 +83,21 @@ def build(config: RunConfig) -> Setup:
     chip = config.device.build()
     task = default_task(chip, config.task.load(), seed=config.task.seed).to(torch.float64)
     es = config.estimator
-    model = (
-        chip.nominal_model(dtype=torch.float64)
-        if es.model == "nominal"
-        else chip.exact_model(dtype=torch.float64)
-    )
+    if es.model in ("nominal", "exact"):
+        model = (
+            chip.nominal_model(dtype=torch.float64)
+            if es.model == "nominal"
+            else chip.exact_model(dtype=torch.float64)
+        )
+    else:
+        from blacksat.calibrate_cmd import load_surrogate
+
+        model, fitted_for = load_surrogate(es.model)
+        if fitted_for.get("name") != config.device.name:
+            raise ConfigError(
+                f"estimator.model {es.model!r} is a surrogate of a {fitted_for.get('name')!r} "
+                f"device, the run's device is {config.device.name!r}"
+            )
     b = config.budget
     meter = MeteredDevice(chip, max_reconfigurations=b.reconfigurations, max_samples=b.samples)
     theta0 = (
@@ -97,7 +107,11 @@ def build(config: RunConfig) -> Setup:
     )
     try:
         if es.name == "autograd":
-            family = chip.model_family(es.model, dtype=torch.float64)
+            family = (
+                chip.model_family(es.model, dtype=torch.float64)
+                if es.model in ("nominal", "exact")
+                else None  # a surrogate has no nuisance parameters
+            )
             base: Any = Autograd(model, task, family=family, space=chip.space, **es.args)
         elif es.name == "physics_aware":
             base = PhysicsAware(meter, model, task, **es.args)

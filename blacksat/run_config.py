@@ -15,7 +15,8 @@ or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming t
 
     [estimator]
     name = "zeroth_order"          # "autograd", "physics_aware" or "zeroth_order"
-    model = "nominal"              # the model autograd / physics_aware differentiate: or "exact"
+    model = "nominal"              # what autograd / physics_aware differentiate: "exact" or a
+                                   # surrogate file from `blacksat calibrate`
     args = { q = 4, sigma = 0.05 } # keyword arguments of the estimator
 
     [sat]                          # omit rho and perturbation for plain training
@@ -163,16 +164,24 @@ def estimator_args(name: str) -> set[str]:
 class EstimatorSpec:
     """``[estimator]``: the gradient estimator by registry name, the model that ``autograd``
     and ``physics_aware`` differentiate (``"nominal"``: what a user believes; ``"exact"``: the
-    true chip, white box) and the estimator's keyword arguments (``args``, e.g. ``q``,
-    ``sigma``, ``directions``, ``scheme`` of ``zeroth_order``)."""
+    true chip, white box; or the path of a surrogate file written by ``blacksat calibrate``)
+    and the estimator's keyword arguments (``args``, e.g. ``q``, ``sigma``, ``directions``,
+    ``scheme`` of ``zeroth_order``)."""
 
     name: EstimatorName = "autograd"
-    model: Literal["nominal", "exact"] = "nominal"
+    model: str = "nominal"
     args: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _one_of("estimator.name", self.name, ("autograd", "physics_aware", "zeroth_order"))
-        _one_of("estimator.model", self.model, ("nominal", "exact"))
+        is_path = isinstance(self.model, str) and (
+            "/" in self.model or "\\" in self.model or Path(self.model).suffix != ""
+        )
+        if self.model not in ("nominal", "exact") and not is_path:
+            raise ConfigError(
+                "estimator.model must be 'nominal', 'exact' or the path of a surrogate file "
+                f"(e.g. runs/x/residual.pt), got {self.model!r}"
+            )
         if not isinstance(self.args, Mapping):
             raise ConfigError(f"estimator.args must be a table, got {self.args!r}")
         object.__setattr__(self, "args", dict(self.args))

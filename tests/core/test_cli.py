@@ -190,10 +190,20 @@ def test_train_evaluate_calibrate_round_trip(tmp_path, capsys):
     assert "greybox surrogate of mzi: fit on" in capsys.readouterr().out
     report = json.loads((tmp_path / "sur.json").read_text())
     assert report["kind"] == "greybox" and report["fit"]["n_settings"] > 0
-    import torch
+    from blacksat.calibrate_cmd import load_surrogate
 
-    saved = torch.load(sur, weights_only=True)
-    assert saved["kind"] == "greybox" and saved["device"]["kwargs"]["n_modes"] == 4
+    surrogate, fitted_for = load_surrogate(sur)
+    assert type(surrogate).__name__ == "GreyBox" and fitted_for["kwargs"]["n_modes"] == 4
+
+    # train offline on the calibrated surrogate (autograd + SAT), deployed on the chip
+    offline = TINY_RUN.replace('name = "zeroth_order"', 'name = "autograd"\nmodel = "SUR"')
+    offline = offline.replace('args = { q = 2, sigma = 0.05 }', "")
+    cfg2 = write(tmp_path / "offline.toml", offline.replace("SUR", str(sur)))
+    assert main(["train", "--config", cfg2, "--out", str(tmp_path / "offline"), "--quiet"]) == 0
+    res2 = json.loads((tmp_path / "offline" / "result.json").read_text())
+    assert res2["ledger"]["reconfigurations"] == 0 and 0.0 <= res2["accuracy"]["chip"] <= 1.0
+    bad = write(tmp_path / "bad.toml", offline.replace("SUR", str(tmp_path / "missing.pt")))
+    fails(["train", "--config", bad, "--out", str(tmp_path / "x")], capsys, "no surrogate file")
 
 
 def test_resume_continues_and_keeps_the_budget(tmp_path, capsys):

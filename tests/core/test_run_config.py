@@ -81,7 +81,7 @@ def test_integers_are_accepted_for_numbers_and_run_length_keys_imply_none():
         ({"task": {"test_size": 1.5}}, "task.test_size must lie in (0, 1)"),
         ({"task": {"init": "random"}}, "task.init must be one of 'device', 'center'"),
         ({"estimator": {"name": "magic"}}, "estimator.name must be one of"),
-        ({"estimator": {"model": "twin"}}, "estimator.model must be one of"),
+        ({"estimator": {"model": "twin"}}, "estimator.model must be 'nominal', 'exact' or"),
         ({"estimator": {"args": {"q": 2}}}, "unknown key estimator.args.q for autograd"),
         ({"sat": {"rho": 0.1, "perturbation": "x"}}, "rho or perturbation, not both"),
         ({"sat": {"rho": -1.0}}, "sat.rho must be a finite number >= 0"),
