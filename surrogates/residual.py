@@ -49,6 +49,9 @@ class Residual(Surrogate):
         hidden: widths of the correction MLP's hidden layers.
         use_inputs: feed the device inputs ``x`` to the correction too (besides the base's
             readings).
+        affine: first fit a per-reading gain and offset to the base's readings (closed-form
+            least squares; losses and detector gains are mostly that), then the MLP on what
+            remains; ``False``: the MLP alone.
         refit_base: refit a surrogate base (warm-started from its current state) at every
             :meth:`fit`, before the correction; ``False`` keeps an already fitted base as is.
         train_base: also fine-tune the base's trainable parameters jointly with the correction
@@ -65,6 +68,7 @@ class Residual(Surrogate):
         *,
         hidden: Sequence[int] = (64, 64),
         use_inputs: bool = True,
+        affine: bool = True,
         refit_base: bool = True,
         train_base: bool = False,
         weight_decay: float = 1e-4,
@@ -88,6 +92,7 @@ class Residual(Surrogate):
             raise ConfigError(f"base must be a torch.nn.Module, got {type(base).__name__}")
         self.hidden = tuple(_check_int("hidden width", h, 1) for h in hidden)
         self.use_inputs = bool(use_inputs)
+        self.affine = bool(affine)
         self.refit_base = bool(refit_base)
         self.train_base = bool(train_base)
         # a Surrogate base is shared (fitted in place, see ``refit_base``); any other model is
@@ -118,14 +123,19 @@ class Residual(Surrogate):
             feats.append(xs)
         mean = np.concatenate([f.mean(0) for f in feats])
         std = np.concatenate([f.std(0) for f in feats]) + 1e-8
-        resid = np.concatenate(
-            [
-                (yy - predict(self.base, t, xx, self.dtype)).reshape(-1, n_out)
-                for t, xx, yy in groups
-            ]
-        )
         self.register_buffer("feat_mean", torch.as_tensor(mean, dtype=self.dtype))
         self.register_buffer("feat_std", torch.as_tensor(std, dtype=self.dtype))
+        ys = np.concatenate([yy.reshape(-1, n_out) for _, _, yy in groups])
+        gain, bias = np.ones(n_out), np.zeros(n_out)
+        if self.affine:  # per-reading least squares y ~ gain * base + bias, in closed form
+            var = base_y.var(0)
+            ok = var > 1e-12
+            cov = ((base_y - base_y.mean(0)) * (ys - ys.mean(0))).mean(0)
+            gain[ok] = cov[ok] / var[ok]
+            bias = ys.mean(0) - gain * base_y.mean(0)
+        self.register_buffer("gain", torch.as_tensor(gain, dtype=self.dtype))
+        self.register_buffer("bias", torch.as_tensor(bias, dtype=self.dtype))
+        resid = ys - (gain * base_y + bias)
         self.register_buffer("out_scale", torch.as_tensor(resid.std(0) + 1e-8, dtype=self.dtype))
         self.out_shape = tuple(int(s) for s in out_shape)
         gen = torch.Generator().manual_seed(self.seed)
@@ -161,7 +171,8 @@ class Residual(Surrogate):
             feats.append(x.to(self.dtype).reshape(1, b, -1).expand(k, b, -1))
         h = (torch.cat(feats, dim=-1) - self.feat_mean) / self.feat_std
         corr = self.correction(h) * self.out_scale
-        return y0 + corr.reshape(y0.shape)
+        flat = y0.reshape(k, b, -1) * self.gain + self.bias
+        return (flat + corr).reshape(y0.shape)
 
     def __repr__(self) -> str:
         return f"Residual(base={self.base!r}, hidden={list(self.hidden)})"

@@ -138,3 +138,20 @@ def test_members_differ_and_their_mean_is_the_prediction(local_ensemble):
         torch.testing.assert_close(members.mean(0), ens(thetas, x))
         std = members.std(0, unbiased=False)
     torch.testing.assert_close(ens.uncertainty(thetas, x), std)
+
+
+def test_the_affine_stage_recovers_gains_and_offsets_in_closed_form():
+    chip = MZIMesh(n_modes=4, seed=3, noise=0.0, drift=0.0)
+    nominal = chip.nominal_model(dtype=torch.float64)
+    thetas = sobol(chip.space, 32, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 4))
+    with torch.no_grad():
+        y0 = nominal(torch.as_tensor(thetas), torch.as_tensor(x)).numpy()
+    gain, offset = np.array([0.5, 1.0, 2.0, 0.8]), np.array([0.01, 0.0, -0.02, 0.03])
+    data = [(thetas, x, gain * y0 + offset)]
+    fitted = Residual(nominal, steps=0, held_out=0.0).fit(data)  # no MLP step: affine only
+    np.testing.assert_allclose(fitted.gain.numpy(), gain, rtol=1e-9)
+    np.testing.assert_allclose(fitted.bias.numpy(), offset, atol=1e-12)
+    plain = Residual(nominal, steps=0, held_out=0.0, affine=False).fit(data)
+    assert fitted.report_.train_rmse < 1e-10 < plain.report_.train_rmse
