@@ -229,8 +229,7 @@ class Surrogate(nn.Module):
 
     def score(self, data: Any) -> dict[str, float]:
         """``{"rmse", "r2", "relative_error"}`` of this surrogate on other recorded queries."""
-        rmse, r2, rel = _quality(self, as_groups(data))
-        return {"rmse": rmse, "r2": r2, "relative_error": rel}
+        return quality(self, data)
 
     def _prepare(self, groups: list[Group]) -> None:
         """Hook: called with the training groups before the loop."""
