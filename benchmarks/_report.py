@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import platform
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,6 +31,12 @@ def machine() -> str:
 def write_section(key: str, body: str) -> None:
     """Replace (or append) the section delimited by ``<!-- key:begin -->``/``<!-- key:end -->``."""
     begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    with open(BENCHMARKS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # benchmarks running side by side update other keys
+        _replace(begin, end, body)
+
+
+def _replace(begin: str, end: str, body: str) -> None:
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
     block = f"{begin}\n{body.rstrip()}\n{end}"
     if begin in text and end in text:
@@ -36,3 +46,37 @@ def write_section(key: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
+
+
+#: Rows and columns of the "where SAT does and does not help" table (benchmarks/where_sat_helps.py).
+ERROR_TYPES = ("coupler ratio", "phase", "common-mode drift", "misalignment", "fresh chip")
+METHODS = (
+    "BP",
+    "noise-aware",
+    "unstructured SAT",
+    "structured SAT",
+    "online SAT",
+    "zeroth-order SAT",
+)
+
+
+def save_cells(study: str, cells: Iterable[Mapping[str, Any]]) -> Path:
+    """Write one study's cells of the "where SAT helps" table to ``results/<study>/cells.json``.
+
+    Each cell: ``error`` (one of :data:`ERROR_TYPES`), ``method`` (one of :data:`METHODS`),
+    ``variant`` (what exactly ran, e.g. "SAM rho=0.1", "common-mode average case"),
+    ``condition`` (where it was measured, e.g. "dT = +2 K", "rotation 2 deg"), ``acc`` and
+    ``acc_std`` (test accuracy in %, mean and spread over ``n`` runs) under that error, and
+    ``clean`` (the same method's accuracy without it, %, or None), ``device``.
+    """
+    rows = [dict(c) for c in cells]
+    for c in rows:
+        if c["error"] not in ERROR_TYPES or c["method"] not in METHODS:
+            raise ValueError(f"unknown error type or method in cell {c}")
+        for k in ("variant", "condition", "acc", "acc_std", "n", "clean", "device"):
+            if k not in c:
+                raise ValueError(f"cell {c} lacks {k!r}")
+    out = ROOT / "benchmarks" / "results" / study / "cells.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    return out
