@@ -101,7 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     chips = [1, 2, 3] if args.quick else [1, 2, 3, 4, 5]
     rows = []
-    for name in sorted(DEVICES):
+    for name in sorted(STEPS):
         steps = max(20, STEPS[name] // 10) if args.quick else STEPS[name]
         rows += run(name, chips, steps)
         for r in rows[-(len(HIDDEN[name]) + 4) :]:

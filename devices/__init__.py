@@ -10,17 +10,19 @@ drift, and ``K x B`` vectorized evaluation.
 
 from blacksat.devices.base import Nuisance, PhysicsModel, SimulatedDevice
 from blacksat.devices.diffractive import DiffractiveNetwork
+from blacksat.devices.hybrid import MZIHybrid
 from blacksat.devices.mrr import MRRWeightBank
 from blacksat.devices.mzi import MZIMesh
 
 DEVICES: dict[str, type[SimulatedDevice]] = {
-    cls.name: cls for cls in (MZIMesh, MRRWeightBank, DiffractiveNetwork)
+    cls.name: cls for cls in (MZIMesh, MRRWeightBank, DiffractiveNetwork, MZIHybrid)
 }
 
 __all__ = [
     "DEVICES",
     "DiffractiveNetwork",
     "MRRWeightBank",
+    "MZIHybrid",
     "MZIMesh",
     "Nuisance",
     "PhysicsModel",

@@ -204,12 +204,20 @@ class MZIPhysics(PhysicsModel):
         return u
 
     def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``thetas (K, d)``, real fields ``x (B, N)`` -> ``(K, B, N)`` or ``(K, B, 2N)``."""
+        """``thetas (K, d)``, real fields ``x (B, N)`` -> ``(K, B, N)`` or ``(K, B, 2N)``.
+
+        ``x`` may also hold one input batch per setting, ``(K, B, N)`` (e.g. the fields a
+        preceding mesh delivers, :class:`~blacksat.devices.hybrid.MZIHybrid`).
+        """
         d = 2 * n_mzis(self.n_modes)
         if thetas.ndim != 2 or thetas.shape[1] != d:
             raise ShapeError(f"thetas must be (K, {d}), got {tuple(thetas.shape)}")
-        if x.ndim != 2 or x.shape[1] != self.n_modes:
-            raise ShapeError(f"x must be (B, {self.n_modes}), got {tuple(x.shape)}")
+        per_setting = x.ndim == 3 and x.shape[0] == thetas.shape[0]
+        if not (x.ndim == 2 or per_setting) or x.shape[-1] != self.n_modes:
+            k = thetas.shape[0]
+            raise ShapeError(
+                f"x must be (B, {self.n_modes}) or ({k}, B, {self.n_modes}), got {tuple(x.shape)}"
+            )
         u = self.unitaries(thetas.to(self.bs_errors.dtype))
         # detector gains folded into the (small) matrix: fields scaled by sqrt(r_p)
         u = u * torch.sqrt(self.responsivity)[:, None]

@@ -3,6 +3,7 @@
 - ``mzi``: a digital front end ``Linear(f, N)`` (when ``f != N``) maps features to ``N`` real
   field amplitudes, normalised to unit power; class scores are the power fractions on the first
   ``C`` output ports (times a softmax temperature).
+- ``mzi-hybrid``: the same encoding (into mesh 1) and readout (on mesh 2's output ports).
 - ``mrr``: features in ``[0, 1]`` are the optical powers on the first bank's wavelengths
   (a front end ``Linear`` + sigmoid only if the widths differ); the last bank's photocurrents
   are the class scores.
@@ -45,7 +46,7 @@ def default_task(device: Any, data: Dataset, *, seed: int = 0, temperature: floa
     out = tuple(device.output_shape)
     if out[-1] < c:
         raise ConfigError(f"{name} device has {out[-1]} outputs, fewer than {c} classes")
-    if name == "mzi":
+    if name in ("mzi", "mzi-hybrid"):
         n = device.input_shape[0]
         front = seeded_linear(f, n, seed) if f != n else None
         return Task(

@@ -33,6 +33,7 @@ from blacksat.trainer import TrainConfig, Trainer
 # the error level and the set SAT is flat against, per device (PHYSICS.md: rho and variant)
 SETUP = {
     "mzi": dict(chip=dict(s_bs=0.15, s_ps=0.15), flat=lambda chip: L2Ball(0.3), lr=0.02),
+    "mzi-hybrid": dict(chip=dict(s_bs=0.15, s_ps=0.15), flat=lambda chip: L2Ball(0.3), lr=0.02),
     "mrr": dict(chip=dict(), flat=lambda chip: chip.perturbation_models()["thermal"], lr=0.01),
     "diffractive": dict(chip=dict(), flat=lambda chip: Adaptive(0.1), lr=0.05),
 }

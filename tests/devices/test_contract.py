@@ -15,6 +15,7 @@ SMALL = {
     "mzi": dict(n_modes=4),
     "mrr": dict(layer_sizes=(6, 4, 3)),
     "diffractive": dict(n=16, n_classes=4),
+    "mzi-hybrid": dict(n_modes=4),
 }
 QUIET = dict(noise=0.0, drift=0.0)
 
