@@ -197,7 +197,7 @@ def test_train_evaluate_calibrate_round_trip(tmp_path, capsys):
 
     # train offline on the calibrated surrogate (autograd + SAT), deployed on the chip
     offline = TINY_RUN.replace('name = "zeroth_order"', 'name = "autograd"\nmodel = "SUR"')
-    offline = offline.replace('args = { q = 2, sigma = 0.05 }', "")
+    offline = offline.replace("args = { q = 2, sigma = 0.05 }", "")
     cfg2 = write(tmp_path / "offline.toml", offline.replace("SUR", str(sur)))
     assert main(["train", "--config", cfg2, "--out", str(tmp_path / "offline"), "--quiet"]) == 0
     res2 = json.loads((tmp_path / "offline" / "result.json").read_text())

@@ -1,0 +1,764 @@
+"""MRR weight bank under ambient thermal drift: which training keeps its accuracy at +-2 K.
+
+    python benchmarks/mrr_drift.py            # tuning + reported runs, writes its section
+    python benchmarks/mrr_drift.py --quick    # few steps, one seed, two chips, prints only
+
+Network: digits, the default ``MRRWeightBank`` (64-32-10, a ring per weight in both banks,
+2368 controls), the device's default task. Every method trains offline on the *nominal* model
+(Autograd, Adam, the same start, steps and batches) and differs only in its objective:
+
+- ``BP``: plain backprop;
+- ``noise injection``: average-case training over independent Gaussian control offsets
+  (``PerControl``), one draw per step;
+- ``stability``: the component-stability penalty ``loss + c * ||dw/dtheta||_F`` (PHYSICS.md);
+  in the nominal model each weight depends on its own ring only, so the Jacobian is diagonal;
+- ``SAM`` / ``ASAM``: unstructured SAT in control space (L2 ball / magnitude-scaled ellipsoid);
+- common-mode SAT, the drift's own geometry (every ring moves by ``0.08 dT``): worst case of the
+  linearised loss (``r sign(1.T g) 1``) at half (0.08) and full (0.16) radius, the exact worst of
+  the two rated ends (the temperature as a nuisance, ``NuisanceModel(method="corners")``), the
+  worst case of a grid of shifts covering +-0.16 (the loss probed at 9 shifts, the largest
+  taken), and the average case over uniform shifts in +-0.16 (one or four draws per step);
+- common-mode + fabrication: per-ring ``N(0, 0.08^2)`` offsets added to the average case or to
+  the grid worst case.
+
+Evaluation, full test split: (a) the nominal model at ambient temperature ``dT`` (the paper's
+simulation setting: pure drift) and (b) fabricated chips (device seeds, hidden effects, readout
+noise and slow drift on) at ``dT``. Hyperparameters (noise sigma, penalty ``c``, which SAM/ASAM
+rho and which common-mode variant represent their family) are chosen on tuning seeds, never on
+the reported ones. Sharpness (nominal model, dT = 0, full training split): the top eigenvalue
+of the control-space Hessian (Lanczos) and the curvature along the common-mode direction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine, save_cells, write_section
+
+from blacksat.data import load_digits
+from blacksat.devices import DEVICES
+from blacksat.devices.mrr import TEMPERATURE_SHIFT
+from blacksat.devices.perturbations import rated_nuisances
+from blacksat.devices.tasks import default_task
+from blacksat.estimators import Autograd
+from blacksat.evaluation import accuracy
+from blacksat.objective import Batch, Estimate, StepContext, objective
+from blacksat.perturbations import (
+    Adaptive,
+    Combined,
+    CommonMode,
+    L2Ball,
+    PerControl,
+    Perturbation,
+    Probe,
+)
+from blacksat.sat import sat
+from blacksat.sharpness import hessian_top_eigenvalues
+from blacksat.train_config import TrainConfig
+from blacksat.trainer import Trainer
+
+OUT = Path(__file__).resolve().parent / "results" / "mrr_drift"
+FIGS = "benchmarks/results/mrr_drift"
+STUDY = "mrr_drift"
+LR = 1e-2
+BATCH = 64
+STEPS = 600
+DT_GRID = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
+SEEDS = (0, 1, 2)
+TUNE_SEEDS = (100, 101, 102)
+CHIPS = (1, 2, 3, 4, 5)
+RATED = 2.0 * TEMPERATURE_SHIFT  # 0.16: the common-mode shift of the rated 2 K
+
+
+# ---------------------------------------------------------------------- objectives
+class ComponentStability(Autograd):
+    """Autograd on ``loss + c * ||dw/dtheta||_F`` through an MRR model's ``weights``.
+
+    Valid for models where each weight depends on its own control only (the nominal MRR
+    physics: no crosstalk), so ``d(sum w)/dtheta`` is the Jacobian's diagonal.
+    """
+
+    name = "component_stability"
+
+    def __init__(self, model: Any, task: Any, *, c: float, space: Any = None) -> None:
+        super().__init__(model, task, space=space)
+        self.c = float(c)
+
+    def _penalty(self, th: torch.Tensor) -> torch.Tensor:
+        w = torch.cat([m.reshape(-1) for m in self.model.weights(th[None])])
+        (diag,) = torch.autograd.grad(w.sum(), th, create_graph=True)
+        return self.c * torch.linalg.vector_norm(diag)
+
+    def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
+        th = theta.detach().to(self.task.dtype).requires_grad_(True)
+        logits = self.task.logits_model(self.model, th, batch.features)
+        loss = objective(self.task, logits, batch, ctx)
+        (g,) = torch.autograd.grad(loss + self._penalty(th), th)
+        return Estimate(grad=g.detach().to(torch.float64), loss=float(loss.detach()))
+
+
+@dataclass(frozen=True)
+class CommonModeGrid:
+    """Common-mode shifts ``s * 1``, ``|s| <= radius``; the worst case is the largest *probed*
+    loss over ``points`` evenly spaced shifts (not the linearised loss, whose maximum is always an
+    end point); draws are uniform in the range."""
+
+    radius: float
+    points: int = 9
+
+    def _delta(self, theta: torch.Tensor, s: float) -> torch.Tensor:
+        return torch.full(theta.shape, float(s), dtype=torch.float64)
+
+    def worst(
+        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+    ) -> Perturbation:
+        shifts = np.linspace(-self.radius, self.radius, self.points)
+        losses = probe([Perturbation(self._delta(theta, s)) for s in shifts])
+        return Perturbation(self._delta(theta, shifts[int(torch.argmax(losses))]))
+
+    def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation:
+        return Perturbation(self._delta(theta, rng.uniform(-self.radius, self.radius)))
+
+    def scaled(self, factor: float) -> CommonModeGrid:
+        return CommonModeGrid(self.radius * float(factor), self.points)
+
+
+@dataclass(frozen=True)
+class WorstPlusDraw:
+    """The worst case of ``worst`` plus a random draw of ``draw``: worst case over one
+    disturbance (ambient drift), average case over another (the fabrication spread)."""
+
+    worst_model: Any
+    draw: Any
+
+    def worst(
+        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+    ) -> Perturbation:
+        return self.worst_model.worst(theta, grad, probe, rng) + self.draw.sample(theta, rng)
+
+    def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation:
+        return self.worst_model.sample(theta, rng) + self.draw.sample(theta, rng)
+
+    def scaled(self, factor: float) -> WorstPlusDraw:
+        return WorstPlusDraw(self.worst_model.scaled(factor), self.draw.scaled(factor))
+
+
+# ---------------------------------------------------------------------- methods
+Builder = Callable[[Any, Any, Any], Any]  # (reference device, nominal model, task) -> estimator
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One training objective: ``family`` (a row group), ``label`` and its estimator builder."""
+
+    family: str
+    label: str
+    build: Builder
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}: {self.label}"
+
+
+def _plain(ref: Any, model: Any, task: Any) -> Autograd:
+    return Autograd(model, task, space=ref.space)
+
+
+def _sat(perturbation: Any, mode: str = "worst", draws: int = 1) -> Builder:
+    return lambda ref, m, t: sat(
+        _plain(ref, m, t), perturbation=perturbation, mode=mode, draws=draws
+    )
+
+
+def _stability(c: float) -> Builder:
+    return lambda ref, m, t: ComponentStability(m, t, c=c, space=ref.space)
+
+
+def _temperature_corners(ref: Any, model: Any, task: Any) -> Any:
+    """The paper's nuisance route: the temperature itself, worst of its two rated ends."""
+    est = Autograd(
+        model, task, family=ref.model_family("nominal", dtype=torch.float64), space=ref.space
+    )
+    return sat(est, perturbation=rated_nuisances(ref, "temperature", method="corners"))
+
+
+#: families whose best variant (on the tuning seeds) represents them in the headline table
+FAMILIES = ("BP", "noise injection", "stability", "SAM", "ASAM", "common-mode")
+
+
+def variants(
+    sigmas: Sequence[float] = (0.02, 0.04, 0.08, 0.16),
+    cs: Sequence[float] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    rhos: Sequence[float] = (0.01, 0.05, 0.1, 0.5, 1.0),
+    structured: bool = True,
+) -> list[Variant]:
+    """Every method of the study (the sweeps' values as given)."""
+    out = [Variant("BP", "plain backprop", _plain)]
+    out += [
+        Variant("noise injection", f"sigma={s:g}", _sat(PerControl(s, "gaussian"), "average"))
+        for s in sigmas
+    ]
+    out += [Variant("stability", f"c={c:g}", _stability(c)) for c in cs]
+    out += [Variant("SAM", f"rho={r:g}", _sat(L2Ball(r))) for r in rhos]
+    out += [Variant("ASAM", f"rho={r:g}", _sat(Adaptive(r))) for r in rhos]
+    if structured:
+        cm = "common-mode"
+        out += [
+            Variant(cm, "worst (linearised), r=0.08", _sat(CommonMode(RATED / 2))),
+            Variant(cm, "worst (linearised), r=0.16", _sat(CommonMode(RATED))),
+            Variant(cm, "worst of the two ends, +-2 K (nuisance)", _temperature_corners),
+            Variant(cm, "worst of a 9-point grid, +-0.16", _sat(CommonModeGrid(RATED))),
+            Variant(cm, "average, U(+-0.16)", _sat(CommonMode(RATED, kind="box"), "average")),
+            Variant(
+                cm,
+                "average, U(+-0.16), 4 draws per step",
+                _sat(CommonMode(RATED, kind="box"), "average", draws=4),
+            ),
+            Variant(
+                "common-mode + fabrication",
+                "average, U(+-0.16) + N(0, 0.08^2) per ring",
+                _sat(
+                    Combined(CommonMode(RATED, kind="box"), PerControl(0.08, "gaussian")),
+                    "average",
+                ),
+            ),
+            Variant(
+                "common-mode + fabrication",
+                "worst of the 9-point grid + N(0, 0.08^2) per ring",
+                _sat(WorstPlusDraw(CommonModeGrid(RATED), PerControl(0.08, "gaussian"))),
+            ),
+        ]
+    return out
+
+
+# ---------------------------------------------------------------------- one run
+def common_mode_curvature(task: Any, model: Any, theta: np.ndarray) -> float:
+    """``d^2 L / ds^2`` at ``s = 0`` of the full-training-split loss at ``theta + s 1``."""
+    feats, labels = task.data.split("train")
+    x = torch.as_tensor(feats, dtype=torch.float64)
+    y = torch.as_tensor(labels)
+    s = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    th = torch.as_tensor(theta, dtype=torch.float64) + s
+    loss = task.loss(task.logits_model(model, th, x), y)
+    (g,) = torch.autograd.grad(loss, s, create_graph=True)
+    (h,) = torch.autograd.grad(g, s)
+    return float(h)
+
+
+def run_variant(
+    v: Variant,
+    seed: int,
+    chips: Sequence[int],
+    steps: int,
+    grid: Sequence[float] = DT_GRID,
+    sharpness: bool = True,
+) -> dict[str, Any]:
+    """Train ``v`` on seed ``seed`` (data split, start, batches) and evaluate it on the nominal
+    model and on ``chips`` at every ``dT`` of ``grid``."""
+    data = load_digits(seed=seed)
+    ref = DEVICES["mrr"](seed=seed)
+    task = default_task(ref, data, seed=seed).to(torch.float64)
+    nominal = ref.nominal_model(dtype=torch.float64)
+    cfg = TrainConfig(
+        lr=LR, max_steps=steps, epochs=None, batch_size=BATCH, seed=seed, progress=False
+    )
+    t0 = time.perf_counter()
+    est = v.build(ref, nominal, task)
+    result = Trainer(task, est, ref.space, cfg).fit(ref.initial_controls(seed))
+    train_s = time.perf_counter() - t0
+    theta = result.theta
+    nom = [
+        accuracy(task, ref.nominal_model(dtype=torch.float64, temperature=dt), theta) for dt in grid
+    ]
+    chip = [
+        [accuracy(task, DEVICES["mrr"](seed=c, temperature=dt), theta) for dt in grid]
+        for c in chips
+    ]
+    eig = curv = None
+    if sharpness:
+        eig = hessian_top_eigenvalues(task, nominal, theta, k=1, tol=1e-3, rng=seed).top
+        curv = common_mode_curvature(task, nominal, theta)
+    return {
+        "key": v.key,
+        "family": v.family,
+        "label": v.label,
+        "seed": seed,
+        "grid": list(grid),
+        "nominal": nom,
+        "chips": list(chips),
+        "chip": chip,
+        "hessian_top": eig,
+        "cm_curvature": curv,
+        "final_loss": result.history[-1]["loss"] if result.history else None,
+        "train_s": train_s,
+    }
+
+
+def _at(run: dict[str, Any], accs: Sequence[float], dt: float) -> float:
+    return float(accs[run["grid"].index(dt)])
+
+
+def worst2(run: dict[str, Any], accs: Sequence[float]) -> float:
+    """Accuracy at |dT| = 2 K, the worse of the two signs."""
+    return min(_at(run, accs, -2.0), _at(run, accs, 2.0))
+
+
+def per_run(run: dict[str, Any]) -> dict[str, list[float]]:
+    """Per-run figures (nominal: one per seed; chips: one per seed x chip)."""
+    n0 = _at(run, run["nominal"], 0.0)
+    n2 = worst2(run, run["nominal"])
+    out = {
+        "nom0": [n0],
+        "nom2": [n2],
+        "nom_min": [float(min(run["nominal"]))],
+        "nom_kept": [n2 / n0 if n0 > 0 else 0.0],
+        "nom_flat": [min(run["nominal"]) / max(run["nominal"])],
+    }
+    if run["chip"]:
+        c0 = [_at(run, a, 0.0) for a in run["chip"]]
+        c2 = [worst2(run, a) for a in run["chip"]]
+        out["chip0"], out["chip2"] = c0, c2
+        out["chip_kept"] = [b / a if a > 0 else 0.0 for a, b in zip(c0, c2, strict=True)]
+    return out
+
+
+def _ms(vals: Sequence[float]) -> tuple[float, float, int]:
+    return float(np.mean(vals)), float(np.std(vals)), len(vals)
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Pool runs per variant key: mean, std (ddof 0) and count, over seeds or seeds x chips."""
+    out: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys(r["key"] for r in runs):
+        rs = [r for r in runs if r["key"] == key]
+        pooled: dict[str, list[float]] = {}
+        for r in rs:
+            for k, vals in per_run(r).items():
+                pooled.setdefault(k, []).extend(vals)
+        s: dict[str, Any] = {"family": rs[0]["family"], "label": rs[0]["label"], "n": len(rs)}
+        s.update({k: _ms(vals) for k, vals in pooled.items()})
+        nom = np.array([r["nominal"] for r in rs])
+        s["nom_curve"] = (nom.mean(0).tolist(), nom.std(0).tolist())
+        chip = np.array([a for r in rs for a in r["chip"]]) if rs[0]["chip"] else None
+        s["chip_curve"] = None if chip is None else (chip.mean(0).tolist(), chip.std(0).tolist())
+        for k in ("hessian_top", "cm_curvature"):
+            vals = [r[k] for r in rs if r[k] is not None]
+            s[k] = _ms(vals) if vals else None
+        s["train_s"] = float(np.mean([r["train_s"] for r in rs]))
+        out[key] = s
+    return out
+
+
+def select(summary: dict[str, dict[str, Any]], families: Sequence[str]) -> dict[str, str]:
+    """Per family, the variant with the best accuracy at the worst drift of the rated range
+    (the smallest over the dT grid, nominal physics; for a curve that falls with |dT| this is
+    the worse-sign 2 K accuracy)."""
+    best: dict[str, str] = {}
+    for fam in families:
+        keys = [k for k, s in summary.items() if s["family"] == fam]
+        if keys:
+            best[fam] = max(keys, key=lambda k: summary[k]["nom_min"][0])
+    return best
+
+
+# ---------------------------------------------------------------------- report
+def _pct(m: tuple[float, float, int] | None, digits: int = 1) -> str:
+    return "-" if m is None else f"{100 * m[0]:.{digits}f} ± {100 * m[1]:.{digits}f}"
+
+
+def _num(m: tuple[float, float, int] | None) -> str:
+    if m is None:
+        return "-"
+    return f"{m[0]:.3g} ± {m[1]:.2g}"
+
+
+def _kept(m: tuple[float, float, int]) -> str:
+    return f"{100 * m[0]:.0f} %"
+
+
+def plot_curves(
+    summary: dict[str, dict[str, Any]], groups: dict[str, list[str]], which: str, path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.2 * len(groups), 6.0), sharey=True)
+    for ax, (title, keys) in zip(np.atleast_1d(axes), groups.items(), strict=True):
+        for key in keys:
+            curve = summary[key][which]
+            mean, std = np.array(curve[0]), np.array(curve[1])
+            ax.plot(DT_GRID, 100 * mean, marker="o", ms=3, label=key)
+            ax.fill_between(DT_GRID, 100 * (mean - std), 100 * (mean + std), alpha=0.15)
+        ax.set_title(title)
+        ax.set_xlabel("ambient drift dT (K)  [shift 0.08 dT in control units]")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    where = "nominal model at dT" if which == "nom_curve" else "fabricated chips at dT"
+    np.atleast_1d(axes)[0].set_ylabel(f"test accuracy (%), {where}")
+    fig.suptitle(f"MRR 64-32-10, digits: accuracy vs ambient drift ({where}; mean ± std)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_rho(summary: dict[str, dict[str, Any]], bp: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    for fam, style in (("SAM", "-"), ("ASAM", "--")):
+        keys = [k for k, s in summary.items() if s["family"] == fam]
+        rhos = [float(summary[k]["label"].split("=")[1]) for k in keys]
+        for field, what in (("nom0", "dT = 0"), ("nom2", "|dT| = 2 K")):
+            m = np.array([summary[k][field][0] for k in keys])
+            e = np.array([summary[k][field][1] for k in keys])
+            ax.errorbar(rhos, 100 * m, 100 * e, ls=style, marker="o", ms=3, label=f"{fam} {what}")
+    for field, what in (("nom0", "dT = 0"), ("nom2", "|dT| = 2 K")):
+        ax.axhline(100 * summary[bp][field][0], color="k", lw=0.8, ls=":")
+        ax.text(0.011, 100 * summary[bp][field][0] + 1, f"BP {what}", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("rho")
+    ax.set_ylabel("test accuracy (%), nominal physics")
+    ax.set_title("unstructured SAT: rho sweep (2 K: worse sign)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cells(summary: dict[str, dict[str, Any]], chosen: dict[str, str]) -> list[dict[str, Any]]:
+    """The cross-study cells: common-mode drift at |dT| = 2 K (worse sign), nominal physics."""
+    out = []
+    for method, key in (
+        ("BP", chosen["BP"]),
+        ("noise-aware", chosen["noise injection"]),
+        ("unstructured SAT", chosen["unstructured"]),
+        ("structured SAT", chosen["common-mode"]),
+    ):
+        s = summary[key]
+        out.append(
+            {
+                "error": "common-mode drift",
+                "method": method,
+                "variant": key,
+                "condition": "|dT| = 2 K (worst sign), nominal physics",
+                "acc": round(100 * s["nom2"][0], 2),
+                "acc_std": round(100 * s["nom2"][1], 2),
+                "n": s["nom2"][2],
+                "clean": round(100 * s["nom0"][0], 2),
+                "device": "mrr (64-32-10)",
+            }
+        )
+    return out
+
+
+def section(
+    summary: dict[str, dict[str, Any]],
+    tuning: dict[str, dict[str, Any]],
+    chosen: dict[str, str],
+    minutes: float,
+) -> str:
+    bp = summary[chosen["BP"]]
+    st = summary[chosen["common-mode"]]
+    cm_keys = [k for k, s in summary.items() if s["family"] == "common-mode"]
+    met_cm = [
+        k for k in cm_keys if summary[k]["nom_kept"][0] >= 0.9 and summary[k]["nom_flat"][0] >= 0.9
+    ]
+    target = st["nom_kept"][0] >= 0.9 and bp["nom2"][0] < 0.5
+    head = [chosen[f] for f in FAMILIES] + [
+        k for k in summary if k in cm_keys and k != chosen["common-mode"]
+    ]
+    head += [k for k, s in summary.items() if s["family"] == "common-mode + fabrication"]
+    lines = [
+        "## MRR weight bank: thermal drift",
+        "",
+        f"Command: `python benchmarks/mrr_drift.py` ({minutes:.1f} min, one process, one "
+        f"thread). Machine: {machine()}.",
+        "",
+        "Setup: digits (1347 train / 450 test, split seeded by the run's seed), the default "
+        "`MRRWeightBank` 64-32-10 with a ring per weight in both banks (2368 controls, "
+        "linewidth 0.15) and its default task. Every method trains offline on the nominal "
+        f"model (autograd), Adam lr {LR:g}, {STEPS} steps of batch {BATCH}, from the device's "
+        "initial controls; only the objective differs. Evaluation on the full test split: "
+        "(a) the **nominal model at ambient drift dT** (every resonance moves by 0.08 dT "
+        "control units, 80 pm/K: the paper's simulation setting) and (b) **fabricated chips** "
+        f"(device seeds {', '.join(map(str, CHIPS))}: resonance offsets N(0, 0.08^2), "
+        "linewidth spread, heater nonlinearity, crosstalk, imbalance, saturation, readout "
+        "noise, slow drift) at the same dT. Reported: training seeds "
+        f"{', '.join(map(str, SEEDS))}; (a) pools the seeds (n = {len(SEEDS)}), (b) seeds x "
+        f'chips (n = {len(SEEDS) * len(CHIPS)}); mean ± std. "2 K" is the worse of '
+        'dT = -2 K and +2 K per run; "kept" = 2 K accuracy / the same run\'s dT = 0 accuracy '
+        "in the same setting (chips: relative to the chip's own dT = 0). The target is judged "
+        "on (a).",
+        "",
+        "Methods: `BP` plain backprop; `noise injection` average-case over independent "
+        "Gaussian offsets N(0, sigma^2) of every control (one draw per step); `stability` the "
+        "component-stability penalty loss + c ||dw/dtheta||_F (exact, diagonal in the nominal "
+        "model); `SAM` / `ASAM` unstructured SAT in control space; `common-mode` SAT with the "
+        "drift's own perturbation model: the linearised worst case r sign(1.T g) 1 at half and "
+        "full radius, the exact worst of the two rated ends (the temperature as a nuisance, "
+        "`NuisanceModel(method='corners')`), the worst of 9 evenly spaced shifts in ±0.16 (the "
+        "loss probed at each, the largest taken: a worst-case set that covers the range, "
+        "centre included) and the average case over U(±0.16) (one or four draws per step); "
+        "`common-mode + fabrication` adds N(0, 0.08^2) per-ring offsets (one draw per step) to "
+        "the average case or to the grid worst case (the grid set and the sum of a worst case "
+        "and a draw are small perturbation models defined in the script: a model needs only "
+        "`worst`, `sample` and `scaled`). The value that "
+        "represents each family (sigma in 0.02-0.16, c in 1e-4-1e-2, rho in 0.01-1, the "
+        "common-mode variant) was chosen on tuning seeds "
+        f"{', '.join(map(str, TUNE_SEEDS))} by the accuracy at the worst drift of the rated "
+        "range (the smallest over the dT grid -2..2 K, nominal physics), never on the reported "
+        "seeds. Sharpness: top eigenvalue of the control-space Hessian "
+        "(Lanczos) and the curvature d^2L/ds^2 along the common-mode direction (L at "
+        "theta + s 1), both on the full training split, nominal model, dT = 0.",
+        "",
+        "### Headline (reported seeds)",
+        "",
+        "| method | variant | (a) dT = 0 | (a) 2 K | (a) kept | (a) worst in ±2 K | "
+        "(b) chips dT = 0 | (b) chips 2 K | (b) kept | top Hessian eig. | "
+        "common-mode curvature |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for k in head:
+        s = summary[k]
+        lines.append(
+            f"| {s['family']} | {s['label']} | {_pct(s['nom0'])} | {_pct(s['nom2'])} | "
+            f"{_kept(s['nom_kept'])} | {_pct(s['nom_min'])} | {_pct(s['chip0'])} | "
+            f"{_pct(s['chip2'])} | {_kept(s['chip_kept'])} | {_num(s['hessian_top'])} | "
+            f"{_num(s['cm_curvature'])} |"
+        )
+    verdict = "**met**" if target else "**missed**"
+    lines += [
+        "",
+        f"Target (structured SAT keeps >= 90 % of its dT = 0 accuracy at 2 K while BP falls "
+        f"below 50 %, nominal physics): {verdict}. Chosen structured variant "
+        f"`{st['label']}` keeps {100 * st['nom_kept'][0]:.0f} % ({_pct(st['nom2'])} % at 2 K "
+        f"vs {_pct(st['nom0'])} % at dT = 0); BP reaches {_pct(bp['nom2'])} % at 2 K "
+        f"({100 * bp['nom_kept'][0]:.0f} % kept). Common-mode variants that keep >= 90 % at "
+        "2 K and stay within 10 % of their own best accuracy over the whole ±2 K range: "
+        + (", ".join(f"`{summary[k]['label']}`" for k in met_cm) or "none")
+        + ". Paper (MNIST, LeNet-5 with MRR layers, 100-image batch): SAT 88 %, BP 2 % at "
+        "-2 K; top Hessian eigenvalue BP 745, SAT 1.05.",
+        "",
+        "### Accuracy (%) vs drift, nominal physics (a), reported seeds",
+        "",
+        "| method | " + " | ".join(f"{dt:+g} K" for dt in DT_GRID) + " |",
+        "| --- | " + " | ".join("---:" for _ in DT_GRID) + " |",
+    ]
+    for k in head:
+        mean, std = summary[k]["nom_curve"]
+        lines.append(
+            f"| {k} | "
+            + " | ".join(f"{100 * m:.1f} ± {100 * e:.1f}" for m, e in zip(mean, std, strict=True))
+            + " |"
+        )
+    lines += [
+        "",
+        "### Every variant (reported seeds; the tuning-seed score that chose the representatives)",
+        "",
+        "| variant | tuning: worst in ±2 K | (a) dT = 0 | (a) 2 K | (a) kept | "
+        "(a) worst in ±2 K | (b) chips dT = 0 | (b) chips 2 K | top Hessian eig. | "
+        "common-mode curvature | train s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for k, s in summary.items():
+        mark = " (chosen)" if k in chosen.values() else ""
+        lines.append(
+            f"| {k}{mark} | {_pct(tuning[k]['nom_min'])} | {_pct(s['nom0'])} | "
+            f"{_pct(s['nom2'])} | {_kept(s['nom_kept'])} | {_pct(s['nom_min'])} | "
+            f"{_pct(s['chip0'])} | {_pct(s['chip2'])} | "
+            f"{_num(s['hessian_top'])} | {_num(s['cm_curvature'])} | {s['train_s']:.1f} |"
+        )
+    lines += ["", *discussion(summary, chosen), ""]
+    lines += [
+        f"![accuracy vs drift, nominal physics]({FIGS}/accuracy_vs_drift_nominal.png)",
+        "",
+        f"![accuracy vs drift, fabricated chips]({FIGS}/accuracy_vs_drift_chips.png)",
+        "",
+        f"![unstructured SAT rho sweep]({FIGS}/rho_sweep.png)",
+        "",
+        f"Raw results: `{FIGS}/runs.json` (every run, tuning and reported), "
+        f"`{FIGS}/summary.json`, `{FIGS}/cells.json`.",
+    ]
+    return "\n".join(lines)
+
+
+def _fam(summary: dict[str, dict[str, Any]], family: str) -> dict[str, dict[str, Any]]:
+    return {k: s for k, s in summary.items() if s["family"] == family}
+
+
+def _find(summary: dict[str, dict[str, Any]], start: str) -> dict[str, Any]:
+    return next(s for k, s in summary.items() if k.startswith(start))
+
+
+def discussion(summary: dict[str, dict[str, Any]], chosen: dict[str, str]) -> list[str]:
+    """Reading the tables: every figure quoted is computed from the runs."""
+
+    def p(m: tuple[float, float, int]) -> str:
+        return f"{100 * m[0]:.0f} %"
+
+    bp = summary[chosen["BP"]]
+    uns = {**_fam(summary, "SAM"), **_fam(summary, "ASAM")}
+    kept = [s["nom_kept"][0] for s in uns.values() if s["nom0"][0] >= 0.5]
+    collapsed = [k for k, s in uns.items() if s["nom0"][0] < 0.5]
+    base = [summary[chosen[f]] for f in ("noise injection", "stability")]
+    lin_half = _find(summary, "common-mode: worst (linearised), r=0.08")
+    lin_full = _find(summary, "common-mode: worst (linearised), r=0.16")
+    ends = _find(summary, "common-mode: worst of the two ends")
+    grid = _find(summary, "common-mode: worst of a 9-point grid")
+    avg = summary["common-mode: average, U(+-0.16)"]
+    avg4 = summary["common-mode: average, U(+-0.16), 4 draws per step"]
+    fab_avg = summary["common-mode + fabrication: average, U(+-0.16) + N(0, 0.08^2) per ring"]
+    fab_grid = summary[
+        "common-mode + fabrication: worst of the 9-point grid + N(0, 0.08^2) per ring"
+    ]
+    cm_heig = [s["hessian_top"][0] for s in (grid, avg, avg4)]
+    best_chip2 = max(s["chip2"][0] for s in summary.values())
+
+    best_u = summary[chosen["unstructured"]]
+    gap = best_u["nom2"][0] - bp["nom2"][0]
+    within = abs(gap) <= max(best_u["nom2"][1], bp["nom2"][1])
+    spread = ", within the spread" if within else f" ({100 * gap:+.1f} points)"
+
+    verb = "raises" if fab_avg["chip0"][0] > avg["chip0"][0] else "changes"
+
+    def cost(s: dict[str, Any]) -> str:
+        return f"{100 * (bp['nom0'][0] - s['nom0'][0]):.1f}"
+
+    return [
+        "### Reading the results",
+        "",
+        f"- **Unstructured SAT gives no protection against drift.** Every SAM/ASAM variant "
+        f"that trained keeps {100 * min(kept):.0f}-{100 * max(kept):.0f} % of its accuracy at "
+        f"2 K, BP {p(bp['nom_kept'])}; the best of them (tuning seeds: "
+        f"`{chosen['unstructured']}`) reaches {_pct(best_u['nom2'])} % at 2 K against BP's "
+        f"{_pct(bp['nom2'])} %{spread}. "
+        + (
+            "Training collapsed (dT = 0 accuracy below 50 %) for "
+            + ", ".join(f"`{k}`" for k in collapsed)
+            + ". "
+            if collapsed
+            else ""
+        )
+        + "An L2 ball of radius rho moves the 2368 controls by rho / sqrt(2368) in RMS "
+        "(0.01 at rho = 0.5), a sixteenth of the 0.16 common shift of 2 K; a ball that "
+        "contains that shift needs rho = 0.16 sqrt(2368) = 7.8. Noise injection "
+        f"(`{chosen['noise injection']}`: {p(base[0]['nom_kept'])} kept) and the "
+        f"component-stability penalty (`{chosen['stability']}`: {p(base[1]['nom_kept'])} "
+        "kept) do no better: independent per-ring disturbances are not the drift's geometry.",
+        f"- **The perturbation set must cover the range, centre included.** The linearised "
+        f"worst case at half radius keeps {p(lin_half['nom_kept'])} "
+        f"({_pct(lin_half['nom2'])} % at 2 K, with a large spread over seeds). At full radius "
+        "the linearised worst case r sign(1.T g) 1 is always an end of the interval, and so is "
+        "the exact worst of the two rated ends: both train the network for the ends only "
+        f"({_pct(lin_full['nom2'])} % and {_pct(ends['nom2'])} % at 2 K) and lose the middle "
+        f'({_pct(lin_full["nom0"])} % and {_pct(ends["nom0"])} % at dT = 0; "kept" above '
+        '100 % is this artefact, the "worst in ±2 K" column shows it). The worst case over '
+        "a grid of shifts that covers ±0.16 with its centre closes the gap: "
+        f"{_pct(grid['nom2'])} % at 2 K, {_pct(grid['nom_min'])} % at the worst drift in "
+        f"range, {p(grid['nom_kept'])} kept, at a cost of {cost(grid)} points at dT = 0 "
+        "against BP. The average case over U(±0.16) keeps "
+        f"{p(avg['nom_kept'])} ({_pct(avg['nom_min'])} % at the worst drift in range, "
+        f"{cost(avg)} points below BP at dT = 0) with one draw per step; with 4 draws per step "
+        f"(a less noisy gradient of the same objective) it keeps {p(avg4['nom_kept'])} "
+        f"({_pct(avg4['nom_min'])} % at the worst drift in range, {cost(avg4)} points below BP "
+        "at dT = 0). The earlier internal measurement quoted in the issue: 41-44 % kept for "
+        "the half-radius worst case, 98-99 % for random common-mode shifts, 10-25 % for "
+        "SAM/ASAM.",
+        "- **Sharpness.** The top Hessian eigenvalue does not track drift robustness here: BP "
+        f"{bp['hessian_top'][0]:.3g}, common-mode SAT {min(cm_heig):.3g}-{max(cm_heig):.3g} "
+        "(the paper's BP 745 vs SAT 1.05 is not reproduced on this network): the drift "
+        "direction is not the sharpest direction. The curvature along the common-mode direction "
+        f"(d^2L/ds^2 = 2368 u.T H u for the unit common-mode vector u) does: BP "
+        f"{bp['cm_curvature'][0]:.3g}, grid worst case {grid['cm_curvature'][0]:.3g} ± "
+        f"{grid['cm_curvature'][1]:.2g}, average case (4 draws) "
+        f"{avg4['cm_curvature'][0]:.3g} ± {avg4['cm_curvature'][1]:.2g}.",
+        "- **Fabricated chips (b).** Offline training on the nominal model carries the "
+        f"model-reality gap: BP falls from {_pct(bp['nom0'])} % to {_pct(bp['chip0'])} % on "
+        f"the chips at dT = 0, the grid worst case to {_pct(grid['chip0'])} %. Under drift the "
+        f"common-mode protection partly transfers (grid worst case {_pct(grid['chip2'])} % at "
+        f"2 K on chips, {p(grid['chip_kept'])} kept, BP {_pct(bp['chip2'])} %), but per-ring "
+        "resonance offsets of 0.08 (half a linewidth) added to a 0.16 common shift leave every "
+        f"method at or below {100 * best_chip2:.0f} % at 2 K. Adding the fabrication spread to "
+        f"the average case {verb} the chips' dT = 0 accuracy to {_pct(fab_avg['chip0'])} % "
+        f"(average case alone {_pct(avg['chip0'])} %) but not their 2 K accuracy "
+        f"({_pct(fab_avg['chip2'])} %); added to the grid worst case it gives "
+        f"{_pct(fab_grid['chip0'])} % and {_pct(fab_grid['chip2'])} %, and costs "
+        f"{cost(fab_grid)} points at dT = 0 on the nominal model. A wider set on the nominal "
+        "model does not close the chip gap here; the routes that use the chip (calibrating "
+        "the model to it, training on it) are measured in other sections of this page.",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    if args.quick:
+        vs = variants(sigmas=(0.04,), cs=(1e-3,), rhos=(0.1,))
+        runs = [run_variant(v, 0, CHIPS[:2], 60, sharpness=False) for v in vs]
+        for key, s in summarize(runs).items():
+            print(
+                f"{key:60s} dT=0 {s['nom0'][0]:.3f} 2K {s['nom2'][0]:.3f} "
+                f"chip dT=0 {s['chip0'][0]:.3f} chip 2K {s['chip2'][0]:.3f}"
+            )
+        print(f"{time.perf_counter() - t0:.0f} s")
+        return
+    vs = variants()
+    runs: list[dict[str, Any]] = []
+    for seed in TUNE_SEEDS:  # tuning: nominal physics only
+        for v in vs:
+            runs.append({**run_variant(v, seed, (), STEPS, sharpness=False), "phase": "tuning"})
+            r = runs[-1]
+            print(f"tune {seed} {v.key}: worst {min(r['nominal']):.3f}", flush=True)
+    tuning = summarize([r for r in runs if r["phase"] == "tuning"])
+    chosen = select(tuning, FAMILIES)
+    unstructured = {k: s for k, s in tuning.items() if s["family"] in ("SAM", "ASAM")}
+    chosen["unstructured"] = max(unstructured, key=lambda k: unstructured[k]["nom_min"][0])
+    print("chosen:", chosen, flush=True)
+    for seed in SEEDS:
+        for v in vs:
+            runs.append({**run_variant(v, seed, CHIPS, STEPS), "phase": "reported"})
+            r = runs[-1]
+            print(f"run {seed} {v.key}: 2K {worst2(r, r['nominal']):.3f}", flush=True)
+    summary = summarize([r for r in runs if r["phase"] == "reported"])
+    minutes = (time.perf_counter() - t0) / 60
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
+    (OUT / "summary.json").write_text(
+        json.dumps(
+            {"chosen": chosen, "tuning": tuning, "reported": summary, "minutes": minutes}, indent=1
+        )
+        + "\n"
+    )
+    save_cells(STUDY, cells(summary, chosen))
+    base = [chosen[f] for f in FAMILIES[:5]]
+    cm = [chosen["BP"]] + [k for k, s in summary.items() if s["family"].startswith("common-mode")]
+    groups = {"baselines and unstructured SAT": base, "common-mode SAT (BP for reference)": cm}
+    plot_curves(summary, groups, "nom_curve", OUT / "accuracy_vs_drift_nominal.png")
+    plot_curves(summary, groups, "chip_curve", OUT / "accuracy_vs_drift_chips.png")
+    plot_rho(summary, chosen["BP"], OUT / "rho_sweep.png")
+    write_section("mrr-drift", section(summary, tuning, chosen, minutes))
+    print(f"wrote BENCHMARKS.md ({minutes:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Smoke test of benchmarks/mrr_drift.py with tiny settings (a few steps, one chip)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("mrr_drift", BENCH / "mrr_drift.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["mrr_drift"] = mod  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+M = _load()
+
+
+def test_component_stability_penalty_is_the_lorentzian_slope_norm():
+    from blacksat.devices import MRRWeightBank
+
+    dev = MRRWeightBank(layer_sizes=(3, 2))
+    model = dev.nominal_model(dtype=torch.float64)
+    x = torch.tensor([0.05, -0.1, 0.15, 0.3, -0.2, 0.0], dtype=torch.float64)
+    est = M.ComponentStability(model, None, c=2.0)
+    pen = est._penalty(x.clone().requires_grad_(True))
+    d = x / 0.15
+    slope = 4 * d / (0.15 * (1 + d * d) ** 2)  # dw/dx of w = 1 - 2 / (1 + (x / gamma)^2)
+    assert torch.allclose(pen, 2.0 * torch.linalg.vector_norm(slope))
+
+
+def test_grid_worst_case_takes_the_largest_probed_loss():
+    grid = M.CommonModeGrid(0.16, points=5)
+    theta = torch.zeros(4, dtype=torch.float64)
+
+    def probe(perts):
+        shifts = [float(p.delta[0]) for p in perts]
+        return torch.tensor([-((s - 0.08) ** 2) for s in shifts])  # largest at s = 0.08
+
+    p = grid.worst(theta, torch.zeros(4), probe, np.random.default_rng(0))
+    assert torch.allclose(p.delta, torch.full((4,), 0.08, dtype=torch.float64))
+    s = grid.sample(theta, np.random.default_rng(0)).delta
+    assert torch.all(s == s[0]) and abs(float(s[0])) <= 0.16
+
+
+def test_runs_summary_selection_and_cells():
+    vs = {v.family: v for v in M.variants(sigmas=(0.04,), cs=(1e-3,), rhos=(0.05,))}
+    grid = (-2.0, 0.0, 2.0)
+    runs = [
+        M.run_variant(vs[f], 0, (1,), 3, grid=grid, sharpness=f == "BP")
+        for f in ("BP", "noise injection", "SAM", "ASAM", "common-mode")
+    ]
+    summary = M.summarize(runs)
+    bp = summary["BP: plain backprop"]
+    assert bp["n"] == 1 and bp["hessian_top"] is not None and bp["cm_curvature"] is not None
+    assert 0 <= bp["nom0"][0] <= 1 and len(bp["chip_curve"][0]) == 3
+    chosen = M.select(summary, M.FAMILIES)
+    chosen["unstructured"] = chosen["SAM"]
+    cells = M.cells(summary, chosen)
+    methods = [c["method"] for c in cells]
+    assert methods == ["BP", "noise-aware", "unstructured SAT", "structured SAT"]
