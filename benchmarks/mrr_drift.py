@@ -109,32 +109,6 @@ class ComponentStability(Autograd):
 
 
 @dataclass(frozen=True)
-class CommonModeGrid:
-    """Common-mode shifts ``s * 1``, ``|s| <= radius``; the worst case is the largest *probed*
-    loss over ``points`` evenly spaced shifts (not the linearised loss, whose maximum is always an
-    end point); draws are uniform in the range."""
-
-    radius: float
-    points: int = 9
-
-    def _delta(self, theta: torch.Tensor, s: float) -> torch.Tensor:
-        return torch.full(theta.shape, float(s), dtype=torch.float64)
-
-    def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
-    ) -> Perturbation:
-        shifts = np.linspace(-self.radius, self.radius, self.points)
-        losses = probe([Perturbation(self._delta(theta, s)) for s in shifts])
-        return Perturbation(self._delta(theta, shifts[int(torch.argmax(losses))]))
-
-    def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation:
-        return Perturbation(self._delta(theta, rng.uniform(-self.radius, self.radius)))
-
-    def scaled(self, factor: float) -> CommonModeGrid:
-        return CommonModeGrid(self.radius * float(factor), self.points)
-
-
-@dataclass(frozen=True)
 class WorstPlusDraw:
     """The worst case of ``worst`` plus a random draw of ``draw``: worst case over one
     disturbance (ambient drift), average case over another (the fabrication spread)."""
@@ -218,7 +192,7 @@ def variants(
             Variant(cm, "worst (linearised), r=0.08", _sat(CommonMode(RATED / 2))),
             Variant(cm, "worst (linearised), r=0.16", _sat(CommonMode(RATED))),
             Variant(cm, "worst of the two ends, +-2 K (nuisance)", _temperature_corners),
-            Variant(cm, "worst of a 9-point grid, +-0.16", _sat(CommonModeGrid(RATED))),
+            Variant(cm, "worst of a 9-point grid, +-0.16", _sat(CommonMode(RATED, grid=9))),
             Variant(cm, "average, U(+-0.16)", _sat(CommonMode(RATED, kind="box"), "average")),
             Variant(
                 cm,
@@ -236,7 +210,7 @@ def variants(
             Variant(
                 "common-mode + fabrication",
                 "worst of the 9-point grid + N(0, 0.08^2) per ring",
-                _sat(WorstPlusDraw(CommonModeGrid(RATED), PerControl(0.08, "gaussian"))),
+                _sat(WorstPlusDraw(CommonMode(RATED, grid=9), PerControl(0.08, "gaussian"))),
             ),
         ]
     return out
@@ -515,11 +489,12 @@ def section(
         "full radius, the exact worst of the two rated ends (the temperature as a nuisance, "
         "`NuisanceModel(method='corners')`), the worst of 9 evenly spaced shifts in ±0.16 (the "
         "loss probed at each, the largest taken: a worst-case set that covers the range, "
-        "centre included) and the average case over U(±0.16) (one or four draws per step); "
+        "centre included: `CommonMode(0.16, grid=9)`) and the average case over U(±0.16) (one "
+        "or four draws per step); "
         "`common-mode + fabrication` adds N(0, 0.08^2) per-ring offsets (one draw per step) to "
-        "the average case or to the grid worst case (the grid set and the sum of a worst case "
-        "and a draw are small perturbation models defined in the script: a model needs only "
-        "`worst`, `sample` and `scaled`). The value that "
+        "the average case or to the grid worst case (the sum of a worst case and a draw is a "
+        "small perturbation model defined in the script: a model needs only `worst`, `sample` "
+        "and `scaled`). The value that "
         "represents each family (sigma in 0.02-0.16, c in 1e-4-1e-2, rho in 0.01-1, the "
         "common-mode variant) was chosen on tuning seeds "
         f"{', '.join(map(str, TUNE_SEEDS))} by the accuracy at the worst drift of the rated "

@@ -16,6 +16,7 @@ a zero radius or ``g = 0`` gives an exactly zero delta, never NaN). Deltas are t
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -31,6 +32,7 @@ Probe = Callable[[list["Perturbation"]], torch.Tensor]
 Kind = Literal["box", "gaussian"]
 _KINDS = ("box", "gaussian")
 _MAX_CORNER_DIMS = 4
+_MAX_GRID_POINTS = 4096
 
 
 @dataclass(frozen=True)
@@ -313,22 +315,39 @@ class CommonMode:
     one group without scale). Draws ``s_G ~ U[-r, r]`` (``kind="box"``) or ``N(0, r^2)``
     (``kind="gaussian"``), independent per group. Groups may overlap (their shifts add).
 
+    The linearised worst case is always an end of the range, so SAT against it trains for the
+    ends and can lose the middle (``benchmarks/mrr_drift.py``: 22 % at dT = 0, 83 % at 2 K).
+    ``grid=n`` instead *probes* the loss at ``n`` evenly spaced shifts in ``[-r, r]`` (per group,
+    every combination: ``n ** n_groups`` points, at most 4096) and takes the largest: a worst
+    case over a set that covers the range, centre included (same benchmark: 89.9 % at dT = 0,
+    89.5 % at 2 K). It costs ``n ** n_groups`` loss evaluations per ascent
+    (:attr:`probe_evaluations`), on a device that many evaluations of the minibatch.
+
     Args:
         radius: ``r``, the largest shift (box) or its standard deviation, in control units.
         groups: index arrays of the groups; ``None`` = one group of all controls.
         kind: ``"box"`` or ``"gaussian"``.
         scale: optional ``(d,)`` per-control coefficient of the shift (e.g. a thermal
             coefficient per control; may be negative).
+        grid: ``0`` (default) for the linearised worst case, or ``n >= 2`` shifts per group whose
+            probed losses decide the worst case.
     """
 
     radius: float
     groups: Any = field(default=None, repr=False)
     kind: Kind = "box"
     scale: Any = field(default=None, repr=False)
+    grid: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "radius", _radius("radius", self.radius))
         _kind(self.kind)
+        g = self.grid
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 0 or g == 1:
+            raise ConfigError(
+                f"grid must be 0 (linearised worst case) or an integer >= 2, got {g!r}"
+            )
+        object.__setattr__(self, "grid", int(g))
         object.__setattr__(self, "scale", _weights(self.scale, "scale"))
         if self.groups is None:
             return
@@ -346,10 +365,20 @@ class CommonMode:
         object.__setattr__(self, "_idx", torch.as_tensor(np.concatenate(groups)))
         gid = np.concatenate([np.full(g.size, k) for k, g in enumerate(groups)])
         object.__setattr__(self, "_gid", torch.as_tensor(gid, dtype=torch.int64))
+        if self.grid and self.grid ** len(groups) > _MAX_GRID_POINTS:
+            raise ConfigError(
+                f"grid={self.grid} over {len(groups)} groups is {self.grid ** len(groups)} probe "
+                f"points, more than {_MAX_GRID_POINTS}; use fewer points or groups"
+            )
 
     @property
     def n_groups(self) -> int:
         return 1 if self.groups is None else len(self.groups)
+
+    @property
+    def probe_evaluations(self) -> int:
+        """Loss evaluations one :meth:`worst` spends (0 for the linearised worst case)."""
+        return 0 if not self.grid or self.is_zero else self.grid**self.n_groups
 
     @property
     def is_zero(self) -> bool:
@@ -371,6 +400,8 @@ class CommonMode:
         self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
     ) -> Perturbation:
         theta = _theta(theta)
+        if self.grid:
+            return self._grid_worst(theta, probe)
         g = _grad(theta, grad)
         scale = _vec(self.scale, theta.shape[-1], "scale")
         sg = g if scale is None else g * scale
@@ -382,16 +413,38 @@ class CommonMode:
             slope.index_add_(0, self._gid, sg[self._idx])
         return _out(theta, self._spread(theta, self.radius * torch.sign(slope)))
 
+    def _grid_worst(self, theta: torch.Tensor, probe: Probe) -> Perturbation:
+        if self.is_zero:
+            return _out(theta, torch.zeros_like(theta, dtype=_dtype(theta)))
+        levels = np.linspace(-self.radius, self.radius, self.grid)
+        points = [
+            torch.as_tensor(np.array(p), dtype=torch.float64)
+            for p in itertools.product(levels, repeat=self.n_groups)
+        ]
+        deltas = [self._spread(theta, p) for p in points]
+        losses = torch.as_tensor(probe([Perturbation(d) for d in deltas]), dtype=torch.float64)
+        if losses.shape != (len(deltas),):
+            raise ShapeError(
+                f"probe returned {tuple(losses.shape)} losses, expected ({len(deltas)},)"
+            )
+        losses = torch.nan_to_num(losses, nan=-np.inf)
+        if not (losses > -np.inf).any():
+            raise NonFiniteError("every probed common-mode shift gave a non-finite loss")
+        return _out(theta, deltas[int(torch.argmax(losses))])
+
     def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation:
         theta = _theta(theta)
         shifts = self.radius * _draw(rng, self.kind, self.n_groups)
         return _out(theta, self._spread(theta, shifts))
 
     def scaled(self, factor: float) -> CommonMode:
-        return CommonMode(self.radius * _factor(factor), self.groups, self.kind, self.scale)
+        return CommonMode(
+            self.radius * _factor(factor), self.groups, self.kind, self.scale, self.grid
+        )
 
     def __repr__(self) -> str:
         extra = "" if self.scale is None else f", scale=<{self.scale.size}>"
+        extra += f", grid={self.grid}" if self.grid else ""
         return (
             f"CommonMode(radius={self.radius!r}, groups={self.n_groups}, kind={self.kind!r}{extra})"
         )

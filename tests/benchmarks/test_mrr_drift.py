@@ -4,7 +4,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -33,20 +32,6 @@ def test_component_stability_penalty_is_the_lorentzian_slope_norm():
     d = x / 0.15
     slope = 4 * d / (0.15 * (1 + d * d) ** 2)  # dw/dx of w = 1 - 2 / (1 + (x / gamma)^2)
     assert torch.allclose(pen, 2.0 * torch.linalg.vector_norm(slope))
-
-
-def test_grid_worst_case_takes_the_largest_probed_loss():
-    grid = M.CommonModeGrid(0.16, points=5)
-    theta = torch.zeros(4, dtype=torch.float64)
-
-    def probe(perts):
-        shifts = [float(p.delta[0]) for p in perts]
-        return torch.tensor([-((s - 0.08) ** 2) for s in shifts])  # largest at s = 0.08
-
-    p = grid.worst(theta, torch.zeros(4), probe, np.random.default_rng(0))
-    assert torch.allclose(p.delta, torch.full((4,), 0.08, dtype=torch.float64))
-    s = grid.sample(theta, np.random.default_rng(0)).delta
-    assert torch.all(s == s[0]) and abs(float(s[0])) <= 0.16
 
 
 def test_runs_summary_selection_and_cells():

@@ -402,3 +402,68 @@ def test_nuisance_ascent_survives_non_finite_losses():
     bad = NuisanceModel({"t": (-2.0, 2.0)})
     with pytest.raises(ShapeError):
         bad.worst(theta, None, lambda perts: torch.zeros(5), np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------- probed common-mode grid
+def _shift_probe(loss_of_shift, calls):
+    """A probe whose loss depends only on the common shift (the mean of delta)."""
+
+    def probe(perts):
+        calls.append(len(perts))
+        return torch.tensor([loss_of_shift(float(p.delta.mean())) for p in perts])
+
+    return probe
+
+
+def test_common_mode_grid_finds_an_interior_worst_shift_the_linearisation_misses():
+    theta, _ = _point(21)
+    calls: list[int] = []
+    # the loss peaks at s = +0.04, inside the range; the gradient at 0 points to -r
+    probe = _shift_probe(lambda s: -((s - 0.04) ** 2), calls)
+    model = CommonMode(0.16, grid=9)
+    delta = model.worst(theta, -torch.ones(D), probe, None).delta
+    assert torch.allclose(delta, torch.full((D,), 0.04, dtype=torch.float64))
+    assert calls == [9] and model.probe_evaluations == 9
+    linear = CommonMode(0.16).worst(theta, -torch.ones(D), _no_probe, None).delta
+    assert torch.allclose(linear, torch.full((D,), -0.16, dtype=torch.float64))
+    assert CommonMode(0.16).probe_evaluations == 0
+
+
+def test_common_mode_grid_covers_every_group_combination_with_scale():
+    theta, _ = _point(22)
+    groups = [np.array([0, 1]), np.array([2, 3, 4])]
+    seen: list[tuple[float, float]] = []
+
+    def probe(perts):
+        seen.extend((float(p.delta[0]), float(p.delta[2])) for p in perts)
+        # worst where group 0 sits at -r and group 1 at the centre
+        return torch.tensor([-abs(a + 0.1) - abs(b) for a, b in seen[-len(perts) :]])
+
+    model = CommonMode(0.1, groups=groups, grid=3, scale=np.ones(D))
+    delta = model.worst(theta, None, probe, None).delta
+    assert len(seen) == 9 == model.probe_evaluations
+    assert sorted(set(seen)) == [(a, b) for a in (-0.1, 0.0, 0.1) for b in (-0.1, 0.0, 0.1)]
+    assert delta.tolist() == pytest.approx([-0.1, -0.1, 0.0, 0.0, 0.0, 0.0, 0.0])
+
+
+def test_common_mode_grid_skips_nan_losses_and_refuses_all_nan():
+    theta, grad = _point(23)
+    nan_at_end = _shift_probe(lambda s: float("nan") if abs(s) > 0.15 else s, [])
+    delta = CommonMode(0.16, grid=5).worst(theta, grad, nan_at_end, None).delta
+    assert torch.allclose(delta, torch.full((D,), 0.08, dtype=torch.float64))
+    with pytest.raises(NonFiniteError):
+        CommonMode(0.16, grid=5).worst(theta, grad, _shift_probe(lambda s: float("nan"), []), None)
+
+
+def test_common_mode_grid_validation_scaling_and_zero_radius():
+    for bad in (1, -2, 2.5, True):
+        with pytest.raises(ConfigError, match="grid"):
+            CommonMode(0.1, grid=bad)
+    with pytest.raises(ConfigError, match="probe points"):
+        CommonMode(0.1, groups=[[i] for i in range(5)], grid=9)
+    scaled = CommonMode(0.1, grid=7).scaled(2.0)
+    assert scaled.grid == 7 and scaled.radius == pytest.approx(0.2) and "grid=7" in repr(scaled)
+    theta, grad = _point(24)
+    zero = CommonMode(0.0, grid=5)
+    assert zero.probe_evaluations == 0
+    assert not zero.worst(theta, grad, _no_probe, None).delta.any()
