@@ -13,6 +13,7 @@ Shapes: ``theta (d,)`` controls; ``thetas (K, d)`` settings -> ``losses (K,)``.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -428,7 +429,32 @@ def _batch_size(
     evals = budget - opt.num_ask
     if evals <= 0:
         return 0, "completed"
-    return min(num_workers, reconf, evals), ""
+    k = min(num_workers, reconf, evals)
+    return min(k, _generation_left(opt) or k), ""
+
+
+def _generation_left(opt: Any) -> int | None:
+    """Candidates left in a CMA optimizer's current generation, if it has one pending.
+
+    nevergrad's CMA wrappers draw a whole generation (``popsize`` candidates) at the first
+    ask and tell cma once all of it has been told. A batch that crosses the generation boundary
+    (``num_workers`` not a divisor of ``popsize``) makes the wrapper draw the next generation
+    before the current one is told, which cma's TPA step-size adaptation refuses ("Mean shift
+    samples are expected but missing", e.g. DiagonalCMA in 480 dimensions with 16 workers).
+    Cutting such a batch at the boundary keeps the ask/tell order cma expects. Meta-optimizers
+    (NGOpt and kin) are looked through to the optimizer they chose; ``None`` for every other.
+    """
+    for _ in range(4):  # NGOpt -> chosen optimizer -> ...
+        pending = getattr(opt, "_to_be_asked", None)
+        if isinstance(pending, deque):
+            return len(pending) if pending and hasattr(opt, "es") else None
+        try:
+            opt = opt.optim if "optim" in dir(type(opt)) else None
+        except Exception:  # a meta-optimizer that cannot choose yet
+            return None
+        if opt is None:
+            return None
+    return None
 
 
 __all__ = [

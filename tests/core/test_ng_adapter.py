@@ -280,3 +280,19 @@ def test_numpy_compat_shim_for_nevergrads_meta_model():
     assert metamodel.float(np.array([2.5])) == 2.5 and metamodel.float(3) == 3.0
     with pytest.raises(TypeError):
         metamodel.float(np.array([1.0, 2.0]))
+
+
+def test_cma_batches_never_cross_a_generation():
+    # DiagonalCMA in 480 dimensions draws generations of 22; batches of 16 used to ask the next
+    # generation before telling the current one, which cma's TPA refused with a RuntimeError
+    from blacksat.devices import MZIHybrid
+
+    dev = MZIHybrid(n_modes=16, seed=0)
+    obj = DeviceObjective(default_task(dev, DATA), MeteredDevice(dev))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = minimize(obj, "DiagonalCMA", budget=250, num_workers=16, seed=0)
+    assert res.stop in ("budget", "completed") and res.ledger.reconfigurations == 250
+    sizes = [r["batch_reconfigurations"] for r in res.trace]
+    assert sizes[:4] == [16, 6, 16, 6]
+    assert np.all(np.cumsum(sizes)[1::2] % 22 == 0)
