@@ -80,9 +80,9 @@ from blacksat.estimators import Autograd, PhysicsAware
 from blacksat.evaluation import accuracy
 from blacksat.meter import MeteredDevice
 from blacksat.perturbations import PerControl
+from blacksat.readout_fit import refit_readout
 from blacksat.sat import sat
 from blacksat.sharpness import hessian_top_eigenvalues
-from blacksat.task import Ports
 from blacksat.train_config import TrainConfig
 from blacksat.trainer import Trainer
 
@@ -186,47 +186,6 @@ def offline_estimator(method: str, task: Any, chip: Any, seed: int) -> Any:
     raise ValueError(method)
 
 
-def refit_readout(
-    task: Any, chip: Any, theta: np.ndarray, n_samples: int | None = None, seed: int = 0
-) -> tuple[Any, int]:
-    """The task with its fixed port readout replaced by a linear classifier on all normalised
-    port powers, fitted on one configuration of ``chip`` that reads the training split (or
-    ``n_samples`` random samples of it) once. Returns the new task and the reconfigurations
-    spent."""
-    meter = MeteredDevice(chip)
-    x_tr, y_tr = task.data.split("train")
-    if n_samples is not None:
-        idx = np.random.default_rng([int(seed), 11]).permutation(len(y_tr))[:n_samples]
-        x_tr, y_tr = x_tr[idx], y_tr[idx]
-    with torch.no_grad():
-        feats = torch.as_tensor(x_tr, dtype=task.dtype)
-        x = task.encode(feats).double().numpy()
-    y = torch.as_tensor(meter.query(theta, x), dtype=torch.float64)
-    z = y / y.abs().sum(-1, keepdim=True).clamp_min(1e-12)
-    mu, sd = z.mean(0), z.std(0).clamp_min(1e-6)
-    zs = (z - mu) / sd
-    labels = torch.as_tensor(y_tr)
-    n_out, c = z.shape[1], task.data.n_classes
-    lin = nn.Linear(n_out, c).double()
-    opt = torch.optim.LBFGS(lin.parameters(), lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(lin(zs), labels) + 1e-3 * lin.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    back = nn.Linear(n_out, c).to(task.dtype)
-    with torch.no_grad():  # fold the standardisation into the layer
-        back.weight.copy_(lin.weight / sd)
-        back.bias.copy_(lin.bias - (lin.weight / sd) @ mu)
-    new = copy.copy(task)
-    new.readout = Ports(n_out, normalize=True, scale=1.0)
-    new.back = back
-    return new, meter.ledger.reconfigurations
-
-
 def top_eig(task: Any, model: Any, theta: np.ndarray) -> float:
     return float(hessian_top_eigenvalues(task, model, theta, k=1, tol=1e-3, rng=0).top)
 
@@ -287,10 +246,11 @@ def run_device(device: str, seeds: tuple[int, ...], n_chips: int, quick: bool) -
                     "drift": _drift(task, chips[c], thetas[m]),
                     "hessian_nominal": eig_nom,
                 }
-                refit, spent = refit_readout(task, chips[c], thetas[m])
+                refit, cost = refit_readout(task, chips[c], thetas[m])
+                spent = cost.reconfigurations
                 row["refit"] = _acc_on(refit, chips[c], thetas[m])
                 row["refit_reconfigurations"] = spent
-                few, _ = refit_readout(task, chips[c], thetas[m], REFIT_FEW, seed=c)
+                few, _ = refit_readout(task, chips[c], thetas[m], n_samples=REFIT_FEW, seed=c)
                 row["refit_few"] = _acc_on(few, chips[c], thetas[m])
                 if c == ids[0] and not quick:
                     t1 = time.perf_counter()
@@ -617,8 +577,9 @@ def section(results: dict[str, dict[str, Any]], files: list[str]) -> str:
         "- **+ readout re-fit** (offline methods; a better design, one reconfiguration per "
         "chip): the chip is configured once and the full training split is read (1347 "
         "samples); a linear classifier on the 16 normalised port powers replaces the fixed "
-        f"port readout; the *re-fit from {REFIT_FEW} samples* column reads only {REFIT_FEW} "
-        "random training samples in that one configuration.",
+        f"port readout (`blacksat.readout_fit.refit_readout`); the *re-fit from {REFIT_FEW} "
+        f"samples* column reads only {REFIT_FEW} random training samples in that one "
+        "configuration.",
         "",
         "Columns: *nominal model* = accuracy on the model trained on (or started from); *chip "
         "it trained on* = on-chip methods only; *fresh chips* = unseen 0.15/0.15 chips; "

@@ -45,8 +45,8 @@ def test_readout_refit_spends_one_reconfiguration_and_scores():
     chip = M.chip_of("mzi", 0)
     task = default_task(chip, load_digits(seed=0), seed=0).to(torch.float64)
     theta = chip.initial_controls(0)
-    refit, spent = M.refit_readout(task, chip, theta)
-    assert spent == 1
+    refit, cost = M.refit_readout(task, chip, theta)
+    assert cost.reconfigurations == 1
     assert task.back is None and refit.back is not None  # the original task is untouched
     assert accuracy(refit, chip, theta) > accuracy(task, chip, theta)
 
