@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-out", type=_path, help="output directory")
     demo.add_argument("--quick", action="store_true", help="a shorter run (well under a minute)")
     demo.add_argument("--seed", type=int, default=0, help="seed for data, chip and training")
-    demo.add_argument("--device", default="mzi", choices=["mzi", "mrr", "diffractive"])
+    demo.add_argument(
+        "--device", default="mzi", choices=["mzi", "mzi-hybrid", "mrr", "diffractive"]
+    )
     demo.add_argument(
         "--config",
         type=_path,

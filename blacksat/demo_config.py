@@ -13,13 +13,20 @@ from blacksat.errors import ConfigError
 
 DEMO_DEVICE_ARGS: dict[str, dict[str, Any]] = {
     "mzi": {"n_modes": 16, "s_bs": 0.15, "s_ps": 0.15},
+    "mzi-hybrid": {"n_modes": 16, "s_bs": 0.15, "s_ps": 0.15},
     "mrr": {},
     "diffractive": {},
 }
-RHO = {"mzi": 0.3, "mrr": 0.5, "diffractive": 0.1}  # PHYSICS.md: the paper's rho per device
-LR = {"mzi": 0.02, "mrr": 0.01, "diffractive": 0.05}
+#: the paper's rho per device (PHYSICS.md; the hybrid takes the MZI value)
+RHO = {"mzi": 0.3, "mzi-hybrid": 0.3, "mrr": 0.5, "diffractive": 0.1}
+LR = {"mzi": 0.02, "mzi-hybrid": 0.02, "mrr": 0.01, "diffractive": 0.05}
 #: the perturbation model query-only SAT is flat against (average case), per device
-ZO_PERTURBATION = {"mzi": "phase_drift", "mrr": "thermal", "diffractive": None}
+ZO_PERTURBATION = {
+    "mzi": "phase_drift",
+    "mzi-hybrid": "phase_drift",
+    "mrr": "thermal",
+    "diffractive": None,
+}
 FRESH_SEED_OFFSET = 1000
 
 
