@@ -61,13 +61,7 @@ def query_cost(
     if isinstance(device, MeteredDevice):
         before = device.ledger
         y = run()
-        after = device.ledger
-        return y, Ledger(
-            after.reconfigurations - before.reconfigurations,
-            after.samples - before.samples,
-            after.queries - before.queries,
-            after.failures - before.failures,
-        )
+        return y, device.ledger - before
     return run(), Ledger(k, k * b, 1, 0)
 
 

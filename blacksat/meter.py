@@ -55,6 +55,15 @@ class Ledger:
     queries: int = 0
     failures: int = 0
 
+    def __sub__(self, earlier: Ledger) -> Ledger:
+        """What was spent between ``earlier`` and this ledger, field by field."""
+        return Ledger(
+            self.reconfigurations - earlier.reconfigurations,
+            self.samples - earlier.samples,
+            self.queries - earlier.queries,
+            self.failures - earlier.failures,
+        )
+
 
 @dataclass(frozen=True)
 class Budget:

@@ -402,14 +402,7 @@ def minimize(
         theta = objective.space.project(rec)
     else:
         theta = x0
-    end = meter.ledger
-    ledger = Ledger(
-        end.reconfigurations - start.reconfigurations,
-        end.samples - start.samples,
-        end.queries - start.queries,
-        end.failures - start.failures,
-    )
-    return NGResult(theta, optimizer, trace, ledger, told, skipped, stop, best)
+    return NGResult(theta, optimizer, trace, meter.ledger - start, told, skipped, stop, best)
 
 
 def _batch_size(

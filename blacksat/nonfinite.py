@@ -64,15 +64,6 @@ def _find_meter(estimator: Any) -> MeteredDevice | None:
     return None
 
 
-def _diff(after: Ledger, before: Ledger) -> Ledger:
-    return Ledger(
-        after.reconfigurations - before.reconfigurations,
-        after.samples - before.samples,
-        after.queries - before.queries,
-        after.failures - before.failures,
-    )
-
-
 class NonFinitePolicy:
     """A gradient estimator that handles non-finite readings, losses and gradients of another.
 
@@ -170,7 +161,7 @@ class NonFinitePolicy:
         try:
             est = self.estimator(theta, batch, ctx)
         except (InvalidReading, NonFiniteError) as exc:
-            spent = Ledger() if before is None else _diff(self.meter.ledger, before)
+            spent = Ledger() if before is None else self.meter.ledger - before
             return self._failed(theta, exc, spent)
         problem = _problem(est)
         if problem is not None:

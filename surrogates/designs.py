@@ -228,12 +228,7 @@ def _affordable(device: Any, part: np.ndarray, b: int) -> int:
 def _spent(device: Any, start: Ledger | None, sent: list[np.ndarray], b: int) -> Ledger:
     end = getattr(device, "ledger", None)
     if isinstance(start, Ledger) and isinstance(end, Ledger):
-        return Ledger(
-            end.reconfigurations - start.reconfigurations,
-            end.samples - start.samples,
-            end.queries - start.queries,
-            end.failures - start.failures,
-        )
+        return end - start
     if not sent:
         return Ledger()
     t = np.concatenate(sent)

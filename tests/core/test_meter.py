@@ -164,3 +164,10 @@ def test_budget_never_exceeded_and_ledger_equals_tally(ops):
             counter.reconfigurations,
             counter.samples,
         )
+
+
+def test_ledger_difference_is_the_spend_between_two_readings():
+    from blacksat.meter import Ledger
+
+    assert Ledger(7, 700, 5, 2) - Ledger(3, 300, 1, 1) == Ledger(4, 400, 4, 1)
+    assert Ledger(3, 30, 2, 0) - Ledger(3, 30, 2, 0) == Ledger()
