@@ -75,22 +75,15 @@ def refit_readout(
             )
         idx = np.random.default_rng(seed).permutation(n_train)[: int(n_samples)]
         x_tr, y_tr = x_tr[idx], y_tr[idx]
-    if not (isinstance(l2, (int, float)) and not isinstance(l2, bool) and math.isfinite(l2)):
-        raise ConfigError(f"l2 must be a finite number >= 0, got {l2!r}")
-    if l2 < 0:
+    number = isinstance(l2, (int, float)) and not isinstance(l2, bool)
+    if not (number and math.isfinite(l2) and l2 >= 0):
         raise ConfigError(f"l2 must be a finite number >= 0, got {l2!r}")
     meter = device if isinstance(device, MeteredDevice) else MeteredDevice(device)
     with torch.no_grad():
         x = task.encode(torch.as_tensor(x_tr, dtype=task.dtype)).double().numpy()
     before = meter.ledger
     readings = np.asarray(meter.query(np.asarray(theta, dtype=np.float64), x))
-    after = meter.ledger
-    cost = Ledger(
-        after.reconfigurations - before.reconfigurations,
-        after.samples - before.samples,
-        after.queries - before.queries,
-        after.failures - before.failures,
-    )
+    cost = meter.ledger - before
     if readings.ndim != 2:
         raise ShapeError(
             f"refit_readout needs flat readings (n, n_out), the device returned {readings.shape}"

@@ -50,12 +50,11 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError, ShapeError
-from blacksat.perturbations import CommonMode, PerControl, PerturbationModel
+from blacksat.perturbations import PerturbationModel
 from blacksat.space import ParamSpace
 
 from .base import Nuisance, PhysicsModel, SimulatedDevice
-from .mzi import MZIMesh, MZIPhysics
-from .perturbations import rated_extent
+from .mzi import MZIMesh, MZIPhysics, phase_perturbations
 
 OEO_EPS = 1e-6  # floor of each port's power fraction in the O/E/O stage (-60 dB)
 _TINY = 1e-30  # absolute floor: an all-dark mesh 1 gives the uniform field, never NaN
@@ -258,12 +257,7 @@ class MZIHybrid(SimulatedDevice):
         - ``"phase_error"``: independent ``N(0, s_ps^2)`` phase errors per phase shifter
           (another chip of the same process; :class:`~blacksat.perturbations.PerControl`).
         """
-        drift = abs(self.thermal_coeff) * rated_extent(self, "temperature")
-        return {
-            "phase_drift": CommonMode(drift),
-            **super().perturbation_models(),
-            "phase_error": PerControl(self.s_ps, kind="gaussian"),
-        }
+        return phase_perturbations(self, super().perturbation_models())
 
     def config(self) -> dict[str, Any]:
         """Every constructor argument (JSON-friendly; ``dtype`` as a string)."""

@@ -252,6 +252,20 @@ def _nonneg(name: str, value: Any, upper: float = np.inf) -> float:
     return v
 
 
+def phase_perturbations(
+    device: Any, base: dict[str, PerturbationModel]
+) -> dict[str, PerturbationModel]:
+    """The phase disturbances of a device of MZI meshes (``thermal_coeff``, ``s_ps``) around
+    the base class's models: ``"phase_drift"`` (common shift of every phase over the rated
+    temperature range) first, then ``base``, then ``"phase_error"`` (independent phase errors)."""
+    drift = abs(device.thermal_coeff) * rated_extent(device, "temperature")
+    return {
+        "phase_drift": CommonMode(drift),
+        **base,
+        "phase_error": PerControl(device.s_ps, kind="gaussian"),
+    }
+
+
 class MZIMesh(SimulatedDevice):
     """A simulated ``N``-mode Clements MZI mesh chip (registry name ``"mzi"``).
 
@@ -397,12 +411,7 @@ class MZIMesh(SimulatedDevice):
         - ``"phase_error"``: independent ``N(0, s_ps^2)`` phase errors per phase shifter
           (another chip of the same process; :class:`~blacksat.perturbations.PerControl`).
         """
-        drift = abs(self.thermal_coeff) * rated_extent(self, "temperature")
-        return {
-            "phase_drift": CommonMode(drift),
-            **super().perturbation_models(),
-            "phase_error": PerControl(self.s_ps, kind="gaussian"),
-        }
+        return phase_perturbations(self, super().perturbation_models())
 
     def config(self) -> dict[str, Any]:
         """Every constructor argument (JSON-friendly; ``dtype`` as a string)."""
@@ -426,4 +435,4 @@ class MZIMesh(SimulatedDevice):
         }
 
 
-__all__ = ["MZIMesh", "MZIPhysics", "crosstalk_adjacency", "pack_controls"]
+__all__ = ["MZIMesh", "MZIPhysics", "crosstalk_adjacency", "pack_controls", "phase_perturbations"]
