@@ -4,7 +4,8 @@
     python benchmarks/compare.py --quick         # tiny budgets; BENCHMARKS.md untouched
     python benchmarks/compare.py --scheduler tcp://host:8786   # the runs on a Dask cluster
 
-The sweep is :func:`blacksat.compare.target`: every registered method (nevergrad baselines and
+The sweep is :func:`blacksat.product.compare.target`: every registered method (nevergrad
+baselines and
 blacksat's query-only and twin-assisted methods) x seeds 0, 1, 2 (seed ``s`` on chip ``s``) x
 budgets 1000, 5000, 20000 reconfigurations; all from the centre of the box, the digital front end
 frozen at its seeded init, nevergrad evaluating the full training split per setting. Results go
@@ -22,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT, machine, write_section
 
-from blacksat.compare import CompareResult, compare, scenario_dict, target
-from blacksat.compare_plots import (
+from blacksat.product.compare import CompareResult, compare, scenario_dict, target
+from blacksat.product.compare_plots import (
     ACCURACY_PLOT,
     ROBUSTNESS_PLOT,
     accuracy_table,
@@ -67,7 +68,7 @@ def report(result: CompareResult, *, command: str, minutes: float, workers: str)
         "separate run. Accuracy: full test split on the bare chip after training (not charged "
         "to the budget); mean ± std over the seeds. Samples: inputs forwarded during training.",
         "",
-        "- **nevergrad** baselines (`blacksat.ng_adapter`): each setting is scored on the full "
+        "- **nevergrad** baselines (`blacksat.ng.adapter`): each setting is scored on the full "
         "training split (1347 samples per reconfiguration, as in the internal measurement; "
         "nevergrad collapsed there with 128-sample minibatches), 16 settings per device call, "
         "controls parametrized with sigma = a quarter of their range. `cma` is nevergrad's "

@@ -16,7 +16,8 @@ scale: the device's nuisance parameters, an affine resampling of the masks). Met
 - ``ASAM`` / ``SAM``: unstructured SAT in control space (the paper's diffractive setting ASAM
   rho = 0.1; an L2 ball);
 - ``structured SAT``: the worst case over the same misalignment ranges found by the paper's
-  one-sided finite-difference adversary (:class:`blacksat.nuisance.NuisanceModel`), descent at
+  one-sided finite-difference adversary
+  (:class:`blacksat.perturbations.nuisance.NuisanceModel`), descent at
   that worst case (``"structured SAT + ASAM"``, the same combined with the control-space ASAM
   ascent, is available in :class:`Settings` but not in the default run).
 

@@ -281,7 +281,7 @@ def run_device(device: str, seeds: tuple[int, ...], n_chips: int, quick: bool) -
                     theta = Trainer(task, est, chip.space, _config(on_cfg, seed)).fit(start).theta
                     reconf = 0
                 else:
-                    from blacksat.demo_online import zo_sat
+                    from blacksat.product.demo_online import zo_sat
 
                     run = zo_sat(
                         task, chip, start, budget=zo_cfg["budget"], q=zo_cfg["q"],

@@ -49,7 +49,7 @@ from blacksat.devices.tasks import default_task
 from blacksat.errors import BlacksatError, DeviceError, ValidationError
 from blacksat.estimators import ZerothOrder
 from blacksat.meter import MeteredDevice
-from blacksat.ng_adapter import DeviceObjective
+from blacksat.ng.adapter import DeviceObjective
 from blacksat.nonfinite import NonFinitePolicy
 from blacksat.querylog import QueryLog
 from blacksat.retry import RetryPolicy

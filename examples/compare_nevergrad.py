@@ -5,7 +5,7 @@
 
 Every method gets the same problem: one small simulated MZI chip, iris, the same initial
 controls and a hard budget of reconfigurations on its own metered device
-(:func:`blacksat.compare.run_one`). blacksat's methods (``zo-sat``, ``zo-adam``) take
+(:func:`blacksat.product.compare.run_one`). blacksat's methods (``zo-sat``, ``zo-adam``) take
 minibatch zeroth-order gradient estimates; nevergrad's (``one-plus-one``, ``cma``, ...,
 ``blacksat compare --list``) evaluate the loss on the full training split per setting. Each
 result is evaluated on the full test split: on the chip, under temperature drift and on a fresh
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from blacksat.compare import METHODS, Scenario, run_one
+from blacksat.product.compare import METHODS, Scenario, run_one
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

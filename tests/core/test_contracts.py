@@ -19,7 +19,7 @@ from blacksat.devices import DiffractiveNetwork, MRRWeightBank, MZIMesh
 from blacksat.devices.tasks import default_task
 from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
 from blacksat.meter import Budget, MeteredDevice
-from blacksat.ng_adapter import DeviceObjective, minimize
+from blacksat.ng.adapter import DeviceObjective, minimize
 from blacksat.nonfinite import NonFinitePolicy
 from blacksat.objective import StepContext
 from blacksat.perturbations import (

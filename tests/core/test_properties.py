@@ -24,7 +24,7 @@ from blacksat.data import load_iris
 from blacksat.errors import ShapeError
 from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
 from blacksat.meter import MeteredDevice
-from blacksat.ng_adapter import DeviceObjective
+from blacksat.ng.adapter import DeviceObjective
 from blacksat.perturbations import (
     Adaptive,
     CommonMode,

@@ -25,7 +25,7 @@ from blacksat.devices import MZIMesh
 from blacksat.devices.tasks import default_task
 from blacksat.estimators import ZerothOrder
 from blacksat.meter import MeteredDevice
-from blacksat.ng_adapter import DeviceObjective, minimize
+from blacksat.ng.adapter import DeviceObjective, minimize
 from blacksat.objective import StepContext
 from blacksat.retry import RetryPolicy
 from blacksat.sat import sat

@@ -69,8 +69,8 @@ def calibrate_from_log(
     """Fit a ``kind`` surrogate of ``device(**device_args)`` on every query of the log (or of
     the identity ``log_device``), save it to ``out`` and its report to ``FILE.json``; returns
     the report."""
+    from blacksat.product.run_config import DeviceSpec
     from blacksat.querylog import QueryLog
-    from blacksat.run_config import DeviceSpec
 
     path = Path(log_path)
     if not path.is_file():

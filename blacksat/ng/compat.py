@@ -5,7 +5,7 @@ nevergrad's meta-model (used by ``NGOpt`` / ``MetaModel*`` optimizers, e.g. ``NG
 NumPy 2.4 turned that long-deprecated conversion into a ``TypeError``, so those optimizers crash
 mid-run. :func:`install` gives the meta-model module a ``float`` that accepts one-element arrays
 (exactly what older NumPy did); nothing else in nevergrad changes. Idempotent; applied on import
-of :mod:`blacksat.ng_adapter`.
+of :mod:`blacksat.ng.adapter`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from blacksat import MeteredDevice
 from blacksat.data import load_iris
 from blacksat.devices import MZIMesh
 from blacksat.devices.tasks import default_task
-from blacksat.ng_adapter import DeviceObjective, minimize
+from blacksat.ng.adapter import DeviceObjective, minimize
 from blacksat.task import Task
 
 DATA = load_iris()

@@ -1,10 +1,10 @@
 """The ``blacksat`` command line: a thin layer over the library.
 
-Commands: ``demo`` (the main job, :func:`blacksat.demo.run_demo`), ``train`` and ``evaluate``
-(:mod:`blacksat.run`), ``calibrate`` (:mod:`blacksat.calibrate_cmd`), ``compare``
-(:mod:`blacksat.compare`) and ``devices``. Every misuse (a bad argument, a missing or invalid
-config file, a directory that is not a run) ends with a one-line ``blacksat: error: ...``
-message and exit status 2, never a traceback.
+Commands: ``demo`` (the main job, :func:`blacksat.product.demo.run_demo`), ``train`` and
+``evaluate`` (:mod:`blacksat.product.run`), ``calibrate`` (:mod:`blacksat.product.calibrate_cmd`),
+``compare`` (:mod:`blacksat.product.compare`) and ``devices``. Every misuse (a bad argument, a
+missing or invalid config file, a directory that is not a run) ends with a one-line
+``blacksat: error: ...`` message and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         type=_path,
         default=None,
-        help="TOML file of demo settings overriding the preset (keys: blacksat.demo.DemoConfig)",
+        help=(
+            "TOML file of demo settings overriding the preset "
+            "(keys: blacksat.product.demo.DemoConfig)"
+        ),
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     train = sub.add_parser(
@@ -163,7 +166,7 @@ def _seed(value: int, what: str = "--seed") -> int:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from blacksat.compare import METHODS, compare
+    from blacksat.product.compare import METHODS, compare
 
     if args.list:
         for name, m in METHODS.items():
@@ -188,8 +191,8 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from blacksat.demo import DemoConfig, run_demo
-    from blacksat.run_config import load_toml
+    from blacksat.product.demo import DemoConfig, run_demo
+    from blacksat.product.run_config import load_toml
 
     config = None
     if args.config is not None:
@@ -206,8 +209,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from blacksat.run import result_markdown, train
-    from blacksat.run_config import RunConfig
+    from blacksat.product.run import result_markdown, train
+    from blacksat.product.run_config import RunConfig
 
     source = args.config
     if source is None:
@@ -221,15 +224,15 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from blacksat.run import evaluate, evaluation_markdown
+    from blacksat.product.run import evaluate, evaluation_markdown
 
     ev = evaluate(args.run_dir, fresh_chips=args.fresh_chips, sweep=args.sweep)
     print(evaluation_markdown(ev))
 
 
 def _calibrate(args: argparse.Namespace) -> None:
-    from blacksat.calibrate_cmd import calibrate_from_log, report_path
-    from blacksat.run_config import RunConfig
+    from blacksat.product.calibrate_cmd import calibrate_from_log, report_path
+    from blacksat.product.run_config import RunConfig
 
     if args.config is not None:
         spec = RunConfig.load(args.config).device

@@ -4,11 +4,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blacksat.config_io import dump_toml, load_toml, tomllib, typed_fields
-from blacksat.demo_config import DemoConfig
 from blacksat.errors import ConfigError
-from blacksat.run import build
-from blacksat.run_config import (
+from blacksat.product.config_io import dump_toml, load_toml, tomllib, typed_fields
+from blacksat.product.demo_config import DemoConfig
+from blacksat.product.run import build
+from blacksat.product.run_config import (
     BudgetSpec,
     DeviceSpec,
     EstimatorSpec,

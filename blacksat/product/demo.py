@@ -8,14 +8,14 @@ phase errors ``s_bs = s_ps = 0.15``, by default) -> four ways to get controls fo
    unchanged;
 3. ``zo_sat``: query-only SAT fine-tuning **on the chip** from the offline SAT solution:
    zeroth-order gradient estimates from queries alone, average case over the chip's rated
-   common-mode drift, under a hard reconfiguration budget (:mod:`blacksat.demo_online`);
+   common-mode drift, under a hard reconfiguration budget (:mod:`blacksat.product.demo_online`);
 4. ``nevergrad``: a nevergrad optimizer (DiagonalCMA by default) on the chip from the same
    start, at the same budget.
 
 Every method is then evaluated on the full test split: on the chip, on fresh chips of the same
 process, and under each of the chip's nuisances over its rated range (drift: the temperature).
 The offline solutions' loss landscape is sliced along a random and the common-mode direction.
-Writes ``report.md``, ``results.json`` and the plots (:mod:`blacksat.demo_plots`; skipped
+Writes ``report.md``, ``results.json`` and the plots (:mod:`blacksat.product.demo_plots`; skipped
 without matplotlib).
 
 ``results.json`` (schema ``"blacksat.demo/3"``):
@@ -25,7 +25,7 @@ without matplotlib).
 ``device``                 ``chip.describe()``: class, controls, shapes, nuisances, config
 ``dataset``                the dataset's repr (name, split sizes, features, classes)
 ``seed``, ``quick``        the run's seed (data split, chip, training) and preset
-``config``                 the :class:`~blacksat.demo_config.DemoConfig` used (all fields)
+``config``                 the :class:`~blacksat.product.demo_config.DemoConfig` used (all fields)
 ``offline``                ``steps``, ``batch_size``, ``optimizer``, ``lr``, ``model``, ``sat``
 ``online``                 ``budget`` (reconfigurations per method), ``zo`` settings,
                            ``nevergrad`` settings, ``start`` (``"offline_sat"``)
@@ -73,7 +73,11 @@ import numpy as np
 import torch
 
 from blacksat.data import load_digits
-from blacksat.demo_config import (
+from blacksat.errors import ConfigError
+from blacksat.estimators import Autograd
+from blacksat.evaluation import accuracy, accuracy_many, nuisance_sweep, transfer
+from blacksat.meter import Ledger, MeteredDevice
+from blacksat.product.demo_config import (
     DEMO_DEVICE_ARGS,
     FRESH_SEED_OFFSET,
     LR,
@@ -81,10 +85,6 @@ from blacksat.demo_config import (
     ZO_PERTURBATION,
     DemoConfig,
 )
-from blacksat.errors import ConfigError
-from blacksat.estimators import Autograd
-from blacksat.evaluation import accuracy, accuracy_many, nuisance_sweep, transfer
-from blacksat.meter import Ledger, MeteredDevice
 from blacksat.sat import sat
 from blacksat.train_config import TrainConfig
 from blacksat.trainer import Trainer
@@ -147,7 +147,7 @@ def run_demo(
         raise ConfigError(f"config must be a DemoConfig, got {type(cfg).__name__}")
     import nevergrad as ng
 
-    import blacksat.ng_optimizers  # noqa: F401  (registers blacksat's optimizers)
+    import blacksat.ng.optimizers  # noqa: F401  (registers blacksat's optimizers)
 
     if cfg.ng_optimizer not in ng.optimizers.registry:
         raise ConfigError(
@@ -172,12 +172,12 @@ def torch_threads(n: int) -> Iterator[None]:
 def _run(
     out: Path, quick: bool, seed: int, device: str, progress: bool, cfg: DemoConfig
 ) -> dict[str, Any]:
-    from blacksat.demo_online import nevergrad, zo_sat
-    from blacksat.demo_plots import write_plots
-    from blacksat.demo_report import report_markdown
     from blacksat.devices import DEVICES
     from blacksat.devices.tasks import default_task
     from blacksat.landscape import common_mode, loss_slice, random_direction
+    from blacksat.product.demo_online import nevergrad, zo_sat
+    from blacksat.product.demo_plots import write_plots
+    from blacksat.product.demo_report import report_markdown
 
     timings: dict[str, float] = {}
     t_start = tick = time.perf_counter()

@@ -577,21 +577,11 @@ def is_zero(model: PerturbationModel) -> bool:
     return bool(getattr(model, "is_zero", False))
 
 
-def __getattr__(name: str) -> Any:
-    # NuisanceModel lives in blacksat.nuisance (it imports this module); re-exported lazily
-    if name == "NuisanceModel":
-        from blacksat.nuisance import NuisanceModel
-
-        return NuisanceModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "Adaptive",
     "Combined",
     "CommonMode",
     "L2Ball",
-    "NuisanceModel",  # noqa: F822 (lazy re-export from blacksat.nuisance)
     "PerControl",
     "Perturbation",
     "PerturbationModel",

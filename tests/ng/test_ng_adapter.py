@@ -16,7 +16,7 @@ from blacksat.data import load_iris
 from blacksat.devices import MZIMesh
 from blacksat.devices.tasks import default_task
 from blacksat.errors import ConfigError, ShapeError
-from blacksat.ng_adapter import DeviceObjective, build_optimizer, minimize
+from blacksat.ng.adapter import DeviceObjective, build_optimizer, minimize
 from blacksat.task import Task
 
 DATA = load_iris()
@@ -274,7 +274,7 @@ def test_numpy_compat_shim_for_nevergrads_meta_model():
     import numpy as np
     from nevergrad.optimization import metamodel
 
-    from blacksat import ng_compat
+    from blacksat.ng import compat as ng_compat
 
     assert ng_compat.install() and ng_compat.install()  # idempotent
     assert metamodel.float(np.array([2.5])) == 2.5 and metamodel.float(3) == 3.0

@@ -8,7 +8,7 @@
 - ``loss_landscape.png``: the offline solutions' loss along a random and the common-mode
   direction in control space.
 
-Each function takes the demo's results dictionary (:func:`blacksat.demo.run_demo`).
+Each function takes the demo's results dictionary (:func:`blacksat.product.demo.run_demo`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """blacksat's zeroth-order optimizers as nevergrad optimizers, registered by name on import.
 
-``import blacksat.ng_optimizers`` registers, in ``nevergrad.optimizers.registry``:
+``import blacksat.ng.optimizers`` registers, in ``nevergrad.optimizers.registry``:
 
 - ``"BlacksatZOAdam"``: antithetic Gaussian finite differences + Adam;
 - ``"BlacksatZOSAT"``: the same with a sharpness-aware (SAM) step: the gradient is taken at the
@@ -15,7 +15,7 @@ e.g. ``ConfiguredZOSAT(rho=0.2).set_name("MySAT", register=True)``.
 
 Everything happens in nevergrad's **standardized data space** (``x (d,)``, 0 at the
 parametrization's initial value, one unit = one ``sigma`` of the parametrization's mutation;
-:mod:`blacksat.ng_adapter` builds PNN parametrizations whose unit prior spans the device box).
+:mod:`blacksat.ng.adapter` builds PNN parametrizations whose unit prior spans the device box).
 Nevergrad's parametrization maps data to values (bounds by clipping or bouncing, log scales...).
 
 One **set** is ``m`` candidates ``c +- sigma u_i`` around a center ``c`` (antithetic pairs,
@@ -288,7 +288,7 @@ class BlacksatZOSAT(BlacksatZOAdam):
     and takes an Adam step with ``g2``.
 
     Args:
-        rho: radius of the L2 ball in standardized units (for :mod:`blacksat.ng_adapter`
+        rho: radius of the L2 ball in standardized units (for :mod:`blacksat.ng.adapter`
             parametrizations one unit is a quarter of each control's range). ``rho = 0`` skips the
             ascent: plain ZO-Adam. If the ascent set has no valid pair (or ``g1 = 0``), the
             descent set is taken at ``x`` itself.

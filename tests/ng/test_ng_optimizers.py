@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from nevergrad.functions import corefuncs
 
-import blacksat.ng_optimizers as bo
+import blacksat.ng.optimizers as bo
 from blacksat.errors import ConfigError
 
 NAMES = ("BlacksatZOAdam", "BlacksatZOSAT")

@@ -1,6 +1,6 @@
 """``blacksat train`` and ``blacksat evaluate`` as library functions: one training run from a
-:class:`~blacksat.run_config.RunConfig` into a run directory, and the robustness evaluation of a
-finished run.
+:class:`~blacksat.product.run_config.RunConfig` into a run directory, and the robustness
+evaluation of a finished run.
 
 A run directory holds:
 
@@ -53,7 +53,7 @@ from blacksat.evaluation import (
     transfer,
 )
 from blacksat.meter import Ledger, MeteredDevice
-from blacksat.run_config import RunConfig
+from blacksat.product.run_config import RunConfig
 
 RESULT_SCHEMA = "blacksat.run/1"
 EVALUATION_SCHEMA = "blacksat.evaluation/1"
@@ -90,7 +90,7 @@ def build(config: RunConfig) -> Setup:
             else chip.exact_model(dtype=torch.float64)
         )
     else:
-        from blacksat.calibrate_cmd import load_surrogate
+        from blacksat.product.calibrate_cmd import load_surrogate
 
         model, fitted_for = load_surrogate(es.model)
         if fitted_for.get("name") != config.device.name:

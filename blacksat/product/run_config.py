@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from blacksat.config_io import dump_toml, load_toml, typed_fields
 from blacksat.errors import ConfigError
+from blacksat.product.config_io import dump_toml, load_toml, typed_fields
 from blacksat.train_config import TrainConfig
 
 EstimatorName = Literal["autograd", "physics_aware", "zeroth_order"]

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from blacksat.data import load_iris
-from blacksat.demo import budget_grid
-from blacksat.demo_online import OnlineRun
 from blacksat.errors import ConfigError
 from blacksat.landscape import common_mode, loss_slice, random_direction
 from blacksat.meter import Ledger
+from blacksat.product.demo import budget_grid
+from blacksat.product.demo_online import OnlineRun
 from blacksat.space import ParamSpace
 from blacksat.task import Task
 

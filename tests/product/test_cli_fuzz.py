@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import blacksat.compare as compare_mod
-import blacksat.demo as demo_mod
-from blacksat.cli import main
+import blacksat.product.compare as compare_mod
+import blacksat.product.demo as demo_mod
+from blacksat.product.cli import main
 
 #: path characters: ordinary ones, a space, a non-ASCII letter and the NUL byte (never "/")
 PATH_CHARS = st.sampled_from(list("abc019-_. é\x00"))

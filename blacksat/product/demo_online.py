@@ -7,7 +7,7 @@ the reconfigurations spent.
   (minibatch estimates from queries alone), Adam with a cosine schedule over the steps the
   budget allows, digital layers frozen. Iterate ``i`` is recorded with the reconfigurations
   spent before it existed.
-- :func:`nevergrad`: :func:`blacksat.ng_adapter.minimize` with a registry optimizer on the loss
+- :func:`nevergrad`: :func:`blacksat.ng.adapter.minimize` with a registry optimizer on the loss
   over the full training split. Its anytime iterate after each device call is the best
   candidate measured so far (lowest loss told); the final one is the optimizer's recommendation.
 """
@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from blacksat.meter import Ledger, MeteredDevice
-from blacksat.ng_adapter import DeviceObjective, minimize
+from blacksat.ng.adapter import DeviceObjective, minimize
 
 
 @dataclass

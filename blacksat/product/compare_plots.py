@@ -1,4 +1,5 @@
-"""Reports of a comparison sweep (:func:`blacksat.compare.compare`): aggregates, markdown tables,
+"""Reports of a comparison sweep (:func:`blacksat.product.compare.compare`): aggregates, markdown
+tables,
 the head-to-head verdict, the files (``results.csv``, ``results.json``, ``summary.md``) and the
 plots (``accuracy_vs_reconfigurations.png``, ``robustness.png``; matplotlib is optional: without
 it the plots are skipped and the summary says so).
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from blacksat.compare import CompareResult, Scenario
+    from blacksat.product.compare import CompareResult, Scenario
 
 _LINESTYLE = {"nevergrad": "--", "query-only": "-", "twin-assisted": ":"}
 ACCURACY_PLOT = "accuracy_vs_reconfigurations.png"
@@ -182,7 +183,7 @@ def robustness_table(summary: Sequence[dict[str, Any]], scenario: Scenario) -> s
 
 def summary_markdown(result: CompareResult, plots: Sequence[str] = ()) -> str:
     """The ``summary.md`` text of a sweep."""
-    from blacksat.compare import scenario_dict
+    from blacksat.product.compare import scenario_dict
 
     summary = result.summary()
     pairs = "paired with the seeds" if result.paired else f"{result.chips} (every seed on each)"
@@ -225,7 +226,7 @@ def write_csv(result: CompareResult, path: Path) -> None:
 
 def write_json(result: CompareResult, path: Path) -> None:
     """Rows with traces, methods, scenario, axes and versions."""
-    from blacksat.compare import scenario_dict
+    from blacksat.product.compare import scenario_dict
 
     doc = {
         "scenario": scenario_dict(result.scenario),

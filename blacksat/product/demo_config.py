@@ -1,5 +1,5 @@
-"""The settings of the demo (:func:`blacksat.demo.run_demo`): a frozen, validated dataclass, its
-full and ``--quick`` presets, and the per-device defaults."""
+"""The settings of the demo (:func:`blacksat.product.demo.run_demo`): a frozen, validated
+dataclass, its full and ``--quick`` presets, and the per-device defaults."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ class DemoConfig:
     @classmethod
     def from_mapping(cls, data: Any, *, quick: bool = False) -> DemoConfig:
         """The preset updated with the keys of ``data`` (e.g. a TOML file's), type-checked."""
-        from blacksat.config_io import typed_fields
+        from blacksat.product.config_io import typed_fields
 
         kwargs = typed_fields(cls, data, "demo")
         return dataclasses.replace(cls.preset(quick), **kwargs)

@@ -1,6 +1,6 @@
 """The demo's ``report.md``: the setup, the accuracy table of every method, the budget curve, the
 loss-landscape summary, the plots and the timings, rendered from the results dictionary of
-:func:`blacksat.demo.run_demo` (whose module docstring documents every field)."""
+:func:`blacksat.product.demo.run_demo` (whose module docstring documents every field)."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def report_markdown(r: dict[str, Any]) -> str:
     parts += [
         f"Wall time {r.get('wall_seconds', 0.0):.1f} s ({t}).",
         "",
-        "Every field of `results.json` is documented in the `blacksat.demo` module.",
+        "Every field of `results.json` is documented in the `blacksat.product.demo` module.",
         "",
     ]
     return "\n".join(parts)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError, ShapeError
-from blacksat.perturbations import Perturbation, Probe, _factor, _radius
+from blacksat.perturbations.models import Perturbation, Probe, _factor, _radius
 
 _MAX_CORNER_DIMS = 4
 

@@ -15,7 +15,7 @@ estimates from queries alone (``"query-only"``) or use the nominal model as a ba
 - :func:`run_one`: one run as a pure function of its arguments, returning a tidy row;
 - :func:`compare`: methods x seeds x chips x budgets on any ``concurrent.futures`` executor
   (local processes by default, Dask when given a scheduler address), writing ``results.csv``,
-  ``results.json``, ``summary.md`` and the plots (:mod:`blacksat.compare_plots`).
+  ``results.json``, ``summary.md`` and the plots (:mod:`blacksat.product.compare_plots`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from blacksat.compare_methods import METHODS, Method, method
-from blacksat.compare_methods import method as _lookup  # `method` is often an argument name
 from blacksat.errors import ConfigError
+from blacksat.product.compare_methods import METHODS, Method, method
+from blacksat.product.compare_methods import method as _lookup  # `method` is often an argument name
 
 _TRACE_ROWS = 100  # traces are thinned to at most this many rows per run
 
@@ -279,7 +279,7 @@ def _run_nevergrad(
     m: Method, scenario: Scenario, task: Any, chip: Any, meter: Any, theta0: np.ndarray,
     seed: int, budget: int,
 ) -> tuple[np.ndarray, str, list[dict[str, Any]]]:  # fmt: skip
-    from blacksat.ng_adapter import DeviceObjective, minimize
+    from blacksat.ng.adapter import DeviceObjective, minimize
 
     objective = DeviceObjective(task, meter, batch_size=scenario.ng_batch_size, seed=seed)
     res = minimize(
@@ -308,7 +308,7 @@ def ng_optimizer_name(m: Method) -> str:
     blacksat's own optimizers registered)."""
     import nevergrad as ng
 
-    import blacksat.ng_optimizers  # noqa: F401  (registers blacksat's optimizers)
+    import blacksat.ng.optimizers  # noqa: F401  (registers blacksat's optimizers)
 
     name = m.options["optimizer"]
     if name not in ng.optimizers.registry:
@@ -434,21 +434,21 @@ class CompareResult:
 
     def summary(self) -> list[dict[str, Any]]:
         """Mean/std/min/max of every metric per method x budget
-        (:func:`blacksat.compare_plots.aggregate`)."""
-        from blacksat.compare_plots import aggregate
+        (:func:`blacksat.product.compare_plots.aggregate`)."""
+        from blacksat.product.compare_plots import aggregate
 
         return aggregate(self.rows, self.scenario)
 
     def head_to_head(self) -> list[dict[str, Any]]:
         """Per budget: the best query-only blacksat method against the best nevergrad
-        baseline (:func:`blacksat.compare_plots.head_to_head`)."""
-        from blacksat.compare_plots import head_to_head
+        baseline (:func:`blacksat.product.compare_plots.head_to_head`)."""
+        from blacksat.product.compare_plots import head_to_head
 
         return head_to_head(self.summary())
 
     def write(self, out_dir: str | Path) -> Path:
         """Write ``results.csv``, ``results.json``, ``summary.md`` and the plots."""
-        from blacksat.compare_plots import write_report
+        from blacksat.product.compare_plots import write_report
 
         self.out_dir = write_report(self, Path(out_dir))
         return self.out_dir

@@ -3,7 +3,7 @@
 :class:`DeviceObjective` turns a :class:`~blacksat.task.Task` on a
 :class:`~blacksat.MeteredDevice` into a black-box loss of the controls and a nevergrad
 parametrization of them. :func:`minimize` drives any optimizer of ``nevergrad``'s registry (and
-blacksat's own, :mod:`blacksat.ng_optimizers`) with an ask/tell batch loop: up to
+blacksat's own, :mod:`blacksat.ng.optimizers`) with an ask/tell batch loop: up to
 ``num_workers`` candidates per batch, evaluated by **one** ``query_many`` on the *same* metered
 device, so every method pays reconfigurations and samples through the same ledger and stops at
 the same budget. Non-finite losses are never told.
@@ -25,9 +25,9 @@ import torch
 from nevergrad.common import errors as ng_errors
 from nevergrad.optimization import base as ng_base
 
-from blacksat import ng_compat
 from blacksat.errors import BudgetExhausted, ConfigError, InvalidReading, ShapeError
 from blacksat.meter import Ledger, MeteredDevice
+from blacksat.ng import compat as ng_compat
 from blacksat.space import ParamSpace
 
 ng_compat.install()  # nevergrad 1.0.12 meta-model vs NumPy >= 2.4
@@ -283,7 +283,7 @@ def build_optimizer(
     """``ng.optimizers.registry[name](parametrization, budget, num_workers)``; with
     ``optimizer_kwargs`` a configured entry (``ConfiguredOptimizer``) is rebuilt with its config
     updated, a plain optimizer class gets them as keyword arguments."""
-    import blacksat.ng_optimizers  # noqa: F401  (registers blacksat's optimizers)
+    import blacksat.ng.optimizers  # noqa: F401  (registers blacksat's optimizers)
 
     registry = ng.optimizers.registry
     if name not in registry:

@@ -2,7 +2,7 @@
 
 A :class:`Method` is either a nevergrad optimizer (by registry name, with keyword arguments) or a
 blacksat training recipe (estimator, SAT settings, optimizer); :data:`METHODS` holds the
-baselines and blacksat's methods used by :mod:`blacksat.compare`.
+baselines and blacksat's methods used by :mod:`blacksat.product.compare`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ class Method:
     Attributes:
         name: registry / report name (e.g. ``"cma"``, ``"zo-adam"``).
         kind: ``"nevergrad"`` (a nevergrad optimizer through
-            :func:`blacksat.ng_adapter.minimize`) or ``"blacksat"`` (blacksat's
+            :func:`blacksat.ng.adapter.minimize`) or ``"blacksat"`` (blacksat's
             :class:`~blacksat.trainer.Trainer` with a gradient estimator).
         options: for ``"nevergrad"``: ``optimizer`` (a registry name) and optionally
-            ``optimizer_kwargs`` for :func:`blacksat.ng_adapter.minimize`: a configured entry
+            ``optimizer_kwargs`` for :func:`blacksat.ng.adapter.minimize`: a configured entry
             (e.g. ``"OldCMA"``, a ``ParametrizedCMA``) is rebuilt with them, e.g.
             ``{"scale": 0.5}``: CMA's initial step size as a multiple of the parametrization's
             sigma, a quarter of each control's range. (``"CMA"`` itself is nevergrad's selector

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from blacksat.compare import (
+from blacksat.errors import ConfigError
+from blacksat.product.compare import (
     METHODS,
     Method,
     Scenario,
@@ -21,8 +22,7 @@ from blacksat.compare import (
     method,
     run_one,
 )
-from blacksat.compare_plots import aggregate, head_to_head
-from blacksat.errors import ConfigError
+from blacksat.product.compare_plots import aggregate, head_to_head
 
 SMALL = Scenario(
     device_kwargs={"n_modes": 4},
@@ -238,7 +238,7 @@ def test_invalid_arguments_raise_config_error(build):
 def test_runs_pickle_for_process_and_dask_workers():
     import pickle
 
-    from blacksat import compare as module
+    from blacksat.product import compare as module
 
     args = pickle.loads(pickle.dumps((list(METHODS.values()), SMALL)))
     assert args[0] == list(METHODS.values()) and args[1] == SMALL

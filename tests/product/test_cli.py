@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from blacksat.cli import main
-from blacksat.config_io import load_toml
+from blacksat.product.cli import main
+from blacksat.product.config_io import load_toml
 from blacksat.querylog import QueryLog
 
 TINY_RUN = """
@@ -190,7 +190,7 @@ def test_train_evaluate_calibrate_round_trip(tmp_path, capsys):
     assert "greybox surrogate of mzi: fit on" in capsys.readouterr().out
     report = json.loads((tmp_path / "sur.json").read_text())
     assert report["kind"] == "greybox" and report["fit"]["n_settings"] > 0
-    from blacksat.calibrate_cmd import load_surrogate
+    from blacksat.product.calibrate_cmd import load_surrogate
 
     surrogate, fitted_for = load_surrogate(sur)
     assert type(surrogate).__name__ == "GreyBox" and fitted_for["kwargs"]["n_modes"] == 4

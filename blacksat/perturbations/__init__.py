@@ -1,0 +1,36 @@
+"""Perturbation models: the geometry of a disturbance as it acts on the controls or on nuisance
+parameters (see DESIGN.md, "Why the perturbation model is first-class").
+
+- :mod:`blacksat.perturbations.models`: control-space models (L2 ball, ASAM, per-control noise,
+  common mode, subspace) and their combination;
+- :mod:`blacksat.perturbations.nuisance`: nuisance parameters a simulated device exposes
+  (temperature, misalignment), with the paper's finite-difference adversary.
+"""
+
+from blacksat.perturbations.models import (
+    Adaptive,
+    Combined,
+    CommonMode,
+    L2Ball,
+    PerControl,
+    Perturbation,
+    PerturbationModel,
+    Probe,
+    Subspace,
+    is_zero,
+)
+from blacksat.perturbations.nuisance import NuisanceModel
+
+__all__ = [
+    "Adaptive",
+    "Combined",
+    "CommonMode",
+    "L2Ball",
+    "NuisanceModel",
+    "PerControl",
+    "Perturbation",
+    "PerturbationModel",
+    "Probe",
+    "Subspace",
+    "is_zero",
+]
