@@ -257,9 +257,12 @@ class NGResult:
         ledger: the device cost of the run (the metered device's ledger difference).
         told: finite losses told in all; skipped_nonfinite: evaluations not told.
         stop: ``"budget"`` (reconfiguration/sample budget spent, or the meter refused) or
-            ``"completed"`` (the optimizer stopped early, or was asked its whole evaluation
-            budget while reconfigurations remained because some settings repeated the held one).
+            ``"completed"`` (the optimizer stopped early, or it was asked
+            :data:`ASK_LIMIT` times the budget, repeating settings, before the budget was spent).
         best_loss: lowest finite loss told (``inf`` if none).
+        repeats: evaluations that cost no reconfiguration (a setting equal to the one the
+            device held: optimizers such as nevergrad's OnePlusOne re-propose a point now and
+            then); the run keeps asking until its reconfigurations are spent.
     """
 
     theta: np.ndarray
@@ -270,6 +273,7 @@ class NGResult:
     skipped_nonfinite: int
     stop: str
     best_loss: float = field(default=float("inf"))
+    repeats: int = 0
 
 
 def build_optimizer(
@@ -283,6 +287,7 @@ def build_optimizer(
     """``ng.optimizers.registry[name](parametrization, budget, num_workers)``; with
     ``optimizer_kwargs`` a configured entry (``ConfiguredOptimizer``) is rebuilt with its config
     updated, a plain optimizer class gets them as keyword arguments."""
+    import blacksat.baselines  # (registers the in-situ baselines)
     import blacksat.ng.optimizers  # noqa: F401  (registers blacksat's optimizers)
 
     registry = ng.optimizers.registry
@@ -319,11 +324,15 @@ def minimize(
 ) -> NGResult:
     """Minimize the objective with a nevergrad optimizer, in batches of one device call.
 
-    ``budget`` counts reconfigurations (the device's expensive unit) spent by this run; it is
-    also the optimizer's evaluation budget. The parametrization (:meth:`DeviceObjective.
+    ``budget`` counts reconfigurations (the device's expensive unit) spent by this run, and is
+    the evaluation budget the optimizer is built with. A setting equal to the one the device
+    holds costs no reconfiguration, so the run keeps asking until its reconfigurations are spent
+    (up to :data:`ASK_LIMIT` times the budget in asks): every run spends its whole budget.
+    Generation-based optimizers (CMA, :mod:`blacksat.baselines`) get batches cut at their
+    generation boundary. The parametrization (:meth:`DeviceObjective.
     parametrization` at ``init``) gets ``np.random.RandomState(seed)`` before the optimizer is
     built. Each batch asks ``k = min(num_workers, reconfigurations left (this run and the
-    meter's hard budget), samples left // B, evaluations left)`` candidates, evaluates them with
+    meter's hard budget), samples left // B, asks left)`` candidates, evaluates them with
     ONE :meth:`DeviceObjective.losses` call, tells every finite loss and skips the others (never
     telling NaN/inf; optimizers with a ``drop(candidate)`` method, blacksat's, are told of the
     skip), and records a trace row. It stops when a budget is spent, when the meter raises
@@ -402,7 +411,9 @@ def minimize(
         theta = objective.space.project(rec)
     else:
         theta = x0
-    return NGResult(theta, optimizer, trace, meter.ledger - start, told, skipped, stop, best)
+    ledger = meter.ledger - start
+    repeats = told + skipped - ledger.reconfigurations
+    return NGResult(theta, optimizer, trace, ledger, told, skipped, stop, best, max(repeats, 0))
 
 
 def _batch_size(
@@ -419,11 +430,16 @@ def _batch_size(
         reconf = min(reconf, left.samples // objective.inputs_per_call)
     if reconf <= 0:
         return 0, "budget"
-    evals = budget - opt.num_ask
+    evals = ASK_LIMIT * budget - opt.num_ask
     if evals <= 0:
         return 0, "completed"
     k = min(num_workers, reconf, evals)
     return min(k, _generation_left(opt) or k), ""
+
+
+#: a run keeps asking while reconfigurations remain (repeated settings are free), up to this many
+#: times its budget in asks
+ASK_LIMIT = 4
 
 
 def _generation_left(opt: Any) -> int | None:
@@ -438,6 +454,9 @@ def _generation_left(opt: Any) -> int | None:
     (NGOpt and kin) are looked through to the optimizer they chose; ``None`` for every other.
     """
     for _ in range(4):  # NGOpt -> chosen optimizer -> ...
+        left = getattr(opt, "generation_left", None)
+        if callable(left):  # blacksat's generation optimizers say it themselves
+            return int(left()) or None
         pending = getattr(opt, "_to_be_asked", None)
         if isinstance(pending, deque):
             return len(pending) if pending and hasattr(opt, "es") else None

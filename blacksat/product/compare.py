@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
-from blacksat.product.compare_methods import METHODS, Method, method
+from blacksat.product.compare_methods import BASELINES, METHODS, Method, method
 from blacksat.product.compare_methods import method as _lookup  # `method` is often an argument name
 
 _TRACE_ROWS = 100  # traces are thinned to at most this many rows per run
@@ -308,6 +308,7 @@ def ng_optimizer_name(m: Method) -> str:
     blacksat's own optimizers registered)."""
     import nevergrad as ng
 
+    import blacksat.baselines  # (registers the in-situ baselines)
     import blacksat.ng.optimizers  # noqa: F401  (registers blacksat's optimizers)
 
     name = m.options["optimizer"]
@@ -617,13 +618,14 @@ QUICK_BUDGETS = (64, 128)
 
 
 def target(quick: bool = False) -> dict[str, Any]:
-    """The benchmark sweep (``compare(**target(), out_dir=...)``): every registered method on
-    the default :class:`Scenario` (16-mode mesh, s_bs = 0.05, digits, centre init, full-train
+    """The benchmark sweep (``compare(**target(), out_dir=...)``): every registered method but
+    the in-situ :data:`~blacksat.product.compare_methods.BASELINES` on the default
+    :class:`Scenario` (16-mode mesh, s_bs = 0.05, digits, centre init, full-train
     nevergrad losses), seeds 0, 1, 2 each on its own chip (``chips="paired"``), budgets 1000,
     5000 and 20000 reconfigurations. ``quick=True``: two seeds and budgets
     :data:`QUICK_BUDGETS` (a smoke run of a few minutes)."""
     return {
-        "methods": list(METHODS.values()),
+        "methods": [m for name, m in METHODS.items() if name not in BASELINES],
         "scenario": Scenario(),
         "seeds": [0, 1] if quick else [0, 1, 2],
         "chips": "paired",

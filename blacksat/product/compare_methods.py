@@ -174,6 +174,12 @@ METHODS: dict[str, Method] = {
         _ng("pso", "PSO", "particle swarm"),
         _ng("two-points-de", "TwoPointsDE", "differential evolution, two-point crossover"),
         _ng("random-search", "RandomSearch", "uniform random search"),
+        _ng("flops", "FLOPS", "one-sided Gaussian-smoothing ZO SGD (Gu et al., DAC 2020)"),
+        _ng("mixedtrain", "MixedTrain", "sparse greedy coordinate descent (Gu et al., AAAI 2021)"),
+        _ng("pepg", "PEPG", "parameter-exploring policy gradients, symmetric sampling"),
+        _ng("lra-cma", "LRACMA", "CMA-ES with learning-rate adaptation for noise (cmaes)"),
+        _ng("sep-cma", "SepCMA", "separable CMA-ES (cmaes)"),
+        _ng("uh-cma", "UHCMA", "CMA-ES with uncertainty handling (pycma NoiseHandler)"),
         Method("zo-adam", "blacksat", _ZO, "zeroth-order Adam on minibatches (query-only)"),
         Method(
             "zo-sat",
@@ -198,6 +204,11 @@ METHODS: dict[str, Method] = {
 }
 
 
+#: the in-situ and noisy-CMA baselines of :mod:`blacksat.baselines` (registered above; not part
+#: of :func:`blacksat.product.compare.target`, whose published sweep predates them)
+BASELINES = ("flops", "mixedtrain", "pepg", "lra-cma", "sep-cma", "uh-cma")
+
+
 def method(name: str | Method) -> Method:
     """A registered :class:`Method` by name (a :class:`Method` is returned unchanged)."""
     if isinstance(name, Method):
@@ -211,4 +222,4 @@ def method(name: str | Method) -> Method:
     return METHODS[name]
 
 
-__all__ = ["METHODS", "Kind", "Method", "method"]
+__all__ = ["BASELINES", "METHODS", "Kind", "Method", "method"]
