@@ -66,11 +66,10 @@ def query_cost(
 
 
 def _clip(space: ParamSpace | None, thetas: torch.Tensor) -> torch.Tensor:
+    """``thetas (..., d)`` into ``space``: clipped, periodic controls wrapped (no gradient)."""
     if space is None:
         return thetas
-    lo = torch.tensor(space.lower, dtype=thetas.dtype)
-    hi = torch.tensor(space.upper, dtype=thetas.dtype)
-    return torch.minimum(torch.maximum(thetas, lo), hi)
+    return space.project(thetas)
 
 
 class Autograd:
@@ -227,7 +226,8 @@ class ZerothOrder(_DeviceEstimator):
     coordinates, summed with weight ``d / q`` so the estimate stays unbiased; ``q=None`` takes all
     ``d``: exact finite differences). All settings
     of a step go to the device in **one** ``query_many`` call, on the same minibatch. Settings are
-    clipped into the device's bounds before sending (near a bound the difference is one-sided).
+    clipped into the device's bounds before sending (near a bound the difference is one-sided;
+    a periodic control wraps instead, so ``theta +- sigma u`` stays two-sided on the circle).
 
     Digital layers after the device (``task.back``) get exact gradients from the readings already
     paid for; a trainable front end cannot be differentiated through an opaque device (its

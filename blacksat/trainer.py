@@ -6,7 +6,8 @@ One step (``DESIGN.md``, data flow)::
     batch  <- next minibatch of the epoch's permutation (drawn from the run's generator)
     est    <- estimator(theta, batch, StepContext(rng, momentum, extra_loss=SAF term))
     theta.grad, digital .grad <- est.grad, est.digital_grads
-    optimizer step; scheduler step; theta <- clip(theta, lower, upper)   (no level snapping)
+    optimizer step; scheduler step; theta <- space.project(theta)   (clip, or wrap a periodic
+    control; no level snapping)
     SAF records est.logits (readings already paid for); JSONL log line; checkpoint every N steps
 
 A step is a transaction: the estimator is the only call that reaches a device, and it runs before
@@ -89,8 +90,9 @@ class Trainer:
         task: the :class:`~blacksat.task.Task` (``task.batch("train", index)`` builds batches;
             its digital layers are trained **in place**).
         estimator: a :class:`~blacksat.objective.GradientEstimator` over ``task``.
-        space: the controls' :class:`~blacksat.ParamSpace`; ``theta`` is clipped into its bounds
-            after every step (the continuous relaxation is kept: no level snapping).
+        space: the controls' :class:`~blacksat.ParamSpace`; ``theta`` is projected onto it
+            after every step (:meth:`~blacksat.ParamSpace.project`: clipped into the bounds, a
+            periodic control wrapped; the continuous relaxation is kept: no level snapping).
         config: a :class:`TrainConfig` (default ``TrainConfig()``).
         meter: the :class:`~blacksat.meter.MeteredDevice` the estimator queries, if any: its
             ledger is the run's ledger, saved in checkpoints and restored on resume.
@@ -164,8 +166,6 @@ class Trainer:
         all_digital = list(task.digital_parameters()) if hasattr(task, "digital_parameters") else []
         self._all_digital = all_digital
         self._digital = [p for p in all_digital if p.requires_grad] if config.train_digital else []
-        self._lo = torch.tensor(space.lower, dtype=torch.float64)
-        self._hi = torch.tensor(space.upper, dtype=torch.float64)
         self._theta: torch.nn.Parameter | None = None
         self._clean = True
 
@@ -344,7 +344,7 @@ class Trainer:
             p.grad = g
         self._opt.step()
         with torch.no_grad():
-            self._theta.copy_(torch.clamp(self._theta, self._lo, self._hi))
+            self._theta.copy_(self.space.project(self._theta))  # clip; periodic: wrap
         self._opt.zero_grad(set_to_none=True)
         if not all(bool(torch.isfinite(p).all()) for p in (self._theta, *self._digital)):
             raise NonFiniteError(

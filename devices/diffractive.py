@@ -259,7 +259,8 @@ class DiffractiveNetwork(SimulatedDevice):
             distance: ``z`` (m) between consecutive planes (input -> mask 1 -> ... -> mask L ->
             camera), one value or ``L + 1`` [2e-3].
         pad_factor: zero padding, grid side ``N = n + 2 ceil(n (pad_factor - 1) / 2)`` [2.0].
-        n_classes: detector regions [10]; levels: SLM gray levels over ``[0, 2 pi)`` [256].
+        n_classes: detector regions [10]; levels: SLM gray levels over ``[0, 2 pi)`` [256],
+            a periodic control (period ``2 pi``: the last level neighbours the first).
         s_align: static misalignment per mask (pixels) [0.25, i.e. 2 um of assembly error]:
             shift ``N(0, s_align^2)`` per axis, rotation and scale errors moving the aperture
             edge by the same amount (``std = s_align / (n / 2)`` rad and relative scale).
@@ -357,6 +358,7 @@ class DiffractiveNetwork(SimulatedDevice):
             0.0,
             step * (self.levels - 1),
             levels=np.arange(self.levels) * step,
+            periodic=2 * np.pi,  # the levels cover a full period: level L - 1 neighbours 0
         )
         super().__init__(
             seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance

@@ -195,14 +195,15 @@ class MZIHybrid(SimulatedDevice):
         self.thermal_coeff: float = self._mesh_args["thermal_coeff"]
         self.s_ps: float = self._mesh_args["s_ps"]
         names = [f"m{i}.{name}" for i in (1, 2) for name in probe.space.names]
-        self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names)
+        self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names, periodic=True)
         super().__init__(
             seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
         )
 
     @property
     def space(self) -> ParamSpace:
-        """``d = 2 N (N - 1)`` phases, each in ``[0, 2 pi]`` rad (mesh 1's, then mesh 2's)."""
+        """``d = 2 N (N - 1)`` phases, each in ``[0, 2 pi]`` rad, periodic (``2 pi``; mesh 1's,
+        then mesh 2's)."""
         return self._space
 
     @property

@@ -11,7 +11,12 @@ amplitudes), internal-arm amplitude transmissions ``A = diag(a_top, a_bot)`` and
 Optica 3, 1460 (2016); Shen et al., Nat. Photon. 11, 441 (2017)).
 
 Controls: ``d = N (N - 1)`` phases in radians, bounds ``[0, 2 pi]``, interleaved per MZI:
-``theta[2k] = "mzi{k}.theta"`` (internal), ``theta[2k + 1] = "mzi{k}.phi"`` (external).
+``theta[2k] = "mzi{k}.theta"`` (internal), ``theta[2k + 1] = "mzi{k}.phi"`` (external). The
+phases are **periodic** (period ``2 pi``: the simulated shifters cover a full period, and the
+light sees ``exp(i phase)``), so optimizers wrap them instead of sticking to ``0``/``2 pi``; only
+the hidden thermal crosstalk below, proportional to the commanded value, is not periodic (a
+command of ``2 pi`` heats the neighbours, ``0`` does not), as on a chip whose heaters are driven
+anywhere in one period.
 
 The **truth** of a chip holds, beyond the nominal lossless ideal mesh:
 
@@ -354,14 +359,14 @@ class MZIMesh(SimulatedDevice):
         self.detection = detection
         self.layout = mesh_layout(self.n_modes)
         names = [f"mzi{k}.{p}" for k in range(len(self.layout)) for p in ("theta", "phi")]
-        self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names)
+        self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names, periodic=True)
         super().__init__(
             seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
         )
 
     @property
     def space(self) -> ParamSpace:
-        """``d = N (N - 1)`` phases, each in ``[0, 2 pi]`` rad."""
+        """``d = N (N - 1)`` phases, each in ``[0, 2 pi]`` rad, periodic (``2 pi``)."""
         return self._space
 
     @property

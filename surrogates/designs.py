@@ -1,7 +1,8 @@
 """Experiment designs: which settings (and inputs) to query to learn a device.
 
-Global designs fill the control box: :func:`sobol` (scrambled Sobol, low discrepancy),
-:func:`latin_hypercube` (one point per stratum in every control) and :func:`uniform`. A
+Global designs fill the control box (a periodic control's whole circle, uniformly):
+:func:`sobol` (scrambled Sobol, low discrepancy), :func:`latin_hypercube` (one point per stratum
+in every control) and :func:`uniform`. A
 :func:`local` design samples around an iterate, to refresh a surrogate where the optimizer is.
 Every design returns settings ``(n, d)`` inside the :class:`~blacksat.ParamSpace` bounds, snapped
 to its discrete ``levels`` when it has them, and is a pure function of its ``seed`` (``None``,
@@ -72,7 +73,8 @@ def local(
     seed: Seed,
     kind: Literal["sobol", "gaussian"] = "sobol",
 ) -> np.ndarray:
-    """``n`` settings around ``center``, ``(n, d)``, clipped into the box.
+    """``n`` settings around ``center``, ``(n, d)``, projected into the space (clipped into
+    the box; a periodic control wraps around its circle).
 
     Args:
         space: the control space.
@@ -99,7 +101,7 @@ def local(
         step = _rng(seed).standard_normal((n, space.dim))
     else:
         raise ConfigError(f"local design kind must be 'sobol' or 'gaussian', got {kind!r}")
-    return space.snap(np.clip(c + r * step, space.lower, space.upper))
+    return space.snap(space.project(c + r * step))
 
 
 # ---------------------------------------------------------------------- inputs
@@ -270,8 +272,9 @@ def _check_radius(radius: Any, d: int) -> np.ndarray:
 
 
 def _to_space(space: ParamSpace, unit: np.ndarray) -> np.ndarray:
-    """Map ``unit (n, d)`` in ``[0, 1)`` to the box and snap to levels."""
-    return space.snap(np.clip(space.lower + unit * space.width, space.lower, space.upper))
+    """Map ``unit (n, d)`` in ``[0, 1)`` to ``[lower, lower + span)`` (the box; a periodic
+    control's whole circle) and snap to levels (on the circle)."""
+    return space.snap(space.project(space.lower + unit * space.span))
 
 
 __all__ = [

@@ -37,6 +37,12 @@ BoundMethod = Literal["bouncing", "clipping"]
 #: the prior's standard deviation is the range over this: ``z = +-2`` of nevergrad's unit
 #: (standardized) prior reaches the faces of the box from its center
 PRIOR_SPAN = 4.0
+#: A periodic control's nevergrad bounds extend this many periods beyond its canonical range on
+#: each side (nevergrad has no circular scalar, and only clipping takes open bounds): the
+#: objective wraps every value, so the landscape nevergrad sees is periodic and nothing sticks
+#: or bounces at ``lower``/``upper``; a bound is met only after ``PERIODIC_TURNS`` full turns,
+#: and uniform sampling over the ``2 PERIODIC_TURNS + 1`` whole periods is uniform on the circle.
+PERIODIC_TURNS = 2
 
 
 @contextmanager
@@ -127,6 +133,10 @@ class DeviceObjective:
           third (too timid for a device box a PNN uses fully, e.g. phases over ``[0, 2 pi]``),
           while ``/ 2`` would put a third of the draws outside. Optimizers' step sizes
           (mutation scales, blacksat's ``sigma``, ``lr``, ``rho``) are then in quarter-ranges.
+        - periodic controls (:attr:`ParamSpace.periodic`): bounds ``PERIODIC_TURNS`` whole
+          periods wider on each side and sigma ``period / 4``; :meth:`losses` wraps every value
+          into the canonical range, so a step across ``lower``/``upper`` comes out on the other
+          side of the circle instead of bouncing or sticking.
         - init: ``init`` (validated, in bounds, copied) or the box center.
         - uniform full-range sampling for sampling-based optimizers (nevergrad's default
           with both bounds set).
@@ -143,11 +153,14 @@ class DeviceObjective:
             raise ConfigError(f"method must be 'bouncing' or 'clipping', got {method!r}")
         x0 = sp.center if init is None else self._init(init)
         param = ng.p.Array(init=x0)
-        param.set_mutation(sigma=sp.width / PRIOR_SPAN)
+        param.set_mutation(sigma=sp.span / PRIOR_SPAN)
         # a generator of its own (shared with the sigma sub-parameter) before anything reads
         # one: nevergrad would otherwise seed it from numpy's global RNG
         param.random_state = np.random.RandomState(self.seed)
-        param.set_bounds(sp.lower.copy(), sp.upper.copy(), method=method)
+        turns = np.where(sp.periodic, PERIODIC_TURNS * sp.period, 0.0)
+        param.set_bounds(
+            sp.lower - turns, np.maximum(sp.upper, sp.lower + sp.period) + turns, method=method
+        )
         param.function.deterministic = self.batch_size is None
         return param
 
@@ -163,7 +176,8 @@ class DeviceObjective:
     def losses(self, thetas: np.ndarray) -> np.ndarray:
         """``thetas (K, d)`` -> float64 ``losses (K,)`` from ONE ``query_many`` call.
 
-        Settings are clipped into the bounds before sending (the input is not modified); a
+        Settings are projected into the space before sending (clipped into the bounds, a
+        periodic control wrapped; the input is not modified); a
         setting holding NaN or +-inf is never sent (clipping would turn an infinity into a
         bound) and gets ``+inf``, like a setting whose reading (or loss) is non-finite: never
         an exception, the driver decides what to tell (the meter charges a call with a bad
@@ -180,7 +194,7 @@ class DeviceObjective:
         out = np.full(arr.shape[0], np.inf)
         if not finite.any():
             return out
-        t = np.clip(arr[finite], self.space.lower, self.space.upper)
+        t = self.space.project(arr[finite])
         batch = self._batch()
         with frozen(self.task):
             x = self.task.encode(batch.features).to(torch.float64).numpy()

@@ -128,7 +128,7 @@ class _Tracked(DeviceObjective):
         out = super().losses(thetas)
         i = int(np.argmin(out))
         if np.isfinite(out[i]) and out[i] < self.best[0]:
-            self.best = (float(out[i]), np.clip(thetas[i], self.space.lower, self.space.upper))
+            self.best = (float(out[i]), self.space.project(thetas[i]))
         spent = self.device.ledger.reconfigurations
         if self.best[1] is not None:
             self.rows.append((spent, self.best[1].copy()))

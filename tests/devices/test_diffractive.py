@@ -18,7 +18,7 @@ from blacksat.devices.diffractive import (
     DiffractivePhysics,
     detector_layout,
 )
-from blacksat.errors import ConfigError, OutOfBoundsError
+from blacksat.errors import ConfigError
 
 OFF = {
     "s_align": 0.0,
@@ -171,8 +171,14 @@ def test_spec_controls_and_shapes() -> None:
     theta = np.random.default_rng(0).integers(0, 63, dev.space.dim) * step
     x = _inputs(2, 16)
     assert np.array_equal(dev.query(theta + 0.4 * step, x), dev.query(theta, x))  # SLM levels
-    with pytest.raises(OutOfBoundsError):
-        dev.query(np.full(dev.space.dim, 7.0), _inputs(2, 16))
+    # SLM phases are periodic (64 levels over 2 pi): 7 rad is level round((7 - 2 pi) / step)
+    assert dev.space.periodic.all() and np.all(dev.space.period == 2 * np.pi)
+    assert np.array_equal(
+        dev.query(np.full(dev.space.dim, 7.0), x),
+        dev.query(np.full(dev.space.dim, 7.0 - 2 * np.pi), x),
+    )
+    # and the last level's upper half snaps to level 0, its neighbour on the circle
+    assert np.all(dev.space.snap(np.full(dev.space.dim, 2 * np.pi - 0.4 * step)) == 0.0)
 
 
 def test_config_roundtrip_is_json_and_rebuilds_the_same_chip() -> None:
