@@ -164,7 +164,10 @@ class Crossbar(SimulatedDevice):
         spread of ``0.5 / sqrt(n_in)`` so that inner layers start with a gradient."""
         gen = np.random.default_rng(rng)
         scales = np.concatenate(
-            [np.full(2 * o * i, 0.5 / math.sqrt(i)) for i, o in itertools.pairwise(self.layer_sizes)]
+            [
+                np.full(2 * o * i, 0.5 / math.sqrt(i))
+                for i, o in itertools.pairwise(self.layer_sizes)
+            ]
         )
         return np.clip(0.5 + scales * gen.standard_normal(self.space.dim), 0.0, 1.0)
 
@@ -275,6 +278,16 @@ class Crossbar(SimulatedDevice):
         if self._held is not None:
             writes[0] = bool(np.any(thetas[0] != self._held[0]))
         return writes
+
+    def reprogram(self, theta: ArrayLike) -> None:
+        """Write ``theta (d,)`` now, even if it is the held setting (fresh programming noise;
+        the held conductances start drifting again from ``age``)."""
+        t = self.space.validate(theta)
+        applied = t + self._advance_drift(1)[0]
+        sigma = self.program_noise * (0.5 + 0.5 * np.clip(applied, 0.0, 1.0))
+        pnoise = sigma * self._program_rng.standard_normal((1, self.space.dim))[0]
+        self._held = (t.copy(), applied, pnoise)
+        self._reads = 0
 
     def query_many(self, thetas: ArrayLike, x: ArrayLike) -> np.ndarray:
         """``thetas (K, d)``, ``x (B, n_in)`` -> ADC readings ``(K, B, n_out)`` (float64).

@@ -28,7 +28,7 @@ def test_ideal_crossbar_is_the_matrix_product():
     dev = Crossbar(layer_sizes=(7, 5), **IDEAL)
     theta = _setting(dev)
     x = np.random.default_rng(1).uniform(-1, 1, (9, 7))
-    (pos, neg), = dev.split_controls(theta)
+    ((pos, neg),) = dev.split_controls(theta)
     np.testing.assert_allclose(dev.query(theta, x), x @ (pos - neg).T, atol=1e-5)
 
 
@@ -58,7 +58,9 @@ def test_a_held_setting_keeps_drifting_and_reprogramming_resets_it():
     theta = _setting(held)
     ys = [held.query(theta, x) for _ in range(4)]
     for n, y in enumerate(ys):
-        np.testing.assert_allclose(y, ys[0] * ((DRIFT_T0 + 30.0 * n) / DRIFT_T0) ** -0.05, 1e-5, 2e-6)
+        np.testing.assert_allclose(
+            y, ys[0] * ((DRIFT_T0 + 30.0 * n) / DRIFT_T0) ** -0.05, 1e-5, 2e-6
+        )
     fresh = Crossbar(layer_sizes=(5, 3), reprogram=True, **kw)
     np.testing.assert_allclose(fresh.query(theta, x), fresh.query(theta, x), rtol=1e-12)
     assert fresh.reprograms_on_query and not held.reprograms_on_query
