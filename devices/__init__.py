@@ -20,8 +20,8 @@ DEVICES: dict[str, type[SimulatedDevice]] = {
 }
 
 __all__ = [
-    "Crossbar",
     "DEVICES",
+    "Crossbar",
     "DiffractiveNetwork",
     "MRRWeightBank",
     "MZIHybrid",
