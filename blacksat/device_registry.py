@@ -51,7 +51,7 @@ def registered() -> dict[str, Any]:
             continue  # a built-in name cannot be taken over
         try:
             out[name] = ep.load()
-        except Exception:  # noqa: BLE001 - listed by `blacksat devices` as unloadable
+        except Exception:  # an unloadable entry point raises when asked for by name
             continue
     return out
 
@@ -187,6 +187,18 @@ def shapes(device: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return out[0], out[1]
 
 
+def check_task_fits(task: Any, device: Any) -> None:
+    """A one-line ConfigError when ``task`` encodes inputs of another shape than ``device``
+    takes, or the device declares no shapes."""
+    in_shape, _ = shapes(device)
+    got = tuple(int(v) for v in getattr(task, "input_shape", ()))
+    if got != in_shape:
+        raise ConfigError(
+            f"the task encodes inputs of shape {got}, but the device "
+            f"{type(device).__name__} expects {in_shape}"
+        )
+
+
 def describe(device: Any) -> dict[str, Any]:
     """A JSON-friendly description of any device: controls, bounds, shapes, what it declares,
     and the names of its perturbation models."""
@@ -208,7 +220,7 @@ def describe(device: Any) -> dict[str, Any]:
     models = getattr(device, "perturbation_models", None)
     try:
         base["perturbation_models"] = sorted(models()) if callable(models) else []
-    except Exception as exc:  # noqa: BLE001 - a description never fails
+    except Exception as exc:  # a description never fails
         base["perturbation_models"] = f"unavailable ({type(exc).__name__})"
     return base
 
@@ -218,6 +230,7 @@ __all__ = [
     "accepts",
     "call_factory",
     "check_device",
+    "check_task_fits",
     "describe",
     "load_factory",
     "lookup",
