@@ -33,9 +33,20 @@ class Device(Protocol):
     Attributes:
         space: the :class:`~blacksat.ParamSpace` of the controls.
 
-    Optional attributes that blacksat uses when present: ``input_shape`` and ``output_shape``
-    (shape of one input / one output, without the batch axis), used to validate inputs before
-    they are sent and readings after they come back.
+    Optional attributes that blacksat uses when present:
+
+    - ``input_shape`` and ``output_shape`` (shape of one input / one output, without the batch
+      axis), used to validate inputs before they are sent and readings after they come back, and
+      to build a generic task;
+    - ``reprograms_on_query`` (bool, default False): whether the driver programs every setting it
+      is sent, even the one the device already holds. False: re-sending the held setting is free
+      (no reconfiguration is charged); True: every setting sent is charged one reconfiguration;
+    - ``reprogram(theta)``: program ``theta`` again even if it is held (a driver whose
+      ``reprograms_on_query`` is False offers it for an explicit, charged re-program, e.g. to
+      measure programming noise);
+    - ``input_range`` (``(lo, hi)``): the limits of the inputs the device accepts, and
+      ``output_kind`` (``"power"``: non-negative optical powers, ``"signed"``: signed
+      electrical readings), used to choose a generic task's encoding and readout.
     """
 
     space: ParamSpace

@@ -7,8 +7,12 @@ Readings are checked on the way back (shape, finiteness).
 
 Two units are counted (see ``DESIGN.md``):
 
-- **reconfigurations**: distinct settings applied. Applying the setting the device already holds
-  costs nothing; within ``query_many`` each setting that differs from the one before it costs one.
+- **reconfigurations**: settings programmed into the device. What re-sending the held setting
+  costs follows the driver (its ``reprograms_on_query`` attribute, default False): a device that
+  keeps its setting is not programmed again, so applying the setting it holds costs nothing and
+  within ``query_many`` each setting that differs from the one before it costs one; a device that
+  re-programs on every call is charged one per setting sent, equal or not. An explicit re-program
+  of the held setting (:meth:`MeteredDevice.reprogram`, ``query(..., reprogram=True)``) costs one.
 - **samples**: inputs forwarded through a configured device: ``B`` per setting, ``K * B`` for a
   ``query_many`` of ``K`` settings.
 
@@ -154,6 +158,11 @@ class MeteredDevice:
         self._observers = list(observers)
         self._ledger = Ledger()
         self._applied: np.ndarray | None = None
+        flag = getattr(device, "reprograms_on_query", False)
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ConfigError(f"device.reprograms_on_query must be True or False, got {flag!r}")
+        #: whether the device programs every setting it is sent, even the one it holds
+        self.reprograms_on_query = bool(flag)
         self.input_shape: tuple[int, ...] | None = _shape_attr(device, "input_shape")
         self.output_shape: tuple[int, ...] | None = _shape_attr(device, "output_shape")
 
@@ -178,13 +187,15 @@ class MeteredDevice:
             samples=-1 if b.samples is None else b.samples - u.samples,
         )
 
-    def cost(self, thetas: ArrayLike, batch_size: int) -> Ledger:
-        """The cost of sending validated settings ``thetas (K, d)`` with ``batch_size`` inputs."""
+    def cost(self, thetas: ArrayLike, batch_size: int, *, reprogram: bool = False) -> Ledger:
+        """The cost of sending validated settings ``thetas (K, d)`` with ``batch_size`` inputs
+        (``reprogram``: the first setting is programmed even if the device holds it)."""
         t = np.asarray(thetas, dtype=np.float64)
         changed = np.ones(t.shape[0], dtype=bool)
-        changed[1:] = np.any(t[1:] != t[:-1], axis=1)
-        if self._applied is not None:
-            changed[0] = bool(np.any(t[0] != self._applied))
+        if not self.reprograms_on_query:
+            changed[1:] = np.any(t[1:] != t[:-1], axis=1)
+            if self._applied is not None and not reprogram:
+                changed[0] = bool(np.any(t[0] != self._applied))
         return Ledger(int(changed.sum()), int(t.shape[0] * batch_size), 1, 0)
 
     def can_afford(self, cost: Ledger) -> bool:
@@ -200,10 +211,36 @@ class MeteredDevice:
         self._observers.append(observer)
 
     # ------------------------------------------------------------------ Device protocol
-    def query(self, theta: ArrayLike, x: ArrayLike) -> np.ndarray:
-        """``theta (d,)``, ``x (B, *in)`` -> ``(B, *out)``; validated, budgeted, counted."""
+    def query(self, theta: ArrayLike, x: ArrayLike, *, reprogram: bool = False) -> np.ndarray:
+        """``theta (d,)``, ``x (B, *in)`` -> ``(B, *out)``; validated, budgeted, counted.
+
+        ``reprogram=True`` reads a fresh programming of ``theta`` even when the device holds it
+        (one reconfiguration; a device that keeps its setting must offer ``reprogram(theta)``)."""
         t = self._space.validate(theta, policy=self.policy)[None]
-        return self._send(t, x, single=True)[0]
+        if reprogram and not self.reprograms_on_query:
+            self._reprogrammer()
+        return self._send(t, x, single=True, reprogram=bool(reprogram))[0]
+
+    def reprogram(self, theta: ArrayLike) -> None:
+        """Program ``theta (d,)`` again, even if the device holds it: one reconfiguration, no
+        samples (e.g. to measure programming noise). Needs the device's ``reprogram(theta)``."""
+        t = self._space.validate(theta, policy=self.policy)
+        write = self._reprogrammer()
+        cost = Ledger(1, 0, 1, 0)
+        self._check_budget(cost)
+        try:
+            write(t)
+        except BaseException as exc:
+            self._charge(cost, failed=True)
+            self._applied = None
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, BlacksatError)):
+                raise
+            wrapper = DeviceTimeout if isinstance(exc, TimeoutError) else DeviceError
+            raise wrapper(
+                f"device raised {type(exc).__name__} re-programming: {exc}; it was charged"
+            ) from exc
+        self._charge(cost, failed=False)
+        self._applied = t.copy()
 
     def query_many(self, thetas: ArrayLike, x: ArrayLike) -> np.ndarray:
         """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``; one device call."""
@@ -232,19 +269,37 @@ class MeteredDevice:
             u.failures + int(failed),
         )
 
-    def _send(self, thetas: np.ndarray, x: ArrayLike, *, single: bool) -> np.ndarray:
+    def _reprogrammer(self) -> Callable[[np.ndarray], Any]:
+        write = getattr(self._device, "reprogram", None)
+        if not callable(write):
+            raise ConfigError(
+                f"{type(self._device).__name__} keeps the setting it holds "
+                "(reprograms_on_query is False) and has no reprogram(theta) method: "
+                "it cannot re-program the same setting on demand"
+            )
+        return write
+
+    def _send(
+        self, thetas: np.ndarray, x: ArrayLike, *, single: bool, reprogram: bool = False
+    ) -> np.ndarray:
         xs = check_inputs(x, self.input_shape)
         if self.retry is None:
-            return self._attempt(thetas, xs, single)
+            return self._attempt(thetas, xs, single, reprogram)
         return self.retry.call(
-            lambda: self._attempt(thetas, xs, single),
-            before_retry=lambda: self._check_budget(self.cost(thetas, xs.shape[0])),
+            lambda: self._attempt(thetas, xs, single, reprogram),
+            before_retry=lambda: self._check_budget(
+                self.cost(thetas, xs.shape[0], reprogram=reprogram)
+            ),
         )
 
-    def _attempt(self, thetas: np.ndarray, xs: np.ndarray, single: bool) -> np.ndarray:
-        cost = self.cost(thetas, xs.shape[0])
+    def _attempt(
+        self, thetas: np.ndarray, xs: np.ndarray, single: bool, reprogram: bool = False
+    ) -> np.ndarray:
+        cost = self.cost(thetas, xs.shape[0], reprogram=reprogram)
         self._check_budget(cost)
         try:
+            if reprogram and not self.reprograms_on_query:
+                self._device.reprogram(thetas[0])
             raw = (
                 self._device.query(thetas[0], xs) if single else self._device.query_many(thetas, xs)
             )

@@ -133,12 +133,15 @@ class Task:
         self.front = front
         self.back = back
         self.dtype = torch.float32
+        #: how the task was chosen (e.g. a generic task's front end, encoding and readout)
+        self.choices: dict[str, Any] = {}
 
     def to(self, dtype: torch.dtype) -> Task:
-        """Cast the digital layers and the features this task produces to ``dtype``
+        """Cast every tensor the task owns (the digital layers, and the parameters and buffers
+        of an encoder or readout that is a module) and the features it produces to ``dtype``
         (in place); returns ``self``."""
-        for m in (self.front, self.back):
-            if m is not None:
+        for m in (self.front, self.back, self.encoder, self.readout):
+            if isinstance(m, nn.Module):
                 m.to(dtype)
         self.dtype = dtype
         return self

@@ -9,17 +9,19 @@ drift, and ``K x B`` vectorized evaluation.
 """
 
 from blacksat.devices.base import Nuisance, PhysicsModel, SimulatedDevice
+from blacksat.devices.crossbar import Crossbar
 from blacksat.devices.diffractive import DiffractiveNetwork
 from blacksat.devices.hybrid import MZIHybrid
 from blacksat.devices.mrr import MRRWeightBank
 from blacksat.devices.mzi import MZIMesh
 
 DEVICES: dict[str, type[SimulatedDevice]] = {
-    cls.name: cls for cls in (MZIMesh, MRRWeightBank, DiffractiveNetwork, MZIHybrid)
+    cls.name: cls for cls in (MZIMesh, MRRWeightBank, DiffractiveNetwork, MZIHybrid, Crossbar)
 }
 
 __all__ = [
     "DEVICES",
+    "Crossbar",
     "DiffractiveNetwork",
     "MRRWeightBank",
     "MZIHybrid",

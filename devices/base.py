@@ -110,6 +110,9 @@ class SimulatedDevice(ABC):
     #: detector full scale, the unit of ``noise``; subclasses may set it per instance
     #: (before calling ``super().__init__``) when it depends on the configuration.
     full_scale: float = 1.0
+    #: constructor arguments that switch every stochastic effect off (readout noise, drift,
+    #: and any device-specific noise); the exact model then equals the device's readings.
+    quiet_config: ClassVar[dict[str, float]] = {"noise": 0.0, "drift": 0.0}
 
     def __init__(
         self,

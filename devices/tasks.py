@@ -7,6 +7,7 @@
 - ``mrr``: features in ``[0, 1]`` are the optical powers on the first bank's wavelengths
   (a front end ``Linear`` + sigmoid only if the widths differ); the last bank's photocurrents
   are the class scores.
+- any other device (the crossbar, a lab's own): :func:`blacksat.generic_task.generic_task`.
 - ``diffractive``: the image is placed centred on the SLM grid as an amplitude pattern; class
   scores are the power fractions in the detector regions (times a softmax temperature).
 """
@@ -37,11 +38,18 @@ def seeded_linear(n_in: int, n_out: int, seed: int) -> nn.Linear:
 
 
 def default_task(device: Any, data: Dataset, *, seed: int = 0, temperature: float = 10.0) -> Task:
-    """The default :class:`~blacksat.task.Task` for a simulated device and a dataset.
+    """The default :class:`~blacksat.task.Task` for a device and a dataset: the tuned encoding
+    of each photonic simulator (by its registry name), else
+    :func:`~blacksat.generic_task.generic_task` from what the device declares (the crossbar, a
+    lab's own device).
 
     ``temperature`` scales normalised port powers into logits (MZI and diffractive).
     """
     name = getattr(device, "name", None)
+    if name not in ("mzi", "mzi-hybrid", "mrr", "diffractive"):
+        from blacksat.generic_task import generic_task
+
+        return generic_task(device, data, seed=seed)
     f, c = data.n_features, data.n_classes
     out = tuple(device.output_shape)
     if out[-1] < c:

@@ -2,7 +2,8 @@
 device machinery (only ParamSpace, which a lab driver would build too).
 
 - :class:`LinearDevice`: ``y = x @ W(theta)``, records every setting it receives.
-- :class:`CountingDevice`: an independent tally of reconfigurations and samples.
+- :class:`CountingDevice`: an independent tally of reconfigurations and samples (a driver that
+  keeps its setting, or with ``reprograms_on_query=True`` one that programs every setting sent).
 - :class:`FaultyDevice`: a LinearDevice whose k-th call misbehaves in a chosen way.
 - Wrappers around any device, counting calls (``query`` and ``query_many`` alike, 0-based):
   :class:`RaisingDevice` (raises at chosen calls), :class:`TimeoutDevice` (raises
@@ -48,8 +49,10 @@ class CountingDevice:
     (the meter's rule too); :meth:`forget` does the same after a reconnect (a resumed run).
     """
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, *, reprograms_on_query: bool = False) -> None:
         self.inner = inner
+        #: True: the driver programs every setting it is sent, the held one included
+        self.reprograms_on_query = reprograms_on_query
         self.space = inner.space
         self.input_shape = getattr(inner, "input_shape", None)
         self.output_shape = getattr(inner, "output_shape", None)
@@ -59,10 +62,15 @@ class CountingDevice:
         self._last: np.ndarray | None = None
 
     def _apply(self, theta: np.ndarray, b: int) -> None:
-        if self._last is None or np.any(theta != self._last):
+        if self.reprograms_on_query or self._last is None or np.any(theta != self._last):
             self.reconfigurations += 1
         self._last = np.array(theta)
         self.samples += b
+
+    def reprogram(self, theta) -> None:
+        """Program ``theta`` again, held or not (one reconfiguration)."""
+        self.reconfigurations += 1
+        self._last = np.array(theta)
 
     def forget(self) -> None:
         """The held setting becomes unknown (the next setting counts as a reconfiguration)."""
@@ -142,8 +150,10 @@ class _Wrapper:
     lets a subclass act before the call (:meth:`_before`) or on the reading (:meth:`_after`,
     always ``(K, B, *out)``)."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, *, reprograms_on_query: bool = False) -> None:
         self.inner = inner
+        #: True: the driver programs every setting it is sent, the held one included
+        self.reprograms_on_query = reprograms_on_query
         self.space = inner.space
         self.input_shape = getattr(inner, "input_shape", None)
         self.output_shape = getattr(inner, "output_shape", None)

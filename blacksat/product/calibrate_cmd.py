@@ -44,7 +44,14 @@ def make_surrogate(kind: str, chip: Any, *, steps: int | None = None, seed: int 
         opts["steps"] = steps
     if kind == "ensemble":
         return Ensemble(**opts)
-    nominal = chip.nominal_model(dtype=torch.float64)
+    make = getattr(chip, "nominal_model", None)
+    if not callable(make):
+        raise ConfigError(
+            f"kind {kind!r} starts from the device's nominal physics, which "
+            f"{type(chip).__name__} does not offer (nominal_model()); a device without a "
+            "physics model calibrates an 'ensemble'"
+        )
+    nominal = make(dtype=torch.float64)
     if kind == "greybox":
         return GreyBox(nominal, **opts)
     return Residual(GreyBox(nominal, **opts), **opts)
@@ -66,7 +73,8 @@ def calibrate_from_log(
     seed: int = 0,
     log_device: str | None = None,
 ) -> dict[str, Any]:
-    """Fit a ``kind`` surrogate of ``device(**device_args)`` on every query of the log (or of
+    """Fit a ``kind`` surrogate of ``device(**device_args)`` (a registry name or a
+    ``"package.module:callable"`` factory) on every query of the log (or of
     the identity ``log_device``), save it to ``out`` and its report to ``FILE.json``; returns
     the report."""
     from blacksat.product.run_config import DeviceSpec
@@ -81,7 +89,12 @@ def calibrate_from_log(
     chip_seed = args.pop("seed", 0)
     if isinstance(chip_seed, bool) or not isinstance(chip_seed, int) or chip_seed < 0:
         raise ConfigError(f"the device seed must be an integer >= 0, got {chip_seed!r}")
-    chip = DeviceSpec(name=device, seed=chip_seed, kwargs=args).build()
+    factory = device if ":" in device else ""
+    spec = DeviceSpec(name="" if factory else device, seed=chip_seed, kwargs=args, factory=factory)
+    chip = spec.build()
+    from blacksat.device_registry import shapes
+
+    shapes(chip)
     t0 = time.perf_counter()
     with QueryLog(path, readonly=True) as log:
         known = log.devices()
@@ -103,7 +116,7 @@ def calibrate_from_log(
     report = {
         "format": FORMAT,
         "kind": kind,
-        "device": {"name": device, "seed": chip_seed, "kwargs": args},
+        "device": {"name": spec.name, "seed": chip_seed, "kwargs": args, "factory": factory},
         "log": str(path),
         "log_device": log_device,
         "settings": data.n_settings,

@@ -119,7 +119,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Run methods x seeds x budgets on the same chip(s), initialisation and data; "
         "writes results.csv, results.json, summary.md and plots.",
     )
-    cmp.add_argument("--methods", default=None, help="comma-separated method names (default: all)")
+    cmp.add_argument(
+        "--methods", default=None, help="comma-separated method names (default: all that fit)"
+    )
+    cmp.add_argument(
+        "--config",
+        type=_path,
+        default=None,
+        help="a run file: its [device] (name or factory, kwargs) and [task] dataset are compared",
+    )
+    cmp.add_argument(
+        "--device", default=None, help="a device name or 'package.module:callable' factory"
+    )
     cmp.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
     cmp.add_argument("--budgets", default="1000,5000,20000", help="reconfiguration budgets")
     cmp.add_argument("--out", default="compare-out", type=_path, help="output directory")
@@ -127,23 +138,39 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--scheduler", default=None, help="a Dask scheduler address (optional)")
     cmp.add_argument("--list", action="store_true", help="list the registered methods and exit")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
-    devs = sub.add_parser("devices", help="list the simulated devices and their parameters")
+    devs = sub.add_parser(
+        "devices",
+        help="list the registered devices: controls, shapes, perturbation models",
+    )
     devs.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
 def _devices(as_json: bool) -> None:
-    from blacksat.devices import DEVICES
+    from blacksat.device_registry import describe, registered
 
-    info = {name: cls().describe() for name, cls in DEVICES.items()}
+    info: dict[str, Any] = {}
+    for name, factory in registered().items():
+        try:
+            info[name] = describe(factory())
+        except Exception as exc:  # a lab device may need arguments (or hardware) to build
+            info[name] = {"name": name, "error": f"{type(exc).__name__}: {exc}"}
     if as_json:
         print(json.dumps(info, indent=2))
         return
     for name, d in info.items():
-        nz = ", ".join(f"{k} [{v['unit']}] rated {v['rated']}" for k, v in d["nuisances"].items())
+        if "error" in d:
+            print(f"{name:12s} (cannot be built without arguments: {d['error']})")
+            continue
+        nz = ", ".join(
+            f"{k} [{v['unit']}] rated {v['rated']}" for k, v in d.get("nuisances", {}).items()
+        )
+        pm = d["perturbation_models"]
         print(
-            f"{name:12s} {d['class']}: {d['controls']} controls, input {d['input_shape']}, "
-            f"output {d['output_shape']}; nuisances: {nz or 'none'}"
+            f"{name:12s} {d['class']}: {d['controls']} controls in {d['bounds']}, input "
+            f"{d['input_shape']}, output {d['output_shape']}; perturbation models: "
+            f"{', '.join(pm) if isinstance(pm, list) and pm else 'none'}; nuisances: {nz or 'none'}"
+            + ("; re-programs on every query" if d["reprograms_on_query"] else "")
         )
 
 
@@ -178,8 +205,19 @@ def _compare(args: argparse.Namespace) -> None:
         raise BlacksatError(f"unknown method(s) {unknown}; `blacksat compare --list` shows them")
     if args.workers < 1:
         raise BlacksatError(f"--workers must be >= 1, got {args.workers}")
+    scenario = _compare_scenario(args)
+    if scenario is not None:
+        from blacksat.compare import method_fits
+
+        chip = scenario.build_chip(0)
+        misfits = {n: why for n in names if (why := method_fits(METHODS[n], chip))}
+        if args.methods is not None and misfits:
+            n, why = next(iter(misfits.items()))
+            raise BlacksatError(f"method {n!r} {why}, which the device does not offer")
+        names = [n for n in names if n not in misfits]
     compare(
         names,
+        scenario=scenario,
         seeds=_ints(args.seeds, "--seeds", MAX_SEED),
         budgets=_ints(args.budgets, "--budgets"),
         scheduler=args.scheduler,
@@ -188,6 +226,32 @@ def _compare(args: argparse.Namespace) -> None:
         progress=not args.quiet,
     )
     print((Path(args.out) / "summary.md").read_text())
+
+
+def _compare_scenario(args: argparse.Namespace) -> Any:
+    """The scenario of ``--config`` / ``--device`` (``None``: the default scenario)."""
+    from blacksat.compare import Scenario
+
+    if args.config is None and args.device is None:
+        return None
+    kw: dict[str, Any] = {}
+    if args.config is not None:
+        from blacksat.run_config import RunConfig
+
+        config = RunConfig.load(args.config)
+        spec = config.device
+        kw = {
+            "device": spec.factory or spec.name,
+            "device_kwargs": dict(spec.kwargs),
+            "dataset": config.task.dataset,
+        }
+        if config.task.dataset in ("digits", "iris"):
+            kw["dataset_kwargs"] = {"seed": config.task.seed}
+        if args.device is not None and args.device != kw["device"]:
+            raise ConfigError(f"--device {args.device!r} contradicts the config's {kw['device']!r}")
+    else:
+        kw = {"device": args.device}
+    return Scenario(**kw)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -236,7 +300,7 @@ def _calibrate(args: argparse.Namespace) -> None:
 
     if args.config is not None:
         spec = RunConfig.load(args.config).device
-        name, dev_args = spec.name, {**spec.kwargs, "seed": spec.seed}
+        name, dev_args = spec.factory or spec.name, {**spec.kwargs, "seed": spec.seed}
         if args.device is not None and args.device != name:
             raise ConfigError(f"--device {args.device!r} contradicts the config's {name!r}")
     elif args.device is not None:

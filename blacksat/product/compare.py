@@ -56,8 +56,12 @@ class Scenario:
     """The problem every method is given.
 
     Attributes:
-        device: registry name of a simulated device (:data:`blacksat.devices.DEVICES`).
-        device_kwargs: its constructor arguments (the chip's ``seed`` comes from the run).
+        device: a registry name (a simulated device of :data:`blacksat.devices.DEVICES` or one
+            registered under the entry-point group ``blacksat.devices``) or a factory path
+            ``"package.module:callable"`` (a lab's own device; it gets the chip ``seed`` if it
+            takes one).
+        device_kwargs: its constructor arguments (the chip's ``seed`` comes from the run);
+            default: a 16-mode mesh at s_bs = 0.05 for ``"mzi"``, none otherwise.
         dataset: a dataset name (:data:`blacksat.data.DATASETS`) or MNIST path.
         dataset_kwargs: loader arguments (the split is the same for every run).
         init: initial controls of every method: ``"center"`` (the middle of the box) or
@@ -66,27 +70,43 @@ class Scenario:
             split).
         ng_workers: settings nevergrad proposes per device call (``num_workers``).
         drift: evaluation perturbations: nuisance name -> values other than its nominal one
-            (accuracy of the result on ``chip.perturbed(name=value)``).
+            (accuracy of the result on ``chip.perturbed(name=value)``); default: the
+            temperature at -2, -1, 1, 2 K where the device has one, none otherwise.
         fresh_chip_offset: the fresh chip of run ``chip = c`` has seed ``c + offset``.
         threads: torch threads inside a run (fixed so every executor computes alike).
     """
 
     device: str = "mzi"
-    device_kwargs: Mapping[str, Any] = field(default_factory=_default_device_kwargs)
+    device_kwargs: Mapping[str, Any] | None = None
     dataset: str = "digits"
     dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)
     init: Literal["center", "random"] = "center"
     ng_batch_size: int | None = None
     ng_workers: int = 16
-    drift: Mapping[str, Sequence[float]] = field(default_factory=_default_drift)
+    drift: Mapping[str, Sequence[float]] | None = None
     fresh_chip_offset: int = 10_000
     threads: int = 1
 
     def __post_init__(self) -> None:
-        from blacksat.devices import DEVICES
+        from blacksat.device_registry import lookup
 
-        if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r}; known: {sorted(DEVICES)}")
+        if not isinstance(self.device, str):
+            raise ConfigError(
+                f"Scenario.device must be a name or factory path, got {self.device!r}"
+            )
+        if ":" in self.device:
+            from blacksat.device_registry import load_factory
+
+            load_factory(self.device)  # a path that does not import fails here
+            nuisances: tuple[Any, ...] = ()
+        else:
+            nuisances = tuple(getattr(lookup(self.device), "nuisances", ()))
+        if self.device_kwargs is None:
+            kw = _default_device_kwargs() if self.device == "mzi" else {}
+            object.__setattr__(self, "device_kwargs", kw)
+        if self.drift is None:
+            has_t = any(n.name == "temperature" for n in nuisances)
+            object.__setattr__(self, "drift", _default_drift() if has_t else {})
         for name in ("device_kwargs", "dataset_kwargs", "drift"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ConfigError(f"Scenario.{name} must be a mapping")
@@ -94,7 +114,7 @@ class Scenario:
             raise ConfigError("Scenario.device_kwargs must not fix the chip seed (runs set it)")
         object.__setattr__(self, "device_kwargs", dict(self.device_kwargs))
         object.__setattr__(self, "dataset_kwargs", dict(self.dataset_kwargs))
-        known = {n.name: n for n in DEVICES[self.device].nuisances}
+        known = {n.name: n for n in nuisances}
         drift: dict[str, tuple[float, ...]] = {}
         for k, vs in self.drift.items():
             if k not in known:
@@ -131,9 +151,10 @@ class Scenario:
     def nuisance(self, name: str) -> Any:
         """The :class:`~blacksat.devices.Nuisance` ``name`` of the scenario's device (its
         nominal value ``default``, its ``unit``, its ``rated`` range)."""
-        from blacksat.devices import DEVICES
+        from blacksat.device_registry import lookup
 
-        for n in DEVICES[self.device].nuisances:
+        source = () if ":" in self.device else getattr(lookup(self.device), "nuisances", ())
+        for n in source:
             if n.name == name:
                 return n
         raise ConfigError(f"device {self.device!r} has no nuisance {name!r}")
@@ -143,17 +164,19 @@ class Scenario:
         return [f"acc_{k}{v:+g}" for k, vs in self.drift.items() for v in vs]
 
     def build_chip(self, chip_seed: int) -> Any:
-        """The simulated chip of seed ``chip_seed``."""
-        from blacksat.devices import DEVICES
+        """The chip of seed ``chip_seed``."""
+        from blacksat.device_registry import make_device
 
-        return DEVICES[self.device](**self.device_kwargs, seed=int(chip_seed))
+        return make_device(self.device, seed=int(chip_seed), kwargs=self.device_kwargs)
 
     def build_task(self, chip: Any, seed: int) -> Any:
         """The default task of ``chip`` with its digital layers frozen at their seeded init."""
         from blacksat.data import load_dataset
+        from blacksat.device_registry import check_task_fits
         from blacksat.devices.tasks import default_task
 
         task = default_task(chip, load_dataset(self.dataset, **self.dataset_kwargs), seed=seed)
+        check_task_fits(task, chip)
         for p in task.digital_parameters():
             p.requires_grad_(False)
         return task
@@ -257,9 +280,33 @@ def evaluate(
     }
     for (k, v), col in zip(_pairs(scenario), scenario.drift_columns(), strict=True):
         out[col] = task.accuracy(chip.perturbed(**{k: v}), theta)
-    fresh = chip.fresh_chip(int(chip_seed) + scenario.fresh_chip_offset)
-    out["fresh_chip_accuracy"] = task.accuracy(fresh, theta)
+    fresh_seed = int(chip_seed) + scenario.fresh_chip_offset
+    if callable(getattr(chip, "fresh_chip", None)):
+        fresh = chip.fresh_chip(fresh_seed)
+    else:
+        from blacksat.device_registry import accepts, load_factory, lookup
+
+        d = scenario.device
+        factory = load_factory(d) if ":" in d else lookup(d)
+        fresh = scenario.build_chip(fresh_seed) if accepts(factory, "seed") else None
+    out["fresh_chip_accuracy"] = float("nan") if fresh is None else task.accuracy(fresh, theta)
     return out
+
+
+def method_fits(m: Method, chip: Any) -> str | None:
+    """Why method ``m`` cannot run on ``chip`` (it needs a nominal model or a perturbation
+    model the device does not offer), or ``None``."""
+    o = m.options
+    if m.kind != "blacksat":
+        return None
+    if o.get("estimator", "zo") == "pat" and not callable(getattr(chip, "nominal_model", None)):
+        return "needs the device's nominal_model()"
+    if "perturbation" in o:
+        models = getattr(chip, "perturbation_models", None)
+        names = set(models()) if callable(models) else set()
+        if o["perturbation"] not in names:
+            return f"needs the device's perturbation model {o['perturbation']!r}"
+    return None
 
 
 def _pairs(scenario: Scenario) -> list[tuple[str, float]]:
@@ -326,6 +373,9 @@ def _run_blacksat(
     from blacksat.trainer import Trainer
 
     o = m.options
+    why = method_fits(m, chip)
+    if why is not None:
+        raise ConfigError(f"method {m.name!r} {why}, which {type(chip).__name__} does not offer")
     if o.get("estimator", "zo") == "pat":
         base: Any = PhysicsAware(meter, chip.nominal_model(), task)
         per_step = 1
@@ -650,6 +700,7 @@ __all__ = [
     "csv_columns",
     "evaluate",
     "method",
+    "method_fits",
     "ng_optimizer_name",
     "run_one",
     "scenario_dict",

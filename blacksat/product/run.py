@@ -76,19 +76,24 @@ class Setup:
 
 def build(config: RunConfig) -> Setup:
     """The chip, task, model, metered device and (SAT-wrapped) estimator of ``config``."""
+    from blacksat.device_registry import check_task_fits
     from blacksat.devices.tasks import default_task
     from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
     from blacksat.sat import FreeAscent, sat
 
     chip = config.device.build()
     task = default_task(chip, config.task.load(), seed=config.task.seed).to(torch.float64)
+    check_task_fits(task, chip)
     es = config.estimator
     if es.model in ("nominal", "exact"):
-        model = (
-            chip.nominal_model(dtype=torch.float64)
-            if es.model == "nominal"
-            else chip.exact_model(dtype=torch.float64)
-        )
+        model = device_model(chip, es.model)
+        if model is None and es.name != "zeroth_order":
+            raise ConfigError(
+                f"estimator.name {es.name!r} differentiates the device's {es.model} model, "
+                f"which {type(chip).__name__} does not offer ({es.model}_model()); train it "
+                "from queries alone with estimator.name = 'zeroth_order', or give a surrogate "
+                "file from blacksat calibrate as estimator.model"
+            )
     else:
         from blacksat.product.calibrate_cmd import load_surrogate
 
@@ -102,7 +107,7 @@ def build(config: RunConfig) -> Setup:
     meter = MeteredDevice(chip, max_reconfigurations=b.reconfigurations, max_samples=b.samples)
     theta0 = (
         chip.initial_controls(config.task.seed)
-        if config.task.init == "device"
+        if config.task.init == "device" and callable(getattr(chip, "initial_controls", None))
         else chip.space.center.copy()
     )
     try:
@@ -124,7 +129,7 @@ def build(config: RunConfig) -> Setup:
     if s.enabled:
         pert = None
         if s.perturbation is not None:
-            models = chip.perturbation_models()
+            models = device_perturbations(chip, s.perturbation)
             if s.perturbation not in models:
                 raise ConfigError(
                     f"sat.perturbation: {type(chip).__name__} has no perturbation model "
@@ -148,6 +153,25 @@ def build(config: RunConfig) -> Setup:
             space=chip.space,
         )
     return Setup(config, chip, task, model, meter, est, theta0)
+
+
+def device_model(chip: Any, kind: str) -> Any:
+    """The device's ``"nominal"`` or ``"exact"`` differentiable model (float64), or ``None``
+    when the device offers none (a lab's own device)."""
+    make = getattr(chip, f"{kind}_model", None)
+    return make(dtype=torch.float64) if callable(make) else None
+
+
+def device_perturbations(chip: Any, name: str | None = None) -> dict[str, Any]:
+    """The device's perturbation models by name, plus a measured one when ``name`` is the path
+    of a ``blacksat characterize`` model file (``*.json``)."""
+    method = getattr(chip, "perturbation_models", None)
+    models = dict(method()) if callable(method) else {}
+    if name is not None and name not in models and name.endswith(".json"):
+        from blacksat.characterize import load_model
+
+        models[name] = load_model(name, chip.space.dim)
+    return models
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -229,8 +253,11 @@ def train(
             "theta": result.theta.tolist(),
             "accuracy": {
                 "chip": acc_chip,
-                "model": accuracy(setup.task, setup.model, result.theta),
+                "model": None
+                if setup.model is None
+                else accuracy(setup.task, setup.model, result.theta),
             },
+            "task": dict(setup.task.choices),
             "model": config.estimator.model,
             "ledger": dataclasses.asdict(setup.meter.ledger),
             "evaluation_ledger": dataclasses.asdict(ev.ledger),
@@ -268,11 +295,13 @@ def _fieldwise_max(a: Ledger, b: Ledger) -> Ledger:
 def result_markdown(report: dict[str, Any], out: str | Path) -> str:
     """A few lines summarising ``result.json``."""
     led = report["ledger"]
+    acc_model = report["accuracy"]["model"]
+    on_model = "" if acc_model is None else f", on the {report['model']} model {acc_model:.4f}"
     return (
         f"run {str(out)!r}: {report['reason']} after {report['steps']} steps; accuracy on the "
-        f"chip {report['accuracy']['chip']:.4f} (full test split), on the {report['model']} "
-        f"model {report['accuracy']['model']:.4f}; training spent {led['reconfigurations']} "
-        f"reconfigurations, {led['samples']} samples in {led['queries']} queries"
+        f"chip {report['accuracy']['chip']:.4f} (full test split){on_model}; training spent "
+        f"{led['reconfigurations']} reconfigurations, {led['samples']} samples in "
+        f"{led['queries']} queries"
     )
 
 
@@ -337,23 +366,27 @@ def evaluate(
         raise ConfigError(f"fresh_chips must be an integer >= 0, got {fresh_chips!r}")
     run = load_run(run_dir)
     chip, task, theta = run.chip, run.task, run.theta
+    nominal = device_model(chip, "nominal")
+    ev = MeteredDevice(chip)
     out: dict[str, Any] = {
         "schema": EVALUATION_SCHEMA,
-        "chip": accuracy(task, chip, theta),
-        "nominal_model": accuracy(task, chip.nominal_model(dtype=torch.float64), theta),
+        "chip": accuracy(task, ev, theta),
+        "nominal_model": None if nominal is None else accuracy(task, nominal, theta),
         "fresh_chips": None,
         "nuisance_sweeps": None,
         "perturbation_sweeps": None,
     }
-    if fresh_chips:
-        seeds = [chip.seed + FRESH_SEED_OFFSET + i for i in range(fresh_chips)]
-        out["fresh_chips"] = transfer(task, theta, [chip.fresh_chip(s) for s in seeds]).to_dict()
+    fresh = _fresh_builder(run.config, chip)
+    if fresh_chips and fresh is not None:
+        seeds = [run.config.device.seed + FRESH_SEED_OFFSET + i for i in range(fresh_chips)]
+        out["fresh_chips"] = transfer(task, theta, [fresh(s) for s in seeds]).to_dict()
     if sweep:
-        grid = {n.name: np.linspace(n.rated[0], n.rated[1], 5).tolist() for n in chip.nuisances}
+        nuisances = getattr(chip, "nuisances", ())
+        grid = {n.name: np.linspace(n.rated[0], n.rated[1], 5).tolist() for n in nuisances}
         if grid:
             out["nuisance_sweeps"] = nuisance_sweep(task, theta, chip.perturbed, grid).to_dict()
         sweeps = {}
-        for name, model in chip.perturbation_models().items():
+        for name, model in device_perturbations(chip).items():
             if model.sample(torch.as_tensor(theta), np.random.default_rng(0)).nuisance:
                 continue  # a nuisance model: covered by the nuisance sweep
             table = perturbation_sweep(
@@ -361,17 +394,31 @@ def evaluate(
             )
             sweeps[name] = table.to_dict()
         out["perturbation_sweeps"] = sweeps
+    out["ledger"] = dataclasses.asdict(ev.ledger)  # the evaluation's queries of the run's chip
     text = json.dumps(out, indent=2)
     _atomic_write(Path(run_dir) / "evaluation.json", lambda p: Path(p).write_text(text))
     return out
 
 
+def _fresh_builder(config: RunConfig, chip: Any) -> Any:
+    """``seed -> another chip of the same process``, or ``None`` when the device cannot make
+    one (a factory that takes no seed)."""
+    if callable(getattr(chip, "fresh_chip", None)):
+        return chip.fresh_chip
+    from blacksat.device_registry import accepts, load_factory, lookup
+
+    spec = config.device
+    factory = load_factory(spec.factory) if spec.factory else lookup(spec.name)
+    return (lambda s: spec.build(seed=s)) if accepts(factory, "seed") else None
+
+
 def evaluation_markdown(ev: dict[str, Any]) -> str:
     """The evaluation as markdown tables."""
-    rows = [
-        {"evaluated on (full test split)": "the run's chip", "accuracy": ev["chip"]},
-        {"evaluated on (full test split)": "nominal model", "accuracy": ev["nominal_model"]},
-    ]
+    rows = [{"evaluated on (full test split)": "the run's chip", "accuracy": ev["chip"]}]
+    if ev["nominal_model"] is not None:
+        rows.append(
+            {"evaluated on (full test split)": "nominal model", "accuracy": ev["nominal_model"]}
+        )
     if ev["fresh_chips"]:
         fc = ev["fresh_chips"]
         for label, acc in zip(fc["labels"], fc["accuracies"], strict=True):

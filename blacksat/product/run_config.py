@@ -3,10 +3,12 @@
 A run file has one table per concern; every key is optional (defaults below) and an unknown key
 or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming the key::
 
-    [device]                       # a simulated device by registry name (`blacksat devices`)
+    [device]                       # a device by registry name (`blacksat devices`)
     name = "mzi"
     seed = 0                       # the fabrication draw
     kwargs = { n_modes = 16, s_bs = 0.15, s_ps = 0.15 }
+    # or a lab's own device: factory = "labdriver.bench:make_device" (importable from the
+    # working directory or the environment), called with kwargs (and seed, if it takes one)
 
     [task]
     dataset = "digits"             # "digits", "iris" or the path of an MNIST directory / .npz
@@ -74,24 +76,40 @@ def _one_of(where: str, value: Any, allowed: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class DeviceSpec:
-    """``[device]``: a simulated device by registry name, its fabrication ``seed`` and its
-    other constructor arguments (``kwargs``; the device's ``seed`` goes in ``seed``)."""
+    """``[device]``: a device by registry name (a simulated device, or one another package
+    registers under the entry-point group ``blacksat.devices``) or by ``factory``
+    (``"package.module:callable"``; ``name`` is then only its label), its fabrication ``seed``
+    (passed to a factory that takes one) and its other arguments (``kwargs``)."""
 
-    name: str = "mzi"
+    name: str = ""
     seed: int = 0
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    factory: str = ""
 
     def __post_init__(self) -> None:
         from blacksat.devices import DEVICES
 
-        if self.name not in DEVICES:
-            raise ConfigError(
-                f"device.name: unknown device {self.name!r}; known: {sorted(DEVICES)}"
-            )
+        if not isinstance(self.factory, str):
+            raise ConfigError(f"device.factory must be a string, got {self.factory!r}")
+        if self.factory:
+            if self.factory.count(":") != 1 or not all(self.factory.split(":")):
+                raise ConfigError(
+                    f"device.factory must be 'package.module:callable', got {self.factory!r}"
+                )
+            if not self.name:
+                object.__setattr__(self, "name", self.factory.split(":")[1])
+        elif not self.name:
+            object.__setattr__(self, "name", "mzi")
         _int_at_least("device.seed", self.seed, 0)
         if not isinstance(self.kwargs, Mapping):
             raise ConfigError(f"device.kwargs must be a table, got {self.kwargs!r}")
         object.__setattr__(self, "kwargs", dict(self.kwargs))
+        if self.factory or self.name not in DEVICES:
+            if not self.factory:
+                from blacksat.device_registry import lookup
+
+                lookup(self.name)  # an unknown name fails here, naming the known ones
+            return  # a factory's arguments are checked when it is called
         cls = DEVICES[self.name]
         params = inspect.signature(cls.__init__).parameters
         allowed = {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY} - {"seed"}
@@ -105,14 +123,25 @@ class DeviceSpec:
                     f"{sorted(allowed)}"
                 )
 
-    def build(self) -> Any:
-        """The simulated chip."""
+    @property
+    def builtin(self) -> bool:
+        """Whether this is one of blacksat's simulated devices."""
         from blacksat.devices import DEVICES
 
-        try:
-            return DEVICES[self.name](seed=self.seed, **self.kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"device.kwargs: {exc}") from None
+        return not self.factory and self.name in DEVICES
+
+    def build(self, seed: int | None = None) -> Any:
+        """The device (``seed``: another fabrication draw than :attr:`seed`)."""
+        from blacksat.device_registry import make_device
+        from blacksat.devices import DEVICES
+
+        s = self.seed if seed is None else int(seed)
+        if self.builtin:
+            try:
+                return DEVICES[self.name](seed=s, **self.kwargs)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"device.kwargs: {exc}") from None
+        return make_device(self.factory or self.name, seed=s, kwargs=self.kwargs)
 
 
 @dataclass(frozen=True)

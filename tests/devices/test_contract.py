@@ -16,8 +16,8 @@ SMALL = {
     "mrr": dict(layer_sizes=(6, 4, 3)),
     "diffractive": dict(n=16, n_classes=4),
     "mzi-hybrid": dict(n_modes=4),
+    "crossbar": dict(layer_sizes=(6, 4, 3)),
 }
-QUIET = dict(noise=0.0, drift=0.0)
 
 
 def test_every_registered_device_has_a_small_configuration():
@@ -32,6 +32,7 @@ def make(request):
         return cls(**{**SMALL[request.param], **kw})
 
     build.cls = cls
+    build.quiet = dict(cls.quiet_config)
     return build
 
 
@@ -99,7 +100,7 @@ def test_rebuild_from_config_is_the_same_chip(make):
 
 
 def test_vectorized_equals_looped(make):
-    dev = make(dtype=torch.float64, **QUIET)
+    dev = make(dtype=torch.float64, **make.quiet)
     x, t = _inputs(dev), _thetas(dev, 4)
     looped = np.stack([dev.query(ti, x) for ti in t])
     np.testing.assert_allclose(dev.query_many(t, x), looped, rtol=1e-10, atol=1e-12)
@@ -135,7 +136,7 @@ def test_pickling_preserves_state(make):
 
 
 def test_exact_model_is_the_noise_free_truth(make):
-    dev = make(dtype=torch.float64, **QUIET)
+    dev = make(dtype=torch.float64, **make.quiet)
     x, t = _inputs(dev), _thetas(dev, 3)
     model = dev.exact_model()
     y = model(torch.as_tensor(t), torch.as_tensor(x)).detach().numpy()
@@ -156,7 +157,7 @@ def test_models_are_differentiable(make):
 
 
 def test_perturbations(make):
-    dev = make(**QUIET)
+    dev = make(**make.quiet)
     x, t = _inputs(dev), _thetas(dev, 2)
     base = dev.query_many(t, x)
     assert dev.nuisances, "every device ships at least one post-deployment perturbation"
@@ -171,7 +172,7 @@ def test_perturbations(make):
 
 
 def test_fresh_chip_differs_but_keeps_levels(make):
-    dev = make(**QUIET)
+    dev = make(**make.quiet)
     other = dev.fresh_chip(99)
     assert other.seed == 99
     assert {k: v for k, v in other.config().items() if k != "seed"} == {

@@ -19,6 +19,7 @@ SMALL = {
     "mzi": dict(n_modes=4),
     "mrr": dict(layer_sizes=(6, 4, 3)),
     "diffractive": dict(n=16, n_classes=4),
+    "crossbar": dict(layer_sizes=(6, 4, 3), program_noise=0.0),
 }
 DIFF_OFF = dict(
     n=16, n_classes=4, s_align=0.0, s_lut=0.0, crosstalk=0.0, phase_amplitude=0.0,
