@@ -2,7 +2,8 @@
 
 Commands: ``demo`` (the main job, :func:`blacksat.demo.run_demo`), ``train`` and ``evaluate``
 (:mod:`blacksat.run`), ``calibrate`` (:mod:`blacksat.calibrate_cmd`), ``compare``
-(:mod:`blacksat.compare`) and ``devices``. Every misuse (a bad argument, a missing or invalid
+(:mod:`blacksat.compare`), ``devices``, and ``serve`` / ``token`` (a device server,
+:mod:`blacksat.remote.command`). Every misuse (a bad argument, a missing or invalid
 config file, a directory that is not a run) ends with a one-line ``blacksat: error: ...``
 message and exit status 2, never a traceback.
 """
@@ -126,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     devs = sub.add_parser("devices", help="list the simulated devices and their parameters")
     devs.add_argument("--json", action="store_true", help="machine-readable output")
+    from blacksat.remote.command import add_parsers as add_remote_parsers
+
+    add_remote_parsers(sub, _path)  # serve, token
     return p
 
 
@@ -269,7 +273,15 @@ COMMANDS = {
     "calibrate": _calibrate,
     "compare": _compare,
     "devices": lambda args: _devices(args.json),
+    "serve": lambda args: _remote("serve_command", args),
+    "token": lambda args: _remote("token_command", args),
 }
+
+
+def _remote(name: str, args: argparse.Namespace) -> None:
+    from blacksat.remote import command
+
+    getattr(command, name)(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
