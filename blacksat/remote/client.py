@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import ssl
 from typing import Any
 
 import numpy as np
@@ -207,7 +208,10 @@ class RemoteDevice:
         if self._client is None:
             import httpx
 
-            self._client = httpx.Client(base_url=self.url, timeout=self.timeout, verify=self.verify)
+            verify: Any = self.verify
+            if isinstance(verify, str):  # a CA bundle or a server's self-signed certificate
+                verify = ssl.create_default_context(cafile=verify)
+            self._client = httpx.Client(base_url=self.url, timeout=self.timeout, verify=verify)
         return self._client
 
     def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
