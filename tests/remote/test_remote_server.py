@@ -38,7 +38,9 @@ def body(thetas: np.ndarray, x: np.ndarray = X) -> bytes:
     return json.dumps({"thetas": encode_array(thetas), "x": encode_array(x)}).encode()
 
 
-def post(url: str, token: str | None, content: bytes, key: str = "key-0001", lease: str = "lease-0001"):
+def post(
+    url: str, token: str | None, content: bytes, key: str = "key-0001", lease: str = "lease-0001"
+):
     headers = {"Idempotency-Key": key, "X-Blacksat-Lease": lease}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
