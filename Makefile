@@ -11,7 +11,7 @@ $(BIN)/activate-done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,plots,dask]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,plots,dask,remote]"
 	touch $@
 
 env: $(BIN)/activate-done

@@ -13,7 +13,7 @@ zeroth-order probes and the nevergrad parametrization clip (nevergrad: bounce) a
 1. **MZI comparison** (the setup of ``benchmarks/compare.py``): ``MZIMesh(n_modes=16,
    s_bs=0.05)``, digits, the front end frozen at its seeded init, 240 phases from the centre of
    the box; the comparison's ``zo-adam`` and ``zo-sat`` recipes and nevergrad ``cma-tuned``
-   (:data:`blacksat.compare_methods.METHODS`, settings frozen there) at 1000 and 5000
+   (:data:`blacksat.product.compare_methods.METHODS`, settings frozen there) at 1000 and 5000
    reconfigurations.
 2. **Diffractive, query-only**: ``DiffractiveNetwork(n=16, n_layers=2)`` (512 SLM phases,
    256 levels over ``2 pi``), digits, from a uniformly random phase start, the comparison's
@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT, machine, write_section
 
 from blacksat import Autograd, MeteredDevice, TrainConfig, Trainer, sat
-from blacksat.compare_methods import method
+from blacksat.product.compare_methods import method
 from blacksat.data import load_digits
 from blacksat.devices import DiffractiveNetwork, MZIMesh
 from blacksat.devices.tasks import default_task
 from blacksat.estimators import ZerothOrder
-from blacksat.ng_adapter import DeviceObjective, minimize
+from blacksat.ng.adapter import DeviceObjective, minimize
 
 OUT = ROOT / "benchmarks" / "results" / "periodic"
 SEEDS = (0, 1, 2)

@@ -28,7 +28,9 @@ Schema (version 1): ``meta(key, value)`` names the format and version; ``inputs`
 distinct input batch once, keyed by the SHA-256 of its dtype, shape and bytes (the same minibatch
 is sent with many settings); ``queries`` holds one row per query: ``id`` (0-based, in order),
 ``time`` (unix seconds), ``device`` (identity string), ``thetas (K, d)``, ``input_id``,
-``y (K, B, *out)``, ``reconfigurations`` and ``samples``. Arrays are little-endian float64 bytes
+``y (K, B, *out)``, ``reconfigurations``, ``samples``, and (nullable) ``client`` (who asked, e.g. a
+device server's token name) and ``request_key`` (the client's idempotency key, unique per client:
+a retried request is found, never logged twice). Arrays are little-endian float64 bytes
 with their shape as JSON; nothing is pickled, so reading a log never executes code.
 """
 
@@ -74,10 +76,18 @@ CREATE TABLE queries (
     y_shape TEXT NOT NULL,
     y BLOB NOT NULL,
     reconfigurations INTEGER NOT NULL,
-    samples INTEGER NOT NULL
+    samples INTEGER NOT NULL,
+    client TEXT,
+    request_key TEXT
 );
 CREATE INDEX queries_device ON queries(device, id);
 """
+#: columns added after version 1 was released (nullable; added to older logs opened writable)
+_EXTRA = (("client", "TEXT"), ("request_key", "TEXT"))
+_REQUEST_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS queries_request ON queries(client, request_key) "
+    "WHERE request_key IS NOT NULL"
+)
 _COLUMNS = {
     "meta": {"key", "value"},
     "inputs": {"id", "hash", "shape", "data"},
@@ -100,6 +110,8 @@ class LoggedQuery:
         y: readings, ``(K, B, *out)``.
         reconfigurations: reconfigurations charged for this query.
         samples: samples charged for this query (``K * B``).
+        client: who asked (e.g. a device server's token name), or ``None``.
+        request_key: the client's idempotency key, or ``None``.
     """
 
     index: int
@@ -110,6 +122,8 @@ class LoggedQuery:
     y: np.ndarray
     reconfigurations: int
     samples: int
+    client: str | None = None
+    request_key: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -176,6 +190,9 @@ class QueryLog:
             if not self.readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
+                self._add_extra_columns(conn)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(queries)")}
+            self._extended = {name for name, _ in _EXTRA} <= have
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise ConfigError(
@@ -202,6 +219,13 @@ class QueryLog:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _add_extra_columns(self, conn: sqlite3.Connection) -> None:
+        have = {r[1] for r in conn.execute("PRAGMA table_info(queries)")}
+        for name, kind in _EXTRA:
+            if name not in have:
+                conn.execute(f"ALTER TABLE queries ADD COLUMN {name} {kind}")
+        conn.execute(_REQUEST_INDEX)
 
     def _check_schema(self, conn: sqlite3.Connection, tables: set[str]) -> None:
         where = f"{str(self.path)!r} is not a blacksat query log"
@@ -243,6 +267,8 @@ class QueryLog:
         samples: int | None = None,
         device: str | None = None,
         time: float | None = None,
+        client: str | None = None,
+        request_key: str | None = None,
     ) -> int:
         """Append one query and commit it; returns its index.
 
@@ -255,6 +281,8 @@ class QueryLog:
             samples: default ``K * B``.
             device: identity of the answering device (default: the log's ``device``).
             time: unix time (default: now).
+            client: who asked (e.g. a device server's token name); ``None``: not recorded.
+            request_key: the client's idempotency key (unique per client; see :meth:`find`).
 
         Raises:
             ShapeError / NonFiniteError: invalid arrays, or shapes that differ from the ones
@@ -274,6 +302,9 @@ class QueryLog:
         for name, v in (("reconfigurations", reconfigurations), ("samples", samples)):
             if isinstance(v, bool) or int(v) != v or v < 0:
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
+        for name, v in (("client", client), ("request_key", request_key)):
+            if v is not None and (not isinstance(v, str) or not v):
+                raise ConfigError(f"{name} must be a non-empty string or None, got {v!r}")
         stamp = _time.time() if time is None else float(time)
         xb = np.ascontiguousarray(xs, dtype=_F8)
         digest = hashlib.sha256(f"{xb.dtype.str}|{xb.shape}|".encode() + xb.tobytes()).hexdigest()
@@ -284,7 +315,9 @@ class QueryLog:
                 input_id = self._input_id(conn, digest, xb)
                 (index,) = conn.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM queries").fetchone()
                 conn.execute(
-                    "INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO queries (id, time, device, thetas_shape, thetas, input_id, "
+                    "y_shape, y, reconfigurations, samples, client, request_key) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         index,
                         stamp,
@@ -296,6 +329,8 @@ class QueryLog:
                         _blob(ys),
                         int(reconfigurations),
                         int(samples),
+                        client,
+                        request_key,
                     ),
                 )
                 conn.execute("COMMIT")
@@ -361,10 +396,13 @@ class QueryLog:
         rows = self._fetch("SELECT device FROM queries GROUP BY device ORDER BY MIN(id)")
         return [r[0] for r in rows]
 
-    def spent(self, *, device: str | None = None) -> Ledger:
-        """The summed cost of the logged queries (``failures`` is 0: only completed queries
-        are logged). Restoring a meter from it resumes budgets across runs."""
-        where, args = _filter(device)
+    def spent(self, *, device: str | None = None, client: str | None = None) -> Ledger:
+        """The summed cost of the logged queries, optionally of one device and/or one client
+        (``failures`` is 0: only completed queries are logged). Restoring a meter from it
+        resumes budgets across runs (a device server resumes each token's this way)."""
+        if client is not None and not self._extended:
+            return Ledger()  # an older read-only log records no clients
+        where, args = _filter(device, client)
         ((r, s, n),) = self._fetch(
             "SELECT COALESCE(SUM(reconfigurations), 0), COALESCE(SUM(samples), 0), COUNT(*) "
             f"FROM queries{where}",
@@ -372,19 +410,29 @@ class QueryLog:
         )
         return Ledger(int(r), int(s), int(n), 0)
 
+    def find(self, client: str, request_key: str) -> LoggedQuery | None:
+        """The query ``client`` sent with idempotency key ``request_key``, or ``None``."""
+        if not self._extended:
+            return None
+        found = list(self._records(" WHERE client = ? AND request_key = ?", (client, request_key)))
+        return found[0] if found else None
+
     def records(self, *, device: str | None = None) -> Iterator[LoggedQuery]:
         """The logged queries in order (optionally of one device), read lazily.
 
         An input batch shared by several queries is decoded once and shared (read-only).
         """
-        where, args = _filter(device)
+        return self._records(*_filter(device))
+
+    def _records(self, where: str, args: tuple[Any, ...]) -> Iterator[LoggedQuery]:
+        extra = ", client, request_key" if self._extended else ", NULL, NULL"
         rows = self._fetch(
             "SELECT id, time, device, thetas_shape, thetas, input_id, y_shape, y, "
-            f"reconfigurations, samples FROM queries{where} ORDER BY id",
+            f"reconfigurations, samples{extra} FROM queries{where} ORDER BY id",
             args,
         )
         inputs: dict[int, np.ndarray] = {}
-        for idx, stamp, dev, ts, tb, iid, ys, yb, r, s in rows:
+        for idx, stamp, dev, ts, tb, iid, ys, yb, r, s, who, key in rows:
             if iid not in inputs:
                 inputs[iid] = self._read_input(iid)
             yield LoggedQuery(
@@ -396,6 +444,8 @@ class QueryLog:
                 _array(yb, ys),
                 int(r),
                 int(s),
+                who,
+                key,
             )
 
     def data(self, *, device: str | None = None) -> QueryData:
@@ -461,8 +511,11 @@ def log_queries(
     return log
 
 
-def _filter(device: str | None) -> tuple[str, tuple[Any, ...]]:
-    return ("", ()) if device is None else (" WHERE device = ?", (device,))
+def _filter(device: str | None, client: str | None = None) -> tuple[str, tuple[Any, ...]]:
+    terms = [(c, v) for c, v in (("device", device), ("client", client)) if v is not None]
+    if not terms:
+        return "", ()
+    return " WHERE " + " AND ".join(f"{c} = ?" for c, _ in terms), tuple(v for _, v in terms)
 
 
 def _shape_text(a: np.ndarray) -> str:

@@ -2,9 +2,10 @@
 
 Commands: ``demo`` (the main job, :func:`blacksat.product.demo.run_demo`), ``train`` and
 ``evaluate`` (:mod:`blacksat.product.run`), ``calibrate`` (:mod:`blacksat.product.calibrate_cmd`),
-``compare`` (:mod:`blacksat.product.compare`) and ``devices``. Every misuse (a bad argument, a
-missing or invalid config file, a directory that is not a run) ends with a one-line
-``blacksat: error: ...`` message and exit status 2, never a traceback.
+``compare`` (:mod:`blacksat.product.compare`), ``devices``, and ``serve`` / ``token`` (a device
+server, :mod:`blacksat.remote.command`). Every misuse (a bad argument, a missing or invalid config
+file, a directory that is not a run) ends with a one-line ``blacksat: error: ...`` message and exit
+status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
         help="list the registered devices: controls, shapes, perturbation models",
     )
     devs.add_argument("--json", action="store_true", help="machine-readable output")
+    from blacksat.remote.command import add_parsers as add_remote_parsers
+
+    add_remote_parsers(sub, _path)  # serve, token
     return p
 
 
@@ -207,7 +211,7 @@ def _compare(args: argparse.Namespace) -> None:
         raise BlacksatError(f"--workers must be >= 1, got {args.workers}")
     scenario = _compare_scenario(args)
     if scenario is not None:
-        from blacksat.compare import method_fits
+        from blacksat.product.compare import method_fits
 
         chip = scenario.build_chip(0)
         misfits = {n: why for n in names if (why := method_fits(METHODS[n], chip))}
@@ -230,13 +234,13 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _compare_scenario(args: argparse.Namespace) -> Any:
     """The scenario of ``--config`` / ``--device`` (``None``: the default scenario)."""
-    from blacksat.compare import Scenario
+    from blacksat.product.compare import Scenario
 
     if args.config is None and args.device is None:
         return None
     kw: dict[str, Any] = {}
     if args.config is not None:
-        from blacksat.run_config import RunConfig
+        from blacksat.product.run_config import RunConfig
 
         config = RunConfig.load(args.config)
         spec = config.device
@@ -336,7 +340,15 @@ COMMANDS = {
     "calibrate": _calibrate,
     "compare": _compare,
     "devices": lambda args: _devices(args.json),
+    "serve": lambda args: _remote("serve_command", args),
+    "token": lambda args: _remote("token_command", args),
 }
+
+
+def _remote(name: str, args: argparse.Namespace) -> None:
+    from blacksat.remote import command
+
+    getattr(command, name)(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
