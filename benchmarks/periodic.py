@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT, machine, write_section
 
 from blacksat import Autograd, MeteredDevice, TrainConfig, Trainer, sat
-from blacksat.product.compare_methods import method
 from blacksat.data import load_digits
 from blacksat.devices import DiffractiveNetwork, MZIMesh
 from blacksat.devices.tasks import default_task
 from blacksat.estimators import ZerothOrder
 from blacksat.ng.adapter import DeviceObjective, minimize
+from blacksat.product.compare_methods import method
 
 OUT = ROOT / "benchmarks" / "results" / "periodic"
 SEEDS = (0, 1, 2)

@@ -3,9 +3,9 @@
 Commands: ``demo`` (the main job, :func:`blacksat.product.demo.run_demo`), ``train`` and
 ``evaluate`` (:mod:`blacksat.product.run`), ``calibrate`` (:mod:`blacksat.product.calibrate_cmd`),
 ``compare`` (:mod:`blacksat.product.compare`), ``devices``, and ``serve`` / ``token`` (a device
-server, :mod:`blacksat.remote.command`). Every misuse (a bad argument, a missing or invalid config
-file, a directory that is not a run) ends with a one-line ``blacksat: error: ...`` message and exit
-status 2, never a traceback.
+server, :mod:`blacksat.product.serve_cmd`). Every misuse (a bad argument, a missing or invalid
+config file, a directory that is not a run) ends with a one-line ``blacksat: error: ...`` message
+and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         help="list the registered devices: controls, shapes, perturbation models",
     )
     devs.add_argument("--json", action="store_true", help="machine-readable output")
-    from blacksat.remote.command import add_parsers as add_remote_parsers
+    from blacksat.product.serve_cmd import add_parsers as add_remote_parsers
 
     add_remote_parsers(sub, _path)  # serve, token
     return p
