@@ -304,8 +304,17 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        """Read and validate a TOML run file."""
-        return cls.from_mapping(load_toml(path))
+        """Read and validate a TOML run file. A run file must name its device (a ``[device]``
+        table): the default device is a convenience of the library, not something a run file
+        may train on by omission."""
+        data = load_toml(path)
+        config = cls.from_mapping(data)
+        if "device" not in data:
+            raise ConfigError(
+                f"{str(path)!r} has no [device] table; name the device to train on, e.g. "
+                '[device] name = "mzi" (`blacksat devices` lists them)'
+            )
+        return config
 
     def to_mapping(self) -> dict[str, dict[str, Any]]:
         """``{table: {key: value}}`` with every default filled in (``None`` kept)."""
