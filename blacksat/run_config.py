@@ -236,8 +236,13 @@ class BudgetSpec:
     samples: int | None = None
 
     def __post_init__(self) -> None:
-        _int_at_least("budget.reconfigurations", self.reconfigurations, 0, none_ok=True)
-        _int_at_least("budget.samples", self.samples, 0, none_ok=True)
+        for name in ("reconfigurations", "samples"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(
+                    f"budget.{name} must be an integer >= 1 (a budget of 0 allows no query; "
+                    f"leave the key out for no limit), got {v!r}"
+                )
 
 
 @dataclass(frozen=True)
