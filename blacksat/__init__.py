@@ -4,7 +4,11 @@ The core (this package) holds the protocols and machinery; simulated devices liv
 :mod:`blacksat.devices`, learned device models in :mod:`blacksat.surrogates`.
 """
 
-from blacksat.device import Device, Model, check_inputs, query_many_by_loop
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from blacksat.errors import (
     BlacksatError,
     BudgetExhausted,
@@ -17,18 +21,65 @@ from blacksat.errors import (
     ShapeError,
     ValidationError,
 )
-from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
-from blacksat.meter import Budget, Ledger, MeteredDevice
-from blacksat.nonfinite import NonFinitePolicy
-from blacksat.objective import Batch, Estimate, GradientEstimator, StepContext
-from blacksat.querydata import QueryData
-from blacksat.querylog import QueryLog
-from blacksat.retry import RetryPolicy
-from blacksat.sat import SAT, FreeAscent, sat
-from blacksat.space import ParamSpace
-from blacksat.task import Task
-from blacksat.train_config import TrainConfig
-from blacksat.trainer import Trainer, TrainResult
+
+#: where each public name lives; imported on first use (PEP 562), so that ``import blacksat``
+#: (and ``blacksat --help``) does not pay for torch until something needs it
+_LAZY = {
+    "Device": "blacksat.device",
+    "Model": "blacksat.device",
+    "check_inputs": "blacksat.device",
+    "query_many_by_loop": "blacksat.device",
+    "Autograd": "blacksat.estimators",
+    "PhysicsAware": "blacksat.estimators",
+    "ZerothOrder": "blacksat.estimators",
+    "Budget": "blacksat.meter",
+    "Ledger": "blacksat.meter",
+    "MeteredDevice": "blacksat.meter",
+    "NonFinitePolicy": "blacksat.nonfinite",
+    "Batch": "blacksat.objective",
+    "Estimate": "blacksat.objective",
+    "GradientEstimator": "blacksat.objective",
+    "StepContext": "blacksat.objective",
+    "QueryData": "blacksat.querydata",
+    "QueryLog": "blacksat.querylog",
+    "RetryPolicy": "blacksat.retry",
+    "SAT": "blacksat.sat",
+    "FreeAscent": "blacksat.sat",
+    "sat": "blacksat.sat",
+    "ParamSpace": "blacksat.space",
+    "Task": "blacksat.task",
+    "TrainConfig": "blacksat.train_config",
+    "Trainer": "blacksat.trainer",
+    "TrainResult": "blacksat.trainer",
+}
+
+if TYPE_CHECKING:
+    from blacksat.device import Device, Model, check_inputs, query_many_by_loop
+    from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
+    from blacksat.meter import Budget, Ledger, MeteredDevice
+    from blacksat.nonfinite import NonFinitePolicy
+    from blacksat.objective import Batch, Estimate, GradientEstimator, StepContext
+    from blacksat.querydata import QueryData
+    from blacksat.querylog import QueryLog
+    from blacksat.retry import RetryPolicy
+    from blacksat.sat import SAT, FreeAscent, sat
+    from blacksat.space import ParamSpace
+    from blacksat.task import Task
+    from blacksat.train_config import TrainConfig
+    from blacksat.trainer import Trainer, TrainResult
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'blacksat' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -18,6 +18,7 @@ import contextlib
 import copy
 import glob
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 
 from blacksat.errors import ConfigError
 from blacksat.meter import Ledger
+from blacksat.outputs import file_mode
 
 _FORMAT = "blacksat.TrainState"
 _VERSION = 1
@@ -151,6 +153,7 @@ def save_checkpoint(state: TrainState, path: str | os.PathLike[str]) -> Path:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())  # like every other run file, not tempfile's 0600
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -170,11 +173,30 @@ def load_checkpoint(path: str | os.PathLike[str]) -> TrainState:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no checkpoint at {p}")
+    where = f"checkpoint {str(p)!r}"
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"cannot read {where} ({exc.strerror or 'unreadable'})") from None
+    if size == 0:
+        raise ConfigError(f"{where} is empty (0 bytes); it cannot be resumed")
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which
-        raise ConfigError(f"cannot read checkpoint {p}: {type(exc).__name__}: {exc}") from exc
-    return TrainState.from_dict(data)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc) or "This file can still be loaded" in str(exc):
+            raise ConfigError(
+                f"{where} holds objects other than tensors and plain values; blacksat loads "
+                "only what it wrote and never unpickles code"
+            ) from None
+        raise ConfigError(f"{where} is damaged or not a blacksat checkpoint") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"{where} is damaged or truncated ({type(exc).__name__}); it cannot be resumed"
+        ) from None
+    try:
+        return TrainState.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -38,6 +38,7 @@ from blacksat.errors import (
     DeviceError,
     DeviceTimeout,
     InvalidReading,
+    ValidationError,
 )
 from blacksat.retry import RetryPolicy
 from blacksat.space import ParamSpace, Policy
@@ -79,10 +80,17 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("reconfigurations", "samples"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or int(v) != v or v < 0):
+            if v is None:
+                continue
+            if isinstance(v, (float, np.floating)) and np.isposinf(v):
+                object.__setattr__(self, name, None)  # +inf: unlimited, like None
+                continue
+            ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            if not ok or not np.isfinite(v) or int(v) != v or v < 0:
                 raise ConfigError(
-                    f"budget {name} must be a non-negative integer or None, got {v!r}"
+                    f"budget {name} must be an integer >= 0, or None / inf for unlimited, got {v!r}"
                 )
+            object.__setattr__(self, name, int(v))
 
 
 @dataclass(frozen=True)
@@ -112,8 +120,9 @@ class MeteredDevice:
 
     Args:
         device: any object with ``space``, ``query`` and ``query_many``.
-        max_reconfigurations: hard budget on reconfigurations (``None``: unlimited).
-        max_samples: hard budget on samples (``None``: unlimited).
+        max_reconfigurations: hard budget on reconfigurations (``None`` or ``math.inf``:
+            unlimited; NaN, negative or fractional values are a :class:`ConfigError`).
+        max_samples: hard budget on samples (``None`` or ``math.inf``: unlimited).
         policy: what to do with out-of-bounds settings: ``"raise"`` (default) or ``"clip"``
             (explicit opt-in). NaN/inf is always an error.
         observers: callables receiving a :class:`QueryRecord` after each successful query and
@@ -216,6 +225,7 @@ class MeteredDevice:
 
         ``reprogram=True`` reads a fresh programming of ``theta`` even when the device holds it
         (one reconfiguration; a device that keeps its setting must offer ``reprogram(theta)``)."""
+        _real_settings(theta)
         t = self._space.validate(theta, policy=self.policy)[None]
         if reprogram and not self.reprograms_on_query:
             self._reprogrammer()
@@ -244,6 +254,7 @@ class MeteredDevice:
 
     def query_many(self, thetas: ArrayLike, x: ArrayLike) -> np.ndarray:
         """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``; one device call."""
+        _real_settings(thetas)
         t = self._space.validate_many(thetas, policy=self.policy)
         return self._send(t, x, single=False)
 
@@ -369,6 +380,32 @@ class MeteredDevice:
             int(ledger.samples),
             int(ledger.queries),
             int(ledger.failures),
+        )
+
+
+def _real_settings(thetas: Any) -> None:
+    """Refuse complex and boolean settings before validation would cast them (NumPy drops an
+    imaginary part with only a warning, and turns ``True`` into 1.0)."""
+    dtype = getattr(thetas, "dtype", None)
+    if dtype is None:  # a list or a scalar
+        try:
+            dtype = np.asarray(thetas).dtype
+        except (TypeError, ValueError):
+            return  # ragged or odd: the space's validation says what is wrong
+    if isinstance(dtype, np.dtype):
+        kind = dtype.kind
+    else:  # a torch dtype
+        kind = (
+            "c"
+            if getattr(dtype, "is_complex", False)
+            else "b"
+            if str(dtype) == "torch.bool"
+            else "f"
+        )
+    if kind in ("c", "b"):
+        what = "complex" if kind == "c" else "boolean"
+        raise ValidationError(
+            f"settings must be real numbers, got a {what} array; nothing was sent to the device"
         )
 
 

@@ -245,10 +245,22 @@ class Surrogate(nn.Module):
     def _trainable(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    #: show a progress bar (stderr) over the fit's optimizer steps
+    progress: bool = False
+
     def _fit_loop(self, train: list[Group], test: list[Group]) -> int:
+        from tqdm import tqdm
+
         params = self._trainable()
         if not params or self.steps == 0:
             return 0
+        bar = tqdm(total=self.steps, disable=not self.progress, desc=f"fit {type(self).__name__}")
+        with bar:
+            return self._fit_steps(params, train, test, bar)
+
+    def _fit_steps(
+        self, params: list[nn.Parameter], train: list[Group], test: list[Group], bar: Any
+    ) -> int:
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, self.steps, eta_min=self.lr / 20)
         rng = np.random.default_rng([self.seed, 1])
@@ -263,6 +275,7 @@ class Surrogate(nn.Module):
                 opt.step()
                 sched.step()
                 step += 1
+                bar.update(1)
                 if test and (step % check_every == 0 or step == self.steps):
                     val = _mse(self, test)
                     if val < best[0]:

@@ -20,6 +20,7 @@ with ``[estimator] model = "FILE"``. The file is a pickle: load only files you w
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -72,11 +73,23 @@ def calibrate_from_log(
     steps: int | None = None,
     seed: int = 0,
     log_device: str | None = None,
+    identity: str | None = None,
+    force: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Fit a ``kind`` surrogate of ``device(**device_args)`` (a registry name or a
     ``"package.module:callable"`` factory) on every query of the log (or of
     the identity ``log_device``), save it to ``out`` and its report to ``FILE.json``; returns
-    the report."""
+    the report.
+
+    Before anything is fitted: ``out`` must be writable and, unless ``force``, neither it nor
+    its report may exist; ``steps`` must be >= 1; and the log's device identities must be the
+    device's: ``identity`` (a run's ``[log] device_id``) when given, else any identity of the
+    form ``<registry name>-<seed>`` must name this device and seed (a log of ``mzi-1`` is not
+    fitted for ``mzi`` seed 7). Identities of other forms (a lab instrument's) are accepted.
+    ``progress``: a bar over the fit's steps on stderr.
+    """
+    from blacksat.outputs import prepare_file
     from blacksat.product.run_config import DeviceSpec
     from blacksat.querylog import QueryLog
 
@@ -85,6 +98,10 @@ def calibrate_from_log(
         raise ConfigError(f"query log not found: {str(path)!r}")
     if not isinstance(device_args, dict):
         raise ConfigError(f"device arguments must be a JSON object, got {device_args!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"--steps must be an integer >= 1 (a fit needs steps), got {steps!r}")
+    target = Path(out)
+    prepare_file(target, force=force, also=[report_path(target)])
     args = dict(device_args)
     chip_seed = args.pop("seed", 0)
     if isinstance(chip_seed, bool) or not isinstance(chip_seed, int) or chip_seed < 0:
@@ -102,6 +119,9 @@ def calibrate_from_log(
             raise ConfigError(f"the log holds no queries of {log_device!r}; it holds {known}")
         if not known:
             raise ConfigError(f"the query log {str(path)!r} holds no queries")
+        check_identities(
+            [log_device] if log_device is not None else known, device, chip_seed, identity
+        )
         data = log.data(device=log_device)
     d = data.groups[0][0].shape[1]
     in_shape = tuple(data.groups[0][1].shape[1:])
@@ -111,7 +131,15 @@ def calibrate_from_log(
             f"{device} {args} has {chip.space.dim} controls and inputs {tuple(chip.input_shape)}"
         )
     surrogate = make_surrogate(kind, chip, steps=steps, seed=seed)
+    from blacksat.surrogates import Surrogate
+
+    for part in surrogate.modules():
+        if isinstance(part, Surrogate):
+            part.progress = progress
     surrogate.fit(data)
+    for part in surrogate.modules():
+        if isinstance(part, Surrogate):
+            part.progress = False
     rep = surrogate.report_
     report = {
         "format": FORMAT,
@@ -124,8 +152,6 @@ def calibrate_from_log(
         "summary": str(rep),
         "wall_seconds": time.perf_counter() - t0,
     }
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
             "format": FORMAT,
@@ -137,6 +163,38 @@ def calibrate_from_log(
     )
     report_path(target).write_text(json.dumps(report, indent=2))
     return report
+
+
+def check_identities(
+    identities: list[str], device: str, seed: int, identity: str | None = None
+) -> None:
+    """Refuse a log whose queries were recorded on another device than the one to fit.
+
+    ``identity``: the identity the queries must carry (a run's ``[log] device_id``; its
+    ``<identity>/evaluation`` queries too). Without it, an identity ``<name>-<seed>`` with a
+    registered device name must be ``<device>-<seed>``."""
+    from blacksat.devices import DEVICES
+
+    def base(ident: str) -> str:
+        return ident.split("/", 1)[0]
+
+    if identity is not None:
+        wrong = [i for i in identities if base(i) != identity]
+        expected = f"the config's identity {identity!r}"
+    else:
+        pattern = re.compile(rf"^({'|'.join(map(re.escape, DEVICES))})-(\d+)$")
+        wrong = []
+        for ident in identities:
+            m = pattern.match(base(ident))
+            if m and (m.group(1) != device or int(m.group(2)) != seed):
+                wrong.append(ident)
+        expected = f"{device!r} seed {seed} ({device}-{seed})"
+    if wrong:
+        raise ConfigError(
+            f"the log holds queries of {wrong[0]!r}, recorded on another device than "
+            f"{expected}; give the device that produced the log (--config of its run, or "
+            "--device and --device-args with its seed), or --log-device to choose queries"
+        )
 
 
 def load_surrogate(path: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -167,6 +225,7 @@ __all__ = [
     "FORMAT",
     "KINDS",
     "calibrate_from_log",
+    "check_identities",
     "load_surrogate",
     "make_surrogate",
     "report_path",

@@ -15,12 +15,26 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from blacksat import __version__
 from blacksat.errors import BlacksatError, ConfigError
 
 #: seeds reach numpy, torch and scikit-learn; the last accepts [0, 2**32 - 1]
 MAX_SEED = 2**32 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with blacksat's one-line errors: ``blacksat: error: ...``, exit status 2 (no
+    usage block; ``--help`` shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"blacksat: error: {text} (see `{self.prog} --help`)\n")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows every default."""
 
 
 def _path(text: str) -> str:
@@ -41,12 +55,31 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    """An integer argument >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="blacksat",
         description="Sharpness-aware training of physical neural networks on opaque devices.",
+        formatter_class=_Help,
     )
+    p.add_argument("--version", action="version", version=f"blacksat {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub_parser(name, formatter_class=_Help, **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
     demo = sub.add_parser(
         "demo",
         help="the main job: offline BP and SAT, query-only SAT and nevergrad on a simulated chip",
@@ -57,9 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="demo-out", type=_path, help="output directory")
     demo.add_argument("--quick", action="store_true", help="a shorter run (well under a minute)")
+    demo.add_argument("--force", action="store_true", help="overwrite results already in --out")
     demo.add_argument("--seed", type=int, default=0, help="seed for data, chip and training")
     demo.add_argument(
-        "--device", default="mzi", choices=["mzi", "mzi-hybrid", "mrr", "diffractive"]
+        "--device",
+        default="mzi",
+        choices=["mzi", "mzi-hybrid", "mrr", "diffractive"],
+        help="the simulated chip: a 16-mode MZI mesh, two meshes with a digital layer between "
+        "them, a micro-ring weight bank, or a diffractive network",
     )
     demo.add_argument(
         "--config",
@@ -85,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run in --out from its checkpoint (config: --config or the saved one)",
     )
+    train.add_argument(
+        "--force", action="store_true", help="replace a run already in --out (not with --resume)"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     ev = sub.add_parser(
         "evaluate",
@@ -93,8 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         "nuisance and perturbation model; prints a table and writes DIR/evaluation.json.",
     )
     ev.add_argument("run_dir", type=_path, metavar="DIR", help="a directory written by train")
-    ev.add_argument("--fresh-chips", type=_count, default=3, help="fresh chips (default 3)")
+    ev.add_argument("--fresh-chips", type=_count, default=3, help="fresh chips")
     ev.add_argument("--sweep", action="store_true", help="nuisance and perturbation sweeps")
+    ev.add_argument("--force", action="store_true", help="overwrite DIR/evaluation.json")
     ev.add_argument("--quiet", action="store_true", help="no progress output")
     cal = sub.add_parser(
         "calibrate",
@@ -110,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--config", type=_path, default=None, help="a run's TOML ([device] used)")
     cal.add_argument("--kind", required=True, choices=["greybox", "residual", "ensemble"])
     cal.add_argument("--out", required=True, type=_path, help="where the surrogate goes")
-    cal.add_argument("--steps", type=_count, default=None, help="fit steps (default: kind's)")
+    cal.add_argument("--force", action="store_true", help="overwrite --out and its report")
+    cal.add_argument("--steps", type=_positive, default=None, help="fit steps (None: kind's)")
     cal.add_argument("--seed", type=int, default=0, help="seed of the fit")
     cal.add_argument("--log-device", default=None, help="only this device identity's queries")
     cal.add_argument("--quiet", action="store_true", help="no progress output")
@@ -132,9 +175,18 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--device", default=None, help="a device name or 'package.module:callable' factory"
     )
-    cmp.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds (default 0,1,2)")
+    cmp.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
     cmp.add_argument("--budgets", default="1000,5000,20000", help="reconfiguration budgets")
-    cmp.add_argument("--out", default="compare-out", type=_path, help="output directory")
+    cmp.add_argument(
+        "--out",
+        default="compare-out",
+        type=_path,
+        help="output directory (each finished run's row is written to rows.jsonl at once)",
+    )
+    cmp.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    cmp.add_argument(
+        "--resume", action="store_true", help="keep the finished runs in --out, run the rest"
+    )
     cmp.add_argument("--workers", type=int, default=2, help="local worker processes")
     cmp.add_argument("--scheduler", default=None, help="a Dask scheduler address (optional)")
     cmp.add_argument("--list", action="store_true", help="list the registered methods and exit")
@@ -178,15 +230,17 @@ def _devices(as_json: bool) -> None:
         )
 
 
-def _ints(text: str, what: str, upper: int | None = None) -> list[int]:
+def _ints(text: str, what: str, low: int = 0, upper: int | None = None) -> list[int]:
+    """Comma-separated integers in ``[low, upper]``; every refusal says the whole range."""
+    span = f">= {low}" + ("" if upper is None else f" and <= {upper}")
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise BlacksatError(f"{what} must be comma-separated integers, got {text!r}") from exc
-    if not values or any(v < 0 for v in values):
-        raise BlacksatError(f"{what} must be non-empty and >= 0, got {text!r}")
-    if upper is not None and any(v > upper for v in values):
-        raise BlacksatError(f"{what} must be <= {upper}, got {text!r}")
+    except ValueError:
+        raise BlacksatError(
+            f"{what} must be comma-separated integers {span}, got {text!r}"
+        ) from None
+    if not values or any(v < low or (upper is not None and v > upper) for v in values):
+        raise BlacksatError(f"{what} must be comma-separated integers {span}, got {text!r}")
     return values
 
 
@@ -222,12 +276,14 @@ def _compare(args: argparse.Namespace) -> None:
     compare(
         names,
         scenario=scenario,
-        seeds=_ints(args.seeds, "--seeds", MAX_SEED),
-        budgets=_ints(args.budgets, "--budgets"),
+        seeds=_ints(args.seeds, "--seeds", 0, MAX_SEED),
+        budgets=_ints(args.budgets, "--budgets", 1),
         scheduler=args.scheduler,
         max_workers=args.workers,
         out_dir=args.out,
         progress=not args.quiet,
+        force=args.force,
+        resume=args.resume,
     )
     print((Path(args.out) / "summary.md").read_text())
 
@@ -272,6 +328,7 @@ def _demo(args: argparse.Namespace) -> None:
         device=args.device,
         progress=not args.quiet,
         config=config,
+        force=args.force,
     )
     print((Path(args.out) / "report.md").read_text())
 
@@ -287,14 +344,26 @@ def _train(args: argparse.Namespace) -> None:
         source = Path(args.out) / "config.toml"
         if not Path(source).is_file():
             raise ConfigError(f"{args.out!r} holds no config.toml to resume from")
-    report = train(RunConfig.load(source), args.out, resume=args.resume, progress=not args.quiet)
+    report = train(
+        RunConfig.load(source),
+        args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+        force=args.force,
+    )
     print(result_markdown(report, args.out))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from blacksat.product.run import evaluate, evaluation_markdown
 
-    ev = evaluate(args.run_dir, fresh_chips=args.fresh_chips, sweep=args.sweep)
+    ev = evaluate(
+        args.run_dir,
+        fresh_chips=args.fresh_chips,
+        sweep=args.sweep,
+        force=args.force,
+        progress=not args.quiet,
+    )
     print(evaluation_markdown(ev))
 
 
@@ -302,8 +371,10 @@ def _calibrate(args: argparse.Namespace) -> None:
     from blacksat.product.calibrate_cmd import calibrate_from_log, report_path
     from blacksat.product.run_config import RunConfig
 
+    identity = None
     if args.config is not None:
-        spec = RunConfig.load(args.config).device
+        run_config = RunConfig.load(args.config)
+        spec, identity = run_config.device, run_config.log.device_id
         name, dev_args = spec.factory or spec.name, {**spec.kwargs, "seed": spec.seed}
         if args.device is not None and args.device != name:
             raise ConfigError(f"--device {args.device!r} contradicts the config's {name!r}")
@@ -328,6 +399,9 @@ def _calibrate(args: argparse.Namespace) -> None:
         steps=args.steps,
         seed=_seed(args.seed),
         log_device=args.log_device,
+        identity=identity,
+        force=args.force,
+        progress=not args.quiet,
     )
     print(f"{args.kind} surrogate of {name}: {report['summary']}")
     print(f"saved {args.out} and {report_path(Path(args.out))}")
@@ -358,7 +432,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except (BlacksatError, OSError) as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        if isinstance(exc, OSError) and not isinstance(exc, BlacksatError):
+            from blacksat.outputs import os_message
+
+            text = os_message(exc)  # in words, never "[Errno 17] ..."
+        else:
+            text = str(exc)
+        message = " ".join(text.split())  # one line, whatever the message holds
         parser.exit(2, f"blacksat: error: {message}\n")
     except KeyboardInterrupt:
         parser.exit(130, "blacksat: interrupted\n")

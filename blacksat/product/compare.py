@@ -583,8 +583,17 @@ def compare(
     max_workers: int = 2,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    force: bool = False,
+    resume: bool = False,
 ) -> CompareResult:
     """Run every (method, seed, chip, budget) and collect the rows.
+
+    With ``out_dir``, the directory is checked before any run starts (writable, not a file;
+    results already there are refused unless ``force`` or ``resume``), the sweep's description
+    goes to ``sweep.json`` and each finished run's row is appended to ``rows.jsonl`` as it
+    completes, so that an interrupted sweep loses only the runs in flight. ``resume`` keeps the
+    rows already in ``rows.jsonl`` (for the same scenario and method options; refused
+    otherwise) and runs only the missing (method, seed, chip, budget).
 
     Args:
         methods: :class:`Method` s or registered names (:data:`METHODS`).
@@ -601,6 +610,8 @@ def compare(
             ``ProcessPoolExecutor``, used when neither ``executor`` nor ``scheduler`` is given).
         out_dir: where to write the results (:meth:`CompareResult.write`); ``None``: nowhere.
         progress: show a ``tqdm`` bar over completed runs.
+        force: overwrite results already in ``out_dir`` (their rows are discarded).
+        resume: keep the finished runs of ``out_dir`` and run the rest.
     """
     from tqdm import tqdm
 
@@ -630,11 +641,21 @@ def compare(
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise ConfigError(f"max_workers must be an integer >= 1, got {max_workers!r}")
     jobs = [(m, s, c, b) for m in ms for b in budget_list for s, c in pairs]
-    ex, owned = _executor(executor, scheduler, min(max_workers, len(jobs)))
     rows: dict[tuple[str, int, int, int], dict[str, Any]] = {}
+    sink = None
+    if out_dir is not None:
+        from blacksat.product.compare_store import RowStore
+
+        sink = RowStore.open(out_dir, _sweep_doc(ms, scenario), force=force, resume=resume)
+        wanted = {(m.name, s, c, b) for m, s, c, b in jobs}
+        rows.update({k: r for k, r in sink.rows.items() if k in wanted})
+    elif resume or force:
+        raise ConfigError("resume and force apply to an out_dir; none was given")
+    todo = [j for j in jobs if (j[0].name, j[1], j[2], j[3]) not in rows]
+    ex, owned = _executor(executor, scheduler, max(1, min(max_workers, len(todo))))
     try:
         # largest budgets first: the longest runs do not end up last on an idle pool
-        order = sorted(jobs, key=lambda j: -j[3])
+        order = sorted(todo, key=lambda j: -j[3])
         futures: dict[Future, tuple[str, int, int, int]] = {
             ex.submit(run_one, m, scenario, s, c, b): (m.name, s, c, b) for m, s, c, b in order
         }
@@ -643,6 +664,8 @@ def compare(
                 key = futures[fut]
                 try:
                     rows[key] = fut.result()
+                    if sink is not None:
+                        sink.append(rows[key])
                 except BaseException:
                     for f in futures:
                         f.cancel()
@@ -661,6 +684,14 @@ def compare(
     if out_dir is not None:
         result.write(out_dir)
     return result
+
+
+def _sweep_doc(methods: Sequence[Method], scenario: Scenario) -> dict[str, Any]:
+    """What the rows of a sweep depend on besides their own key (checked on resume)."""
+    return {
+        "scenario": scenario_dict(scenario),
+        "methods": {m.name: {"kind": m.kind, "options": m.options} for m in methods},
+    }
 
 
 #: Budgets of the quick (smoke) variant of :func:`target`.

@@ -134,11 +134,15 @@ def run_demo(
     device: str = "mzi",
     progress: bool = True,
     config: DemoConfig | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run the flow, write ``out/results.json``, ``out/report.md`` and the plots; return the
     results (the schema is in the module docstring). ``config`` overrides the preset that
-    ``quick`` selects."""
+    ``quick`` selects. ``out`` is checked before any work: it must be a writable directory
+    (created) and may hold a previous demo's results only with ``force``."""
     from blacksat.devices import DEVICES
+    from blacksat.outputs import prepare_dir
+    from blacksat.product.demo_plots import ACCURACY_PLOT, DRIFT_PLOT, LANDSCAPE_PLOT
 
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; known: {sorted(DEVICES)}")
@@ -154,8 +158,10 @@ def run_demo(
             f"demo ng_optimizer {cfg.ng_optimizer!r} is not in nevergrad's registry "
             "(e.g. 'DiagonalCMA', 'OnePlusOne', 'CMA', 'NGOpt')"
         )
+    results = ("results.json", "report.md", ACCURACY_PLOT, DRIFT_PLOT, LANDSCAPE_PLOT)
+    target = prepare_dir(out, force=force, results=results)
     with torch_threads(cfg.threads):
-        return _run(Path(out), quick, seed, device, progress, cfg)
+        return _run(target, quick, seed, device, progress, cfg)
 
 
 @contextlib.contextmanager

@@ -58,6 +58,7 @@ from blacksat.product.run_config import RunConfig
 RESULT_SCHEMA = "blacksat.run/1"
 EVALUATION_SCHEMA = "blacksat.evaluation/1"
 FILES = ("config.toml", "checkpoint.pt", "log.jsonl", "task.pt", "result.json")
+EXTRA_FILES = ("queries.sqlite", "evaluation.json")  # also part of a run when present
 FRESH_SEED_OFFSET = 1000  # fresh chip i of a run on chip seed s has seed s + 1000 + i
 
 
@@ -175,10 +176,13 @@ def device_perturbations(chip: Any, name: str | None = None) -> dict[str, Any]:
 
 
 def _atomic_write(path: Path, write: Any) -> None:
+    from blacksat.outputs import file_mode
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -193,31 +197,89 @@ def _digital_state(task: Any) -> dict[str, Any]:
 
 
 def train(
-    config: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    force: bool = False,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Run ``config`` into the directory ``out`` (see the module docstring); returns the
     contents of ``result.json``.
 
+    The directory is checked before anything is built: it must be writable, and it may hold a
+    run only with ``resume`` (an unfinished run: a checkpoint and no ``result.json``; the
+    results of a finished run are never changed) or ``force`` (the old run's files are removed
+    first). A resumed run must have the configuration it was started with. Training uses
+    ``threads`` torch threads (the process's setting is restored afterwards; these problems
+    are small and one thread is the fastest on a shared machine).
+
     Raises:
-        ConfigError: ``out`` already holds a run and ``resume`` is false, or ``resume`` and
-            there is no checkpoint; or the configuration does not fit the device.
+        ConfigError: ``out`` is not a writable directory; it already holds a run and neither
+            ``resume`` nor ``force`` is given; ``resume`` and there is no checkpoint, the run
+            is finished, or ``config`` differs from the run's; or the configuration does not
+            fit the device.
     """
+    from blacksat.outputs import prepare_dir
+    from blacksat.product.demo import torch_threads
+
+    if resume and force:
+        raise ConfigError("give --resume or --force, not both")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is an existing file, not a directory")
+    held: list[str] = []
+    if resume:
+        _check_resumable(config, out)
+    else:
+        held = [f for f in (*FILES, *EXTRA_FILES) if (out / f).exists()]
+        if held and not force:
+            raise ConfigError(
+                f"{str(out)!r} already holds a run ({', '.join(held[:3])}); pass --resume to "
+                "continue it, --force to replace it, or another --out"
+            )
+    prepare_dir(out, force=True)  # writable: checked before anything is built
+    with torch_threads(threads):
+        setup = build(config)
+        for f in held:  # --force: the old run goes only once the new one is sure to start
+            (out / f).unlink()
+        return _train(setup, out, resume, progress)
+
+
+def _check_resumable(config: RunConfig, out: Path) -> None:
+    if not (out / "checkpoint.pt").is_file():
+        raise ConfigError(f"{str(out)!r} holds no checkpoint.pt to resume from")
+    if (out / "result.json").exists():
+        raise ConfigError(
+            f"{str(out)!r} holds a finished run (result.json); its results are kept as they "
+            "are: train into another --out to continue from it"
+        )
+    saved_file = out / "config.toml"
+    if saved_file.is_file():
+        saved = RunConfig.load(saved_file).to_mapping()
+        given = config.to_mapping()
+        for section in saved:
+            for key in sorted(set(saved[section]) | set(given[section])):
+                a, b = saved[section].get(key), given[section].get(key)
+                if a != b:
+                    raise ConfigError(
+                        f"--config differs from the run's config.toml at {section}.{key} "
+                        f"({b!r} vs {a!r}); a run resumes with the configuration it started "
+                        "with (omit --config to use it)"
+                    )
+
+
+def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
     from blacksat.checkpoint import load_checkpoint
     from blacksat.querylog import QueryLog
     from blacksat.trainer import Trainer
 
     t0 = time.perf_counter()
-    out = Path(out)
+    config = setup.config
     ckpt = out / "checkpoint.pt"
-    if resume and not ckpt.is_file():
-        raise ConfigError(f"{str(out)!r} holds no checkpoint.pt to resume from")
-    if not resume and (ckpt.exists() or (out / "result.json").exists()):
-        raise ConfigError(
-            f"{str(out)!r} already holds a run; pass --resume to continue it, or another --out"
-        )
-    setup = build(config)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "config.toml", lambda p: Path(p).write_text(config.to_toml()))
+    if not resume:
+        _atomic_write(out / "config.toml", lambda p: Path(p).write_text(config.to_toml()))
     ident = config.log.device_id
     qlog = QueryLog(out / "queries.sqlite", device=ident) if config.log.queries else None
     try:
@@ -355,48 +417,81 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 
 def evaluate(
-    run_dir: str | Path, *, fresh_chips: int = 3, sweep: bool = False, seed: int = 0
+    run_dir: str | Path,
+    *,
+    fresh_chips: int = 3,
+    sweep: bool = False,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Accuracy (full test split) of a finished run on its chip, on the nominal model, on
     ``fresh_chips`` fresh fabrication draws (seeds ``chip seed + 1000 + i``) and, with
     ``sweep``, under each nuisance over its rated range (5 values) and under each control-space
     perturbation model at 0.5, 1 and 2 times its rated size (10 random draws each, generator
-    ``seed``). Writes ``run_dir/evaluation.json`` and returns its contents."""
+    ``seed``). Writes ``run_dir/evaluation.json`` and returns its contents; an existing
+    ``evaluation.json`` is replaced only with ``force`` (checked before any work, like the
+    directory's writability). ``progress``: a bar over the evaluations on stderr."""
+    from tqdm import tqdm
+
+    from blacksat.outputs import prepare_dir
+
     if isinstance(fresh_chips, bool) or not isinstance(fresh_chips, int) or fresh_chips < 0:
         raise ConfigError(f"fresh_chips must be an integer >= 0, got {fresh_chips!r}")
     run = load_run(run_dir)
+    target = Path(run_dir) / "evaluation.json"
+    if target.exists() and not force:
+        raise ConfigError(f"{str(target)!r} already exists; pass --force to overwrite it")
+    prepare_dir(run_dir, what="the run directory", force=True)
     chip, task, theta = run.chip, run.task, run.theta
     nominal = device_model(chip, "nominal")
     ev = MeteredDevice(chip)
-    out: dict[str, Any] = {
-        "schema": EVALUATION_SCHEMA,
-        "chip": accuracy(task, ev, theta),
-        "nominal_model": None if nominal is None else accuracy(task, nominal, theta),
-        "fresh_chips": None,
-        "nuisance_sweeps": None,
-        "perturbation_sweeps": None,
-    }
+    models = {
+        name: model
+        for name, model in device_perturbations(chip).items()
+        if sweep and not model.sample(torch.as_tensor(theta), np.random.default_rng(0)).nuisance
+    }  # nuisance models are covered by the nuisance sweep
+    nuisances = getattr(chip, "nuisances", ())
+    grid = {n.name: np.linspace(n.rated[0], n.rated[1], 5).tolist() for n in nuisances}
     fresh = _fresh_builder(run.config, chip)
-    if fresh_chips and fresh is not None:
-        seeds = [run.config.device.seed + FRESH_SEED_OFFSET + i for i in range(fresh_chips)]
-        out["fresh_chips"] = transfer(task, theta, [fresh(s) for s in seeds]).to_dict()
-    if sweep:
-        nuisances = getattr(chip, "nuisances", ())
-        grid = {n.name: np.linspace(n.rated[0], n.rated[1], 5).tolist() for n in nuisances}
-        if grid:
-            out["nuisance_sweeps"] = nuisance_sweep(task, theta, chip.perturbed, grid).to_dict()
-        sweeps = {}
-        for name, model in device_perturbations(chip).items():
-            if model.sample(torch.as_tensor(theta), np.random.default_rng(0)).nuisance:
-                continue  # a nuisance model: covered by the nuisance sweep
-            table = perturbation_sweep(
-                task, theta, chip, model, [0.5, 1.0, 2.0], draws=10, rng=seed
-            )
-            sweeps[name] = table.to_dict()
-        out["perturbation_sweeps"] = sweeps
+    n_fresh = fresh_chips if fresh is not None else 0
+    total = 2 + n_fresh + (int(bool(grid)) + len(models) if sweep else 0)
+    with tqdm(total=total, disable=not progress, desc="evaluate", unit="eval") as bar:
+
+        def done(what: str, n: int = 1) -> None:
+            bar.set_postfix_str(what, refresh=False)
+            bar.update(n)
+
+        out: dict[str, Any] = {
+            "schema": EVALUATION_SCHEMA,
+            "chip": accuracy(task, ev, theta),
+            "nominal_model": None,
+            "fresh_chips": None,
+            "nuisance_sweeps": None,
+            "perturbation_sweeps": None,
+        }
+        done("chip")
+        out["nominal_model"] = None if nominal is None else accuracy(task, nominal, theta)
+        done("nominal model")
+        if n_fresh and fresh is not None:
+            seeds = [run.config.device.seed + FRESH_SEED_OFFSET + i for i in range(n_fresh)]
+            out["fresh_chips"] = transfer(task, theta, [fresh(s) for s in seeds]).to_dict()
+            done("fresh chips", n_fresh)
+        if sweep:
+            if grid:
+                out["nuisance_sweeps"] = nuisance_sweep(task, theta, chip.perturbed, grid).to_dict()
+                done("nuisance sweeps")
+            sweeps = {}
+            for name, model in models.items():
+                table = perturbation_sweep(
+                    task, theta, chip, model, [0.5, 1.0, 2.0], draws=10, rng=seed
+                )
+                sweeps[name] = table.to_dict()
+                done(name)
+            out["perturbation_sweeps"] = sweeps
     out["ledger"] = dataclasses.asdict(ev.ledger)  # the evaluation's queries of the run's chip
     text = json.dumps(out, indent=2)
-    _atomic_write(Path(run_dir) / "evaluation.json", lambda p: Path(p).write_text(text))
+    _atomic_write(target, lambda p: Path(p).write_text(text))
     return out
 
 

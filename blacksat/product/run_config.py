@@ -265,8 +265,13 @@ class BudgetSpec:
     samples: int | None = None
 
     def __post_init__(self) -> None:
-        _int_at_least("budget.reconfigurations", self.reconfigurations, 0, none_ok=True)
-        _int_at_least("budget.samples", self.samples, 0, none_ok=True)
+        for name in ("reconfigurations", "samples"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(
+                    f"budget.{name} must be an integer >= 1 (a budget of 0 allows no query; "
+                    f"leave the key out for no limit), got {v!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -333,8 +338,17 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        """Read and validate a TOML run file."""
-        return cls.from_mapping(load_toml(path))
+        """Read and validate a TOML run file. A run file must name its device (a ``[device]``
+        table): the default device is a convenience of the library, not something a run file
+        may train on by omission."""
+        data = load_toml(path)
+        config = cls.from_mapping(data)
+        if "device" not in data:
+            raise ConfigError(
+                f"{str(path)!r} has no [device] table; name the device to train on, e.g. "
+                '[device] name = "mzi" (`blacksat devices` lists them)'
+            )
+        return config
 
     def to_mapping(self) -> dict[str, dict[str, Any]]:
         """``{table: {key: value}}`` with every default filled in (``None`` kept)."""

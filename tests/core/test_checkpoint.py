@@ -128,7 +128,7 @@ def test_unreadable_or_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "missing.ckpt")
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00not a checkpoint")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="damaged"):
         load_checkpoint(garbage)
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"weights": torch.zeros(2)}, foreign)
@@ -138,6 +138,31 @@ def test_unreadable_or_foreign_files(tmp_path):
     torch.save({**make_state().to_dict(), "version": 99}, future)
     with pytest.raises(ConfigError, match="version"):
         load_checkpoint(future)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "pickle", "directory-like"])
+def test_damaged_checkpoints_give_one_clear_error(tmp_path, damage):
+    """Empty, truncated or foreign files: one short ConfigError naming the file, never
+    torch's advice to load with weights_only=False, an errno or a bare EOFError."""
+    path = tmp_path / "run.ckpt"
+    save_checkpoint(make_state(), path)
+    data = path.read_bytes()
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "pickle":
+        import argparse
+
+        torch.save({"format": "blacksat.TrainState", "x": argparse.Namespace()}, path)
+    else:
+        path.write_bytes(b"PK\x03\x04" + b"\x00" * 40)  # a zip header and nothing else
+    with pytest.raises(ConfigError) as info:
+        load_checkpoint(path)
+    text = str(info.value)
+    assert str(path) in text and len(text.splitlines()) == 1 and len(text) < 300
+    assert "weights_only=False" not in text and "Errno" not in text
+    assert ("empty" if damage == "empty" else "damaged") in text or "objects other" in text
 
 
 def test_unknown_bit_generator_is_rejected():

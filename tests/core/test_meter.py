@@ -171,3 +171,54 @@ def test_ledger_difference_is_the_spend_between_two_readings():
 
     assert Ledger(7, 700, 5, 2) - Ledger(3, 300, 1, 1) == Ledger(4, 400, 4, 1)
     assert Ledger(3, 30, 2, 0) - Ledger(3, 30, 2, 0) == Ledger()
+
+
+# ---------------------------------------------------------------------- odd settings, budgets
+def _quiet_mesh():
+    from blacksat.devices import MZIMesh
+
+    return MZIMesh(n_modes=4, seed=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda c: c.space.center + 0.5j,
+        lambda c: c.space.center > 0.5,
+        lambda c: [True] * c.space.dim,
+        lambda c: __import__("torch").zeros(c.space.dim, dtype=__import__("torch").bool),
+        lambda c: __import__("torch").zeros(c.space.dim, dtype=__import__("torch").complex64),
+    ],
+    ids=["complex", "bool", "bool-list", "torch-bool", "torch-complex"],
+)
+def test_complex_and_boolean_settings_are_refused_before_sending(make):
+    import warnings
+
+    from blacksat.errors import ValidationError
+
+    chip = _quiet_mesh()
+    meter = MeteredDevice(chip)
+    x = np.zeros((2, *chip.input_shape))
+    theta = make(chip)
+    many = [theta] if isinstance(theta, list) else theta[None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning on the way to the refusal
+        with pytest.raises(ValidationError, match="real numbers"):
+            meter.query(theta, x)
+        with pytest.raises(ValidationError, match="real numbers"):
+            meter.query_many(many, x)
+    assert meter.ledger.queries == 0
+
+
+def test_nan_and_infinite_budgets():
+    import math
+
+    chip = _quiet_mesh()
+    for bad in (math.nan, -math.inf, -1, 2.5):
+        with pytest.raises(ConfigError, match="integer >= 0, or None / inf for unlimited"):
+            MeteredDevice(chip, max_reconfigurations=bad)
+        with pytest.raises(ConfigError, match="budget samples"):
+            MeteredDevice(chip, max_samples=bad)
+    unlimited = MeteredDevice(chip, max_reconfigurations=math.inf, max_samples=math.inf)
+    assert unlimited.budget.reconfigurations is None and unlimited.budget.samples is None
+    assert MeteredDevice(chip, max_reconfigurations=5.0).budget.reconfigurations == 5

@@ -45,10 +45,9 @@ def fails(argv, capsys, *needles):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("blacksat") and ": error: " in last, err
-    if not err.startswith("usage:"):
-        assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("blacksat: error: "), err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no usage block
+    assert "Errno" not in err, err
     for n in needles:
         assert n in err, err
 
@@ -63,6 +62,47 @@ def test_every_command_has_help(argv, capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: blacksat") and "--help" in out
+
+
+def test_version_and_help_with_defaults(capsys):
+    from blacksat import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"blacksat {__version__}"
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: mzi)" in out and "(default: demo-out)" in out and "micro-ring" in out
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    assert "(default: 1000,5000,20000)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_help_does_not_import_torch():
+    """``blacksat --help`` stays light: nothing it needs imports torch (timed in the report,
+    not here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from blacksat.product.cli import main\n"
+        "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_os_errors_are_words_not_errno(capsys, monkeypatch):
+    import blacksat.product.cli as cli
+
+    def boom(args):
+        raise FileExistsError(17, "File exists", "runs/x")
+
+    monkeypatch.setitem(cli.COMMANDS, "devices", boom)
+    fails(["devices"], capsys, "'runs/x': it already exists")
 
 
 def test_devices_lists_every_device(capsys):
@@ -149,6 +189,10 @@ def test_demo_config_errors(text, msg, tmp_path, capsys):
         (["demo", "--config", "missing.toml"], "config file not found"),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
+        (["compare", "--workers", "x"], "invalid int value"),
+        (["evaluate"], "the following arguments are required: DIR"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        (["calibrate", "--log", "q", "--kind", "greybox", "--out", "s", "--steps", "0"], ">= 1"),
     ],
 )
 def test_misuse_gives_one_line_error(argv, msg, capsys, tmp_path, monkeypatch):
@@ -206,18 +250,39 @@ def test_train_evaluate_calibrate_round_trip(tmp_path, capsys):
     fails(["train", "--config", bad, "--out", str(tmp_path / "x")], capsys, "no surrogate file")
 
 
-def test_resume_continues_and_keeps_the_budget(tmp_path, capsys):
-    cfg = write(tmp_path / "run.toml", TINY_RUN)
+def interrupt_after(monkeypatch, steps):
+    """Make the next training run stop with Ctrl-C after ``steps`` steps (it saves a
+    checkpoint and writes no result.json, like a real interruption)."""
+    from blacksat.trainer import Trainer
+
+    real = Trainer._one_step
+    done = [0]
+
+    def step(self):
+        if done[0] == steps:
+            raise KeyboardInterrupt
+        done[0] += 1
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "_one_step", step)
+    return lambda: monkeypatch.setattr(Trainer, "_one_step", real)
+
+
+def test_resume_continues_and_keeps_the_budget(tmp_path, capsys, monkeypatch):
+    longer = TINY_RUN.replace("max_steps = 4", "max_steps = 100")
+    cfg = write(tmp_path / "run.toml", longer)
     run = tmp_path / "run"
-    assert main(["train", "--config", cfg, "--out", str(run), "--quiet"]) == 0
+    restore = interrupt_after(monkeypatch, 4)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--config", cfg, "--out", str(run), "--quiet"])
+    assert info.value.code == 130 and not (run / "result.json").exists()
+    restore()
     # queries sent after the last checkpoint (lost in a crash) are still in the log: re-log
     # one with 8 reconfigurations; the resumed run must count them against its budget
     with QueryLog(run / "queries.sqlite", device="mzi-0") as log:
         q = next(log.records(device="mzi-0"))
         log.append(q.thetas, q.x, q.y, reconfigurations=8)
-    longer = TINY_RUN.replace("max_steps = 4", "max_steps = 100")
-    cfg2 = write(tmp_path / "longer.toml", longer)
-    assert main(["train", "--config", cfg2, "--out", str(run), "--resume", "--quiet"]) == 0
+    assert main(["train", "--config", cfg, "--out", str(run), "--resume", "--quiet"]) == 0
     assert "budget after" in capsys.readouterr().out
     res = json.loads((run / "result.json").read_text())
     # 16 + 8 spent before; 4 reconfigurations per step leave room for 4 more steps of 40
@@ -227,23 +292,107 @@ def test_resume_continues_and_keeps_the_budget(tmp_path, capsys):
     assert len(starts) == 2 and json.loads(starts[1])["resumed"] is True
 
 
-def test_resume_equals_an_uninterrupted_run(tmp_path, capsys):
+def test_resume_equals_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
     text = TINY_RUN.replace('name = "zeroth_order"\nargs = { q = 2, sigma = 0.05 }', "")
     text = text.replace('perturbation = "phase_drift"\nmode = "average"', "rho = 0.1")
     whole, part = tmp_path / "whole", tmp_path / "part"
-    assert main(["train", "--config", write(tmp_path / "a.toml", text), "--out", str(whole)]) == 0
-    short = text.replace("max_steps = 4", "max_steps = 2")
-    assert main(["train", "--config", write(tmp_path / "b.toml", short), "--out", str(part)]) == 0
-    assert (
-        main(["train", "--config", str(tmp_path / "a.toml"), "--out", str(part), "--resume"]) == 0
-    )
+    cfg = write(tmp_path / "a.toml", text)
+    assert main(["train", "--config", cfg, "--out", str(whole)]) == 0
+    restore = interrupt_after(monkeypatch, 2)
+    with pytest.raises(SystemExit):
+        main(["train", "--config", cfg, "--out", str(part), "--quiet"])
+    restore()
+    # --resume without --config takes the run's saved config
+    assert main(["train", "--out", str(part), "--resume", "--quiet"]) == 0
+    assert "completed after 4 steps" in capsys.readouterr().out.splitlines()[-1]
     a = json.loads((whole / "result.json").read_text())
     b = json.loads((part / "result.json").read_text())
     assert a["steps"] == b["steps"] == 4 and a["ledger"]["reconfigurations"] == 0
     np.testing.assert_array_equal(a["theta"], b["theta"])
-    # --resume without --config takes the run's saved config
-    assert main(["train", "--out", str(part), "--resume", "--quiet"]) == 0
-    assert "completed after 4 steps" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_a_finished_run_is_immutable(tmp_path, capsys):
+    cfg = write(tmp_path / "run.toml", TINY_RUN.replace("max_steps = 4", "max_steps = 1"))
+    run = tmp_path / "run"
+    assert main(["train", "--config", cfg, "--out", str(run), "--quiet"]) == 0
+    before = {f: (run / f).read_bytes() for f in ("result.json", "config.toml", "checkpoint.pt")}
+    fails(["train", "--out", str(run), "--resume"], capsys, "finished run", "kept as they are")
+    longer = write(tmp_path / "longer.toml", TINY_RUN)
+    fails(["train", "--config", longer, "--out", str(run), "--resume"], capsys, "finished run")
+    assert {f: (run / f).read_bytes() for f in before} == before
+
+
+def test_resume_with_another_config_is_refused(tmp_path, capsys, monkeypatch):
+    cfg = write(tmp_path / "run.toml", TINY_RUN)
+    run = tmp_path / "run"
+    restore = interrupt_after(monkeypatch, 1)
+    with pytest.raises(SystemExit):
+        main(["train", "--config", cfg, "--out", str(run), "--quiet"])
+    restore()
+    capsys.readouterr()
+    saved = (run / "config.toml").read_text()
+    other = write(tmp_path / "other.toml", TINY_RUN.replace("lr = 0.05", "lr = 0.5"))
+    fails(["train", "--config", other, "--out", str(run), "--resume"], capsys, "train.lr")
+    assert (run / "config.toml").read_text() == saved
+    assert main(["train", "--config", cfg, "--out", str(run), "--resume", "--quiet"]) == 0
+
+
+def test_train_force_replaces_a_run_only_once_the_new_one_builds(tmp_path, capsys):
+    cfg = write(tmp_path / "run.toml", TINY_RUN.replace("max_steps = 4", "max_steps = 1"))
+    run = tmp_path / "run"
+    assert main(["train", "--config", cfg, "--out", str(run), "--quiet"]) == 0
+    bad = write(tmp_path / "bad.toml", TINY_RUN.replace('"phase_drift"', '"nope"'))
+    fails(["train", "--config", bad, "--out", str(run), "--force"], capsys, "nope")
+    assert (run / "result.json").exists()  # a refused replacement loses nothing
+    two = write(tmp_path / "two.toml", TINY_RUN.replace("max_steps = 4", "max_steps = 2"))
+    assert main(["train", "--config", two, "--out", str(run), "--force", "--quiet"]) == 0
+    assert json.loads((run / "result.json").read_text())["steps"] == 2
+
+
+def test_train_checks_out_before_work_and_runs_on_one_thread(tmp_path, capsys, monkeypatch):
+    cfg = write(tmp_path / "run.toml", TINY_RUN)
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    fails(["train", "--config", cfg, "--out", str(afile)], capsys, "existing file")
+    fails(["train", "--config", cfg, "--out", str(afile / "sub")], capsys, "cannot be written")
+    fails(["train", "--config", cfg, "--out", "/proc/blacksat-x"], capsys, "cannot be written")
+    import torch
+
+    from blacksat.trainer import Trainer
+
+    seen = []
+    real = Trainer.fit
+
+    def fit(self, theta0):
+        seen.append(torch.get_num_threads())
+        return real(self, theta0)
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    torch.set_num_threads(2)
+    try:
+        assert main(["train", "--config", cfg, "--out", str(tmp_path / "r"), "--quiet"]) == 0
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_run_files_share_one_permission(tmp_path, capsys):
+    import os
+    import stat
+
+    cfg = write(tmp_path / "run.toml", TINY_RUN.replace("max_steps = 4", "max_steps = 1"))
+    run = tmp_path / "run"
+    assert main(["train", "--config", cfg, "--out", str(run), "--quiet"]) == 0
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in run.iterdir() if p.is_file()}
+    assert len(set(modes.values())) == 1, modes
+    assert {"checkpoint.pt", "result.json", "log.jsonl", "queries.sqlite"} <= set(modes)
+
+
+def test_a_run_file_without_a_device_is_refused(tmp_path, capsys):
+    text = TINY_RUN[TINY_RUN.index("[task]") :].replace('"iris"', '"digits"')
+    cfg = write(tmp_path / "nodev.toml", text)
+    fails(["train", "--config", cfg, "--out", str(tmp_path / "o")], capsys, "no [device] table")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
@@ -313,7 +462,8 @@ def test_compare_command_writes_the_table(tmp_path, capsys):
     [
         (["compare", "--methods", "nope"], "unknown method"),
         (["compare", "--seeds", "a,b"], "comma-separated integers"),
-        (["compare", "--budgets", "-5"], ">= 0"),
+        (["compare", "--budgets", "-5"], "integers >= 1, got '-5'"),
+        (["compare", "--budgets", "0"], "integers >= 1, got '0'"),
         (["compare", "--workers", "0"], "--workers"),
     ],
 )

@@ -243,3 +243,61 @@ def test_runs_pickle_for_process_and_dask_workers():
     args = pickle.loads(pickle.dumps((list(METHODS.values()), SMALL)))
     assert args[0] == list(METHODS.values()) and args[1] == SMALL
     assert pickle.loads(pickle.dumps(module.run_one)) is module.run_one
+
+
+# ---------------------------------------------------------------------- output safety
+def test_compare_checks_its_output_before_running(tmp_path, monkeypatch):
+    import blacksat.product.compare as cmp
+
+    def never(*args, **kwargs):
+        raise AssertionError("a run started before the output was checked")
+
+    monkeypatch.setattr(cmp, "run_one", never)
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    for bad, msg in ((afile, "existing file"), ("/proc/blacksat-x", "cannot be written")):
+        with pytest.raises(ConfigError, match=msg):
+            compare(**SWEEP, executor=ThreadPoolExecutor(1), out_dir=bad, progress=False)
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "results.csv").write_text("keep me")
+    with pytest.raises(ConfigError, match="--force"):
+        compare(**SWEEP, executor=ThreadPoolExecutor(1), out_dir=done, progress=False)
+    assert (done / "results.csv").read_text() == "keep me"
+
+
+def test_compare_writes_each_row_as_it_finishes_and_resumes(threaded, tmp_path, monkeypatch):
+    import blacksat.product.compare as cmp
+
+    by_key = {(r["method"], r["seed"], r["chip"], r["budget"]): r for r in threaded.rows}
+    calls = []
+
+    def fake(m, scenario, seed, chip, budget, fail_after=None):
+        calls.append((m.name, seed, chip, budget))
+        if fail_after is not None and len(calls) > fail_after:
+            raise RuntimeError("the machine went down")
+        return dict(by_key[(m.name, seed, chip, budget)])
+
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(cmp, "run_one", lambda *a: fake(*a, fail_after=3))
+    with pytest.raises(RuntimeError), ThreadPoolExecutor(1) as ex:
+        compare(**SWEEP, executor=ex, out_dir=out, progress=False)
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # every finished run is on disk
+    (out / "rows.jsonl").write_text("\n".join(lines) + '\n{"method": "1+1", "se')  # torn
+    calls.clear()
+    monkeypatch.setattr(cmp, "run_one", lambda *a: fake(*a))
+    with pytest.raises(ConfigError, match="--resume"), ThreadPoolExecutor(1) as ex:
+        compare(**SWEEP, executor=ex, out_dir=out, progress=False)
+    with ThreadPoolExecutor(1) as ex:
+        res = compare(**SWEEP, executor=ex, out_dir=out, progress=False, resume=True)
+    assert len(calls) == len(threaded.rows) - 3  # only the missing runs ran
+    assert strip(res.rows) == strip(threaded.rows)
+    assert len((out / "rows.jsonl").read_text().splitlines()) == len(threaded.rows)
+    other = {**SWEEP, "scenario": Scenario(device_kwargs={"n_modes": 4}, dataset="iris")}
+    with pytest.raises(ConfigError, match="another scenario"), ThreadPoolExecutor(1) as ex:
+        compare(**other, executor=ex, out_dir=out, progress=False, resume=True)
+    calls.clear()
+    with ThreadPoolExecutor(1) as ex:
+        compare(**SWEEP, executor=ex, out_dir=out, progress=False, force=True)
+    assert len(calls) == len(threaded.rows)  # --force starts over

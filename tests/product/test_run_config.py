@@ -97,7 +97,7 @@ def test_integers_are_accepted_for_numbers_and_run_length_keys_imply_none():
         ({"train": {"optimizer": "nope"}}, "train: unknown optimizer 'nope'"),
         ({"train": {"optimizer_kwargs": {"foo": 1}}}, "invalid optimizer_kwargs"),
         ({"train": []}, "train must be a table"),
-        ({"budget": {"reconfigurations": -1}}, "budget.reconfigurations must be an integer >= 0"),
+        ({"budget": {"reconfigurations": -1}}, "budget.reconfigurations must be an integer >= 1"),
         ({"budget": {"samples": "many"}}, "budget.samples must be an integer, got str"),
         ({"log": {"queries": "yes"}}, "log.queries must be true or false, got str"),
     ],
@@ -111,7 +111,7 @@ def test_bad_values_name_the_key(data, msg):
 def test_sections_validate_when_built_in_python_too():
     with pytest.raises(ConfigError, match=r"RunConfig\.train must be a TrainConfig"):
         RunConfig(train={"lr": 1})  # type: ignore[arg-type]
-    assert BudgetSpec(reconfigurations=0).reconfigurations == 0
+    assert BudgetSpec(reconfigurations=1).reconfigurations == 1
     assert DeviceSpec(kwargs={"temperature": 1.0}).kwargs == {"temperature": 1.0}  # a nuisance
     with pytest.raises(ConfigError, match=r"device\.kwargs"):
         DeviceSpec(kwargs={"n_modes": 1}).build()  # the device's own check, key named
@@ -250,3 +250,9 @@ def test_the_shipped_example_configs_load_and_build():
     for path in configs:
         c = RunConfig.load(path)
         assert c.sat.enabled and c.budget.reconfigurations is not None and c.log.queries
+
+
+@pytest.mark.parametrize("key", ["reconfigurations", "samples"])
+def test_a_budget_of_zero_is_refused(key):
+    with pytest.raises(ConfigError, match=f"budget.{key} must be an integer >= 1"):
+        RunConfig.from_mapping({"budget": {key: 0}})
