@@ -320,53 +320,44 @@ def _run_blacksat(
     m: Method, scenario: Scenario, task: Any, chip: Any, meter: Any, theta0: np.ndarray,
     seed: int, budget: int,
 ) -> tuple[np.ndarray, str, list[dict[str, Any]]]:  # fmt: skip
-    from blacksat.estimators import PhysicsAware, ZerothOrder
-    from blacksat.sat import FreeAscent, sat
+    from blacksat.builder import build_estimator
     from blacksat.trainer import Trainer
+
+    estimator, sat_spec = method_specs(m)
+    try:
+        built = build_estimator(estimator, sat_spec, task=task, device=meter, chip=chip)
+    except ConfigError as exc:
+        raise ConfigError(f"method {m.name!r}: {exc}") from None
+    recorder = _Recorder(built.estimator, meter)
+    cfg = m.train_config(max_steps=built.max_steps(budget), seed=seed)
+    result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(theta0)
+    return result.theta, result.reason, recorder.rows
+
+
+def method_specs(m: Method) -> tuple[Any, Any]:
+    """A blacksat method's options in the run-file vocabulary: ``(EstimatorSpec, SatSpec)``
+    (``estimator = "zo"`` is ``zeroth_order``, ``"pat"`` is ``physics_aware`` through the
+    nominal model)."""
+    from blacksat.builder import EstimatorSpec, SatSpec
 
     o = m.options
     if o.get("estimator", "zo") == "pat":
-        base: Any = PhysicsAware(meter, chip.nominal_model(), task)
-        per_step = 1
+        estimator = EstimatorSpec("physics_aware", "nominal")
     else:
-        base = ZerothOrder(
-            meter,
-            task,
-            q=o.get("q", 8),
-            sigma=o.get("sigma", 0.05),
-            directions=o.get("directions", "gaussian"),
-            scheme=o.get("scheme", "central"),
-        )
-        per_step = base.settings_per_step()
-    est: Any = base
-    if "rho" in o or "perturbation" in o:
-        pert = None
-        if "perturbation" in o:
-            models = chip.perturbation_models()
-            if o["perturbation"] not in models:
-                raise ConfigError(
-                    f"method {m.name!r}: the device has no perturbation model "
-                    f"{o['perturbation']!r}; known: {sorted(models)}"
-                )
-            pert = models[o["perturbation"]]
-        free = o.get("ascent", "same") == "free"
-        mode = o.get("mode", "worst")
-        est = sat(
-            base,
-            FreeAscent() if free else None,
-            rho=o.get("rho") if pert is None else None,
-            perturbation=pert,
-            mode=mode,
+        defaults = {"q": 8, "sigma": 0.05, "directions": "gaussian", "scheme": "central"}
+        args = {k: o.get(k, v) for k, v in defaults.items()}
+        estimator = EstimatorSpec("zeroth_order", "nominal", args)
+    try:
+        sat_spec = SatSpec(
+            rho=o.get("rho"),
+            perturbation=o.get("perturbation"),
+            mode=o.get("mode", "worst"),
             draws=o.get("draws", 1),
+            ascent=o.get("ascent", "same"),
         )
-        if mode == "average":
-            per_step *= int(o.get("draws", 1))
-        elif not free:
-            per_step *= 2
-    recorder = _Recorder(est, meter)
-    cfg = m.train_config(max_steps=max(1, budget // per_step), seed=seed)
-    result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(theta0)
-    return result.theta, result.reason, recorder.rows
+    except ConfigError as exc:
+        raise ConfigError(f"method {m.name!r}: {exc}") from None
+    return estimator, sat_spec
 
 
 class _Recorder:

@@ -116,6 +116,8 @@ class NuisanceModel:
     def is_zero(self) -> bool:
         return all(lo == hi for lo, hi in self.ranges.values())
 
+    needs_gradient = False  # the adversary probes the loss only
+
     @property
     def probe_evaluations(self) -> int:
         """Loss evaluations one :meth:`worst` spends (in ``steps`` probe calls, or one)."""

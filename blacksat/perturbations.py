@@ -71,10 +71,19 @@ class PerturbationModel(Protocol):
     - ``sample(theta (d,), rng) -> Perturbation``: one random draw from the set.
     - ``scaled(factor) -> PerturbationModel``: the same geometry with its radius scaled
       (robustness sweeps evaluate a model at several radii).
+
+    Optional attributes, read through :func:`needs_gradient` and :func:`probe_evaluations`:
+    ``needs_gradient`` (whether ``worst`` reads ``grad``; a model without it is assumed to, and
+    SAT spends an ascent estimate on it) and ``probe_evaluations`` (loss evaluations one
+    ``worst`` spends through ``probe``; 0 when absent).
     """
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation: ...
 
     def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation: ...
@@ -170,6 +179,8 @@ class L2Ball:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
 
+    needs_gradient = True  # the worst case is read off the loss gradient
+
     @property
     def is_zero(self) -> bool:
         """True when every perturbation of the set is zero."""
@@ -209,6 +220,8 @@ class Adaptive:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
         object.__setattr__(self, "eta", _radius("eta", self.eta))
+
+    needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
     def is_zero(self) -> bool:
@@ -276,6 +289,8 @@ class PerControl:
             if part is not None:
                 w = part if w is None else w * part
         object.__setattr__(self, "_w", w)
+
+    needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
     def is_zero(self) -> bool:
@@ -379,6 +394,11 @@ class CommonMode:
     def probe_evaluations(self) -> int:
         """Loss evaluations one :meth:`worst` spends (0 for the linearised worst case)."""
         return 0 if not self.grid or self.is_zero else self.grid**self.n_groups
+
+    @property
+    def needs_gradient(self) -> bool:
+        """The linearised worst case reads the gradient; ``grid=n`` probes the loss only."""
+        return not self.grid
 
     @property
     def is_zero(self) -> bool:
@@ -485,6 +505,8 @@ class Subspace:
     def rank(self) -> int:
         return int(self._q.shape[1])
 
+    needs_gradient = True  # the worst case is read off the loss gradient
+
     @property
     def is_zero(self) -> bool:
         return self.rho == 0
@@ -551,6 +573,14 @@ class Combined:
     def is_zero(self) -> bool:
         return all(getattr(m, "is_zero", False) for m in self.models)
 
+    @property
+    def needs_gradient(self) -> bool:
+        return any(needs_gradient(m) for m in self.models)
+
+    @property
+    def probe_evaluations(self) -> int:
+        return sum(probe_evaluations(m) for m in self.models)
+
     def worst(
         self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
     ) -> Perturbation:
@@ -577,6 +607,17 @@ def is_zero(model: PerturbationModel) -> bool:
     return bool(getattr(model, "is_zero", False))
 
 
+def needs_gradient(model: PerturbationModel) -> bool:
+    """Whether ``model.worst`` reads the loss gradient (SAT skips its ascent when not); a model
+    that does not say is assumed to."""
+    return bool(getattr(model, "needs_gradient", True))
+
+
+def probe_evaluations(model: PerturbationModel) -> int:
+    """Loss evaluations one ``model.worst`` spends through its probe (0 when it does not say)."""
+    return int(getattr(model, "probe_evaluations", 0))
+
+
 def __getattr__(name: str) -> Any:
     # NuisanceModel lives in blacksat.nuisance (it imports this module); re-exported lazily
     if name == "NuisanceModel":
@@ -598,4 +639,6 @@ __all__ = [
     "Probe",
     "Subspace",
     "is_zero",
+    "needs_gradient",
+    "probe_evaluations",
 ]
