@@ -21,7 +21,6 @@ estimates from queries alone (``"query-only"``) or use the nominal model as a ba
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import multiprocessing
 import platform
 import threading
@@ -37,6 +36,7 @@ import torch
 
 from blacksat.compare_methods import METHODS, Method, method
 from blacksat.compare_methods import method as _lookup  # `method` is often an argument name
+from blacksat.compare_plots import scenario_dict
 from blacksat.errors import ConfigError
 
 _TRACE_ROWS = 100  # traces are thinned to at most this many rows per run
@@ -620,13 +620,6 @@ def target(quick: bool = False) -> dict[str, Any]:
         "chips": "paired",
         "budgets": list(QUICK_BUDGETS) if quick else [1000, 5000, 20000],
     }
-
-
-def scenario_dict(scenario: Scenario) -> dict[str, Any]:
-    """A JSON-friendly description of a scenario."""
-    d = dataclasses.asdict(scenario)
-    d["drift"] = {k: list(v) for k, v in scenario.drift.items()}
-    return d
 
 
 __all__ = [

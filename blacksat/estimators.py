@@ -25,6 +25,7 @@ from blacksat.errors import ConfigError
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, StepContext, objective
 from blacksat.space import ParamSpace
+from blacksat.validation import check_choice, check_int, check_real
 
 Family = Callable[..., Any]
 
@@ -262,16 +263,12 @@ class ZerothOrder(_DeviceEstimator):
         family: Family | None = None,
     ) -> None:
         super().__init__(device, task, family)
-        if directions not in ("gaussian", "rademacher", "sphere", "coordinate"):
-            raise ConfigError(f"unknown directions {directions!r}")
-        if scheme not in ("central", "forward"):
-            raise ConfigError(f"scheme must be 'central' or 'forward', got {scheme!r}")
+        check_choice("directions", directions, ("gaussian", "rademacher", "sphere", "coordinate"))
+        check_choice("scheme", scheme, ("central", "forward"))
         if q is None and directions != "coordinate":
             raise ConfigError("q=None (all coordinates) needs directions='coordinate'")
-        if q is not None and (isinstance(q, bool) or int(q) != q or q < 1):
-            raise ConfigError(f"q must be a positive integer, got {q!r}")
-        if not np.isfinite(sigma) or sigma <= 0:
-            raise ConfigError(f"sigma must be > 0, got {sigma!r}")
+        check_int("q", q, low=1, none_ok=True)
+        check_real("sigma", sigma, low=0.0, low_open=True)
         d = self.space.dim
         if directions == "coordinate" and q is not None and q > d:
             raise ConfigError(f"q={q} coordinates requested but the device has only d={d} controls")

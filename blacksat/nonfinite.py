@@ -41,6 +41,7 @@ from blacksat.errors import ConfigError, InvalidReading, NonFiniteError
 from blacksat.estimators import estimator_state, load_estimator_state
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, StepContext
+from blacksat.validation import check_choice, check_int, check_real
 
 OnNonFinite = Literal["raise", "skip", "penalize"]
 _ON = ("raise", "skip", "penalize")
@@ -102,16 +103,10 @@ class NonFinitePolicy:
             raise ConfigError(
                 f"estimator must be a gradient estimator, got {type(estimator).__name__}"
             )
-        if on_nonfinite not in _ON:
-            raise ConfigError(f"on_nonfinite must be one of {_ON}, got {on_nonfinite!r}")
-        n = max_consecutive
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"max_consecutive must be an integer >= 1, got {n!r}")
-        for name, value, low in (("penalty", penalty, None), ("pull", pull, 0.0)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or (low is not None and value < low):
-                bound = "finite" if low is None else f"finite and >= {low:g}"
-                raise ConfigError(f"{name} must be {bound}, got {value!r}")
+        check_choice("on_nonfinite", on_nonfinite, _ON)
+        n = check_int("max_consecutive", max_consecutive, low=1)
+        check_real("penalty", penalty)
+        check_real("pull", pull, low=0.0)
         if meter is not None and not isinstance(meter, MeteredDevice):
             raise ConfigError(f"meter must be a MeteredDevice or None, got {type(meter).__name__}")
         self.estimator = estimator

@@ -17,95 +17,35 @@ a zero radius or ``g = 0`` gives an exactly zero delta, never NaN). Deltas are t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
 from blacksat.errors import ConfigError, NonFiniteError, ShapeError
+from blacksat.nuisance import NuisanceModel
+from blacksat.perturbation_model import (
+    Kind,
+    Perturbation,
+    PerturbationModel,
+    Probe,
+    _factor,
+    _radius,
+    is_zero,
+    needs_gradient,
+    probe_evaluations,
+)
+from blacksat.validation import check_choice
 
-#: ``probe(perturbations) -> losses (n,)``: the objective at ``theta`` under each perturbation,
-#: on the current minibatch (queries are metered by whoever built the probe).
-Probe = Callable[[list["Perturbation"]], torch.Tensor]
-Kind = Literal["box", "gaussian"]
 _KINDS = ("box", "gaussian")
 _MAX_CORNER_DIMS = 4
 _MAX_GRID_POINTS = 4096
 
 
-@dataclass(frozen=True)
-class Perturbation:
-    """One disturbance: a control shift and/or nuisance values.
-
-    Attributes:
-        delta: ``(d,)`` float64 shift of the controls, or ``None`` for no shift.
-        nuisance: nuisance-parameter values (e.g. ``{"rotation": 1.2}``); empty for none.
-    """
-
-    delta: torch.Tensor | None = None
-    nuisance: Mapping[str, float] = field(default_factory=dict)
-
-    def __add__(self, other: Perturbation) -> Perturbation:
-        if self.delta is None:
-            delta = other.delta
-        elif other.delta is None:
-            delta = self.delta
-        else:
-            delta = self.delta + other.delta
-        overlap = set(self.nuisance) & set(other.nuisance)
-        merged = dict(self.nuisance)
-        for k, v in other.nuisance.items():
-            merged[k] = merged.get(k, 0.0) + v if k in overlap else v
-        return Perturbation(delta, merged)
-
-
-@runtime_checkable
-class PerturbationModel(Protocol):
-    """The set a disturbance lives in.
-
-    - ``worst(theta (d,), grad (d,), probe, rng) -> Perturbation``: the (approximate) worst case
-      within the set, from the loss gradient at ``theta`` (control-space models) and/or loss
-      probes (nuisance models: finite differences).
-    - ``sample(theta (d,), rng) -> Perturbation``: one random draw from the set.
-    - ``scaled(factor) -> PerturbationModel``: the same geometry with its radius scaled
-      (robustness sweeps evaluate a model at several radii).
-
-    Optional attributes, read through :func:`needs_gradient` and :func:`probe_evaluations`:
-    ``needs_gradient`` (whether ``worst`` reads ``grad``; a model without it is assumed to, and
-    SAT spends an ascent estimate on it) and ``probe_evaluations`` (loss evaluations one
-    ``worst`` spends through ``probe``; 0 when absent).
-    """
-
-    def worst(
-        self,
-        theta: torch.Tensor,
-        grad: torch.Tensor | None,
-        probe: Probe,
-        rng: np.random.Generator,
-    ) -> Perturbation: ...
-
-    def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation: ...
-
-    def scaled(self, factor: float) -> PerturbationModel: ...
-
-
 # ---------------------------------------------------------------------- helpers
-def _radius(name: str, value: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
 def _kind(kind: str) -> str:
-    if kind not in _KINDS:
-        raise ConfigError(f"kind must be one of {_KINDS}, got {kind!r}")
-    return kind
+    return check_choice("kind", kind, _KINDS)
 
 
 def _dtype(theta: torch.Tensor) -> torch.dtype:
@@ -162,10 +102,6 @@ def _vec(arr: np.ndarray | None, d: int, name: str) -> torch.Tensor | None:
     if arr.shape != (d,):
         raise ShapeError(f"{name} has {arr.size} entries but theta has {d} controls")
     return torch.tensor(arr, dtype=torch.float64)
-
-
-def _factor(factor: float) -> float:
-    return _radius("factor", factor)
 
 
 # ---------------------------------------------------------------------- control-space models
@@ -602,37 +538,12 @@ class Combined:
         return f"Combined({', '.join(repr(m) for m in self.models)})"
 
 
-def is_zero(model: PerturbationModel) -> bool:
-    """True when ``model`` only ever yields zero perturbations (SAT can skip its ascent)."""
-    return bool(getattr(model, "is_zero", False))
-
-
-def needs_gradient(model: PerturbationModel) -> bool:
-    """Whether ``model.worst`` reads the loss gradient (SAT skips its ascent when not); a model
-    that does not say is assumed to."""
-    return bool(getattr(model, "needs_gradient", True))
-
-
-def probe_evaluations(model: PerturbationModel) -> int:
-    """Loss evaluations one ``model.worst`` spends through its probe (0 when it does not say)."""
-    return int(getattr(model, "probe_evaluations", 0))
-
-
-def __getattr__(name: str) -> Any:
-    # NuisanceModel lives in blacksat.nuisance (it imports this module); re-exported lazily
-    if name == "NuisanceModel":
-        from blacksat.nuisance import NuisanceModel
-
-        return NuisanceModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "Adaptive",
     "Combined",
     "CommonMode",
     "L2Ball",
-    "NuisanceModel",  # noqa: F822 (lazy re-export from blacksat.nuisance)
+    "NuisanceModel",
     "PerControl",
     "Perturbation",
     "PerturbationModel",

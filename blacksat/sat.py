@@ -44,6 +44,7 @@ from blacksat.perturbations import (
     needs_gradient,
     probe_evaluations,
 )
+from blacksat.validation import check_choice, check_int
 
 Mode = Literal["worst", "average"]
 
@@ -243,10 +244,8 @@ def sat(
         raise ConfigError("sat needs rho (plain L2 ball) or a perturbation model")
     if perturbation is not None and rho is not None:
         raise ConfigError("give either rho or perturbation, not both")
-    if mode not in ("worst", "average"):
-        raise ConfigError(f"mode must be 'worst' or 'average', got {mode!r}")
-    if isinstance(draws, bool) or int(draws) != draws or draws < 1:
-        raise ConfigError(f"draws must be a positive integer, got {draws!r}")
+    check_choice("mode", mode, ("worst", "average"))
+    check_int("draws", draws, low=1)
     for est, what in ((descent, "descent"), (ascent, "ascent")):
         if est is None or isinstance(est, FreeAscent):
             continue
