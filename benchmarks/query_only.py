@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -48,12 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, save_cells, write_section
 
 from blacksat import Autograd, MeteredDevice, TrainConfig, Trainer, sat
+from blacksat.builder import EstimatorSpec, SatSpec, build_estimator
 from blacksat.data import load_digits
 from blacksat.devices import MZIMesh
 from blacksat.devices.tasks import default_task
-from blacksat.estimators import ZerothOrder
-from blacksat.objective import Estimate
-from blacksat.sat import FreeAscent
 from blacksat.surrogates import GreyBox, calibrate
 from blacksat.task import Ports, Task
 
@@ -131,29 +130,6 @@ def evaluate(task: Task, chip: MZIMesh, theta: np.ndarray) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- estimators
-class DriftProbe:
-    """An ascent estimator for the common-mode drift set: the loss at both ends of the set,
-    ``L(theta + r 1)`` and ``L(theta - r 1)`` (2 settings), returned as a gradient along ``1``
-    whose sign picks the worse end (what :class:`~blacksat.perturbations.CommonMode` uses)."""
-
-    name = "drift_probe"
-
-    def __init__(self, zo: ZerothOrder, radius: float) -> None:
-        self.zo, self.task, self.space, self.radius = zo, zo.task, zo.space, float(radius)
-
-    def __call__(self, theta: torch.Tensor, batch: Any, ctx: Any) -> Estimate:
-        th = theta.detach().to(torch.float64)
-        ones = torch.ones_like(th)
-        losses, cost = self.zo.evaluate(
-            torch.stack([th + self.radius * ones, th - self.radius * ones]), batch, ctx
-        )
-        slope = float(losses[0] - losses[1]) / (2 * self.radius)
-        return Estimate(grad=slope * ones / th.numel(), loss=float(losses.mean()), cost=cost)
-
-    def evaluate(self, thetas: torch.Tensor, batch: Any, ctx: Any) -> Any:
-        return self.zo.evaluate(thetas, batch, ctx)
-
-
 def train_zo(
     chip: MZIMesh,
     task: Task,
@@ -171,34 +147,41 @@ def train_zo(
     """Zeroth-order (SAT) training of the phases (and of a back end, if the task has one) with
     at most ``budget`` reconfigurations in all on ``meter``; returns controls, meter, steps."""
     meter = MeteredDevice(chip, max_reconfigurations=budget) if meter is None else meter
-    left = budget - meter.ledger.reconfigurations
-    zo = ZerothOrder(meter, task, q=q, sigma=sigma, scheme="central")
+    spent = meter.ledger.reconfigurations
     drift = chip.perturbation_models()["phase_drift"]
-    per_step = zo.settings_per_step()
-    est: Any = zo
-    if ascent == "average":
-        est = sat(zo, perturbation=drift, mode="average")
-    elif ascent != "none":
-        asc: Any = {
-            "fresh": None,
-            "free": FreeAscent(),
-            "probe": DriftProbe(zo, drift.radius),
-            "model": Autograd(chip.nominal_model(), task, space=chip.space),
-        }[ascent]
-        est = sat(zo, asc, perturbation=drift, mode="worst")
-        per_step += {"fresh": per_step, "probe": 2}.get(ascent, 0)
+    models = {
+        "phase_drift": drift,
+        # the loss at both ends of the drift range decides the worst case: 2 settings, no ascent
+        "phase_drift_ends": dataclasses.replace(drift, grid=2),
+    }
+    sat_spec = {
+        "none": None,
+        "average": SatSpec(perturbation="phase_drift", mode="average"),
+        "fresh": SatSpec(perturbation="phase_drift"),
+        "probe": SatSpec(perturbation="phase_drift_ends"),
+        "free": SatSpec(perturbation="phase_drift", ascent="free"),
+        "model": SatSpec(perturbation="phase_drift", ascent="model"),
+    }[ascent]
+    built = build_estimator(
+        EstimatorSpec("zeroth_order", args={"q": q, "sigma": sigma, "scheme": "central"}),
+        sat_spec,
+        task=task,
+        device=meter,
+        chip=chip,
+        perturbations=models,
+    )
     train_back = task.back is not None
     cfg = TrainConfig(
         lr=lr,
         schedule="cosine",
         epochs=None,
-        max_steps=max(1, left // per_step),
+        max_steps=built.max_steps(budget, spent=spent),
         batch_size=batch,
         seed=seed,
         progress=False,
         train_digital=train_back,
     )
-    res = Trainer(task, est, chip.space, cfg, meter=meter).fit(theta0)
+    res = Trainer(task, built.estimator, chip.space, cfg, meter=meter).fit(theta0)
     return res.theta, meter, res.steps
 
 

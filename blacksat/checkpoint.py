@@ -55,7 +55,8 @@ class TrainState:
         history: one record per completed step (``step``, ``epoch``, ``loss``, ``lr``,
             ``grad_norm``).
         saf: the SAF trajectory-loss memory (``TrajectoryLoss.state_dict()``), or ``None``.
-        estimator: the estimator's own memory (its ``state_dict()``, e.g. a
+        estimator: the estimator's own memory (its ``state_dict()``, nested: a wrapper holds what
+            it wraps under ``"inner_state"``; e.g. a
             :class:`~blacksat.nonfinite.NonFinitePolicy`'s failure count), or ``None``.
         elapsed: wall-clock seconds spent in training so far (over all resumes).
         meta: what the run was configured with (checked when resuming).

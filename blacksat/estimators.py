@@ -3,7 +3,10 @@ and zeroth-order from queries alone.
 
 Every estimator is ``estimator(theta (d,), batch, ctx) -> Estimate`` plus
 ``estimator.evaluate(thetas (K, d), batch, ctx) -> (losses (K,), cost)``; none mutates ``theta``;
-each reports the reconfigurations and samples it spent (:class:`~blacksat.meter.Ledger`). Device
+each reports the reconfigurations and samples it spent (:class:`~blacksat.meter.Ledger`) and,
+before any query, what it will spend: ``settings_per_step()`` (settings one estimate sends to
+the device) and ``settings_per_evaluation`` (settings ``evaluate`` sends per row: 1 on a device,
+0 through a model); budgets and schedules are sized from these (:mod:`blacksat.builder`). Device
 queries go through the device given (wrap it in :class:`~blacksat.meter.MeteredDevice` to enforce
 budgets); every setting sent is first clipped into the device's :class:`~blacksat.ParamSpace`.
 
@@ -22,6 +25,7 @@ from blacksat.errors import ConfigError
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, StepContext, objective
 from blacksat.space import ParamSpace
+from blacksat.validation import check_choice, check_int, check_real
 
 Family = Callable[..., Any]
 
@@ -99,6 +103,12 @@ class Autograd:
             )
         self.model, self.task, self.family, self.space = model, task, family, space
 
+    settings_per_evaluation = 0  # a model, not the device
+
+    def settings_per_step(self) -> int:
+        """Settings sent to the device per estimate: none (the gradient is the model's)."""
+        return 0
+
     def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
         model = _pick(self.model, self.family, ctx.nuisance, "autograd estimator")
         th = theta.detach().to(self.task.dtype).requires_grad_(True)
@@ -129,6 +139,7 @@ class _DeviceEstimator:
     """Shared device plumbing: encode once per batch, query, decode, losses per setting."""
 
     name = "device"
+    settings_per_evaluation = 1  # every row of ``evaluate`` is one setting on the device
 
     def __init__(self, device: Any, task: Any, family: Family | None) -> None:
         if not (hasattr(device, "query_many") and hasattr(device, "space")):
@@ -184,6 +195,10 @@ class PhysicsAware(_DeviceEstimator):
                 f"model must be callable as model(theta, x), got {type(model).__name__}"
             )
         self.model = model
+
+    def settings_per_step(self) -> int:
+        """Settings sent per estimate: one (the forward pass at ``theta``)."""
+        return 1
 
     def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
         params = _digital(self.task)
@@ -248,16 +263,12 @@ class ZerothOrder(_DeviceEstimator):
         family: Family | None = None,
     ) -> None:
         super().__init__(device, task, family)
-        if directions not in ("gaussian", "rademacher", "sphere", "coordinate"):
-            raise ConfigError(f"unknown directions {directions!r}")
-        if scheme not in ("central", "forward"):
-            raise ConfigError(f"scheme must be 'central' or 'forward', got {scheme!r}")
+        check_choice("directions", directions, ("gaussian", "rademacher", "sphere", "coordinate"))
+        check_choice("scheme", scheme, ("central", "forward"))
         if q is None and directions != "coordinate":
             raise ConfigError("q=None (all coordinates) needs directions='coordinate'")
-        if q is not None and (isinstance(q, bool) or int(q) != q or q < 1):
-            raise ConfigError(f"q must be a positive integer, got {q!r}")
-        if not np.isfinite(sigma) or sigma <= 0:
-            raise ConfigError(f"sigma must be > 0, got {sigma!r}")
+        check_int("q", q, low=1, none_ok=True)
+        check_real("sigma", sigma, low=0.0, low_open=True)
         d = self.space.dim
         if directions == "coordinate" and q is not None and q > d:
             raise ConfigError(f"q={q} coordinates requested but the device has only d={d} controls")
@@ -335,6 +346,23 @@ ESTIMATORS: dict[str, type] = {
 }
 
 
+def estimator_state(estimator: Any) -> dict[str, Any] | None:
+    """An estimator's memory (its ``state_dict()``), ``None`` for one without memory.
+
+    Wrappers (SAT, :class:`~blacksat.nonfinite.NonFinitePolicy`) nest the state of what they
+    wrap under ``"inner_state"`` (optax-style), so one call captures every level."""
+    sd = getattr(estimator, "state_dict", None)
+    return sd() if callable(sd) else None
+
+
+def load_estimator_state(estimator: Any, state: Mapping[str, Any] | None) -> None:
+    """Inverse of :func:`estimator_state` (a ``None`` state, or an estimator without memory, is a
+    no-op)."""
+    load = getattr(estimator, "load_state_dict", None)
+    if state is not None and callable(load):
+        load(state)
+
+
 def make_estimator(name: str, *args: Any, **kwargs: Any) -> Any:
     """Build a registered estimator by name (``"autograd"``, ``"physics_aware"``,
     ``"zeroth_order"``)."""
@@ -348,6 +376,8 @@ __all__ = [
     "Autograd",
     "PhysicsAware",
     "ZerothOrder",
+    "estimator_state",
+    "load_estimator_state",
     "make_estimator",
     "query_cost",
 ]

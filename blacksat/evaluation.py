@@ -32,6 +32,7 @@ from blacksat.sharpness import (
     query_sharpness,
 )
 from blacksat.space import ParamSpace
+from blacksat.validation import as_generator, check_int
 
 #: ``family(**{name: value}) -> Device | Model``, e.g. ``chip.perturbed``
 Family = Callable[..., Any]
@@ -153,14 +154,6 @@ class TransferResult(Summary):
 
 
 # ---------------------------------------------------------------------------- accuracy
-def _generator(rng: np.random.Generator | int) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    raise ConfigError(f"rng must be a numpy Generator or an int seed, got {type(rng).__name__}")
-
-
 def _theta_np(theta: Any) -> np.ndarray:
     if torch.is_tensor(theta):
         theta = theta.detach().cpu().numpy()
@@ -173,8 +166,7 @@ def _theta_np(theta: Any) -> np.ndarray:
 def _split_size(split: str, batch_size: int | None) -> None:
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise ConfigError(f"batch_size must be >= 1 or None, got {batch_size!r}")
+    check_int("batch_size", batch_size, low=1, none_ok=True)
 
 
 def accuracy(
@@ -210,8 +202,7 @@ def accuracy_many(
     ts = np.array(thetas.detach().cpu() if torch.is_tensor(thetas) else thetas, dtype=np.float64)
     if ts.ndim != 2 or ts.shape[0] == 0:
         raise ConfigError(f"thetas must have shape (K, d) with K >= 1, got {ts.shape}")
-    if isinstance(chunk, bool) or int(chunk) < 1:
-        raise ConfigError(f"chunk must be >= 1, got {chunk!r}")
+    check_int("chunk", chunk, low=1)
     dtype = getattr(task, "dtype", torch.float32)
     is_device = hasattr(target, "query")
     correct = np.zeros(ts.shape[0], dtype=np.int64)
@@ -326,12 +317,11 @@ def perturbation_sweep(
         A :class:`Table` with columns ``factor, mean, std, min, max, draws``; each row also
         holds the per-draw ``accuracies``.
     """
-    if isinstance(draws, bool) or int(draws) != draws or draws < 1:
-        raise ConfigError(f"draws must be an integer >= 1, got {draws!r}")
+    check_int("draws", draws, low=1)
     facs = [float(f) for f in factors]
     if not facs or not all(math.isfinite(f) and f >= 0 for f in facs):
         raise ConfigError(f"factors must be a non-empty sequence of finite values >= 0: {factors}")
-    gen = _generator(rng)
+    gen = as_generator(rng)
     th = _theta_np(theta)
     t64 = torch.as_tensor(th)
     rows: list[dict[str, Any]] = []

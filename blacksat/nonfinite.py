@@ -24,8 +24,10 @@ gradient still moves the controls along the momentum: "skip" skips the *measurem
 optimizer's step.
 
 The wrapper's memory (the count, ``theta_good``, the last finite loss) is in
-:meth:`NonFinitePolicy.state_dict`; it is not part of a :class:`~blacksat.checkpoint.TrainState`,
-so a run resumed in a new process starts with a fresh count.
+:meth:`NonFinitePolicy.state_dict`, with the wrapped estimator's under ``"inner_state"``
+(optax-style nesting); the trainer stores it in :attr:`~blacksat.checkpoint.TrainState.estimator`
+at every checkpoint, also when a SAT wraps the policy, so a resumed run continues with the same
+count and last good point.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from typing import Any, Literal
 import torch
 
 from blacksat.errors import ConfigError, InvalidReading, NonFiniteError
+from blacksat.estimators import estimator_state, load_estimator_state
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, StepContext
+from blacksat.validation import check_choice, check_int, check_real
 
 OnNonFinite = Literal["raise", "skip", "penalize"]
 _ON = ("raise", "skip", "penalize")
@@ -99,16 +103,10 @@ class NonFinitePolicy:
             raise ConfigError(
                 f"estimator must be a gradient estimator, got {type(estimator).__name__}"
             )
-        if on_nonfinite not in _ON:
-            raise ConfigError(f"on_nonfinite must be one of {_ON}, got {on_nonfinite!r}")
-        n = max_consecutive
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"max_consecutive must be an integer >= 1, got {n!r}")
-        for name, value, low in (("penalty", penalty, None), ("pull", pull, 0.0)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or (low is not None and value < low):
-                bound = "finite" if low is None else f"finite and >= {low:g}"
-                raise ConfigError(f"{name} must be {bound}, got {value!r}")
+        check_choice("on_nonfinite", on_nonfinite, _ON)
+        n = check_int("max_consecutive", max_consecutive, low=1)
+        check_real("penalty", penalty)
+        check_real("pull", pull, low=0.0)
         if meter is not None and not isinstance(meter, MeteredDevice):
             raise ConfigError(f"meter must be a MeteredDevice or None, got {type(meter).__name__}")
         self.estimator = estimator
@@ -127,6 +125,14 @@ class NonFinitePolicy:
     def space(self) -> Any:
         return getattr(self.estimator, "space", None)
 
+    @property
+    def settings_per_evaluation(self) -> int:
+        return int(self.estimator.settings_per_evaluation)
+
+    def settings_per_step(self) -> int:
+        """The wrapped estimator's settings per step (a failed attempt spends no more)."""
+        return int(self.estimator.settings_per_step())
+
     def reset(self) -> None:
         """Forget the count, the last good point and the last finite loss."""
         self.consecutive = 0
@@ -135,20 +141,24 @@ class NonFinitePolicy:
         self._loss: float | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        """The wrapper's memory (plain values and a tensor)."""
+        """The wrapper's memory (plain values and a tensor) and the wrapped estimator's
+        (``"inner_state"``, ``None`` when it has none)."""
         return {
             "consecutive": self.consecutive,
             "failures": self.failures,
             "good": None if self._good is None else self._good.clone(),
             "loss": self._loss,
+            "inner_state": estimator_state(self.estimator),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Inverse of :meth:`state_dict`."""
+        """Inverse of :meth:`state_dict` (a state without ``"inner_state"``, as written before
+        states nested, leaves the wrapped estimator as it is)."""
         self.consecutive = int(state["consecutive"])
         self.failures = int(state["failures"])
         self._good = None if state["good"] is None else torch.as_tensor(state["good"]).clone()
         self._loss = state["loss"]
+        load_estimator_state(self.estimator, state.get("inner_state"))
 
     # ------------------------------------------------------------------ estimator protocol
     def evaluate(

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from blacksat.errors import ConfigError
 from blacksat.objective import Batch
+from blacksat.validation import check_int
 
 _FORMAT = "blacksat.TrajectoryLoss"
 
@@ -83,10 +84,8 @@ class TrajectoryLoss:
             raise ConfigError(f"lam must be >= 0, got {lam!r}")
         if tau_f <= 0:
             raise ConfigError(f"tau must be > 0, got {tau!r}")
-        if isinstance(lag, bool) or not isinstance(lag, int) or lag < 1:
-            raise ConfigError(f"lag must be an integer >= 1 (epochs), got {lag!r}")
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-            raise ConfigError(f"warmup must be an integer >= 0 (epochs), got {warmup!r}")
+        lag = check_int("lag (epochs)", lag, low=1)
+        warmup = check_int("warmup (epochs)", warmup, low=0)
         self.lam, self.tau, self.lag, self.warmup = lam_f, tau_f, lag, warmup
         self._memory: dict[int, _EpochMemory] = {}
         self.epoch = 0

@@ -9,6 +9,14 @@
 
 ``mode="average"`` replaces the worst case by draws from the same perturbation model (noise-aware
 training is its special case). ``rho = 0`` reduces exactly to plain descent: no ascent is spent.
+Nor is one spent when the perturbation model finds its worst case by probing the loss alone
+(``CommonMode(r, grid=n)``, :class:`~blacksat.perturbations.nuisance.NuisanceModel`: their
+``needs_gradient`` is false): ``ZerothOrder(q=4)`` with ``CommonMode(r, grid=9)`` spends
+``9 + 8 = 17`` settings per step. :meth:`SAT.settings_per_step` says what a step spends.
+
+State nests optax-style: :meth:`SAT.state_dict` holds the descent estimator's memory under
+``"inner_state"`` (and a separate ascent estimator's under ``"ascent_state"``), so
+``sat(NonFinitePolicy(zo))`` checkpoints and resumes the policy's memory.
 
 Drift: a step neither detects nor corrects a device that drifts between its queries. Each half
 is evaluated on whatever the device does when its query goes out, and the queries,
@@ -25,10 +33,18 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
-from blacksat.estimators import _clip
+from blacksat.estimators import _clip, estimator_state, load_estimator_state
 from blacksat.meter import Ledger
 from blacksat.objective import Batch, Estimate, StepContext, add_costs
-from blacksat.perturbations import L2Ball, Perturbation, PerturbationModel, is_zero
+from blacksat.perturbations import (
+    L2Ball,
+    Perturbation,
+    PerturbationModel,
+    is_zero,
+    needs_gradient,
+    probe_evaluations,
+)
+from blacksat.validation import check_choice, check_int
 
 Mode = Literal["worst", "average"]
 
@@ -41,6 +57,11 @@ class FreeAscent:
     """
 
     name = "free_ascent"
+    settings_per_evaluation = 0
+
+    def settings_per_step(self) -> int:
+        """Settings per step once the optimizer has momentum: none."""
+        return 0
 
 
 @dataclass
@@ -64,6 +85,49 @@ class SAT:
     @property
     def task(self) -> Any:
         return self.descent.task
+
+    @property
+    def uses_ascent(self) -> bool:
+        """Whether a step spends the ascent estimator: only for a worst case read off the
+        gradient (not for ``rho = 0``, ``mode="average"`` or a probe-only model)."""
+        return (
+            not is_zero(self.perturbation)
+            and self.mode == "worst"
+            and needs_gradient(self.perturbation)
+        )
+
+    @property
+    def settings_per_evaluation(self) -> int:
+        return int(self.descent.settings_per_evaluation)
+
+    def settings_per_step(self) -> int:
+        """Settings one step sends to the device: the descent's, plus the ascent's when a
+        gradient is needed, plus ``probe_evaluations`` rows of the descent's ``evaluate``
+        (``mode="worst"``); ``draws`` descents (``mode="average"``). With
+        :class:`FreeAscent` the first step (no momentum yet) also spends one descent ascent."""
+        descent = int(self.descent.settings_per_step())
+        if is_zero(self.perturbation):
+            return descent
+        if self.mode == "average":
+            return self.draws * descent
+        probes = probe_evaluations(self.perturbation) * self.settings_per_evaluation
+        ascent = int(self.ascent.settings_per_step()) if self.uses_ascent else 0
+        return ascent + probes + descent
+
+    def state_dict(self) -> dict[str, Any]:
+        """The memory of the wrapped estimators: ``{"inner_state": descent's, "ascent_state":
+        a separate ascent's}`` (``None`` where one has none)."""
+        separate = self.ascent is not self.descent
+        return {
+            "inner_state": estimator_state(self.descent),
+            "ascent_state": estimator_state(self.ascent) if separate else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        load_estimator_state(self.descent, state.get("inner_state"))
+        if self.ascent is not self.descent:
+            load_estimator_state(self.ascent, state.get("ascent_state"))
 
     def evaluate(
         self, thetas: torch.Tensor, batch: Batch, ctx: StepContext
@@ -101,7 +165,10 @@ class SAT:
     def _worst(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
         spent: list[Ledger] = []
         first: Estimate | None = None
-        if isinstance(self.ascent, FreeAscent) and ctx.momentum is not None:
+        g1: torch.Tensor | None = None
+        if not self.uses_ascent:
+            pass  # the model probes the loss: no gradient to estimate
+        elif isinstance(self.ascent, FreeAscent) and ctx.momentum is not None:
             g1 = ctx.momentum.detach().to(torch.float64)
         else:
             asc = self.descent if isinstance(self.ascent, FreeAscent) else self.ascent
@@ -177,10 +244,8 @@ def sat(
         raise ConfigError("sat needs rho (plain L2 ball) or a perturbation model")
     if perturbation is not None and rho is not None:
         raise ConfigError("give either rho or perturbation, not both")
-    if mode not in ("worst", "average"):
-        raise ConfigError(f"mode must be 'worst' or 'average', got {mode!r}")
-    if isinstance(draws, bool) or int(draws) != draws or draws < 1:
-        raise ConfigError(f"draws must be a positive integer, got {draws!r}")
+    check_choice("mode", mode, ("worst", "average"))
+    check_int("draws", draws, low=1)
     for est, what in ((descent, "descent"), (ascent, "ascent")):
         if est is None or isinstance(est, FreeAscent):
             continue

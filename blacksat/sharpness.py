@@ -32,6 +32,7 @@ from blacksat.estimators import query_cost
 from blacksat.meter import Ledger
 from blacksat.objective import Batch
 from blacksat.perturbations import L2Ball, PerturbationModel
+from blacksat.validation import as_generator, check_int
 
 #: ``Batch``, ``(features (B, f), labels (B,))``, an iterable of either, or ``None`` (the full
 #: train split, in chunks)
@@ -272,14 +273,6 @@ class _Hessian:
         return 0.5 * (h + h.T)
 
 
-def _generator(rng: np.random.Generator | int) -> np.random.Generator:
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    raise ConfigError(f"rng must be a numpy Generator or an int seed, got {type(rng).__name__}")
-
-
 # ---------------------------------------------------------------------------- public API
 def hessian_top_eigenvalues(
     task: Any,
@@ -318,12 +311,10 @@ def hessian_top_eigenvalues(
         raise ConfigError(f"method must be 'auto', 'lanczos' or 'dense', got {method!r}")
     if not (np.isfinite(tol) and tol >= 0):
         raise ConfigError(f"tol must be a finite number >= 0, got {tol!r}")
-    gen = _generator(rng)
+    gen = as_generator(rng)
     hess = _Hessian(task, model, theta, data, batch_size)
     d = hess.d
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= d:
-        raise ConfigError(f"k must be an integer in [1, d = {d}], got {k!r}")
-    k = int(k)
+    k = check_int("k", k, low=1, high=d)
     if method == "lanczos" and k >= d:
         raise ConfigError(f"Lanczos needs k < d = {d}; use method='dense'")
     use_dense = method == "dense" or (method == "auto" and k >= d - 1)
@@ -357,9 +348,8 @@ def hutchinson_trace(
     Arguments as in :func:`hessian_top_eigenvalues`; ``n_probes >= 2`` products are spent.
     Returns the mean of ``z_i^T H z_i`` and its standard error.
     """
-    if isinstance(n_probes, bool) or int(n_probes) != n_probes or n_probes < 2:
-        raise ConfigError(f"n_probes must be an integer >= 2, got {n_probes!r}")
-    gen = _generator(rng)
+    check_int("n_probes", n_probes, low=2)
+    gen = as_generator(rng)
     hess = _Hessian(task, model, theta, data, batch_size)
     z = gen.integers(0, 2, size=(int(n_probes), hess.d)).astype(np.float64) * 2.0 - 1.0
     hz = hess.matmat(torch.as_tensor(z)).numpy()
@@ -407,13 +397,12 @@ def query_sharpness(
     """
     if (rho is None) == (perturbation is None):
         raise ConfigError("give exactly one of rho (an L2 ball) or perturbation")
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ConfigError(f"n must be an integer >= 1, got {n!r}")
+    check_int("n", n, low=1)
     space = getattr(device, "space", None)
     if space is None or not callable(getattr(device, "query_many", None)):
         raise ConfigError(f"device must have `space` and `query_many`, got {type(device).__name__}")
     pmodel: PerturbationModel = perturbation if perturbation is not None else L2Ball(rho)
-    gen = _generator(rng)
+    gen = as_generator(rng)
     t = _theta64(theta, space.dim)
     deltas = []
     for _ in range(int(n)):

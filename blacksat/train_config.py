@@ -7,15 +7,14 @@ halfway through a run.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
+from blacksat.validation import check_int, check_real
 
 #: ``factory(optimizer) -> scheduler``; stepped once per optimization step
 ScheduleFactory = Callable[[torch.optim.Optimizer], Any]
@@ -38,16 +37,11 @@ def optimizers() -> dict[str, type[torch.optim.Optimizer]]:
 
 
 def _int_or_none(name: str, value: Any, low: int) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low} or None, got {value!r}")
+    check_int(name, value, low=low, none_ok=True)
 
 
 def _positive(name: str, value: Any) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    check_real(name, value, low=0.0, low_open=True)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from blacksat.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from blacksat.errors import BudgetExhausted, ConfigError, NonFiniteError, ShapeError
+from blacksat.estimators import estimator_state, load_estimator_state
 from blacksat.meter import Ledger
 from blacksat.objective import Batch, Estimate, StepContext, add_costs
 from blacksat.space import ParamSpace
@@ -213,7 +214,7 @@ class Trainer:
             ledger=self._ledger,
             history=self._history,
             saf=None if self.saf is None else self.saf.state_dict(),
-            estimator=sd() if callable(sd := getattr(self.estimator, "state_dict", None)) else None,
+            estimator=estimator_state(self.estimator),
             elapsed=self._elapsed,
             meta=self._meta(),
         )
@@ -246,9 +247,7 @@ class Trainer:
                 self.saf.reset()
             else:
                 self.saf.load_state_dict(state.saf)
-        load = getattr(self.estimator, "load_state_dict", None)
-        if state.estimator is not None and callable(load):
-            load(state.estimator)
+        load_estimator_state(self.estimator, state.estimator)
         self._ledger = state.ledger
         if self.meter is not None:
             self._ledger = self._restore_meter(state.ledger)

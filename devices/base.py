@@ -33,9 +33,10 @@ from torch import nn
 
 from blacksat.device import check_inputs
 from blacksat.devices.perturbations import rated_nuisances
-from blacksat.errors import ConfigError
+from blacksat.errors import ConfigError, ShapeError
 from blacksat.perturbations import PerturbationModel
 from blacksat.space import ParamSpace
+from blacksat.validation import check_int
 
 Self = TypeVar("Self", bound="SimulatedDevice")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -71,7 +72,7 @@ class PhysicsModel(nn.Module, ABC):
         if theta.ndim == 1:
             return self.forward_many(theta[None], x)[0]
         if theta.ndim != 2:
-            raise ValueError(f"theta must be (d,) or (K, d), got shape {tuple(theta.shape)}")
+            raise ShapeError(f"theta must be (d,) or (K, d), got shape {tuple(theta.shape)}")
         return self.forward_many(theta, x)
 
     @abstractmethod
@@ -124,8 +125,7 @@ class SimulatedDevice(ABC):
         dtype: torch.dtype | str = torch.float32,
         **nuisance: float,
     ) -> None:
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        check_int("seed", seed, low=0)
         dtype = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
         if dtype not in (torch.float32, torch.float64):
             raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")

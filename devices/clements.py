@@ -33,7 +33,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from blacksat.errors import ConfigError, ShapeError
+from blacksat.errors import ShapeError
+from blacksat.validation import check_int
 
 
 def n_mzis(n_modes: int) -> int:
@@ -51,9 +52,7 @@ def modes_from_mzis(n: int) -> int:
 
 def mesh_layout(n_modes: int) -> list[tuple[int, int]]:
     """``[(column, top_mode), ...]`` of every MZI in canonical order (length ``N (N - 1) / 2``)."""
-    if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 2:
-        raise ConfigError(f"a Clements mesh needs an integer n_modes >= 2, got {n_modes!r}")
-    n_modes = int(n_modes)
+    n_modes = check_int("n_modes of a Clements mesh", n_modes, low=2)
     return [(c, m) for c in range(n_modes) for m in range(c % 2, n_modes - 1, 2)]
 
 

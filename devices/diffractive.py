@@ -56,6 +56,7 @@ from blacksat.devices.propagation import (
 from blacksat.errors import ConfigError, ShapeError
 from blacksat.perturbations import PerturbationModel
 from blacksat.space import ParamSpace
+from blacksat.validation import check_int
 
 FULL_SCALE_POWER = 0.05
 """Power in one detector region that reads 1.0 (full scale), relative to ``n^2`` (the power of
@@ -227,9 +228,7 @@ def _num(key: str, value: Any, lower: float = 0.0, strict: bool = False) -> floa
 
 
 def _int(key: str, value: Any, lower: int) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lower:
-        raise ConfigError(f"{key} must be an integer >= {lower}, got {value!r}")
-    return int(value)
+    return int(check_int(key, value, low=lower))
 
 
 class DiffractiveNetwork(SimulatedDevice):

@@ -48,6 +48,7 @@ import torch
 from blacksat.errors import ConfigError, ShapeError
 from blacksat.perturbations import CommonMode, PerControl, PerturbationModel
 from blacksat.space import ParamSpace
+from blacksat.validation import check_int
 
 from .base import Nuisance, PhysicsModel, SimulatedDevice
 from .clements import crosstalk_adjacency, mesh_layout, n_mzis, pack_controls
@@ -338,8 +339,7 @@ class MZIMesh(SimulatedDevice):
         dtype: torch.dtype | str = torch.float32,
         **nuisance: float,
     ) -> None:
-        if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or n_modes < 2:
-            raise ConfigError(f"n_modes must be an integer >= 2, got {n_modes!r}")
+        check_int("n_modes", n_modes, low=2)
         if detection not in _DETECTIONS:
             raise ConfigError(f"detection must be one of {_DETECTIONS}, got {detection!r}")
         self.n_modes = int(n_modes)

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import torch
 
+from blacksat.builder import EstimatorSpec, SatSpec, build_estimator
 from blacksat.data import load_digits
 from blacksat.devices import DEVICES
 from blacksat.devices.tasks import default_task
-from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
 from blacksat.evaluation import accuracy, nuisance_sweep
 from blacksat.meter import MeteredDevice
 from blacksat.perturbations import Adaptive, L2Ball
-from blacksat.sat import sat
 from blacksat.trainer import TrainConfig, Trainer
 
 # the error level and the set SAT is flat against, per device (PHYSICS.md: rho and variant)
@@ -69,14 +69,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     theta0 = chip.initial_controls(args.seed)
 
+    flat_sat = SatSpec(perturbation="flat", mode=mode)
+
+    def build(name: str, **args: float) -> Any:
+        spec = EstimatorSpec(name, args=args)
+        return build_estimator(
+            spec, flat_sat, task=task, device=meter, chip=chip, model=nominal,
+            perturbations={"flat": flat}, dtype=torch.float64,
+        ).estimator  # fmt: skip
+
     if args.path == "autograd":
-        est = sat(Autograd(nominal, task, space=chip.space), perturbation=flat, mode=mode)
-        result = Trainer(task, est, chip.space, config).fit(theta0)
+        result = Trainer(task, build("autograd"), chip.space, config).fit(theta0)
     else:
         if args.path == "zeroth_order":  # pre-train offline, then fine-tune from queries alone
-            warm = sat(Autograd(nominal, task, space=chip.space), perturbation=flat, mode=mode)
-            theta0 = Trainer(task, warm, chip.space, config).fit(theta0).theta
-            descent = ZerothOrder(meter, task, q=8, sigma=0.02)
+            theta0 = Trainer(task, build("autograd"), chip.space, config).fit(theta0).theta
             config = TrainConfig(
                 lr=setup["lr"] / 4,
                 max_steps=args.steps,
@@ -86,9 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 progress=not args.quiet,
                 train_digital=False,
             )
-        else:
-            descent = PhysicsAware(meter, nominal, task)
-        est = sat(descent, perturbation=flat, mode=mode)
+        est = build(args.path, **({"q": 8, "sigma": 0.02} if args.path == "zeroth_order" else {}))
         result = Trainer(task, est, chip.space, config, meter=meter).fit(theta0)
 
     theta = result.theta

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from blacksat.errors import ConfigError, NonFiniteError, ShapeError
+from blacksat.validation import check_int, check_real
 
 Group = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -144,17 +145,11 @@ def batches(groups: Sequence[Group], max_samples: int, rng: np.random.Generator)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+    return int(check_int(name, value, low=low))
 
 
 def _check_pos(name: str, value: Any, *, zero_ok: bool = False) -> float:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        sign = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(f"{name} must be a finite number {sign}, got {value!r}")
-    return float(value)
+    return float(check_real(name, value, low=0.0, low_open=not zero_ok))
 
 
 class Surrogate(nn.Module):

@@ -17,86 +17,34 @@ a zero radius or ``g = 0`` gives an exactly zero delta, never NaN). Deltas are t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
 from blacksat.errors import ConfigError, NonFiniteError, ShapeError
+from blacksat.perturbations.base import (
+    Kind,
+    Perturbation,
+    PerturbationModel,
+    Probe,
+    _factor,
+    _radius,
+    is_zero,
+    needs_gradient,
+    probe_evaluations,
+)
+from blacksat.validation import check_choice
 
-#: ``probe(perturbations) -> losses (n,)``: the objective at ``theta`` under each perturbation,
-#: on the current minibatch (queries are metered by whoever built the probe).
-Probe = Callable[[list["Perturbation"]], torch.Tensor]
-Kind = Literal["box", "gaussian"]
 _KINDS = ("box", "gaussian")
 _MAX_CORNER_DIMS = 4
 _MAX_GRID_POINTS = 4096
 
 
-@dataclass(frozen=True)
-class Perturbation:
-    """One disturbance: a control shift and/or nuisance values.
-
-    Attributes:
-        delta: ``(d,)`` float64 shift of the controls, or ``None`` for no shift.
-        nuisance: nuisance-parameter values (e.g. ``{"rotation": 1.2}``); empty for none.
-    """
-
-    delta: torch.Tensor | None = None
-    nuisance: Mapping[str, float] = field(default_factory=dict)
-
-    def __add__(self, other: Perturbation) -> Perturbation:
-        if self.delta is None:
-            delta = other.delta
-        elif other.delta is None:
-            delta = self.delta
-        else:
-            delta = self.delta + other.delta
-        overlap = set(self.nuisance) & set(other.nuisance)
-        merged = dict(self.nuisance)
-        for k, v in other.nuisance.items():
-            merged[k] = merged.get(k, 0.0) + v if k in overlap else v
-        return Perturbation(delta, merged)
-
-
-@runtime_checkable
-class PerturbationModel(Protocol):
-    """The set a disturbance lives in.
-
-    - ``worst(theta (d,), grad (d,), probe, rng) -> Perturbation``: the (approximate) worst case
-      within the set, from the loss gradient at ``theta`` (control-space models) and/or loss
-      probes (nuisance models: finite differences).
-    - ``sample(theta (d,), rng) -> Perturbation``: one random draw from the set.
-    - ``scaled(factor) -> PerturbationModel``: the same geometry with its radius scaled
-      (robustness sweeps evaluate a model at several radii).
-    """
-
-    def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
-    ) -> Perturbation: ...
-
-    def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation: ...
-
-    def scaled(self, factor: float) -> PerturbationModel: ...
-
-
 # ---------------------------------------------------------------------- helpers
-def _radius(name: str, value: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
 def _kind(kind: str) -> str:
-    if kind not in _KINDS:
-        raise ConfigError(f"kind must be one of {_KINDS}, got {kind!r}")
-    return kind
+    return check_choice("kind", kind, _KINDS)
 
 
 def _dtype(theta: torch.Tensor) -> torch.dtype:
@@ -155,10 +103,6 @@ def _vec(arr: np.ndarray | None, d: int, name: str) -> torch.Tensor | None:
     return torch.tensor(arr, dtype=torch.float64)
 
 
-def _factor(factor: float) -> float:
-    return _radius("factor", factor)
-
-
 # ---------------------------------------------------------------------- control-space models
 @dataclass(frozen=True)
 class L2Ball:
@@ -169,6 +113,8 @@ class L2Ball:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
+
+    needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
     def is_zero(self) -> bool:
@@ -209,6 +155,8 @@ class Adaptive:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
         object.__setattr__(self, "eta", _radius("eta", self.eta))
+
+    needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
     def is_zero(self) -> bool:
@@ -276,6 +224,8 @@ class PerControl:
             if part is not None:
                 w = part if w is None else w * part
         object.__setattr__(self, "_w", w)
+
+    needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
     def is_zero(self) -> bool:
@@ -379,6 +329,11 @@ class CommonMode:
     def probe_evaluations(self) -> int:
         """Loss evaluations one :meth:`worst` spends (0 for the linearised worst case)."""
         return 0 if not self.grid or self.is_zero else self.grid**self.n_groups
+
+    @property
+    def needs_gradient(self) -> bool:
+        """The linearised worst case reads the gradient; ``grid=n`` probes the loss only."""
+        return not self.grid
 
     @property
     def is_zero(self) -> bool:
@@ -485,6 +440,8 @@ class Subspace:
     def rank(self) -> int:
         return int(self._q.shape[1])
 
+    needs_gradient = True  # the worst case is read off the loss gradient
+
     @property
     def is_zero(self) -> bool:
         return self.rho == 0
@@ -551,6 +508,14 @@ class Combined:
     def is_zero(self) -> bool:
         return all(getattr(m, "is_zero", False) for m in self.models)
 
+    @property
+    def needs_gradient(self) -> bool:
+        return any(needs_gradient(m) for m in self.models)
+
+    @property
+    def probe_evaluations(self) -> int:
+        return sum(probe_evaluations(m) for m in self.models)
+
     def worst(
         self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
     ) -> Perturbation:
@@ -572,11 +537,6 @@ class Combined:
         return f"Combined({', '.join(repr(m) for m in self.models)})"
 
 
-def is_zero(model: PerturbationModel) -> bool:
-    """True when ``model`` only ever yields zero perturbations (SAT can skip its ascent)."""
-    return bool(getattr(model, "is_zero", False))
-
-
 __all__ = [
     "Adaptive",
     "Combined",
@@ -588,4 +548,6 @@ __all__ = [
     "Probe",
     "Subspace",
     "is_zero",
+    "needs_gradient",
+    "probe_evaluations",
 ]

@@ -1,7 +1,8 @@
 """Nuisance physical parameters as a perturbation model: the paper's worst-case finite-difference
 adversary over misalignment, temperature and the like (``PHYSICS.md``).
 
-Re-exported from :mod:`blacksat.perturbations`.
+Re-exported from :mod:`blacksat.perturbations` (this module imports only the vocabulary of
+:mod:`blacksat.perturbations.base`, so the two do not import each other).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError, ShapeError
-from blacksat.perturbations.models import Perturbation, Probe, _factor, _radius
+from blacksat.perturbations.base import Perturbation, Probe, _factor, _radius
+from blacksat.validation import check_choice, check_int
 
 _MAX_CORNER_DIMS = 4
 
@@ -75,20 +77,14 @@ class NuisanceModel:
             if not (lo <= c <= hi):
                 raise ConfigError(f"center of {name!r} ({c}) lies outside its range ({lo}, {hi})")
             center[name] = c
-        if (
-            isinstance(self.steps, bool)
-            or not isinstance(self.steps, (int, np.integer))
-            or (self.steps < 1)
-        ):
-            raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
+        check_int("steps", self.steps, low=1)
         step = 0.5 if self.step_size is None else self.step_size
         if _radius("step_size", step) == 0:
             raise ConfigError("step_size must be > 0")
         fd = _radius("fd", self.fd)
         if not 0 < fd <= 0.5:
             raise ConfigError(f"fd must be in (0, 0.5], got {self.fd!r}")
-        if self.method not in ("ascent", "corners"):
-            raise ConfigError(f"method must be 'ascent' or 'corners', got {self.method!r}")
+        check_choice("method", self.method, ("ascent", "corners"))
         if self.method == "corners" and len(ranges) > _MAX_CORNER_DIMS:
             raise ConfigError(
                 f"method='corners' probes 2^m corners: m <= {_MAX_CORNER_DIMS}, "
@@ -115,6 +111,8 @@ class NuisanceModel:
     @property
     def is_zero(self) -> bool:
         return all(lo == hi for lo, hi in self.ranges.values())
+
+    needs_gradient = False  # the adversary probes the loss only
 
     @property
     def probe_evaluations(self) -> int:

@@ -21,7 +21,6 @@ estimates from queries alone (``"query-only"``) or use the nominal model as a ba
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import multiprocessing
 import platform
 import threading
@@ -38,6 +37,7 @@ import torch
 from blacksat.errors import ConfigError
 from blacksat.product.compare_methods import BASELINES, METHODS, Method, method
 from blacksat.product.compare_methods import method as _lookup  # `method` is often an argument name
+from blacksat.product.compare_plots import scenario_dict
 
 _TRACE_ROWS = 100  # traces are thinned to at most this many rows per run
 
@@ -368,56 +368,47 @@ def _run_blacksat(
     m: Method, scenario: Scenario, task: Any, chip: Any, meter: Any, theta0: np.ndarray,
     seed: int, budget: int,
 ) -> tuple[np.ndarray, str, list[dict[str, Any]]]:  # fmt: skip
-    from blacksat.estimators import PhysicsAware, ZerothOrder
-    from blacksat.sat import FreeAscent, sat
+    from blacksat.builder import build_estimator
     from blacksat.trainer import Trainer
 
-    o = m.options
     why = method_fits(m, chip)
     if why is not None:
         raise ConfigError(f"method {m.name!r} {why}, which {type(chip).__name__} does not offer")
-    if o.get("estimator", "zo") == "pat":
-        base: Any = PhysicsAware(meter, chip.nominal_model(), task)
-        per_step = 1
-    else:
-        base = ZerothOrder(
-            meter,
-            task,
-            q=o.get("q", 8),
-            sigma=o.get("sigma", 0.05),
-            directions=o.get("directions", "gaussian"),
-            scheme=o.get("scheme", "central"),
-        )
-        per_step = base.settings_per_step()
-    est: Any = base
-    if "rho" in o or "perturbation" in o:
-        pert = None
-        if "perturbation" in o:
-            models = chip.perturbation_models()
-            if o["perturbation"] not in models:
-                raise ConfigError(
-                    f"method {m.name!r}: the device has no perturbation model "
-                    f"{o['perturbation']!r}; known: {sorted(models)}"
-                )
-            pert = models[o["perturbation"]]
-        free = o.get("ascent", "same") == "free"
-        mode = o.get("mode", "worst")
-        est = sat(
-            base,
-            FreeAscent() if free else None,
-            rho=o.get("rho") if pert is None else None,
-            perturbation=pert,
-            mode=mode,
-            draws=o.get("draws", 1),
-        )
-        if mode == "average":
-            per_step *= int(o.get("draws", 1))
-        elif not free:
-            per_step *= 2
-    recorder = _Recorder(est, meter)
-    cfg = m.train_config(max_steps=max(1, budget // per_step), seed=seed)
+    estimator, sat_spec = method_specs(m)
+    try:
+        built = build_estimator(estimator, sat_spec, task=task, device=meter, chip=chip)
+    except ConfigError as exc:
+        raise ConfigError(f"method {m.name!r}: {exc}") from None
+    recorder = _Recorder(built.estimator, meter)
+    cfg = m.train_config(max_steps=built.max_steps(budget), seed=seed)
     result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(theta0)
     return result.theta, result.reason, recorder.rows
+
+
+def method_specs(m: Method) -> tuple[Any, Any]:
+    """A blacksat method's options in the run-file vocabulary: ``(EstimatorSpec, SatSpec)``
+    (``estimator = "zo"`` is ``zeroth_order``, ``"pat"`` is ``physics_aware`` through the
+    nominal model)."""
+    from blacksat.builder import EstimatorSpec, SatSpec
+
+    o = m.options
+    if o.get("estimator", "zo") == "pat":
+        estimator = EstimatorSpec("physics_aware", "nominal")
+    else:
+        defaults = {"q": 8, "sigma": 0.05, "directions": "gaussian", "scheme": "central"}
+        args = {k: o.get(k, v) for k, v in defaults.items()}
+        estimator = EstimatorSpec("zeroth_order", "nominal", args)
+    try:
+        sat_spec = SatSpec(
+            rho=o.get("rho"),
+            perturbation=o.get("perturbation"),
+            mode=o.get("mode", "worst"),
+            draws=o.get("draws", 1),
+            ascent=o.get("ascent", "same"),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"method {m.name!r}: {exc}") from None
+    return estimator, sat_spec
 
 
 class _Recorder:
@@ -712,13 +703,6 @@ def target(quick: bool = False) -> dict[str, Any]:
         "chips": "paired",
         "budgets": list(QUICK_BUDGETS) if quick else [1000, 5000, 20000],
     }
-
-
-def scenario_dict(scenario: Scenario) -> dict[str, Any]:
-    """A JSON-friendly description of a scenario."""
-    d = dataclasses.asdict(scenario)
-    d["drift"] = {k: list(v) for k, v in scenario.drift.items()}
-    return d
 
 
 __all__ = [

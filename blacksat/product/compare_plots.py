@@ -8,6 +8,7 @@ it the plots are skipped and the summary says so).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -18,6 +19,14 @@ import numpy as np
 
 if TYPE_CHECKING:
     from blacksat.product.compare import CompareResult, Scenario
+
+
+def scenario_dict(scenario: Scenario) -> dict[str, Any]:
+    """A JSON-friendly description of a scenario (:class:`~blacksat.product.compare.Scenario`)."""
+    d = dataclasses.asdict(scenario)
+    d["drift"] = {k: list(v) for k, v in scenario.drift.items()}
+    return d
+
 
 _LINESTYLE = {"nevergrad": "--", "query-only": "-", "twin-assisted": ":"}
 ACCURACY_PLOT = "accuracy_vs_reconfigurations.png"
@@ -183,8 +192,6 @@ def robustness_table(summary: Sequence[dict[str, Any]], scenario: Scenario) -> s
 
 def summary_markdown(result: CompareResult, plots: Sequence[str] = ()) -> str:
     """The ``summary.md`` text of a sweep."""
-    from blacksat.product.compare import scenario_dict
-
     summary = result.summary()
     pairs = "paired with the seeds" if result.paired else f"{result.chips} (every seed on each)"
     parts = [
@@ -226,8 +233,6 @@ def write_csv(result: CompareResult, path: Path) -> None:
 
 def write_json(result: CompareResult, path: Path) -> None:
     """Rows with traces, methods, scenario, axes and versions."""
-    from blacksat.product.compare import scenario_dict
-
     doc = {
         "scenario": scenario_dict(result.scenario),
         "methods": [

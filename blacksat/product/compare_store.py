@@ -1,4 +1,5 @@
-"""The output directory of a comparison sweep while it runs (:func:`blacksat.product.compare.compare`):
+"""The output directory of a comparison sweep while it runs
+(:func:`blacksat.product.compare.compare`):
 checked before any run starts, and filled one finished run at a time.
 
 - ``sweep.json``: what the rows depend on besides their key (the scenario and each method's

@@ -89,19 +89,25 @@ def zo_sat(
 ) -> OnlineRun:
     """Query-only SAT (average case over ``perturbation``, one draw per step) from ``theta0``
     with at most ``budget`` reconfigurations; the task's digital layers stay as they are."""
-    from blacksat.estimators import ZerothOrder
-    from blacksat.sat import sat
+    from blacksat.builder import EstimatorSpec, SatSpec, build_estimator
     from blacksat.train_config import TrainConfig
     from blacksat.trainer import Trainer
 
     meter = MeteredDevice(chip, max_reconfigurations=budget)
-    zo = ZerothOrder(meter, task, q=q, sigma=sigma)
-    rec = _Iterates(sat(zo, perturbation=perturbation, mode="average"), meter)
+    built = build_estimator(
+        EstimatorSpec("zeroth_order", args={"q": q, "sigma": sigma}),
+        SatSpec(perturbation="demo", mode="average"),
+        task=task,
+        device=meter,
+        chip=chip,
+        perturbations={"demo": perturbation},
+    )
+    rec = _Iterates(built.estimator, meter)
     cfg = TrainConfig(
         lr=lr,
         schedule="cosine",
         epochs=None,
-        max_steps=max(1, budget // zo.settings_per_step()),
+        max_steps=built.max_steps(budget),
         batch_size=batch_size,
         seed=seed,
         progress=progress,

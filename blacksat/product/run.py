@@ -77,10 +77,9 @@ class Setup:
 
 def build(config: RunConfig) -> Setup:
     """The chip, task, model, metered device and (SAT-wrapped) estimator of ``config``."""
+    from blacksat.builder import build_estimator
     from blacksat.device_registry import check_task_fits
     from blacksat.devices.tasks import default_task
-    from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
-    from blacksat.sat import FreeAscent, sat
 
     chip = config.device.build()
     task = default_task(chip, config.task.load(), seed=config.task.seed).to(torch.float64)
@@ -111,49 +110,18 @@ def build(config: RunConfig) -> Setup:
         if config.task.init == "device" and callable(getattr(chip, "initial_controls", None))
         else chip.space.center.copy()
     )
-    try:
-        if es.name == "autograd":
-            family = (
-                chip.model_family(es.model, dtype=torch.float64)
-                if es.model in ("nominal", "exact")
-                else None  # a surrogate has no nuisance parameters
-            )
-            base: Any = Autograd(model, task, family=family, space=chip.space, **es.args)
-        elif es.name == "physics_aware":
-            base = PhysicsAware(meter, model, task, **es.args)
-        else:
-            base = ZerothOrder(meter, task, **es.args)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"estimator.args: {exc}") from None
-    est = base
-    s = config.sat
-    if s.enabled:
-        pert = None
-        if s.perturbation is not None:
-            models = device_perturbations(chip, s.perturbation)
-            if s.perturbation not in models:
-                raise ConfigError(
-                    f"sat.perturbation: {type(chip).__name__} has no perturbation model "
-                    f"{s.perturbation!r}; known: {sorted(models)}"
-                )
-            pert = models[s.perturbation]
-            draw = pert.sample(torch.as_tensor(theta0), np.random.default_rng(0))
-            if draw.nuisance and es.queries_device:
-                raise ConfigError(
-                    f"sat.perturbation {s.perturbation!r} sets nuisance parameters, which a "
-                    f"device cannot be put into on demand; use it with estimator.name = "
-                    f"'autograd', or a control-space model"
-                )
-        est = sat(
-            base,
-            FreeAscent() if s.ascent == "free" else None,
-            rho=s.rho if pert is None else None,
-            perturbation=pert,
-            mode=s.mode,
-            draws=s.draws,
-            space=chip.space,
-        )
-    return Setup(config, chip, task, model, meter, est, theta0)
+    built = build_estimator(
+        es,
+        config.sat,
+        task=task,
+        device=meter,
+        chip=chip,
+        model=model,
+        space=chip.space,
+        dtype=torch.float64,
+        perturbations=device_perturbations(chip, config.sat.perturbation),
+    )
+    return Setup(config, chip, task, model, meter, built.estimator, theta0)
 
 
 def device_model(chip: Any, kind: str) -> Any:

@@ -48,29 +48,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from blacksat.builder import EstimatorName, EstimatorSpec, SatSpec, estimator_args
 from blacksat.errors import ConfigError
 from blacksat.product.config_io import dump_toml, load_toml, typed_fields
 from blacksat.train_config import TrainConfig
-
-EstimatorName = Literal["autograd", "physics_aware", "zeroth_order"]
-
-
-def _int_at_least(where: str, value: Any, low: int, *, none_ok: bool = False) -> None:
-    if value is None and none_ok:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{where} must be an integer >= {low}, got {value!r}")
-
-
-def _one_of(where: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
+from blacksat.validation import check_choice, check_int
 
 
 # ---------------------------------------------------------------------- sections
@@ -100,7 +87,7 @@ class DeviceSpec:
                 object.__setattr__(self, "name", self.factory.split(":")[1])
         elif not self.name:
             object.__setattr__(self, "name", "mzi")
-        _int_at_least("device.seed", self.seed, 0)
+        check_int("device.seed", self.seed, low=0)
         if not isinstance(self.kwargs, Mapping):
             raise ConfigError(f"device.kwargs must be a table, got {self.kwargs!r}")
         object.__setattr__(self, "kwargs", dict(self.kwargs))
@@ -163,13 +150,13 @@ class TaskSpec:
                 f"task.dataset must be one of {sorted(DATASETS)} or an existing MNIST path, "
                 f"got {self.dataset!r}"
             )
-        _int_at_least("task.seed", self.seed, 0)
+        check_int("task.seed", self.seed, low=0)
         if self.test_size is not None:
             if self.dataset not in DATASETS:
                 raise ConfigError("task.test_size applies to digits and iris only")
             if not 0.0 < self.test_size < 1.0:
                 raise ConfigError(f"task.test_size must lie in (0, 1), got {self.test_size!r}")
-        _one_of("task.init", self.init, ("device", "center"))
+        check_choice("task.init", self.init, ("device", "center"))
 
     def load(self) -> Any:
         """The :class:`~blacksat.data.Dataset`."""
@@ -179,82 +166,6 @@ class TaskSpec:
         if self.test_size is not None:
             kwargs["test_size"] = self.test_size
         return load_dataset(self.dataset, **kwargs)
-
-
-def estimator_args(name: str) -> set[str]:
-    """The keyword arguments of a registered estimator a config may set."""
-    from blacksat.estimators import ESTIMATORS
-
-    params = inspect.signature(ESTIMATORS[name].__init__).parameters
-    return {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY} - {"family", "space"}
-
-
-@dataclass(frozen=True)
-class EstimatorSpec:
-    """``[estimator]``: the gradient estimator by registry name, the model that ``autograd``
-    and ``physics_aware`` differentiate (``"nominal"``: what a user believes; ``"exact"``: the
-    true chip, white box; or the path of a surrogate file written by ``blacksat calibrate``)
-    and the estimator's keyword arguments (``args``, e.g. ``q``, ``sigma``, ``directions``,
-    ``scheme`` of ``zeroth_order``)."""
-
-    name: EstimatorName = "autograd"
-    model: str = "nominal"
-    args: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _one_of("estimator.name", self.name, ("autograd", "physics_aware", "zeroth_order"))
-        is_path = isinstance(self.model, str) and (
-            "/" in self.model or "\\" in self.model or Path(self.model).suffix != ""
-        )
-        if self.model not in ("nominal", "exact") and not is_path:
-            raise ConfigError(
-                "estimator.model must be 'nominal', 'exact' or the path of a surrogate file "
-                f"(e.g. runs/x/residual.pt), got {self.model!r}"
-            )
-        if not isinstance(self.args, Mapping):
-            raise ConfigError(f"estimator.args must be a table, got {self.args!r}")
-        object.__setattr__(self, "args", dict(self.args))
-        allowed = estimator_args(self.name)
-        for key in self.args:
-            if key not in allowed:
-                raise ConfigError(
-                    f"unknown key estimator.args.{key} for {self.name}; expected one of "
-                    f"{sorted(allowed)}"
-                )
-
-    @property
-    def queries_device(self) -> bool:
-        """Whether the estimator queries the device (every estimator but ``autograd``)."""
-        return self.name != "autograd"
-
-
-@dataclass(frozen=True)
-class SatSpec:
-    """``[sat]``: sharpness-aware training around the estimator, against an L2 ball of radius
-    ``rho`` or a named perturbation model of the device (``perturbation``, see
-    ``chip.perturbation_models()``); neither means plain training. ``mode``: ``"worst"`` or
-    ``"average"`` (``draws`` perturbations per step); ``ascent``: ``"same"`` (the estimator) or
-    ``"free"`` (the optimizer's momentum, no queries)."""
-
-    rho: float | None = None
-    perturbation: str | None = None
-    mode: Literal["worst", "average"] = "worst"
-    draws: int = 1
-    ascent: Literal["same", "free"] = "same"
-
-    def __post_init__(self) -> None:
-        if self.rho is not None and self.perturbation is not None:
-            raise ConfigError("sat: give rho or perturbation, not both")
-        if self.rho is not None and not (math.isfinite(self.rho) and self.rho >= 0):
-            raise ConfigError(f"sat.rho must be a finite number >= 0, got {self.rho!r}")
-        _one_of("sat.mode", self.mode, ("worst", "average"))
-        _int_at_least("sat.draws", self.draws, 1)
-        _one_of("sat.ascent", self.ascent, ("same", "free"))
-
-    @property
-    def enabled(self) -> bool:
-        """Whether SAT wraps the estimator."""
-        return self.rho is not None or self.perturbation is not None
 
 
 @dataclass(frozen=True)
@@ -398,6 +309,7 @@ def _plain(value: Any) -> Any:
 __all__ = [
     "BudgetSpec",
     "DeviceSpec",
+    "EstimatorName",
     "EstimatorSpec",
     "LogSpec",
     "RunConfig",

@@ -28,26 +28,34 @@ def test_dct_front_end_is_orthonormal_and_ignores_the_mean_brightness():
     np.testing.assert_allclose(w.sum(1), 0.0, atol=1e-12)
 
 
-def test_drift_probe_spends_two_settings_and_points_to_the_worse_end():
-    from blacksat import MeteredDevice
+def test_the_end_probe_spends_two_settings_and_picks_the_worse_end():
+    import dataclasses
+
+    from blacksat import MeteredDevice, sat
+    from blacksat.estimators import ZerothOrder
     from blacksat.objective import StepContext
 
     chip = M.chip_of(3)
     meter = MeteredDevice(chip, max_reconfigurations=10)
     task = M.build_task(chip, 0, front="dct", back=True)
-    zo = M.ZerothOrder(meter, task, q=2, sigma=0.05)
-    probe = M.DriftProbe(zo, 0.2)
+    ends = dataclasses.replace(chip.perturbation_models()["phase_drift"], grid=2)
+    zo = ZerothOrder(meter, task, q=2, sigma=0.05)
     theta = torch.as_tensor(chip.space.center)
     batch = task.batch("train", np.arange(16))
-    est = probe(theta, batch, StepContext(rng=np.random.default_rng(0)))
-    assert est.cost.reconfigurations == 2 and est.cost.samples == 32
-    assert torch.allclose(est.grad, est.grad[0].expand_as(est.grad))  # along the common mode
-    ends = torch.stack([theta + 0.2, theta - 0.2])
-    losses, _ = zo.evaluate(ends, batch, StepContext(rng=np.random.default_rng(0)))
-    # readout noise differs between the two calls; the probe's sign is checked against a
-    # clearly larger gap only
-    if abs(float(losses[0] - losses[1])) > 0.05:
-        assert float(torch.sign(est.grad[0])) == float(torch.sign(losses[0] - losses[1]))
+    est = sat(zo, perturbation=ends)(theta, batch, StepContext(rng=np.random.default_rng(0)))
+    assert est.cost.reconfigurations == 2 + 4 and est.cost.samples == 6 * 16
+    seen = []
+
+    def probe(perts):
+        losses, _ = zo.evaluate(torch.stack([theta + p.delta for p in perts]), batch, ctx)
+        seen.append(losses)
+        return losses
+
+    ctx = StepContext(rng=np.random.default_rng(0))
+    delta = ends.worst(theta, None, probe, ctx.rng).delta
+    r = ends.radius
+    worse = int(torch.argmax(seen[0]))  # the probe visits -r, then +r
+    torch.testing.assert_close(delta, torch.full_like(theta, (-r, r)[worse]))
 
 
 def test_a_tiny_zeroth_order_run_respects_the_budget_and_the_sample_limit():

@@ -147,7 +147,13 @@ def test_state_dict_round_trip_and_repr():
     )
     assert "penalize" in repr(wrapped)
     wrapped.reset()
-    assert wrapped.state_dict() == {"consecutive": 0, "failures": 0, "good": None, "loss": None}
+    assert wrapped.state_dict() == {
+        "consecutive": 0,
+        "failures": 0,
+        "good": None,
+        "loss": None,
+        "inner_state": None,
+    }
 
 
 @pytest.mark.parametrize(
@@ -223,6 +229,7 @@ def test_the_policy_from_train_config_equals_wrapping_by_hand():
         "failures": 3,
         "good": b.state.estimator["good"],
         "loss": b.state.estimator["loss"],
+        "inner_state": None,
     }
     with pytest.raises(NonFiniteError, match="in a row"):
         config_trainer(

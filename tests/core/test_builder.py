@@ -1,0 +1,98 @@
+"""The estimator builder: every registered estimator from the run-file vocabulary, SAT around
+it, and the steps a budget allows from the estimator's own count."""
+
+import numpy as np
+import pytest
+import torch
+
+from blacksat import ConfigError
+from blacksat.builder import EstimatorSpec, SatSpec, build_estimator
+from blacksat.data import load_iris
+from blacksat.devices import MZIMesh
+from blacksat.devices.tasks import default_task
+from blacksat.estimators import ESTIMATORS
+from blacksat.meter import MeteredDevice
+from blacksat.perturbations import CommonMode
+from blacksat.sat import SAT, FreeAscent
+
+
+@pytest.fixture(scope="module")
+def problem():
+    chip = MZIMesh(n_modes=4, noise=0.0, drift=0.0, dtype="float64", seed=0)
+    task = default_task(chip, load_iris(seed=0), seed=0).to(torch.float64)
+    return chip, task
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_every_registered_estimator_builds_and_reports_its_cost(problem, name):
+    chip, task = problem
+    meter = MeteredDevice(chip)
+    built = build_estimator(EstimatorSpec(name), task=task, device=meter, chip=chip)
+    assert isinstance(built.estimator, ESTIMATORS[name]) and built.base is built.estimator
+    assert built.settings_per_step == {"autograd": 0, "physics_aware": 1, "zeroth_order": 16}[name]
+    b = task.batch("train", np.arange(8))
+    est = built.estimator(torch.as_tensor(chip.space.center), b, _ctx())
+    assert est.cost.reconfigurations == built.settings_per_step
+
+
+def _ctx():
+    from blacksat.objective import StepContext
+
+    return StepContext(np.random.default_rng(0))
+
+
+def test_sat_from_specs_and_the_steps_a_budget_allows(problem):
+    chip, task = problem
+    meter = MeteredDevice(chip)
+    grid = {"drift9": CommonMode(0.1, grid=9)}
+    built = build_estimator(
+        EstimatorSpec("zeroth_order", args={"q": 4}),
+        SatSpec(perturbation="drift9"),
+        task=task,
+        device=meter,
+        perturbations=grid,
+    )
+    assert isinstance(built.estimator, SAT) and built.settings_per_step == 17
+    assert built.max_steps(1700) == 100 and built.max_steps(1700, spent=1683) == 1
+    assert built.max_steps(None) is None
+    free = build_estimator(
+        EstimatorSpec("zeroth_order", args={"q": 4}),
+        SatSpec(rho=0.1, ascent="free"),
+        task=task,
+        device=meter,
+    )
+    assert isinstance(free.estimator.ascent, FreeAscent) and free.settings_per_step == 8
+    model = build_estimator(
+        EstimatorSpec("zeroth_order", args={"q": 4}),
+        SatSpec(rho=0.1, ascent="model"),
+        task=task,
+        device=meter,
+        chip=chip,
+    )
+    assert model.estimator.ascent.name == "autograd" and model.settings_per_step == 8
+    offline = build_estimator(EstimatorSpec("autograd"), SatSpec(rho=0.1), task=task, chip=chip)
+    assert offline.settings_per_step == 0 and offline.max_steps(100) is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "sat_spec", "match"),
+    [
+        (EstimatorSpec("zeroth_order", args={"q": 0}), None, "estimator.args"),
+        (EstimatorSpec("zeroth_order"), SatSpec(perturbation="nope"), "no perturbation model"),
+        (EstimatorSpec("zeroth_order"), SatSpec(perturbation="temperature"), "nuisance"),
+        (EstimatorSpec("autograd", "runs/x.pt"), None, "surrogate file"),
+    ],
+)
+def test_bad_specs_get_a_clear_error(problem, spec, sat_spec, match):
+    chip, task = problem
+    with pytest.raises(ConfigError, match=match):
+        build_estimator(spec, sat_spec, task=task, device=MeteredDevice(chip), chip=chip)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"draws": 0}, {"draws": True}, {"rho": -1.0}, {"rho": float("nan")}, {"ascent": "x"}],
+)
+def test_sat_spec_validates(kw):
+    with pytest.raises(ConfigError):
+        SatSpec(**kw)
