@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from blacksat.errors import NonFiniteError, ShapeError
+from blacksat.errors import ConfigError, NonFiniteError, ShapeError
 from blacksat.space import ParamSpace
 
 
@@ -97,6 +97,25 @@ def check_inputs(x: ArrayLike, input_shape: tuple[int, ...] | None = None) -> np
     return arr
 
 
+def device_shapes(device: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(input_shape, output_shape)`` of a device; a ConfigError when it declares none."""
+    out = []
+    for name in ("input_shape", "output_shape"):
+        s = getattr(device, name, None)
+        try:
+            shape = tuple(int(v) for v in s)  # type: ignore[union-attr]
+            ok = len(shape) >= 1 and all(v >= 1 for v in shape)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"{type(device).__name__} declares no valid {name} (got {s!r}); a task needs "
+                "the device's input_shape and output_shape (shapes of one input / one reading)"
+            )
+        out.append(shape)
+    return out[0], out[1]
+
+
 def query_many_by_loop(device: Any, thetas: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``query_many`` for a device that only implements ``query``: one call per setting.
 
@@ -105,4 +124,4 @@ def query_many_by_loop(device: Any, thetas: np.ndarray, x: np.ndarray) -> np.nda
     return np.stack([np.asarray(device.query(t, x)) for t in np.asarray(thetas)])
 
 
-__all__ = ["Device", "Model", "check_inputs", "query_many_by_loop"]
+__all__ = ["Device", "Model", "check_inputs", "device_shapes", "query_many_by_loop"]

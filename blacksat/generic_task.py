@@ -142,7 +142,7 @@ def generic_task(
         scale: logits per unit of the readout (default 10 for fractions, 1 for signed).
         seed: of the random projection and the back end's initialisation.
     """
-    from blacksat.device_registry import shapes
+    from blacksat.device import device_shapes as shapes
 
     in_shape, out_shape = shapes(device)
     n, m, c = int(np.prod(in_shape)), int(np.prod(out_shape)), data.n_classes

@@ -109,7 +109,7 @@ def calibrate_from_log(
     factory = device if ":" in device else ""
     spec = DeviceSpec(name="" if factory else device, seed=chip_seed, kwargs=args, factory=factory)
     chip = spec.build()
-    from blacksat.device_registry import shapes
+    from blacksat.product.device_registry import shapes
 
     shapes(chip)
     t0 = time.perf_counter()

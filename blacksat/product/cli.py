@@ -203,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _devices(as_json: bool) -> None:
-    from blacksat.device_registry import describe, registered
+    from blacksat.product.device_registry import describe, registered
 
     info: dict[str, Any] = {}
     for name, factory in registered().items():

@@ -88,14 +88,14 @@ class Scenario:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        from blacksat.device_registry import lookup
+        from blacksat.product.device_registry import lookup
 
         if not isinstance(self.device, str):
             raise ConfigError(
                 f"Scenario.device must be a name or factory path, got {self.device!r}"
             )
         if ":" in self.device:
-            from blacksat.device_registry import load_factory
+            from blacksat.product.device_registry import load_factory
 
             load_factory(self.device)  # a path that does not import fails here
             nuisances: tuple[Any, ...] = ()
@@ -151,7 +151,7 @@ class Scenario:
     def nuisance(self, name: str) -> Any:
         """The :class:`~blacksat.devices.Nuisance` ``name`` of the scenario's device (its
         nominal value ``default``, its ``unit``, its ``rated`` range)."""
-        from blacksat.device_registry import lookup
+        from blacksat.product.device_registry import lookup
 
         source = () if ":" in self.device else getattr(lookup(self.device), "nuisances", ())
         for n in source:
@@ -165,15 +165,15 @@ class Scenario:
 
     def build_chip(self, chip_seed: int) -> Any:
         """The chip of seed ``chip_seed``."""
-        from blacksat.device_registry import make_device
+        from blacksat.product.device_registry import make_device
 
         return make_device(self.device, seed=int(chip_seed), kwargs=self.device_kwargs)
 
     def build_task(self, chip: Any, seed: int) -> Any:
         """The default task of ``chip`` with its digital layers frozen at their seeded init."""
         from blacksat.data import load_dataset
-        from blacksat.device_registry import check_task_fits
         from blacksat.devices.tasks import default_task
+        from blacksat.product.device_registry import check_task_fits
 
         task = default_task(chip, load_dataset(self.dataset, **self.dataset_kwargs), seed=seed)
         check_task_fits(task, chip)
@@ -284,7 +284,7 @@ def evaluate(
     if callable(getattr(chip, "fresh_chip", None)):
         fresh = chip.fresh_chip(fresh_seed)
     else:
-        from blacksat.device_registry import accepts, load_factory, lookup
+        from blacksat.product.device_registry import accepts, load_factory, lookup
 
         d = scenario.device
         factory = load_factory(d) if ":" in d else lookup(d)

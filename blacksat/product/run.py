@@ -78,8 +78,8 @@ class Setup:
 def build(config: RunConfig) -> Setup:
     """The chip, task, model, metered device and (SAT-wrapped) estimator of ``config``."""
     from blacksat.builder import build_estimator
-    from blacksat.device_registry import check_task_fits
     from blacksat.devices.tasks import default_task
+    from blacksat.product.device_registry import check_task_fits
 
     chip = config.device.build()
     task = default_task(chip, config.task.load(), seed=config.task.seed).to(torch.float64)
@@ -468,7 +468,7 @@ def _fresh_builder(config: RunConfig, chip: Any) -> Any:
     one (a factory that takes no seed)."""
     if callable(getattr(chip, "fresh_chip", None)):
         return chip.fresh_chip
-    from blacksat.device_registry import accepts, load_factory, lookup
+    from blacksat.product.device_registry import accepts, load_factory, lookup
 
     spec = config.device
     factory = load_factory(spec.factory) if spec.factory else lookup(spec.name)

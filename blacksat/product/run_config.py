@@ -93,7 +93,7 @@ class DeviceSpec:
         object.__setattr__(self, "kwargs", dict(self.kwargs))
         if self.factory or self.name not in DEVICES:
             if not self.factory:
-                from blacksat.device_registry import lookup
+                from blacksat.product.device_registry import lookup
 
                 lookup(self.name)  # an unknown name fails here, naming the known ones
             return  # a factory's arguments are checked when it is called
@@ -119,8 +119,8 @@ class DeviceSpec:
 
     def build(self, seed: int | None = None) -> Any:
         """The device (``seed``: another fabrication draw than :attr:`seed`)."""
-        from blacksat.device_registry import make_device
         from blacksat.devices import DEVICES
+        from blacksat.product.device_registry import make_device
 
         s = self.seed if seed is None else int(seed)
         if self.builtin:

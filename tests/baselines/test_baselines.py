@@ -227,13 +227,39 @@ def test_equal_budget_run_on_a_device_spends_exactly_the_budget(problem, name):
         assert {pop, 2 * pop} <= cuts
 
 
+class _Repeater(ng.optimization.base.Optimizer):
+    """Proposes every setting twice in a row (as OnePlusOne now and then re-proposes a point):
+    the second costs no reconfiguration."""
+
+    def _internal_ask_candidate(self):
+        if self.num_ask % 2 == 0:
+            self._last = self.parametrization.sample().value
+        return self.parametrization.spawn_child(new_value=self._last)
+
+
 def test_repeated_settings_do_not_end_a_run_early(problem):
     from blacksat.meter import MeteredDevice
-    from blacksat.ng.adapter import DeviceObjective, minimize
+    from blacksat.ng.adapter import ASK_LIMIT, DeviceObjective, minimize
 
-    chip, task = problem
-    device = MeteredDevice(chip, max_reconfigurations=10_000)
-    obj = DeviceObjective(task, device, batch_size=32, seed=0)
-    res = minimize(obj, "OnePlusOne", budget=300, num_workers=16, seed=0)
-    assert res.ledger.reconfigurations == 300 and res.stop == "budget"
-    assert res.repeats == res.told + res.skipped_nonfinite - 300 and res.repeats > 0
+    ng.optimizers.registry.register_name("TestRepeater", _Repeater)
+    try:
+        chip, task = problem
+        device = MeteredDevice(chip, max_reconfigurations=10_000)
+        obj = DeviceObjective(task, device, batch_size=32, seed=0)
+        res = minimize(obj, "TestRepeater", budget=60, num_workers=1, seed=0)
+        assert res.ledger.reconfigurations == 60 and res.stop == "budget"
+        assert res.repeats == res.told + res.skipped_nonfinite - 60 and res.repeats >= 55
+
+        # an optimizer that only repeats stops at the ask limit, reconfigurations unspent
+        class _Stuck(ng.optimization.base.Optimizer):
+            def _internal_ask_candidate(self):
+                return self.parametrization.spawn_child()
+
+        ng.optimizers.registry.register_name("TestStuck", _Stuck)
+        res = minimize(obj, "TestStuck", budget=20, num_workers=4, seed=0)
+        assert res.stop == "completed" and res.told == ASK_LIMIT * 20
+        assert res.ledger.reconfigurations <= 1
+    finally:
+        for name in ("TestRepeater", "TestStuck"):
+            if name in ng.optimizers.registry:
+                ng.optimizers.registry.unregister(name)

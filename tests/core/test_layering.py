@@ -13,22 +13,12 @@ import blacksat
 import blacksat.devices
 import blacksat.surrogates
 
-#: the product layer (CLI, demo, compare, run files, calibrate command): the only modules that
-#: may name a concrete device; update when they move into a subpackage
-PRODUCT = (
-    "blacksat.product.cli",
-    "blacksat.product.demo",
-    "blacksat.product.demo_config",
-    "blacksat.product.demo_online",
-    "blacksat.product.demo_plots",
-    "blacksat.product.demo_report",
-    "blacksat.product.compare",
-    "blacksat.product.compare_methods",
-    "blacksat.product.compare_plots",
-    "blacksat.product.run",
-    "blacksat.product.run_config",
-    "blacksat.product.calibrate_cmd",
-)
+#: the product layer (CLI, demo, compare, run files, calibrate and serve commands, the device
+#: registry): the only package that knows the names of concrete devices
+PRODUCT = "blacksat.product"
+#: the layers on top of the core: they may import the core, the core never imports them, and
+#: only the product imports the product
+LAYERS = ("blacksat.product", "blacksat.ng", "blacksat.baselines", "blacksat.remote")
 #: modules of blacksat.devices that are infrastructure, not a concrete device
 DEVICE_INFRASTRUCTURE = ("blacksat.devices", "blacksat.devices.base", "blacksat.devices.tasks")
 
@@ -127,7 +117,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_module_list_is_complete():
     assert "blacksat.sat" in MODULES and "blacksat.devices.mzi" in MODULES
     assert "blacksat.surrogates.base" in MODULES
-    assert set(PRODUCT) <= set(MODULES), sorted(set(PRODUCT) - set(MODULES))
+    assert "blacksat.product.cli" in MODULES and "blacksat.ng.adapter" in MODULES
 
 
 def test_there_are_no_import_cycles():
@@ -141,18 +131,42 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles(graph) == [["a", "b", "c"]] and _cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_only_the_product_layer_imports_a_concrete_device():
+def _in(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_only_the_product_layer_imports_a_device():
+    """Outside the product, nothing in blacksat imports blacksat.devices (its registry names
+    every concrete device) or a concrete device; surrogates and devices import no device but
+    their own family's infrastructure."""
     concrete = {
         m for m in MODULES if m.startswith("blacksat.devices.") and m not in DEVICE_INFRASTRUCTURE
     }
-    offenders = {
-        name: sorted(_imports(name, path) & concrete)
-        for name, path in MODULES.items()
-        if name.startswith("blacksat.")
-        and not name.startswith(("blacksat.devices", "blacksat.surrogates"))
-        and name not in PRODUCT
-    }
-    offenders = {k: v for k, v in offenders.items() if v}
+    offenders = {}
+    for name, path in MODULES.items():
+        if _in(name, PRODUCT):
+            continue
+        imports = _imports(name, path)
+        if _in(name, "blacksat.devices") or _in(name, "blacksat.surrogates"):
+            bad = imports & concrete if _in(name, "blacksat.surrogates") else set()
+        else:
+            bad = {m for m in imports if _in(m, "blacksat.devices")}
+        if bad:
+            offenders[name] = sorted(bad)
+    assert offenders == {}
+
+
+def test_the_core_imports_no_layer_and_no_layer_imports_the_product():
+    offenders = {}
+    for name, path in MODULES.items():
+        imports = _imports(name, path)
+        if _in(name, PRODUCT):
+            continue
+        own = next((layer for layer in LAYERS if _in(name, layer)), None)
+        banned = LAYERS if own is None else (PRODUCT,)
+        bad = {m for m in imports if any(_in(m, b) for b in banned) and not _in(m, own or "-")}
+        if bad:
+            offenders[name] = sorted(bad)
     assert offenders == {}
 
 

@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from blacksat.device import device_shapes as shapes
 from blacksat.errors import ConfigError
 from blacksat.space import ParamSpace
 
@@ -166,25 +167,6 @@ def make_device(
         if accepts(factory, "seed"):
             kw["seed"] = int(seed)
     return call_factory(factory, kw, label)
-
-
-def shapes(device: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """``(input_shape, output_shape)`` of a device; a ConfigError when it declares none."""
-    out = []
-    for name in ("input_shape", "output_shape"):
-        s = getattr(device, name, None)
-        try:
-            shape = tuple(int(v) for v in s)  # type: ignore[union-attr]
-            ok = len(shape) >= 1 and all(v >= 1 for v in shape)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ConfigError(
-                f"{type(device).__name__} declares no valid {name} (got {s!r}); a task needs "
-                "the device's input_shape and output_shape (shapes of one input / one reading)"
-            )
-        out.append(shape)
-    return out[0], out[1]
 
 
 def check_task_fits(task: Any, device: Any) -> None:
