@@ -262,6 +262,7 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             meter=setup.meter,
             log_path=out / "log.jsonl",
             checkpoint_path=ckpt,
+            saf=config.saf.build(),
         )
         if resume:
             state = load_checkpoint(ckpt)

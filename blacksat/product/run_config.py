@@ -25,6 +25,11 @@ or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming t
     perturbation = "phase_drift"   # a name of the device's perturbation_models(), or rho = 0.3
     mode = "average"               # "worst" or "average"
 
+    [saf]                          # the SAF trajectory loss (off unless lam > 0): flatness
+    lam = 0.5                      # from readings already paid for, no extra reconfiguration
+    tau = 5.0                      # softmax temperature; lag: epochs back; warmup: first epoch
+    lag = 2
+
     [train]                        # the fields of blacksat.TrainConfig
     lr = 0.01
     max_steps = 200                # given alone, the run has no epoch limit (epochs = None)
@@ -194,7 +199,35 @@ class LogSpec:
     device_id: str = ""
 
 
-_SECTIONS = ("device", "task", "estimator", "sat", "train", "budget", "log")
+@dataclass(frozen=True)
+class SafSpec:
+    """``[saf]``: the SAF trajectory loss (:class:`~blacksat.saf.TrajectoryLoss`), off while
+    ``lam`` is 0."""
+
+    lam: float = 0.0
+    tau: float = 5.0
+    lag: int = 2
+    warmup: int = 0
+
+    def __post_init__(self) -> None:
+        self.build()  # validates every field with TrajectoryLoss's own checks
+
+    @property
+    def enabled(self) -> bool:
+        return self.lam > 0
+
+    def build(self) -> Any:
+        """A fresh :class:`~blacksat.saf.TrajectoryLoss`, or ``None`` when off."""
+        from blacksat.saf import TrajectoryLoss
+
+        try:
+            saf = TrajectoryLoss(self.lam, self.tau, self.lag, self.warmup)
+        except ConfigError as exc:
+            raise ConfigError(f"saf: {exc}") from None
+        return saf if self.enabled else None
+
+
+_SECTIONS = ("device", "task", "estimator", "sat", "saf", "train", "budget", "log")
 
 
 @dataclass(frozen=True)
@@ -205,6 +238,7 @@ class RunConfig:
     task: TaskSpec = field(default_factory=TaskSpec)
     estimator: EstimatorSpec = field(default_factory=EstimatorSpec)
     sat: SatSpec = field(default_factory=SatSpec)
+    saf: SafSpec = field(default_factory=SafSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
     log: LogSpec = field(default_factory=LogSpec)
@@ -215,6 +249,7 @@ class RunConfig:
             "task": TaskSpec,
             "estimator": EstimatorSpec,
             "sat": SatSpec,
+            "saf": SafSpec,
             "train": TrainConfig,
             "budget": BudgetSpec,
             "log": LogSpec,
@@ -240,6 +275,7 @@ class RunConfig:
             ("task", TaskSpec),
             ("estimator", EstimatorSpec),
             ("sat", SatSpec),
+            ("saf", SafSpec),
             ("budget", BudgetSpec),
             ("log", LogSpec),
         ):
@@ -313,6 +349,7 @@ __all__ = [
     "EstimatorSpec",
     "LogSpec",
     "RunConfig",
+    "SafSpec",
     "SatSpec",
     "TaskSpec",
     "dump_toml",

@@ -256,3 +256,45 @@ def test_the_shipped_example_configs_load_and_build():
 def test_a_budget_of_zero_is_refused(key):
     with pytest.raises(ConfigError, match=f"budget.{key} must be an integer >= 1"):
         RunConfig.from_mapping({"budget": {key: 0}})
+
+
+def test_the_saf_table_is_read_validated_and_trains(tmp_path):
+    from blacksat.product.run import train
+    from blacksat.product.run_config import RunConfig, SafSpec
+
+    assert RunConfig().saf == SafSpec() and SafSpec().build() is None  # off by default
+    text = """
+[device]
+name = "mzi"
+kwargs = { n_modes = 4 }
+
+[task]
+dataset = "iris"
+
+[estimator]
+name = "zeroth_order"
+args = { q = 2, sigma = 0.05 }
+
+[saf]
+lam = 0.5
+lag = 1
+
+[train]
+lr = 0.05
+max_steps = 12
+batch_size = 32
+"""
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    config = RunConfig.load(path)
+    assert config.saf == SafSpec(lam=0.5, tau=5.0, lag=1, warmup=0)
+    assert RunConfig.from_mapping(tomllib.loads(config.to_toml())) == config  # round trip
+    train(config, tmp_path / "run", progress=False)
+    import torch
+
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    saf = state["saf"] if isinstance(state, dict) else state.saf
+    assert saf is not None and saf["memory"]  # readings of past epochs were kept
+    for bad, msg in (({"lam": -1.0}, "lam"), ({"lag": 0}, "lag"), ({"tau": 0.0}, "tau")):
+        with pytest.raises(ConfigError, match=msg):
+            RunConfig.from_mapping({"saf": bad})
