@@ -27,6 +27,7 @@ from nevergrad.optimization import base
 from nevergrad.parametrization import parameter as p
 
 from blacksat.errors import ConfigError
+from blacksat.ng.optimizers import project_data
 
 #: nevergrad's ``tell`` clips NaN and losses >= this to it: such a loss is a failed evaluation
 FAILED_LOSS = 5.0e20
@@ -125,11 +126,7 @@ class GenerationOptimizer(base.Optimizer):
 
     def project(self, data: np.ndarray) -> np.ndarray:
         """Map standardized ``data (d,)`` to a value and back (bounds applied)."""
-        child = self.parametrization.spawn_child()
-        with p.helpers.deterministic_sampling(child):
-            child.set_standardized_data(np.asarray(data, dtype=np.float64))
-            _ = child.value  # bound layers reset the underlying data to the bounded value
-        return np.asarray(child.get_standardized_data(reference=self.parametrization), float)
+        return project_data(self.parametrization, data)
 
     # ------------------------------------------------------------------ nevergrad hooks
     def _internal_ask_candidate(self) -> p.Parameter:

@@ -105,6 +105,16 @@ def central_difference(u: np.ndarray, losses: np.ndarray, sigma: float) -> np.nd
     return coef @ u[ok] / int(ok.sum())
 
 
+def project_data(parametrization: p.Parameter, data: np.ndarray) -> np.ndarray:
+    """Map standardized ``data (d,)`` to a value of ``parametrization`` and back: bounds (and
+    periodic wrapping) applied, in standardized units."""
+    child = parametrization.spawn_child()
+    with p.helpers.deterministic_sampling(child):
+        child.set_standardized_data(np.asarray(data, dtype=np.float64))
+        _ = child.value  # bound layers reset the underlying data to the bounded value
+    return np.asarray(child.get_standardized_data(reference=parametrization), float)
+
+
 def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
     bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
     if not bad:
@@ -274,12 +284,7 @@ class BlacksatZOAdam(base.Optimizer):
         self.steps += 1
 
     def _project(self, data: np.ndarray) -> np.ndarray:
-        """Map standardized ``data (d,)`` to a value and back (bounds applied)."""
-        child = self.parametrization.spawn_child()
-        with p.helpers.deterministic_sampling(child):
-            child.set_standardized_data(data)
-            _ = child.value  # bound layers reset the underlying data to the bounded value
-        return np.asarray(child.get_standardized_data(reference=self.parametrization), float)
+        return project_data(self.parametrization, data)
 
 
 class BlacksatZOSAT(BlacksatZOAdam):
@@ -392,5 +397,6 @@ __all__ = [
     "ConfiguredZOAdam",
     "ConfiguredZOSAT",
     "central_difference",
+    "project_data",
     "set_size",
 ]

@@ -31,7 +31,6 @@ from blacksat.perturbations.base import (
     Probe,
     _factor,
     _radius,
-    is_zero,
     needs_gradient,
     probe_evaluations,
 )
@@ -537,17 +536,4 @@ class Combined:
         return f"Combined({', '.join(repr(m) for m in self.models)})"
 
 
-__all__ = [
-    "Adaptive",
-    "Combined",
-    "CommonMode",
-    "L2Ball",
-    "PerControl",
-    "Perturbation",
-    "PerturbationModel",
-    "Probe",
-    "Subspace",
-    "is_zero",
-    "needs_gradient",
-    "probe_evaluations",
-]
+__all__ = ["Adaptive", "Combined", "CommonMode", "L2Ball", "PerControl", "Subspace"]
