@@ -33,16 +33,12 @@ class WireError(ValidationError):
 def encode_array(a: np.ndarray) -> dict[str, Any]:
     """``a`` (any shape; floats sent as ``<f8``) -> ``{"dtype", "shape", "data"}``."""
     arr = np.asarray(a)
-    if arr.dtype.kind == "b":
-        arr = np.ascontiguousarray(arr, dtype="|b1")
-    elif arr.dtype.kind in "iu":
-        arr = np.ascontiguousarray(arr, dtype="<i8")
-    else:
-        arr = np.ascontiguousarray(arr, dtype="<f8")
+    kind = "|b1" if arr.dtype.kind == "b" else "<i8" if arr.dtype.kind in "iu" else "<f8"
+    arr = np.asarray(arr, dtype=kind)
     return {
         "dtype": arr.dtype.str,
         "shape": [int(s) for s in arr.shape],
-        "data": base64.b64encode(arr.tobytes()).decode("ascii"),
+        "data": base64.b64encode(arr.tobytes(order="C")).decode("ascii"),
     }
 
 
@@ -85,7 +81,7 @@ def decode_array(obj: Any, what: str, *, max_elements: int) -> np.ndarray:
         raise WireError(
             f"{what}.data holds {len(raw)} bytes; shape {shape} of {dtype} needs {count * item}"
         )
-    return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).astype(np.float64)
+    return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(tuple(shape)).astype(np.float64)
 
 
 __all__ = ["DTYPES", "MAX_NDIM", "WireError", "decode_array", "encode_array"]
