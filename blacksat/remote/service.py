@@ -201,7 +201,8 @@ class DeviceService:
 
     # ------------------------------------------------------------------ describe
     def describe(self, tok: Token) -> dict[str, Any]:
-        """Space, shapes, this token's budget and spend, lease, limits and server version."""
+        """Space, shapes, this token's budget and spend, lease, limits and server version (and,
+        for an ``admin`` token, the server's counts of answered, replayed and refused requests)."""
         sp = self.space
         spent = self._spent(tok)
         budget = Budget(tok.max_reconfigurations, tok.max_samples)
@@ -213,7 +214,9 @@ class DeviceService:
                 "expires_in": None if lease is None else lease.expires - time.monotonic(),
             }
         lim = self.limits
+        stats = {"stats": dict(self.stats)} if "admin" in tok.scopes else {}
         return {
+            **stats,
             "server": "blacksat",
             "version": __version__,
             "api": API,
