@@ -374,7 +374,9 @@ def report(res: dict[str, Any]) -> str:
         "`python benchmarks/remote.py`: the server is `blacksat serve` in its own process on "
         "127.0.0.1, the client `MeteredDevice(RemoteDevice(url))` in another; both share "
         "this machine's cores (an upper bound on what a separate lab PC adds). "
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}; load average {res['load_average']:.1f} at the start "
+        "(other work shared the cores: compare the ratios, measured side by side, rather than "
+        "the absolute times).",
         "",
         f"**Per-query overhead** (16-mode MZI; {ov['K=64, B=256']['reps']} repetitions, each "
         f"{ov['K=64, B=256']['calls']} calls in-process then {ov['K=64, B=256']['calls']} "
@@ -447,6 +449,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         res = {
+            "load_average": os.getloadavg()[0],
             "overhead": overhead(work, sizes["reps"], sizes["calls"]),
             "load": load(work, sizes["clients"], sizes["queries"], rate=20.0, burst=5),
             "fuzz": fuzz(work, sizes["fuzz"]),
