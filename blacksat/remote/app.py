@@ -154,7 +154,7 @@ def create_app(service: DeviceService) -> FastAPI:
             thetas = decode_array(doc["thetas"], "thetas", max_elements=lim.max_elements)
             x = decode_array(doc["x"], "x", max_elements=lim.max_elements)
         except WireError as exc:
-            service.stats["refused_invalid"] += 1
+            service.count("refused_invalid")
             raise Refused(422, "WireError", str(exc)) from None
         y, ledger, replayed = await run_in_threadpool(
             service.query,
