@@ -8,6 +8,8 @@ Endpoints (JSON bodies; arrays as :mod:`blacksat.remote.wire` objects):
 ``POST /v1/lease``                    query    take / renew the write lease
 ``DELETE /v1/lease``                  query    give it back
 ``POST /v1/query``                    query    ``{"thetas", "x"}`` -> ``{"y", "ledger", ...}``
+                                               (or raw ``y`` bytes: ``Accept: application/
+                                               octet-stream``)
 ``POST /v1/admin/tokens``             admin    create a token (its secret is returned once)
 ``POST /v1/admin/tokens/{name}/revoke``  admin revoke a token
 ``PUT  /v1/admin/tokens/{name}/budget``  admin change a token's budgets
@@ -152,7 +154,7 @@ def create_app(service: DeviceService) -> FastAPI:
             thetas = decode_array(doc["thetas"], "thetas", max_elements=lim.max_elements)
             x = decode_array(doc["x"], "x", max_elements=lim.max_elements)
         except WireError as exc:
-            service.stats["refused_invalid"] += 1
+            service.count("refused_invalid")
             raise Refused(422, "WireError", str(exc)) from None
         y, ledger, replayed = await run_in_threadpool(
             service.query,
@@ -162,6 +164,15 @@ def create_app(service: DeviceService) -> FastAPI:
             thetas,
             x,
         )
+        if "application/octet-stream" in request.headers.get("accept", ""):
+            arr = np.asarray(y, dtype="<f8")
+            headers = {
+                "X-Blacksat-Dtype": arr.dtype.str,
+                "X-Blacksat-Shape": ",".join(str(s) for s in arr.shape),
+                "X-Blacksat-Ledger": json.dumps(ledger_dict(ledger), separators=(",", ":")),
+                "X-Blacksat-Replayed": "1" if replayed else "0",
+            }
+            return Response(arr.tobytes(), media_type="application/octet-stream", headers=headers)
         body = {
             "y": encode_array(np.asarray(y)),
             "ledger": ledger_dict(ledger),

@@ -151,19 +151,30 @@ class RemoteDevice:
     def query_many(self, thetas: ArrayLike, x: ArrayLike) -> np.ndarray:
         """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``: the whole batch in one request
         (re-sent with the same idempotency key when the retry policy says so)."""
-        from blacksat.remote.wire import decode_array, encode_array
+        from blacksat.remote.wire import WireError, decode_array, encode_array
 
         t, xs = _numeric(thetas, "thetas"), _numeric(x, "x")
         body = json.dumps({"thetas": encode_array(t), "x": encode_array(xs)}).encode()
-        headers = {"Idempotency-Key": secrets.token_urlsafe(16), "X-Blacksat-Lease": self.lease}
+        headers = {
+            "Idempotency-Key": secrets.token_urlsafe(16),
+            "X-Blacksat-Lease": self.lease,
+            "Accept": "application/octet-stream",
+        }
 
-        def attempt() -> dict[str, Any]:
-            return self._request("POST", "/v1/query", content=body, headers=headers)
+        def attempt() -> np.ndarray:
+            answer = self._request("POST", "/v1/query", content=body, headers=headers)
+            if isinstance(answer, dict):  # a server that answers JSON only
+                try:
+                    y = decode_array(answer.get("y"), "y", max_elements=2**31)
+                except WireError as exc:
+                    raise DeviceError(
+                        f"{self.url}: the server's answer is malformed: {exc}"
+                    ) from None
+                self.last_ledger = answer.get("ledger")
+                return y
+            return answer
 
-        doc = attempt() if self.retry is None else self.retry.call(attempt)
-        y = decode_array(doc.get("y"), "y", max_elements=2**31)
-        self.last_ledger = doc.get("ledger")
-        return y
+        return attempt() if self.retry is None else self.retry.call(attempt)
 
     # ------------------------------------------------------------------ server calls
     @property
@@ -214,7 +225,7 @@ class RemoteDevice:
             self._client = httpx.Client(base_url=self.url, timeout=self.timeout, verify=verify)
         return self._client
 
-    def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
         import httpx
 
         token = self._token if self._token is not None else os.environ.get("BLACKSAT_TOKEN")
@@ -229,6 +240,8 @@ class RemoteDevice:
             ) from exc
         except httpx.TransportError as exc:
             raise DeviceError(f"{self.url}{path}: {type(exc).__name__}: {exc}") from exc
+        if r.status_code == 200 and r.headers.get("content-type") == "application/octet-stream":
+            return self._reading(r)
         try:
             doc = r.json()
         except ValueError:
@@ -238,6 +251,24 @@ class RemoteDevice:
         if r.status_code == 200:
             return doc
         raise _error(r.status_code, doc)
+
+    def _reading(self, r: Any) -> np.ndarray:
+        """A raw octet-stream answer -> ``(K, B, *out)`` (dtype and shape checked)."""
+        from blacksat.remote.wire import WireError, decode_bytes, parse_shape
+
+        try:
+            y = decode_bytes(
+                r.content,
+                r.headers.get("x-blacksat-dtype"),
+                parse_shape(r.headers.get("x-blacksat-shape")),
+                "y",
+                max_elements=2**31,
+            )
+            ledger = json.loads(r.headers.get("x-blacksat-ledger", "null"))
+        except (WireError, ValueError) as exc:
+            raise DeviceError(f"{self.url}: the server's answer is malformed: {exc}") from None
+        self.last_ledger = ledger if isinstance(ledger, dict) else None
+        return y
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:

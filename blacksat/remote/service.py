@@ -153,6 +153,12 @@ class DeviceService:
         )
         self._buckets: dict[str, _Bucket] = {}
         self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+
+    def count(self, what: str) -> None:
+        """Count one request outcome (``answered``, ``replayed``, ``refused_*``)."""
+        with self._stats_lock:
+            self.stats[what] += 1
 
     # ------------------------------------------------------------------ who is asking
     def authenticate(self, authorization: str | None, scope: str) -> Token:
@@ -169,12 +175,12 @@ class DeviceService:
         tok = self.tokens.authenticate(secret)
         if tok is None:
             self._rate("(unauthenticated)")  # slows down guessing
-            self.stats["refused_auth"] += 1
+            self.count("refused_auth")
             why = "no bearer token" if secret is None else "unknown or revoked token"
             raise Refused(401, "Unauthorized", f"{why}; send 'Authorization: Bearer <token>'")
         self._rate(tok.name)
         if scope not in tok.scopes:
-            self.stats["refused_scope"] += 1
+            self.count("refused_scope")
             raise Refused(
                 403,
                 "Forbidden",
@@ -189,7 +195,7 @@ class DeviceService:
             b.level = min(float(lim.burst), b.level + (now - b.stamp) * lim.rate)
             b.stamp = now
             if b.level < 1.0:
-                self.stats["refused_rate"] += 1
+                self.count("refused_rate")
                 wait = (1.0 - b.level) / lim.rate
                 raise Refused(
                     429,
@@ -201,7 +207,8 @@ class DeviceService:
 
     # ------------------------------------------------------------------ describe
     def describe(self, tok: Token) -> dict[str, Any]:
-        """Space, shapes, this token's budget and spend, lease, limits and server version."""
+        """Space, shapes, this token's budget and spend, lease, limits and server version (and,
+        for an ``admin`` token, the server's counts of answered, replayed and refused requests)."""
         sp = self.space
         spent = self._spent(tok)
         budget = Budget(tok.max_reconfigurations, tok.max_samples)
@@ -213,7 +220,10 @@ class DeviceService:
                 "expires_in": None if lease is None else lease.expires - time.monotonic(),
             }
         lim = self.limits
+        with self._stats_lock:
+            stats = {"stats": dict(self.stats)} if "admin" in tok.scopes else {}
         return {
+            **stats,
             "server": "blacksat",
             "version": __version__,
             "api": API,
@@ -268,7 +278,7 @@ class DeviceService:
         with self._state_lock:
             lease = self._live_lease()
             if lease is not None and (lease.holder, lease.lease_id) != (tok.name, lease_id):
-                self.stats["refused_lease"] += 1
+                self.count("refused_lease")
                 left = lease.expires - time.monotonic()
                 raise Refused(
                     409,
@@ -305,11 +315,11 @@ class DeviceService:
             t = self.space.validate_many(thetas, policy="raise")
             xs = check_inputs(x, self.input_shape)
         except ValidationError as exc:
-            self.stats["refused_invalid"] += 1
+            self.count("refused_invalid")
             raise Refused(422, type(exc).__name__, str(exc)) from None
         out = math.prod(self.output_shape) if self.output_shape is not None else 1
         if t.shape[0] * xs.shape[0] * out > self.limits.max_reading_elements:
-            self.stats["refused_size"] += 1
+            self.count("refused_size")
             raise Refused(
                 413,
                 "TooLarge",
@@ -320,7 +330,7 @@ class DeviceService:
         with self._device_lock:
             replay = self._replay(tok.name, key, t, xs)
             if replay is not None:
-                self.stats["replayed"] += 1
+                self.count("replayed")
                 return replay, self._meter(tok).ledger, True
             self._check_slew(t)
             meter = self._meter(tok)
@@ -328,7 +338,7 @@ class DeviceService:
             try:
                 y = meter.query_many(t, xs)
             except BudgetExhausted as exc:
-                self.stats["refused_budget"] += 1
+                self.count("refused_budget")
                 raise Refused(
                     402,
                     "BudgetExhausted",
@@ -355,7 +365,7 @@ class DeviceService:
                 self._cache[(tok.name, key)] = (t, xs, y)
                 while len(self._cache) > self.limits.replay_cache:
                     self._cache.popitem(last=False)
-            self.stats["answered"] += 1
+            self.count("answered")
             return y, meter.ledger, False
 
     def _replay(self, name: str, key: str, t: np.ndarray, xs: np.ndarray) -> np.ndarray | None:
@@ -372,7 +382,7 @@ class DeviceService:
             or hx.shape != xs.shape
             or not (np.array_equal(ht, t) and np.array_equal(hx, xs))
         ):
-            self.stats["refused_key_reuse"] += 1
+            self.count("refused_key_reuse")
             raise Refused(
                 409,
                 "KeyReused",
@@ -391,7 +401,7 @@ class DeviceService:
         over = jump > self._max_step
         if np.any(over):
             k, j = np.argwhere(over)[0]
-            self.stats["refused_slew"] += 1
+            self.count("refused_slew")
             raise Refused(
                 422,
                 "SlewLimit",

@@ -202,13 +202,13 @@ def test_oversized_bodies_and_answers_are_refused(tmp_path):
 
 
 def test_the_rate_limit_refuses_a_burst_and_recovers(tmp_path):
-    with lab(tmp_path / "s", limits=Limits(rate=5.0, burst=3)) as srv:
+    with lab(tmp_path / "s", limits=Limits(rate=0.5, burst=3)) as srv:
         head = {"Authorization": f"Bearer {srv.tokens['reader']}"}
         answers = [httpx.get(f"{srv.url}/v1/describe", headers=head) for _ in range(8)]
         codes = [r.status_code for r in answers]
-        assert codes[:3] == [200, 200, 200] and codes.count(429) >= 3  # 5/s refills few
+        assert codes[:3] == [200, 200, 200] and codes.count(429) >= 3  # 0.5/s refills few
         assert all(int(r.headers["retry-after"]) >= 1 for r in answers if r.status_code == 429)
-        time.sleep(0.5)  # 2.5 requests' worth
+        time.sleep(2.1)  # one request's worth
         assert httpx.get(f"{srv.url}/v1/describe", headers=head).status_code == 200
         assert srv.service.stats["refused_rate"] == codes.count(429)
 
@@ -295,3 +295,43 @@ def test_tls_serves_a_verified_client_and_refuses_an_unverified_one(tmp_path):
             strict.describe()
         with pytest.raises(httpx.HTTPError):
             httpx.get(srv.url.replace("https", "http") + "/v1/health", timeout=5)
+
+
+class Slow:
+    """A chip that takes 0.6 s per query (a slow instrument)."""
+
+    def __init__(self):
+        self._chip = chip()
+        self.space, self.input_shape, self.output_shape = (
+            self._chip.space,
+            self._chip.input_shape,
+            self._chip.output_shape,
+        )
+
+    def query(self, theta, x):
+        return self.query_many(np.asarray(theta)[None], x)[0]
+
+    def query_many(self, thetas, x):
+        time.sleep(0.6)
+        return self._chip.query_many(thetas, x)
+
+
+def test_a_client_time_out_is_a_device_timeout_and_its_retry_is_applied_once(tmp_path):
+    from blacksat.errors import DeviceTimeout
+    from blacksat.retry import RetryPolicy
+
+    with lab(tmp_path / "s", device=Slow()) as srv:
+        impatient = RemoteDevice(srv.url, token=srv.tokens["alice"], timeout=0.2, retry=None)
+        with pytest.raises(DeviceTimeout):
+            impatient.query_many(settings(2), X)
+        retry = RetryPolicy(max_retries=20, backoff=0.3, factor=1.0)
+        patient = RemoteDevice(
+            srv.url, token=srv.tokens["alice"], timeout=0.2, retry=retry, lease=impatient.lease
+        )
+        y = patient.query_many(settings(2, seed=3), X)  # times out, re-sent with its key
+        np.testing.assert_array_equal(y, chip().query_many(settings(2, seed=3), X))
+        time.sleep(0.7)  # the first, abandoned query has finished by now
+        assert len(srv.spy.applied) == 2  # each query applied once, retries replayed
+        assert srv.service.stats["replayed"] >= 1
+        spent = patient.describe()["spent"]
+        assert (spent["queries"], spent["reconfigurations"]) == (2, 4)
