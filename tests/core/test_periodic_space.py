@@ -56,7 +56,11 @@ def test_bounded_copy_and_equality():
 
 
 def test_to_dict_round_trip_and_old_descriptions_are_bounded():
-    for sp in (phases(), slm(), ParamSpace([0.0, -1.0], [TWO_PI, 1.0], None, ("a", "b"), [True, False])):
+    for sp in (
+        phases(),
+        slm(),
+        ParamSpace([0.0, -1.0], [TWO_PI, 1.0], None, ("a", "b"), [True, False]),
+    ):
         again = ParamSpace.from_dict(json.loads(json.dumps(sp.to_dict())))
         assert again == sp
     old = {k: v for k, v in phases().to_dict().items() if k != "period"}
