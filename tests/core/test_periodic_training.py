@@ -247,3 +247,42 @@ def test_built_in_devices_declare_what_their_physics_says():
     assert slm.space.periodic.all() and np.all(slm.space.period == TWO_PI)
     assert slm.space.levels.size == 16 and slm.space.levels[-1] < TWO_PI
     assert not MRRWeightBank().space.periodic.any()  # a heater drive with a power limit
+
+
+# ---------------------------------------------------------------------- nuisance, sharpness
+def test_a_periodic_nuisance_ascent_wraps_instead_of_stopping_at_the_end():
+    from blacksat.perturbations import NuisanceModel
+
+    def probe(perts):  # the worst offset is just past the end of the range, i.e. near its start
+        return torch.tensor([np.cos(p.nuisance["offset"] - 0.1) for p in perts])
+
+    kw = {"ranges": {"offset": (0.0, TWO_PI)}, "steps": 6, "step_size": 0.05, "center": {}}
+    start = {"offset": 5.9}
+    wrapped = NuisanceModel(**kw, periodic=("offset",)).worst(None, None, probe, _rng())
+    bounded = NuisanceModel(**{**kw, "center": start}).worst(None, None, probe, _rng())
+    assert bounded.nuisance["offset"] == TWO_PI  # stuck at the end of the range
+    again = NuisanceModel(**{**kw, "center": start}, periodic=("offset",))
+    assert 0.0 <= again.worst(None, None, probe, _rng()).nuisance["offset"] < 1.0  # came round
+    assert 0.0 <= wrapped.nuisance["offset"] < TWO_PI
+    assert again.scaled(2.0).ranges == again.ranges and again.scaled(0.5).periodic == ()
+    with pytest.raises(ConfigError, match="periodic"):
+        NuisanceModel(ranges={"a": (0, 1)}, periodic=("b",))
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("space", [PHASES, PHASES.bounded()], ids=["periodic", "bounded"])
+def test_query_sharpness_keeps_its_radius_on_the_circle(space):
+    from blacksat.sharpness import query_sharpness
+
+    t = task()
+    dev = PhaseDevice(space)
+    batch = t.batch("train", np.arange(16))
+    res = query_sharpness(t, dev, near_bounds(), batch, rho=0.3, n=8, rng=0)
+    assert len(res.radii) == 8
+    if space.periodic.any():
+        np.testing.assert_allclose(res.radii, 0.3, rtol=1e-9)
+    else:  # draws across a bound are clipped: shorter than rho
+        assert min(res.radii) < 0.29
