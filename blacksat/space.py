@@ -320,7 +320,7 @@ class ParamSpace:
                     f"(setting {k}); nothing was sent. Pass policy='clip' to clip explicitly",
                     indices=bad,
                 )
-            arr = np.clip(arr, self.lower, self.upper)
+            arr = np.where(bounded, np.clip(arr, self.lower, self.upper), arr)
         if self.levels is not None:
             arr = self.snap(arr)
         return arr
