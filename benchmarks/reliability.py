@@ -156,8 +156,11 @@ def fault_run(n_modes, kind, p, steps, seed, workdir):
 def bad_inputs(trials, seed):
     rng = np.random.default_rng(seed)
     chip = chip_of(4)
-    space, d = chip.space, chip.space.dim
     harness = Harness(chip)
+    # declared bounded, as a driver whose heaters cannot wrap would: with the chip's own periodic
+    # declaration an out-of-range phase is the same phase, wrapped into range, not a bad input
+    harness.space = chip.space.bounded()
+    space, d = harness.space, chip.space.dim
     meter = MeteredDevice(harness)
     task = default_task(chip, DATA, seed=0).to(torch.float64)
     objective = DeviceObjective(task, meter, batch_size=8)
@@ -462,6 +465,10 @@ def report(s, faults, clean, bad, crashes, calls, steps) -> str:
         "is set); the limits are the policies' knobs.",
         "",
         "### Bad inputs (4-mode mesh)",
+        "",
+        "The mesh is declared bounded here (`space.bounded()`, a driver whose heaters cannot "
+        "wrap): with its own periodic declaration an out-of-range phase names the same phase "
+        "and is wrapped into range before it is sent (section 'Periodic controls').",
         "",
         "Refused: a `ValidationError` before anything was sent (the nevergrad objective "
         "instead never sends a setting holding NaN/inf and reports its loss as +inf, which is "

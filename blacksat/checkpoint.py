@@ -30,6 +30,7 @@ import torch
 from blacksat.errors import ConfigError
 from blacksat.meter import Ledger
 from blacksat.outputs import file_mode
+from blacksat.space import ParamSpace
 
 _FORMAT = "blacksat.TrainState"
 _VERSION = 1
@@ -59,7 +60,8 @@ class TrainState:
             it wraps under ``"inner_state"``; e.g. a
             :class:`~blacksat.nonfinite.NonFinitePolicy`'s failure count), or ``None``.
         elapsed: wall-clock seconds spent in training so far (over all resumes).
-        meta: what the run was configured with (checked when resuming).
+        meta: what the run was configured with (checked when resuming); ``meta["space"]``
+            is the control space (:meth:`~blacksat.ParamSpace.to_dict`), see :attr:`space`.
     """
 
     theta: torch.Tensor
@@ -87,6 +89,13 @@ class TrainState:
         gen = np.random.Generator(cls())
         gen.bit_generator.state = copy.deepcopy(self.rng)
         return gen
+
+    @property
+    def space(self) -> ParamSpace | None:
+        """The control space the run trained in (``meta["space"]``), or ``None`` for a state
+        saved before spaces were kept (its controls were bounded)."""
+        data = self.meta.get("space")
+        return None if data is None else ParamSpace.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
         """Tensors and plain Python values only (deep copies): what a checkpoint file holds."""

@@ -196,7 +196,8 @@ class NonFinitePolicy:
         th = theta.detach().to(torch.float64)
         grad = torch.zeros_like(th)
         if self.on_nonfinite == "penalize" and self._good is not None:
-            grad = self.pull * (th - self._good)
+            diff = th - self._good if self.space is None else self.space.difference(th, self._good)
+            grad = self.pull * diff  # periodic controls retreat the short way round
             loss = self.penalty
         elif self.on_nonfinite == "penalize":
             loss = self.penalty

@@ -31,7 +31,10 @@ is sent with many settings); ``queries`` holds one row per query: ``id`` (0-base
 ``y (K, B, *out)``, ``reconfigurations``, ``samples``, and (nullable) ``client`` (who asked, e.g. a
 device server's token name) and ``request_key`` (the client's idempotency key, unique per client:
 a retried request is found, never logged twice). Arrays are little-endian float64 bytes
-with their shape as JSON; nothing is pickled, so reading a log never executes code.
+with their shape as JSON; nothing is pickled, so reading a log never executes code. The control
+space a device's settings lived in (bounds, levels, which controls are periodic) is kept in
+``meta`` as JSON under ``space:<device>`` (:meth:`QueryLog.set_space`, :meth:`QueryLog.space`);
+a log written before it was recorded simply has none.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from numpy.typing import ArrayLike
 from blacksat.errors import ConfigError, ShapeError
 from blacksat.meter import Ledger, MeteredDevice, QueryRecord
 from blacksat.querydata import QueryData, check_group
+from blacksat.space import ParamSpace
 
 FORMAT = "blacksat.querylog"
 VERSION = 1
@@ -245,6 +249,49 @@ class QueryLog:
             have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
             if not want <= have:
                 raise ConfigError(f"{where}: table {table!r} lacks column(s) {sorted(want - have)}")
+
+    # ------------------------------------------------------------------ the control space
+    def set_space(self, space: ParamSpace, *, device: str | None = None) -> None:
+        """Record the :class:`~blacksat.ParamSpace` of ``device`` (default: this log's
+        identity) once, committed. Recording the same space again is a no-op; a different one
+        raises :class:`ConfigError` (one identity, one space: its queries must mean the same)."""
+        if not isinstance(space, ParamSpace):
+            raise ConfigError(f"space must be a ParamSpace, got {type(space).__name__}")
+        key = f"space:{self.device if device is None else device}"
+        text = json.dumps(space.to_dict())
+        with self._lock:
+            conn = self._writable()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                if row is None:
+                    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, text))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        if row is not None and ParamSpace.from_dict(json.loads(row[0])) != space:
+            raise ConfigError(
+                f"the query log already records another control space for {key[6:]!r} "
+                f"({ParamSpace.from_dict(json.loads(row[0]))!r}, now {space!r}); log this device "
+                "under another identity"
+            )
+
+    def space(self, *, device: str | None = None) -> ParamSpace | None:
+        """The recorded control space of ``device`` (default: this log's identity), or
+        ``None`` when none was recorded (e.g. a log written before spaces were kept: treat its
+        controls as bounded)."""
+        key = f"space:{self.device if device is None else device}"
+        rows = self._fetch("SELECT value FROM meta WHERE key = ?", (key,))
+        if not rows:
+            return None
+        try:
+            return ParamSpace.from_dict(json.loads(rows[0][0]))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"the query log's space for {key[6:]!r} is unreadable: {exc}"
+            ) from None
 
     # ------------------------------------------------------------------ writing
     def __call__(self, record: QueryRecord) -> None:
@@ -505,8 +552,11 @@ class QueryLog:
 def log_queries(
     meter: MeteredDevice, path: str | os.PathLike[str], *, device: str = "device"
 ) -> QueryLog:
-    """Open (or create) the log at ``path`` and register it as an observer of ``meter``."""
+    """Open (or create) the log at ``path``, record the meter's control space under
+    ``device`` and register the log as an observer of ``meter``."""
     log = QueryLog(path, device=device)
+    if isinstance(getattr(meter, "space", None), ParamSpace):
+        log.set_space(meter.space)
     meter.add_observer(log)
     return log
 

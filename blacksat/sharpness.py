@@ -104,6 +104,9 @@ class QuerySharpness:
         mean_increase: their mean.
         max_increase: their maximum (a lower bound on the worst case within the set).
         cost: the device cost of the single ``query_many`` call.
+        radii: the distance of each setting sent from ``theta`` (``space.distance``: the short
+            way round a periodic control), ``(n,)``: the radius a draw kept once projected into
+            the space (clipping at a bounded control's limit shortens it; wrapping does not).
     """
 
     loss: float
@@ -111,11 +114,13 @@ class QuerySharpness:
     mean_increase: float
     max_increase: float
     cost: Ledger
+    radii: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly fields (``cost`` as a dict)."""
         out = asdict(self)
         out["increases"] = list(self.increases)
+        out["radii"] = list(self.radii)
         return out
 
 
@@ -414,7 +419,8 @@ def query_sharpness(
             )
         deltas.append(torch.zeros_like(t) if p.delta is None else p.delta.to(torch.float64))
     thetas = torch.cat([t[None], t[None] + torch.stack(deltas)]).numpy()
-    thetas = space.project(thetas)
+    thetas = space.project(thetas)  # bounded controls clipped, periodic ones wrapped
+    radii = np.atleast_1d(space.distance(thetas[1:], thetas[0]))
     dtype = getattr(task, "dtype", torch.float64)
     feats, labels = _as_batch(batch, dtype)
     with torch.no_grad():
@@ -431,6 +437,7 @@ def query_sharpness(
         mean_increase=float(inc.mean()),
         max_increase=float(inc.max()),
         cost=cost,
+        radii=tuple(float(r) for r in radii),
     )
 
 

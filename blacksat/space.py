@@ -124,9 +124,9 @@ class ParamSpace:
                 raise ConfigError(f"ParamSpace got {len(names)} names for {lower.size} controls")
             object.__setattr__(self, "names", names)
         per = _periods(self.period, lower, upper)
-        self._check_periods(per)
         per.flags.writeable = False
         object.__setattr__(self, "period", per)
+        self._check_periods(per)
 
     def _check_periods(self, per: np.ndarray) -> None:
         on = per > 0
@@ -320,7 +320,7 @@ class ParamSpace:
                     f"(setting {k}); nothing was sent. Pass policy='clip' to clip explicitly",
                     indices=bad,
                 )
-            arr = np.clip(arr, self.lower, self.upper)
+            arr = np.where(bounded, np.clip(arr, self.lower, self.upper), arr)
         if self.levels is not None:
             arr = self.snap(arr)
         return arr

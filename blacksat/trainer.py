@@ -462,10 +462,18 @@ class Trainer:
             "batch_size": self.batch_size,
             "optimizer": self.config.optimizer,
             "n_digital": len(self._digital),
+            "space": self.space.to_dict(),  # bounds, levels, periods: TrainState.space
         }
 
     def _check_meta(self, state: TrainState) -> None:
         mine = self._meta()
+        saved = state.space  # None for a checkpoint written before spaces were kept
+        if saved is not None and saved != self.space:
+            raise ConfigError(
+                f"the checkpoint was trained in {saved!r}, this trainer's space is "
+                f"{self.space!r} (bounds, levels or periodic controls differ)"
+            )
+        mine.pop("space")
         bad = {k: (v, mine[k]) for k, v in state.meta.items() if k in mine and v != mine[k]}
         if bad:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in bad.items())

@@ -328,6 +328,7 @@ class SimulatedDevice(ABC):
             "controls": self.space.dim,
             "bounds": [float(self.space.lower.min()), float(self.space.upper.max())],
             "levels": None if self.space.levels is None else int(self.space.levels.size),
+            "periodic": int(self.space.periodic.sum()),  # controls that wrap (phases)
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
             "nuisances": {

@@ -46,6 +46,11 @@ class NuisanceModel:
         method: ``"ascent"`` or ``"corners"``.
         center: the nominal values where the ascent starts and around which :meth:`scaled`
             scales; default per name 0 if inside the range, else the range's midpoint.
+        periodic: names of nuisances that are angles over a whole period (a global phase
+            offset, a rotation over a full turn): their range must span one period, and the
+            ascent wraps around it (forward differences everywhere, no clipping at an end)
+            instead of stopping at ``low``/``high``. :meth:`scaled` keeps their whole circle for
+            factors >= 1 and makes them ordinary bounded ranges (a part of the circle) below.
     """
 
     ranges: Mapping[str, tuple[float, float]]
@@ -54,6 +59,7 @@ class NuisanceModel:
     fd: float = 0.1
     method: Literal["ascent", "corners"] = "ascent"
     center: Mapping[str, float] | None = None
+    periodic: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.ranges, Mapping) or not self.ranges:
@@ -90,7 +96,17 @@ class NuisanceModel:
                 f"method='corners' probes 2^m corners: m <= {_MAX_CORNER_DIMS}, "
                 f"got {len(ranges)} parameters"
             )
+        periodic = tuple(str(n) for n in self.periodic)
+        unknown = set(periodic) - set(ranges)
+        if isinstance(self.periodic, str) or unknown:
+            raise ConfigError(
+                f"periodic must be a sequence of nuisance names with a range, got {self.periodic!r}"
+            )
+        for name in periodic:
+            if ranges[name][1] <= ranges[name][0]:
+                raise ConfigError(f"the periodic nuisance {name!r} needs a range of one period")
         for k, v in (
+            ("periodic", periodic),
             ("ranges", ranges),
             ("center", center),
             ("steps", int(self.steps)),
@@ -156,7 +172,8 @@ class NuisanceModel:
         for _ in range(self.steps):
             a = self.fd * width[active]
             u = a * (1.0 - rng.uniform(0.0, 1.0, active.size))  # in (0, a]
-            h = np.where(phi[active] + u <= hi[active], u, -u)  # backward at the upper edge
+            circ = np.array([self.names[j] in self.periodic for j in active], dtype=bool)
+            h = np.where(circ | (phi[active] + u <= hi[active]), u, -u)  # backward at the edge
             points = [phi.copy()]
             for j, hj in zip(active, h, strict=True):
                 p = phi.copy()
@@ -166,9 +183,9 @@ class NuisanceModel:
             with np.errstate(invalid="ignore"):
                 g = np.nan_to_num((losses[1:] - losses[0]) / h, nan=0.0)
             phi = phi.copy()
-            phi[active] = np.clip(
-                phi[active] + self.step_size * width[active] * np.sign(g), lo[active], hi[active]
-            )
+            moved = phi[active] + self.step_size * width[active] * np.sign(g)
+            wrapped = lo[active] + np.mod(moved - lo[active], width[active])
+            phi[active] = np.where(circ, wrapped, np.clip(moved, lo[active], hi[active]))
         return self._point(phi)
 
     def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation:
@@ -176,13 +193,17 @@ class NuisanceModel:
         return self._point(rng.uniform(lo, hi))
 
     def scaled(self, factor: float) -> NuisanceModel:
-        """Ranges scaled about :attr:`center` by ``factor`` (0 collapses them to the center)."""
+        """Ranges scaled about :attr:`center` by ``factor`` (0 collapses them to the center;
+        a periodic nuisance keeps its whole circle for ``factor >= 1``)."""
         f = _factor(factor)
         ranges = {
-            n: (c + f * (lo - c), c + f * (hi - c))
+            n: (lo, hi)  # a whole circle cannot grow
+            if n in self.periodic and f >= 1
+            else (c + f * (lo - c), c + f * (hi - c))
             for (n, (lo, hi)), c in zip(self.ranges.items(), self.center.values(), strict=True)
         }
-        return dataclasses.replace(self, ranges=ranges)
+        periodic = self.periodic if f >= 1 else ()  # a part of the circle is a bounded range
+        return dataclasses.replace(self, ranges=ranges, periodic=periodic)
 
 
 __all__ = ["NuisanceModel"]

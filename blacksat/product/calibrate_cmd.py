@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from blacksat.errors import ConfigError
+from blacksat.space import ParamSpace
 
 FORMAT = "blacksat.surrogate/2"
 KINDS = ("greybox", "residual", "ensemble")
@@ -157,6 +158,7 @@ def calibrate_from_log(
             "format": FORMAT,
             "kind": kind,
             "device": report["device"],
+            "space": chip.space.to_dict(),  # the controls it was fitted over (periodic ones)
             "surrogate": surrogate,
         },
         target,
@@ -199,7 +201,9 @@ def check_identities(
 
 def load_surrogate(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """A surrogate saved by :func:`calibrate_from_log` and the device it was fitted for
-    (``{"name", "seed", "kwargs"}``). The file is a pickle: load only files you wrote."""
+    (``{"name", "seed", "kwargs", "space"}``; ``space``: the :class:`~blacksat.ParamSpace`
+    it was fitted over, ``None`` in files written before it was kept). The file is a pickle:
+    load only files you wrote."""
     from blacksat.surrogates import Surrogate
 
     p = Path(path)
@@ -218,7 +222,10 @@ def load_surrogate(path: str | Path) -> tuple[Any, dict[str, Any]]:
     surrogate = saved.get("surrogate")
     if not isinstance(surrogate, Surrogate) or surrogate.report_ is None:
         raise ConfigError(f"{str(p)!r} holds no fitted surrogate")
-    return surrogate, dict(saved.get("device", {}))
+    info = dict(saved.get("device", {}))
+    space = saved.get("space")  # absent from files written before spaces were kept
+    info["space"] = None if space is None else ParamSpace.from_dict(space)
+    return surrogate, info
 
 
 __all__ = [

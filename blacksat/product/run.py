@@ -252,6 +252,7 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
     qlog = QueryLog(out / "queries.sqlite", device=ident) if config.log.queries else None
     try:
         if qlog is not None:
+            qlog.set_space(setup.chip.space)  # bounds, levels, periodic controls
             setup.meter.add_observer(qlog)
         cfg = dataclasses.replace(config.train, progress=progress and config.train.progress)
         trainer = Trainer(

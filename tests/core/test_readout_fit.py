@@ -111,5 +111,7 @@ def test_bad_readings_and_controls_are_refused(trained):
         refit_readout(task, Nan(chip()), theta)
     with pytest.raises((ShapeError, InvalidReading)):
         refit_readout(task, Nan(chip(), shape=lambda y: (y.shape[0], 2, -1)), theta)
+    heaters = Nan(chip(), shape=lambda y: y.shape)  # readings untouched
+    heaters.space = heaters.space.bounded()  # phases are periodic; a driver that cannot wrap
     with pytest.raises(OutOfBoundsError):
-        refit_readout(task, chip(), np.full_like(theta, 99.0))
+        refit_readout(task, MeteredDevice(heaters), np.full_like(theta, 99.0))

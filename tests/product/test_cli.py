@@ -238,6 +238,7 @@ def test_train_evaluate_calibrate_round_trip(tmp_path, capsys):
 
     surrogate, fitted_for = load_surrogate(sur)
     assert type(surrogate).__name__ == "GreyBox" and fitted_for["kwargs"]["n_modes"] == 4
+    assert fitted_for["space"].periodic.all()  # the MZI phases, declared periodic, kept
 
     # train offline on the calibrated surrogate (autograd + SAT), deployed on the chip
     offline = TINY_RUN.replace('name = "zeroth_order"', 'name = "autograd"\nmodel = "SUR"')
