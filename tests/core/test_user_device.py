@@ -134,12 +134,14 @@ def test_a_test_file_device_goes_through_every_tool_with_exact_ledgers(tmp_path,
     ev = json.loads((run / "evaluation.json").read_text())
     assert ev["ledger"]["reconfigurations"] == INSTANCES[n].programs  # the run's chip, rebuilt
     assert len(ev["fresh_chips"]["accuracies"]) == 2 and ev["nominal_model"] is None
-    _cli("calibrate", "--config", str(run_file), "--log", str(run / "queries.sqlite"),
-         "--kind", "ensemble", "--steps", "20", "--out", str(tmp_path / "s.pt"), "--quiet")  # fmt: skip
+    sur = str(tmp_path / "s.pt")
+    log = str(run / "queries.sqlite")
+    _cli("calibrate", "--config", str(run_file), "--log", log, "--kind", "ensemble",
+         "--steps", "20", "--out", sur, "--quiet")  # fmt: skip
     assert json.loads((tmp_path / "s.json").read_text())["device"]["factory"] == FACTORY
     out = tmp_path / "cmp"
-    _cli("compare", "--config", str(run_file), "--methods", "zo-adam,one-plus-one",
-         "--seeds", "0", "--budgets", "60", "--workers", "1", "--out", str(out), "--quiet")  # fmt: skip
+    _cli("compare", "--config", str(run_file), "--methods", "zo-adam,one-plus-one", "--seeds",
+         "0", "--budgets", "60", "--workers", "1", "--out", str(out), "--quiet")  # fmt: skip
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"zo-adam", "one-plus-one"}
     assert all(0 < r["reconfigurations"] <= 60 for r in rows)
