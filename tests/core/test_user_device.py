@@ -93,7 +93,7 @@ args = {{ q = 4, sigma = 0.05 }}
 
 [train]
 lr = 0.05
-max_steps = 25
+max_steps = 12
 batch_size = 32
 progress = false
 
