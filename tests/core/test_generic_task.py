@@ -87,3 +87,15 @@ def test_a_device_without_shapes_is_refused():
 
     with pytest.raises(ConfigError, match="declares no valid input_shape"):
         generic_task(Bare(), load_iris(seed=0))
+
+
+def test_refit_readout_normalizes_only_optical_readings():
+    from blacksat import MeteredDevice
+    from blacksat.readout_fit import refit_readout
+
+    data = load_iris(seed=0)
+    theta = np.random.default_rng(0).uniform(0, 1, 20)
+    for kind, want in (("power", True), ("signed", False), (None, False)):
+        dev = MeteredDevice(Declared(4, 5, kind=kind))
+        new, _ = refit_readout(generic_task(dev, data), dev, theta)
+        assert new.readout.normalize is want
