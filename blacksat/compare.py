@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from blacksat.compare_methods import METHODS, Method, method
+from blacksat.compare_methods import METHODS, Method, method, method_fits
 from blacksat.compare_methods import method as _lookup  # `method` is often an argument name
 from blacksat.errors import ConfigError
 
@@ -295,22 +295,6 @@ def evaluate(
         fresh = scenario.build_chip(fresh_seed) if accepts(factory, "seed") else None
     out["fresh_chip_accuracy"] = float("nan") if fresh is None else task.accuracy(fresh, theta)
     return out
-
-
-def method_fits(m: Method, chip: Any) -> str | None:
-    """Why method ``m`` cannot run on ``chip`` (it needs a nominal model or a perturbation
-    model the device does not offer), or ``None``."""
-    o = m.options
-    if m.kind != "blacksat":
-        return None
-    if o.get("estimator", "zo") == "pat" and not callable(getattr(chip, "nominal_model", None)):
-        return "needs the device's nominal_model()"
-    if "perturbation" in o:
-        models = getattr(chip, "perturbation_models", None)
-        names = set(models()) if callable(models) else set()
-        if o["perturbation"] not in names:
-            return f"needs the device's perturbation model {o['perturbation']!r}"
-    return None
 
 
 def _pairs(scenario: Scenario) -> list[tuple[str, float]]:
