@@ -176,7 +176,14 @@ def main(argv: list[str] | None = None) -> None:
         "the programming noise is 0.03 (0.5 + 0.5 g) of Gmax, 0.015-0.03). Accuracy (%) "
         "re-programmed (mean of 3 evaluations, each batch a fresh write), read 1 day after "
         "programming, and on 2 fresh devices:\n\n"
-        f"{table}\n\nPaired differences: {verdict}. {wall / 60:.1f} min on {machine()}.\n",
+        f"{table}\n\nPaired differences: {verdict}. Reading: on a device that re-programs "
+        "at every query, every zeroth-order step already reads fresh programming draws, so plain "
+        "training is averaged over the programming noise by the device itself; the measured "
+        "model adds the same noise again (average case) or an adversarial shift (worst case, "
+        "at half the steps), and the measurement's reconfigurations are taken from training. "
+        "The 1-day drift costs every method under a point (a common gain loss leaves the argmax "
+        "of the signed readings in place; the per-cell spread of the exponent is what remains). "
+        f"{wall / 60:.1f} min on {machine()}.\n",
     )
 
 
