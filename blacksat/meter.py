@@ -172,6 +172,9 @@ class MeteredDevice:
             raise ConfigError(f"device.reprograms_on_query must be True or False, got {flag!r}")
         #: whether the device programs every setting it is sent, even the one it holds
         self.reprograms_on_query = bool(flag)
+        #: the device's declarations a task is built from (``None`` when it makes none)
+        self.output_kind: str | None = getattr(device, "output_kind", None)
+        self.input_range: tuple[float, float] | None = getattr(device, "input_range", None)
         self.input_shape: tuple[int, ...] | None = _shape_attr(device, "input_shape")
         self.output_shape: tuple[int, ...] | None = _shape_attr(device, "output_shape")
 

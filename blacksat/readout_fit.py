@@ -35,7 +35,7 @@ def refit_readout(
     n_samples: int | None = None,
     seed: int = 0,
     l2: float = 1e-3,
-    normalize: bool = True,
+    normalize: bool | None = None,
 ) -> tuple[Any, Ledger]:
     """A copy of ``task`` whose readout is a linear classifier fitted on ``device`` at ``theta``.
 
@@ -58,12 +58,18 @@ def refit_readout(
         n_samples: training samples read (``None`` = the whole training split).
         seed: the draw of those samples.
         l2: L2 weight of the fit (>= 0).
-        normalize: divide each reading vector by its total absolute power first.
+        normalize: divide each reading vector by its total absolute power first; ``None``
+            (default): when the device declares ``output_kind == "power"`` (optical), never for
+            ``"signed"`` readings, and as the task's own readout does when it declares neither.
 
     Returns:
         ``(new_task, cost)``: the task with the fitted readout and the :class:`Ledger` the query
         spent (one reconfiguration, ``n`` samples on a fresh setting).
     """
+    if normalize is None:
+        kind = getattr(device, "output_kind", None)
+        inner = getattr(task.readout, "inner", task.readout)
+        normalize = kind == "power" if kind else bool(getattr(inner, "normalize", False))
     x_tr, y_tr = task.data.split("train")
     n_train = len(y_tr)
     if n_samples is not None:

@@ -117,7 +117,7 @@ class Crossbar(SimulatedDevice):
         self.read_interval = _check("read_interval", read_interval, hi=1e9)
         if not isinstance(reprogram, (bool, np.bool_)):
             raise ConfigError(f"reprogram must be True or False, got {reprogram!r}")
-        self.reprogram = bool(reprogram)
+        self.reprogram_always = bool(reprogram)
         self.stuck = _check("stuck", stuck, hi=1.0)
         self.variation = _check("variation", variation, hi=0.5)
         self.ir_drop = _check("ir_drop", ir_drop, hi=0.5)
@@ -157,7 +157,7 @@ class Crossbar(SimulatedDevice):
     @property
     def reprograms_on_query(self) -> bool:
         """Whether re-sending the held setting writes the array again (see the module doc)."""
-        return self.reprogram
+        return self.reprogram_always
 
     def initial_controls(self, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """Every pair around mid-range (``G+ ~ G- ~ 0.5``, weights near 0), with a seeded
@@ -193,7 +193,7 @@ class Crossbar(SimulatedDevice):
             "drift_exponent": self.drift_exponent,
             "drift_exponent_spread": self.drift_exponent_spread,
             "read_interval": self.read_interval,
-            "reprogram": self.reprogram,
+            "reprogram": self.reprogram_always,
             "stuck": self.stuck,
             "variation": self.variation,
             "ir_drop": self.ir_drop,
@@ -271,7 +271,7 @@ class Crossbar(SimulatedDevice):
     def _writes(self, thetas: np.ndarray) -> np.ndarray:
         """``(K,)`` which settings are written (all of them when re-programming)."""
         k = thetas.shape[0]
-        if self.reprogram:
+        if self.reprogram_always:
             return np.ones(k, dtype=bool)
         writes = np.ones(k, dtype=bool)
         writes[1:] = np.any(thetas[1:] != thetas[:-1], axis=1)

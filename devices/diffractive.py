@@ -278,6 +278,7 @@ class DiffractiveNetwork(SimulatedDevice):
     """
 
     name: ClassVar[str] = "diffractive"
+    output_kind: ClassVar[str] = "power"  # detected optical powers
     full_scale: float = 1.0
     nuisances: ClassVar[tuple[Nuisance, ...]] = (
         Nuisance(

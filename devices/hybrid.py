@@ -145,6 +145,7 @@ class MZIHybrid(SimulatedDevice):
     """
 
     name: ClassVar[str] = "mzi-hybrid"
+    output_kind: ClassVar[str] = "power"  # detected optical powers
     nuisances: ClassVar[tuple[Nuisance, ...]] = (
         Nuisance(
             "temperature",

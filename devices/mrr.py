@@ -262,6 +262,7 @@ class MRRWeightBank(SimulatedDevice):
     """
 
     name: ClassVar[str] = "mrr"
+    output_kind: ClassVar[str] = "signed"  # balanced photocurrents
     nuisances: ClassVar[tuple[Nuisance, ...]] = (
         Nuisance(
             "temperature",

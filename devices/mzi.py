@@ -308,6 +308,7 @@ class MZIMesh(SimulatedDevice):
     """
 
     name: ClassVar[str] = "mzi"
+    output_kind: ClassVar[str] = "power"  # detected optical powers
     nuisances: ClassVar[tuple[Nuisance, ...]] = (
         Nuisance(
             "temperature",

@@ -66,7 +66,7 @@ def report_path(out: Path) -> Path:
 
 def calibrate_from_log(
     log_path: str | Path,
-    device: str,
+    device: Any,
     device_args: dict[str, Any],
     kind: str,
     out: str | Path,
@@ -107,9 +107,18 @@ def calibrate_from_log(
     chip_seed = args.pop("seed", 0)
     if isinstance(chip_seed, bool) or not isinstance(chip_seed, int) or chip_seed < 0:
         raise ConfigError(f"the device seed must be an integer >= 0, got {chip_seed!r}")
-    factory = device if ":" in device else ""
-    spec = DeviceSpec(name="" if factory else device, seed=chip_seed, kwargs=args, factory=factory)
-    chip = spec.build()
+    if isinstance(device, str):
+        factory = device if ":" in device else ""
+        spec = DeviceSpec(
+            name="" if factory else device, seed=chip_seed, kwargs=args, factory=factory
+        )
+        chip = spec.build()
+        label = spec.name
+    else:  # a factory or an instance
+        from blacksat.product.device_registry import make_device
+
+        chip = make_device(device, seed=chip_seed, kwargs=args)
+        factory, label = "", getattr(device, "__name__", type(chip).__name__)
     from blacksat.product.device_registry import shapes
 
     shapes(chip)
@@ -145,7 +154,7 @@ def calibrate_from_log(
     report = {
         "format": FORMAT,
         "kind": kind,
-        "device": {"name": spec.name, "seed": chip_seed, "kwargs": args, "factory": factory},
+        "device": {"name": label, "seed": chip_seed, "kwargs": args, "factory": factory},
         "log": str(path),
         "log_device": log_device,
         "settings": data.n_settings,

@@ -191,6 +191,21 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--scheduler", default=None, help="a Dask scheduler address (optional)")
     cmp.add_argument("--list", action="store_true", help="list the registered methods and exit")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
+    ch = sub.add_parser(
+        "characterize",
+        help="measure a device's noise from queries and write a perturbation model",
+        description="Measure readout noise, programming noise, drift and sensitivity of the "
+        "run file's device at its initial setting, on inputs encoded from the training split; "
+        "writes characterization.json, characterization.md and model.json (use it as "
+        '[sat] perturbation = "DIR/model.json").',
+    )
+    ch.add_argument("--config", type=_path, required=True, help="a run file ([device], [task])")
+    ch.add_argument("--out", default="characterize-out", type=_path, help="output directory")
+    ch.add_argument("--budget", type=_count, default=200, help="reconfigurations to spend")
+    ch.add_argument("--inputs", type=_count, default=32, help="training inputs per reading")
+    ch.add_argument("--seed", type=int, default=0, help="seed of the probe directions")
+    ch.add_argument("--force", action="store_true", help="overwrite an earlier report")
+    ch.add_argument("--quiet", action="store_true", help="no output but errors")
     devs = sub.add_parser(
         "devices",
         help="list the registered devices: controls, shapes, perturbation models",
@@ -407,7 +422,38 @@ def _calibrate(args: argparse.Namespace) -> None:
     print(f"saved {args.out} and {report_path(Path(args.out))}")
 
 
+def _characterize(args: argparse.Namespace) -> None:
+    import torch
+
+    from blacksat import characterize as ch
+    from blacksat.devices.tasks import default_task
+    from blacksat.product.run_config import RunConfig
+
+    config = RunConfig.load(args.config)
+    out = Path(args.out)
+    for name in ("characterization.json", "characterization.md", "model.json"):
+        if (out / name).exists() and not args.force:
+            raise ConfigError(f"{str(out / name)!r} exists; pass --force to overwrite it")
+    device = config.device.build()
+    task = default_task(device, config.task.load(), seed=config.task.seed).to(torch.float64)
+    features = task.data.split("train")[0][: args.inputs]
+    with torch.no_grad():
+        x = task.encode(torch.as_tensor(features, dtype=torch.float64)).numpy()
+    init = getattr(device, "initial_controls", None)
+    theta = (
+        init(config.task.seed)
+        if config.task.init == "device" and callable(init)
+        else device.space.center.copy()
+    )
+    result = ch.characterize(device, x, budget=args.budget, theta=theta, seed=_seed(args.seed))
+    paths = ch.save(result, out, force=args.force)
+    if not args.quiet:
+        print(result.markdown())
+        print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
 COMMANDS = {
+    "characterize": _characterize,
     "demo": _demo,
     "train": _train,
     "evaluate": _evaluate,

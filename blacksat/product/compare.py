@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
-from blacksat.product.compare_methods import BASELINES, METHODS, Method, method
+from blacksat.product.compare_methods import BASELINES, METHODS, Method, method, method_fits
 from blacksat.product.compare_methods import method as _lookup  # `method` is often an argument name
 from blacksat.product.compare_plots import scenario_dict
 
@@ -58,8 +58,8 @@ class Scenario:
     Attributes:
         device: a registry name (a simulated device of :data:`blacksat.devices.DEVICES` or one
             registered under the entry-point group ``blacksat.devices``) or a factory path
-            ``"package.module:callable"`` (a lab's own device; it gets the chip ``seed`` if it
-            takes one).
+            ``"package.module:callable"`` or a factory (a lab's own device; it gets the chip
+            ``seed`` if it takes one; a process executor needs it importable by path).
         device_kwargs: its constructor arguments (the chip's ``seed`` comes from the run);
             default: a 16-mode mesh at s_bs = 0.05 for ``"mzi"``, none otherwise.
         dataset: a dataset name (:data:`blacksat.data.DATASETS`) or MNIST path.
@@ -76,7 +76,7 @@ class Scenario:
         threads: torch threads inside a run (fixed so every executor computes alike).
     """
 
-    device: str = "mzi"
+    device: Any = "mzi"
     device_kwargs: Mapping[str, Any] | None = None
     dataset: str = "digits"
     dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -90,15 +90,18 @@ class Scenario:
     def __post_init__(self) -> None:
         from blacksat.product.device_registry import lookup
 
-        if not isinstance(self.device, str):
+        if not isinstance(self.device, str) and not callable(self.device):
             raise ConfigError(
-                f"Scenario.device must be a name or factory path, got {self.device!r}"
+                "Scenario.device must be a name, a 'package.module:callable' path or a factory "
+                f"(a picklable callable returning a device), got {self.device!r}"
             )
-        if ":" in self.device:
+        nuisances: tuple[Any, ...] = ()
+        if not isinstance(self.device, str):
+            pass  # a factory: its arguments and shapes are checked when it is called
+        elif ":" in self.device:
             from blacksat.product.device_registry import load_factory
 
             load_factory(self.device)  # a path that does not import fails here
-            nuisances: tuple[Any, ...] = ()
         else:
             nuisances = tuple(getattr(lookup(self.device), "nuisances", ()))
         if self.device_kwargs is None:
@@ -153,7 +156,8 @@ class Scenario:
         nominal value ``default``, its ``unit``, its ``rated`` range)."""
         from blacksat.product.device_registry import lookup
 
-        source = () if ":" in self.device else getattr(lookup(self.device), "nuisances", ())
+        d = self.device
+        source = () if not isinstance(d, str) or ":" in d else getattr(lookup(d), "nuisances", ())
         for n in source:
             if n.name == name:
                 return n
@@ -287,26 +291,10 @@ def evaluate(
         from blacksat.product.device_registry import accepts, load_factory, lookup
 
         d = scenario.device
-        factory = load_factory(d) if ":" in d else lookup(d)
+        factory = d if not isinstance(d, str) else load_factory(d) if ":" in d else lookup(d)
         fresh = scenario.build_chip(fresh_seed) if accepts(factory, "seed") else None
     out["fresh_chip_accuracy"] = float("nan") if fresh is None else task.accuracy(fresh, theta)
     return out
-
-
-def method_fits(m: Method, chip: Any) -> str | None:
-    """Why method ``m`` cannot run on ``chip`` (it needs a nominal model or a perturbation
-    model the device does not offer), or ``None``."""
-    o = m.options
-    if m.kind != "blacksat":
-        return None
-    if o.get("estimator", "zo") == "pat" and not callable(getattr(chip, "nominal_model", None)):
-        return "needs the device's nominal_model()"
-    if "perturbation" in o:
-        models = getattr(chip, "perturbation_models", None)
-        names = set(models()) if callable(models) else set()
-        if o["perturbation"] not in names:
-            return f"needs the device's perturbation model {o['perturbation']!r}"
-    return None
 
 
 def _pairs(scenario: Scenario) -> list[tuple[str, float]]:

@@ -222,4 +222,27 @@ def method(name: str | Method) -> Method:
     return METHODS[name]
 
 
-__all__ = ["BASELINES", "METHODS", "Kind", "Method", "method"]
+def method_fits(m: Method, chip: Any) -> str | None:
+    """Why method ``m`` cannot run on ``chip`` (it needs a nominal model or a perturbation
+    model the device does not offer), or ``None``."""
+    o = m.options
+    if m.kind != "blacksat":
+        return None
+    if o.get("estimator", "zo") == "pat" and not callable(getattr(chip, "nominal_model", None)):
+        return "needs the device's nominal_model()"
+    if "perturbation" in o:
+        models = getattr(chip, "perturbation_models", None)
+        names = set(models()) if callable(models) else set()
+        if o["perturbation"] not in names:
+            return f"needs the device's perturbation model {o['perturbation']!r}"
+    return None
+
+
+__all__ = [
+    "BASELINES",
+    "METHODS",
+    "Kind",
+    "Method",
+    "method",
+    "method_fits",
+]

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 def scenario_dict(scenario: Scenario) -> dict[str, Any]:
     """A JSON-friendly description of a scenario (:class:`~blacksat.product.compare.Scenario`)."""
     d = dataclasses.asdict(scenario)
+    if not isinstance(scenario.device, str):
+        dev = scenario.device
+        d["device"] = f"{getattr(dev, '__module__', '?')}:{getattr(dev, '__qualname__', dev)}"
     d["drift"] = {k: list(v) for k, v in scenario.drift.items()}
     return d
 

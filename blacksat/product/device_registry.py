@@ -207,6 +207,39 @@ def describe(device: Any) -> dict[str, Any]:
     return base
 
 
+def device_model(chip: Any, kind: str) -> Any:
+    """The device's ``"nominal"`` or ``"exact"`` differentiable model (float64), or ``None``
+    when the device offers none (a lab's own device)."""
+    make = getattr(chip, f"{kind}_model", None)
+    if not callable(make):
+        return None
+    import torch
+
+    return make(dtype=torch.float64)
+
+
+def device_perturbations(chip: Any, name: str | None = None) -> dict[str, Any]:
+    """The device's perturbation models by name, plus a measured one when ``name`` is the path
+    of a ``blacksat characterize`` model file (``*.json``)."""
+    method = getattr(chip, "perturbation_models", None)
+    models = dict(method()) if callable(method) else {}
+    if name is not None and name not in models and name.endswith(".json"):
+        from blacksat.characterize import load_model
+
+        models[name] = load_model(name, chip.space.dim)
+    return models
+
+
+def fresh_builder(spec: Any, chip: Any) -> Any:
+    """``seed -> another chip of the same process`` for a device built from ``spec`` (a
+    :class:`~blacksat.product.run_config.DeviceSpec`), or ``None`` when the device cannot make one (a
+    factory that takes no seed)."""
+    if callable(getattr(chip, "fresh_chip", None)):
+        return chip.fresh_chip
+    factory = load_factory(spec.factory) if spec.factory else lookup(spec.name)
+    return (lambda s: spec.build(seed=s)) if accepts(factory, "seed") else None
+
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "accepts",
@@ -214,6 +247,9 @@ __all__ = [
     "check_device",
     "check_task_fits",
     "describe",
+    "device_model",
+    "device_perturbations",
+    "fresh_builder",
     "load_factory",
     "lookup",
     "make_device",

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from blacksat.product.device_registry import device_model, device_perturbations, fresh_builder
 from blacksat.errors import ConfigError
 from blacksat.evaluation import (
     accuracy,
@@ -122,25 +123,6 @@ def build(config: RunConfig) -> Setup:
         perturbations=device_perturbations(chip, config.sat.perturbation),
     )
     return Setup(config, chip, task, model, meter, built.estimator, theta0)
-
-
-def device_model(chip: Any, kind: str) -> Any:
-    """The device's ``"nominal"`` or ``"exact"`` differentiable model (float64), or ``None``
-    when the device offers none (a lab's own device)."""
-    make = getattr(chip, f"{kind}_model", None)
-    return make(dtype=torch.float64) if callable(make) else None
-
-
-def device_perturbations(chip: Any, name: str | None = None) -> dict[str, Any]:
-    """The device's perturbation models by name, plus a measured one when ``name`` is the path
-    of a ``blacksat characterize`` model file (``*.json``)."""
-    method = getattr(chip, "perturbation_models", None)
-    models = dict(method()) if callable(method) else {}
-    if name is not None and name not in models and name.endswith(".json"):
-        from blacksat.characterize import load_model
-
-        models[name] = load_model(name, chip.space.dim)
-    return models
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -423,7 +405,7 @@ def evaluate(
     }  # nuisance models are covered by the nuisance sweep
     nuisances = getattr(chip, "nuisances", ())
     grid = {n.name: np.linspace(n.rated[0], n.rated[1], 5).tolist() for n in nuisances}
-    fresh = _fresh_builder(run.config, chip)
+    fresh = fresh_builder(run.config.device, chip)
     n_fresh = fresh_chips if fresh is not None else 0
     total = 2 + n_fresh + (int(bool(grid)) + len(models) if sweep else 0)
     with tqdm(total=total, disable=not progress, desc="evaluate", unit="eval") as bar:
@@ -463,18 +445,6 @@ def evaluate(
     text = json.dumps(out, indent=2)
     _atomic_write(target, lambda p: Path(p).write_text(text))
     return out
-
-
-def _fresh_builder(config: RunConfig, chip: Any) -> Any:
-    """``seed -> another chip of the same process``, or ``None`` when the device cannot make
-    one (a factory that takes no seed)."""
-    if callable(getattr(chip, "fresh_chip", None)):
-        return chip.fresh_chip
-    from blacksat.product.device_registry import accepts, load_factory, lookup
-
-    spec = config.device
-    factory = load_factory(spec.factory) if spec.factory else lookup(spec.name)
-    return (lambda s: spec.build(seed=s)) if accepts(factory, "seed") else None
 
 
 def evaluation_markdown(ev: dict[str, Any]) -> str:

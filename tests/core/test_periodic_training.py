@@ -16,7 +16,7 @@ from blacksat.data import load_iris
 from blacksat.errors import ConfigError
 from blacksat.estimators import Autograd, ZerothOrder
 from blacksat.meter import MeteredDevice
-from blacksat.ng_adapter import PERIODIC_TURNS, DeviceObjective, minimize
+from blacksat.ng.adapter import PERIODIC_TURNS, DeviceObjective, minimize
 from blacksat.objective import Estimate
 from blacksat.perturbations import L2Ball, PerControl
 from blacksat.querylog import QueryLog, log_queries
