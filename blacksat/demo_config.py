@@ -17,16 +17,32 @@ DEMO_DEVICE_ARGS: dict[str, dict[str, Any]] = {
     "mrr": {},
     "diffractive": {},
 }
-#: the paper's rho per device (PHYSICS.md; the hybrid takes the MZI value)
+#: the paper's rho per device (PHYSICS.md; the hybrid takes the MZI value): used only when a
+#: config sets ``rho`` (an L2 ball, which BENCHMARKS.md shows does not protect against drift)
 RHO = {"mzi": 0.3, "mzi-hybrid": 0.3, "mrr": 0.5, "diffractive": 0.1}
 LR = {"mzi": 0.02, "mzi-hybrid": 0.02, "mrr": 0.01, "diffractive": 0.05}
-#: the perturbation model query-only SAT is flat against (average case), per device
+#: the perturbation model offline SAT trains against, per device: the one the measurements
+#: (BENCHMARKS.md "Where SAT does and does not help", README "When to use what") say protects
+#: against the device's disturbance. Ambient drift moves every control together: the common-mode
+#: model, worst case over 9 probed shifts covering the rated range centre included (``grid``);
+#: misalignment of a diffractive stack: the nuisance model over the rated ranges, average case.
+OFFLINE_PERTURBATION: dict[str, dict[str, Any]] = {
+    "mzi": {"model": "phase_drift", "mode": "worst", "grid": 9},
+    "mzi-hybrid": {"model": "phase_drift", "mode": "worst", "grid": 9},
+    "mrr": {"model": "thermal", "mode": "worst", "grid": 9},
+    "diffractive": {"model": "misalignment", "mode": "average", "draws": 1},
+}
+#: the perturbation model query-only SAT is flat against (average case), per device; ``None``:
+#: plain zeroth-order fine-tuning (a chip cannot be misaligned on demand, so a nuisance model
+#: cannot be queried)
 ZO_PERTURBATION = {
     "mzi": "phase_drift",
     "mzi-hybrid": "phase_drift",
     "mrr": "thermal",
     "diffractive": None,
 }
+#: the landscape radius (per control) of a device without a common-mode drift model
+LANDSCAPE_RADIUS = 0.2
 FRESH_SEED_OFFSET = 1000
 
 
@@ -38,7 +54,10 @@ class DemoConfig:
         offline_steps: Adam steps of each offline method (minibatches of ``batch_size``).
         offline_lr: their learning rate (device default: mzi 0.02, mrr 0.01, diffractive 0.05).
         batch_size: offline minibatch size.
-        rho: the offline SAT radius (L2 ball, worst case; device default: the paper's).
+        rho: ``None`` (default): offline SAT against the device's protective perturbation model
+            (:data:`OFFLINE_PERTURBATION`); a number: an L2 ball of that radius instead.
+        seeds: how many seeds the demo runs (data split, chip, training), from ``--seed`` on;
+            the report shows mean ± sample std and min-max bands over them.
         budget: reconfigurations each on-chip method may spend.
         zo_q, zo_sigma, zo_lr, zo_batch_size: query-only SAT: random directions per estimate
             (``2 q`` settings per step), smoothing radius, Adam learning rate (cosine
@@ -50,7 +69,8 @@ class DemoConfig:
         checkpoints: points of the accuracy-vs-reconfigurations curve besides the start
             (>= 1; spends doubling up to the budget).
         landscape_points: offsets per landscape slice (>= 3); ``landscape_radius``: the largest
-            offset, in control units per control.
+            offset, in control units per control (``None``: twice the rated common-mode drift of
+            the device, or :data:`LANDSCAPE_RADIUS` without one).
         threads: torch threads during the run (the process's setting is restored after it);
             these problems are small, and one thread is the fastest on a busy machine.
 
@@ -62,6 +82,7 @@ class DemoConfig:
     offline_lr: float | None = None
     batch_size: int = 64
     rho: float | None = None
+    seeds: int = 3
     budget: int = 4000
     zo_q: int = 4
     zo_sigma: float = 0.05
@@ -73,13 +94,13 @@ class DemoConfig:
     drift_points: int = 5
     checkpoints: int = 10
     landscape_points: int = 21
-    landscape_radius: float = 0.6
+    landscape_radius: float | None = None
     threads: int = 1
 
     def __post_init__(self) -> None:
         lows = {
             "offline_steps": 1, "batch_size": 1, "budget": 1, "zo_q": 1, "zo_batch_size": 1,
-            "ng_workers": 1, "fresh_chips": 1, "drift_points": 2, "checkpoints": 1,
+            "ng_workers": 1, "fresh_chips": 1, "drift_points": 2, "checkpoints": 1, "seeds": 1,
             "landscape_points": 3, "threads": 1,
         }  # fmt: skip
         for name, low in lows.items():
@@ -88,7 +109,7 @@ class DemoConfig:
                 raise ConfigError(f"demo {name} must be an integer >= {low}, got {v!r}")
         for name in ("offline_lr", "rho", "zo_sigma", "zo_lr", "landscape_radius"):
             v = getattr(self, name)
-            if v is None and name in ("offline_lr", "rho"):
+            if v is None and name in ("offline_lr", "rho", "landscape_radius"):
                 continue
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
             if not ok or v < 0 or (v == 0 and name != "rho"):
@@ -119,4 +140,13 @@ class DemoConfig:
         return dataclasses.replace(cls.preset(quick), **kwargs)
 
 
-__all__ = ["DEMO_DEVICE_ARGS", "FRESH_SEED_OFFSET", "LR", "RHO", "ZO_PERTURBATION", "DemoConfig"]
+__all__ = [
+    "DEMO_DEVICE_ARGS",
+    "FRESH_SEED_OFFSET",
+    "LANDSCAPE_RADIUS",
+    "LR",
+    "OFFLINE_PERTURBATION",
+    "RHO",
+    "ZO_PERTURBATION",
+    "DemoConfig",
+]

@@ -86,9 +86,11 @@ def zo_sat(
     perturbation: Any,
     seed: int,
     progress: bool,
+    label: str = "query-only SAT",
 ) -> OnlineRun:
-    """Query-only SAT (average case over ``perturbation``, one draw per step) from ``theta0``
-    with at most ``budget`` reconfigurations; the task's digital layers stay as they are."""
+    """Query-only SAT (average case over ``perturbation``, one draw per step; ``None``: plain
+    zeroth-order descent) from ``theta0`` with at most ``budget`` reconfigurations; the task's
+    digital layers stay as they are. ``label``: what the progress bar says."""
     from blacksat.estimators import ZerothOrder
     from blacksat.sat import sat
     from blacksat.train_config import TrainConfig
@@ -96,7 +98,8 @@ def zo_sat(
 
     meter = MeteredDevice(chip, max_reconfigurations=budget)
     zo = ZerothOrder(meter, task, q=q, sigma=sigma)
-    rec = _Iterates(sat(zo, perturbation=perturbation, mode="average"), meter)
+    est = zo if perturbation is None else sat(zo, perturbation=perturbation, mode="average")
+    rec = _Iterates(est, meter)
     cfg = TrainConfig(
         lr=lr,
         schedule="cosine",
@@ -107,7 +110,9 @@ def zo_sat(
         progress=progress,
         train_digital=False,
     )
-    res = Trainer(task, rec, chip.space, cfg, meter=meter).fit(theta0)
+    trainer = Trainer(task, rec, chip.space, cfg, meter=meter)
+    trainer.label = label
+    res = trainer.fit(theta0)
     iterates = [*rec.rows, (meter.ledger.reconfigurations, res.theta)]
     loss = res.history[-1]["loss"] if res.history else float("nan")
     return OnlineRun(res.theta, meter.ledger, res.reason, res.steps, loss, iterates)
@@ -147,12 +152,17 @@ def nevergrad(
     workers: int,
     seed: int,
     progress: bool,
+    label: str | None = None,
 ) -> OnlineRun:
     """A nevergrad optimizer from ``theta0`` on the full-training-split loss of the chip, at
     most ``budget`` reconfigurations; the task's digital layers are frozen."""
     meter = MeteredDevice(chip, max_reconfigurations=budget)
     with tqdm(
-        total=budget, disable=not progress, desc=optimizer, unit="reconf", dynamic_ncols=True
+        total=budget,
+        disable=not progress,
+        desc=label or f"nevergrad {optimizer}",
+        unit="reconf",
+        dynamic_ncols=True,
     ) as bar:
         obj = _Tracked(task, meter, batch_size=None, seed=seed, bar=bar)
         res = minimize(obj, optimizer, budget=budget, num_workers=workers, seed=seed, init=theta0)
