@@ -143,7 +143,8 @@ def plot_drift(r: dict[str, Any], path: Path) -> None:
                             color=_color(key), alpha=0.15, lw=0)  # fmt: skip
         _chance(ax, r)
         unit = nz.get(name, {}).get("unit", "")
-        ax.set_xlabel(f"{name} ({unit})" if unit else name)
+        nominal = nz.get(name, {}).get("value")
+        ax.set_xlabel(f"{name} ({unit}); nominal {nominal:g}" if unit else name)
         ax.set_ylabel("test accuracy on the chip (%)")
         ax.set_title(f"Accuracy under {name}, rated range (mean, min-max)")
         ax.set_ylim(0, 100)

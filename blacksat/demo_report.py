@@ -84,15 +84,26 @@ def pct(s: dict[str, Any]) -> str:
     return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
 
 
+def drift_label(nuisance: str, value: float, info: dict[str, Any]) -> str:
+    """``"chip at temperature +2 K"``, ``"chip at scale x0.9 (nominal x1)"``: signed offsets
+    for a nuisance whose nominal value is 0, a factor for a ratio, always with the unit."""
+    unit = info.get("unit", "")
+    nominal = float(info.get("value", 0.0))
+    if unit == "ratio":
+        return f"chip at {nuisance} x{value:g} (nominal x{nominal:g})"
+    shown = f"{value:+g}" if nominal == 0 else f"{value:g} (nominal {nominal:g})"
+    return f"chip at {nuisance} {shown} {unit}".rstrip()
+
+
 def drift_metrics(r: dict[str, Any]) -> list[tuple[str, str]]:
     """``(metric name, row label with unit)`` of every drift value."""
-    units = {k: d.get("unit", "") for k, d in r["device"]["nuisances"].items()}
+    info = r["device"]["nuisances"]
     m = next(iter(r["summary"]["methods"].values()))["metrics"]
     out = []
     for name in m:
         if "=" in name:
             nz, v = name.split("=")
-            out.append((name, f"chip at {nz} {v} {units.get(nz, '')}".rstrip()))
+            out.append((name, drift_label(nz, float(v), info.get(nz, {}))))
     return out
 
 
@@ -337,6 +348,7 @@ __all__ = [
     "accuracy_table",
     "aggregate",
     "budget_table",
+    "drift_label",
     "findings",
     "landscape_table",
     "report_markdown",
