@@ -169,7 +169,7 @@ def run_demo(
 
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; known: {sorted(DEVICES)}")
-    cfg = DemoConfig.preset(quick) if config is None else config
+    cfg = DemoConfig.preset(quick, device) if config is None else config
     if not isinstance(cfg, DemoConfig):
         raise ConfigError(f"config must be a DemoConfig, got {type(cfg).__name__}")
     import nevergrad as ng
@@ -313,7 +313,9 @@ def _run(
             "nevergrad": {
                 "optimizer": cfg.ng_optimizer,
                 "workers": cfg.ng_workers,
-                "loss": "full training split",
+                "loss": "full training split"
+                if cfg.ng_batch_size is None
+                else f"minibatches of {cfg.ng_batch_size} training samples",
             },
         },
         "runs": runs,
@@ -392,7 +394,7 @@ def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool
     chip.reset()
     online["nevergrad"] = nevergrad(
         tasks["nevergrad"], chip, start, budget=cfg.budget, optimizer=cfg.ng_optimizer,
-        workers=cfg.ng_workers, seed=seed, progress=progress,
+        workers=cfg.ng_workers, seed=seed, progress=progress, batch_size=cfg.ng_batch_size,
         label=f"{prefix}nevergrad {cfg.ng_optimizer}",
     )  # fmt: skip
     lap("nevergrad")

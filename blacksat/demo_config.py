@@ -43,6 +43,21 @@ ZO_PERTURBATION = {
 }
 #: the landscape radius (per control) of a device without a common-mode drift model
 LANDSCAPE_RADIUS = 0.2
+#: the ``--quick`` preset's changes per device: a diffractive forward pass over the whole
+#: training split costs about 20x a mesh's, so its smoke run is smaller still (nevergrad on
+#: minibatches of 256, fewer evaluation points)
+QUICK_DEVICE: dict[str, dict[str, Any]] = {
+    "diffractive": {
+        "offline_steps": 20,
+        "budget": 32,
+        "ng_workers": 8,
+        "ng_batch_size": 256,
+        "zo_batch_size": 64,
+        "fresh_chips": 1,
+        "checkpoints": 3,
+        "landscape_points": 3,
+    },
+}
 FRESH_SEED_OFFSET = 1000
 
 
@@ -63,7 +78,8 @@ class DemoConfig:
             (``2 q`` settings per step), smoothing radius, Adam learning rate (cosine
             schedule), minibatch size.
         ng_optimizer: the nevergrad registry name of the baseline; ``ng_workers``: settings per
-            device call.
+            device call; ``ng_batch_size``: training samples per loss evaluation (``None``: the
+            full training split).
         fresh_chips: fresh fabrication draws evaluated (>= 1).
         drift_points: values per nuisance sweep over its rated range (>= 2).
         checkpoints: points of the accuracy-vs-reconfigurations curve besides the start
@@ -90,6 +106,7 @@ class DemoConfig:
     zo_batch_size: int = 256
     ng_optimizer: str = "DiagonalCMA"
     ng_workers: int = 16
+    ng_batch_size: int | None = None
     fresh_chips: int = 5
     drift_points: int = 5
     checkpoints: int = 10
@@ -114,31 +131,37 @@ class DemoConfig:
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
             if not ok or v < 0 or (v == 0 and name != "rho"):
                 raise ConfigError(f"demo {name} must be a finite number > 0, got {v!r}")
+        v = self.ng_batch_size
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ConfigError(f"demo ng_batch_size must be an integer >= 1 or absent, got {v!r}")
         if not isinstance(self.ng_optimizer, str) or not self.ng_optimizer:
             raise ConfigError(f"demo ng_optimizer must be a name, got {self.ng_optimizer!r}")
 
     @classmethod
-    def preset(cls, quick: bool) -> DemoConfig:
+    def preset(cls, quick: bool, device: str | None = None) -> DemoConfig:
         """The full run, or the ``--quick`` one (a smoke run: about a fifteenth of the work,
         under a minute on 2 cores for every device; its numbers say little)."""
         if not quick:
             return cls()
-        return cls(
-            offline_steps=40,
-            budget=240,
-            fresh_chips=3,
-            drift_points=3,
-            checkpoints=5,
-            landscape_points=11,
-        )
+        quick_args: dict[str, Any] = {
+            "offline_steps": 40,
+            "budget": 240,
+            "fresh_chips": 3,
+            "drift_points": 3,
+            "checkpoints": 5,
+            "landscape_points": 11,
+        }
+        return cls(**{**quick_args, **QUICK_DEVICE.get(str(device), {})})
 
     @classmethod
-    def from_mapping(cls, data: Any, *, quick: bool = False) -> DemoConfig:
+    def from_mapping(
+        cls, data: Any, *, quick: bool = False, device: str | None = None
+    ) -> DemoConfig:
         """The preset updated with the keys of ``data`` (e.g. a TOML file's), type-checked."""
         from blacksat.config_io import typed_fields
 
         kwargs = typed_fields(cls, data, "demo")
-        return dataclasses.replace(cls.preset(quick), **kwargs)
+        return dataclasses.replace(cls.preset(quick, device), **kwargs)
 
 
 __all__ = [
@@ -147,6 +170,7 @@ __all__ = [
     "LANDSCAPE_RADIUS",
     "LR",
     "OFFLINE_PERTURBATION",
+    "QUICK_DEVICE",
     "RHO",
     "ZO_PERTURBATION",
     "DemoConfig",

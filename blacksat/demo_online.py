@@ -153,9 +153,11 @@ def nevergrad(
     seed: int,
     progress: bool,
     label: str | None = None,
+    batch_size: int | None = None,
 ) -> OnlineRun:
     """A nevergrad optimizer from ``theta0`` on the full-training-split loss of the chip, at
-    most ``budget`` reconfigurations; the task's digital layers are frozen."""
+    most ``budget`` reconfigurations (``batch_size``: minibatches of the training split
+    instead); the task's digital layers are frozen."""
     meter = MeteredDevice(chip, max_reconfigurations=budget)
     with tqdm(
         total=budget,
@@ -164,7 +166,7 @@ def nevergrad(
         unit="reconf",
         dynamic_ncols=True,
     ) as bar:
-        obj = _Tracked(task, meter, batch_size=None, seed=seed, bar=bar)
+        obj = _Tracked(task, meter, batch_size=batch_size, seed=seed, bar=bar)
         res = minimize(obj, optimizer, budget=budget, num_workers=workers, seed=seed, init=theta0)
     iterates = [(0, np.asarray(theta0, dtype=np.float64).copy()), *obj.rows]
     iterates.append((meter.ledger.reconfigurations, res.theta))
