@@ -7,6 +7,8 @@ The core (this package) holds the protocols and machinery; simulated devices liv
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from blacksat.errors import (
@@ -67,6 +69,22 @@ if TYPE_CHECKING:
     from blacksat.task import Task
     from blacksat.train_config import TrainConfig
     from blacksat.trainer import Trainer, TrainResult
+
+
+class _Package(types.ModuleType):
+    """``blacksat.sat`` is both a submodule and the function :func:`blacksat.sat.sat`: importing
+    the submodule sets the package attribute to the module; reading it gives the function, as
+    the eager ``from blacksat.sat import sat`` of earlier versions did."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _SHADOWED:
+            return getattr(importlib.import_module(_LAZY[name]), name)
+        return super().__getattribute__(name)
+
+
+#: public names that are also submodule names
+_SHADOWED = frozenset(n for n, m in _LAZY.items() if m.rsplit(".", 1)[-1] == n)
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -104,6 +104,9 @@ class Trainer:
             run, and when a step fails).
     """
 
+    #: what the progress bar says (e.g. the phase of a longer job)
+    label: str = "train"
+
     def __init__(
         self,
         task: Any,
@@ -270,7 +273,7 @@ class Trainer:
             total=total,
             initial=min(self._step, total),
             disable=not cfg.progress,
-            desc="train",
+            desc=self.label,
             unit="step",
             dynamic_ncols=True,
         )

@@ -28,15 +28,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--settings", type=int, default=200, help="calibration design size")
     ap.add_argument("--steps", type=int, default=300, help="SAT steps on each model")
     ap.add_argument("--quick", action="store_true", help="tiny run: 24 settings, 3 SAT steps")
-    ap.add_argument("--run-dir", default=None, help="where the query log goes (default: temp)")
+    ap.add_argument(
+        "--run-dir", default=None, help="keep the query log here (default: a temporary folder)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.run_dir is not None:
+        return run(args, Path(args.run_dir))
+    with tempfile.TemporaryDirectory(prefix="blacksat-") as tmp:  # removed when done
+        return run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
     n_settings, steps = (24, 3) if args.quick else (args.settings, args.steps)
     fit = {"steps": 20} if args.quick else {}  # else the surrogates' default fitting steps
 
     chip = MZIMesh(n_modes=8, s_bs=0.15, s_ps=0.15, seed=args.seed)
     meter = MeteredDevice(chip, max_reconfigurations=n_settings + 10)  # a hard budget
-    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="blacksat-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path, chip_id = run_dir / "queries.sqlite", f"mzi-{args.seed}"
     log = log_queries(meter, log_path, device=chip_id)  # each answer is stored before its use
@@ -71,7 +79,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         replayed = old.data(device=chip_id)
     again = make_surrogate().fit(replayed)
     print(f"refit on {replayed.n_settings} logged settings: {again.report_}")
-    print(f"device cost: {meter.ledger.reconfigurations} reconfigurations; log in {run_dir}")
+    where = (
+        run_dir if args.run_dir is not None else "a temporary folder (removed; --run-dir keeps it)"
+    )
+    print(f"device cost: {meter.ledger.reconfigurations} reconfigurations; log in {where}")
     return {**accuracy, "r2": sur.report_.held_out_r2, "replayed_r2": again.report_.held_out_r2}
 
 

@@ -1,4 +1,5 @@
-"""Smoke tests: every example runs (tiny settings) and reports sensible numbers."""
+"""Every example runs and its outcome is asserted: an accuracy it reaches, not an exit code
+(small settings where a run says nothing, e.g. the 3 x 3 path matrix, only check the output)."""
 
 import importlib.util
 import math
@@ -24,6 +25,35 @@ def test_sat_paths_example_runs(device, path, capsys):
     )
     assert all(0.0 <= v <= 1.0 for v in out.values())
     assert f"{device} / {path}" in capsys.readouterr().out
+
+
+def test_sat_paths_zeroth_order_prints_its_start_and_improves_on_it(capsys):
+    argv = ["--device", "mzi", "--path", "zeroth_order", "--steps", "100", "--budget", "800"]
+    out = load("sat_paths").main([*argv, "--quiet"])
+    printed = capsys.readouterr().out
+    assert f"offline start (SAT on the nominal model): accuracy on the chip {out['start']:.3f}" in (
+        printed
+    )
+    assert out["start"] >= 0.6 and out["chip"] >= out["start"] + 0.05 and out["chip"] >= 0.85
+    assert "ended below its offline start" not in printed
+
+
+def test_sat_paths_says_so_when_fine_tuning_ends_below_its_start(capsys, monkeypatch):
+    module = load("sat_paths")
+    calls = iter([0.9, 0.5, 0.5, 0.5])  # start, chip, fresh chip, nominal model
+    monkeypatch.setattr(module, "accuracy", lambda *a: next(calls))
+    module.main(["--device", "mzi", "--path", "zeroth_order", "--steps", "1", "--budget", "16"])
+    assert "ended below its offline start on the chip (0.500 < 0.900)" in capsys.readouterr().out
+
+
+def test_surrogate_offline_example_cleans_its_temporary_folder(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    out = load("surrogate_offline").main(["--quick"])
+    assert 0.0 <= out["surrogate"] <= 1.0
+    assert list(tmp_path.glob("blacksat-*")) == []  # no folder of its own left behind
+    assert "removed; --run-dir keeps it" in capsys.readouterr().out
 
 
 def test_surrogate_offline_example_runs(tmp_path, capsys):
@@ -65,15 +95,18 @@ def test_wrap_instrument_refuses_settings_past_the_instrument_limits():
     assert meter.query(bank.space.center, [[0.5] * 5]).shape == (1, 3)
 
 
-def test_compare_nevergrad_example_runs(capsys):
-    out = load("compare_nevergrad").main(["--budget", "32", "--methods", "zo-sat,one-plus-one"])
-    assert set(out) == {"zo-sat", "one-plus-one"} and all(0.0 <= v <= 1.0 for v in out.values())
+def test_compare_nevergrad_example_learns(capsys):
+    out = load("compare_nevergrad").main(["--budget", "400", "--methods", "zo-sat,one-plus-one"])
+    assert set(out) == {"zo-sat", "one-plus-one"}
+    assert all(v >= 0.55 for v in out.values()), out  # iris: chance is 1/3
     text = capsys.readouterr().out
-    assert "budget 32 reconfigurations" in text and "nevergrad" in text and "query-only" in text
+    assert "budget 400 reconfigurations" in text and "nevergrad" in text and "query-only" in text
 
 
-def test_white_box_sat_example_runs(capsys):
-    out = load("white_box_sat").main(["--steps", "2", "--points", "3", "--quiet"])
-    assert len(out) == 6 and all(0.0 <= v <= 1.0 for v in out.values())
-    assert set(out) >= {"BP -2 K", "SAT +0 K", "SAT +2 K"}
+def test_white_box_sat_example_shows_sat_holding_under_drift(capsys):
+    out = load("white_box_sat").main(["--steps", "100", "--points", "3", "--quiet"])
+    assert len(out) == 6 and set(out) >= {"BP -2 K", "SAT +0 K", "SAT +2 K"}
+    assert out["BP +0 K"] >= 0.85 and out["SAT +0 K"] >= 0.85
+    for t in ("-2", "+2"):
+        assert out[f"SAT {t} K"] >= out[f"BP {t} K"] + 0.15, out
     assert "white-box BP vs SAT against 'phase_drift'" in capsys.readouterr().out

@@ -335,7 +335,9 @@ def _demo(args: argparse.Namespace) -> None:
 
     config = None
     if args.config is not None:
-        config = DemoConfig.from_mapping(load_toml(args.config), quick=args.quick)
+        config = DemoConfig.from_mapping(
+            load_toml(args.config), quick=args.quick, device=args.device
+        )
     run_demo(
         args.out,
         quick=args.quick,

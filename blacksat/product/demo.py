@@ -1,57 +1,74 @@
-"""The main job: one end-to-end flow from a nominal model to a deployed, drifting chip.
+"""The main job: one end-to-end flow from a nominal model to a deployed, drifting chip, on each
+of three seeds.
 
-digits -> a simulated chip (16-mode MZI mesh at the paper's error level, beam-splitter and
-phase errors ``s_bs = s_ps = 0.15``, by default) -> four ways to get controls for it:
+digits -> a simulated chip (``--device``: a 16-mode MZI mesh at the paper's error level, the
+two-layer hybrid, a micro-ring weight bank or a diffractive network) -> four ways to get
+controls for it:
 
 1. ``offline_bp``: backprop on the *nominal* model (what a user believes), deployed unchanged;
-2. ``offline_sat``: SAT on the nominal model (the paper's L2 radius per device), deployed
-   unchanged;
+2. ``offline_sat``: SAT on the nominal model against the perturbation model that the
+   measurements say protects against this device's disturbance
+   (:data:`~blacksat.product.demo_config.OFFLINE_PERTURBATION`: the common-mode drift of a
+   mesh or a ring bank, worst of 9 probed shifts covering the rated range; the misalignment of
+   a diffractive stack, average case), deployed unchanged;
 3. ``zo_sat``: query-only SAT fine-tuning **on the chip** from the offline SAT solution:
    zeroth-order gradient estimates from queries alone, average case over the chip's rated
-   common-mode drift, under a hard reconfiguration budget (:mod:`blacksat.product.demo_online`);
+   common-mode drift (plain zeroth order on a diffractive chip, which cannot be misaligned on
+   demand), under a hard reconfiguration budget (:mod:`blacksat.product.demo_online`);
 4. ``nevergrad``: a nevergrad optimizer (DiagonalCMA by default) on the chip from the same
    start, at the same budget.
 
-Every method is then evaluated on the full test split: on the chip, on fresh chips of the same
-process, and under each of the chip's nuisances over its rated range (drift: the temperature).
-The offline solutions' loss landscape is sliced along a random and the common-mode direction.
-Writes ``report.md``, ``results.json`` and the plots (:mod:`blacksat.product.demo_plots`; skipped
-without matplotlib).
+Every method is evaluated on the full test split: on the chip, on fresh chips of the same
+process, and under each of the chip's nuisances over its rated range. The offline solutions'
+loss landscape is sliced along a random and the common-mode direction, up to twice the rated
+drift. Everything runs on ``config.seeds`` seeds (data split, chip and training seeded alike);
+each seed's results are written as soon as it is done; the report gives mean ± sample std and
+min-max bands over the seeds, and findings computed from them (:mod:`blacksat.product.demo_report`).
+Writes ``report.md``, ``results.json``, ``seeds/seed-<s>.json`` and the plots
+(:mod:`blacksat.product.demo_plots`; skipped without matplotlib).
 
-``results.json`` (schema ``"blacksat.demo/3"``):
+``results.json`` (schema ``"blacksat.demo/4"``):
 
 =========================  ===================================================================
-``schema``                 ``"blacksat.demo/3"``
-``device``                 ``chip.describe()``: class, controls, shapes, nuisances, config
+``schema``                 ``"blacksat.demo/4"``
+``device``                 ``chip.describe()`` of the first seed's chip: class, controls,
+                           shapes, nuisances (with units), config
 ``dataset``                the dataset's repr (name, split sizes, features, classes)
-``seed``, ``quick``        the run's seed (data split, chip, training) and preset
+``chance``                 ``1 / classes``
+``seeds``, ``quick``       the seeds run and the preset
 ``config``                 the :class:`~blacksat.product.demo_config.DemoConfig` used (all fields)
-``offline``                ``steps``, ``batch_size``, ``optimizer``, ``lr``, ``model``, ``sat``
-``online``                 ``budget`` (reconfigurations per method), ``zo`` settings,
-                           ``nevergrad`` settings, ``start`` (``"offline_sat"``)
-``methods``                per method id (``offline_bp``, ``offline_sat``, ``zo_sat``,
-                           ``nevergrad``): ``label``, ``kind`` (``offline`` / ``query-only`` /
-                           ``nevergrad``), ``stop``, ``steps``, ``final_loss``, and the
-                           accuracies (full test split): ``nominal_model``, ``exact_model``
-                           (the chip's noise-free truth), ``chip`` (through an unbudgeted
-                           meter, noise and drift streams restarted), ``fresh_chips``
-                           (``accuracies``, ``labels`` = chip seeds ``seed + 1000 + i``,
-                           ``mean``, ``std``, ``min``, ``max``), ``drift``
-                           (``{nuisance: {"values": [...], "accuracies": [...]}}`` on
-                           ``chip.perturbed``); ``training_ledger`` and ``evaluation_ledger``
-                           (``reconfigurations``, ``samples``, ``queries``, ``failures``)
-``budget_curve``           ``{"evaluated_on": ..., "methods": {id: [{"reconfigurations": r,
-                           "accuracy": a}, ...]}}``: test accuracy of the iterate held after
-                           ``r`` reconfigurations (``0`` and ``checkpoints`` spends doubling
-                           up to the budget), on the chip's noise-free exact model
-                           (evaluation outside the budget; the chip itself is not queried)
-``landscape``              ``{"model", "split", "radius", "rated_common_mode" (the rated
-                           drift as a common shift, or null), "alphas", "methods": {id:
-                           {"random": [...], "common_mode": [...]}}}``: mean loss at
-                           ``theta + a * u`` for the offline methods (``u`` of unit RMS per
-                           control; common mode: all ones, i.e. a shift of every phase by ``a``)
+``offline``                ``steps``, ``batch_size``, ``optimizer``, ``lr`` (resolved),
+                           ``rho`` (an L2 radius when the config set one, else null),
+                           ``model``, ``sat`` (in words), ``perturbation`` (model, mode, grid
+                           or draws)
+``online``                 ``budget`` (reconfigurations per method), ``zo`` settings (with its
+                           ``perturbation``, null for plain zeroth order), ``nevergrad``
+                           settings, ``start`` (``"offline_sat"``)
+``runs``                   one record per seed: ``seed``; ``methods`` per method id
+                           (``offline_bp``, ``offline_sat``, ``zo_sat``, ``nevergrad``):
+                           ``label``, ``kind`` (``offline`` / ``query-only`` / ``nevergrad``),
+                           ``stop``, ``steps``, ``final_loss``, and the accuracies (full test
+                           split): ``nominal_model``, ``exact_model`` (the chip's noise-free
+                           truth), ``chip`` (through an unbudgeted meter, noise and drift
+                           streams restarted), ``fresh_chips`` (``accuracies``, ``labels`` =
+                           chip seeds ``seed + 1000 + i``, ``mean``, ``std``, ``min``,
+                           ``max``), ``drift`` (``{nuisance: {"values", "accuracies"}}`` on
+                           ``chip.perturbed``); ``training_ledger`` and ``evaluation_ledger``;
+                           ``budget_curve`` (``{id: [{"reconfigurations", "accuracy"}]}``: the
+                           iterate held after ``0`` and ``checkpoints`` spends doubling up to
+                           the budget, on the exact model, outside the budget);
+                           ``landscape`` (``alphas``, ``methods: {id: {"random",
+                           "common_mode"}}``: mean loss at ``theta + a * u``); ``timings``
+``summary``                over the seeds (:func:`blacksat.product.demo_report.aggregate`): per
+                           method ``metrics`` (``chip``, ``nominal_model``, ``exact_model``,
+                           ``fresh_chips``, ``<nuisance>=<value>``: ``mean``, ``std``
+                           (ddof = 1), ``min``, ``max``, ``values``), ``budget_curve`` and
+                           ``landscape`` (mean, min, max)
+``landscape``              ``model``, ``split``, ``radius`` (per control, RMS),
+                           ``rated_common_mode`` (the rated drift per control, or null),
+                           ``l2_norm_of_radius``, ``alphas``
 ``plots``                  the PNG files written (empty without matplotlib)
-``timings``                seconds per phase; ``wall_seconds``: the whole run
+``wall_seconds``           the whole run
 =========================  ===================================================================
 
 This is an application layer: it resolves devices by registry name, so the core modules never
@@ -80,7 +97,9 @@ from blacksat.meter import Ledger, MeteredDevice
 from blacksat.product.demo_config import (
     DEMO_DEVICE_ARGS,
     FRESH_SEED_OFFSET,
+    LANDSCAPE_RADIUS,
     LR,
+    OFFLINE_PERTURBATION,
     RHO,
     ZO_PERTURBATION,
     DemoConfig,
@@ -89,11 +108,11 @@ from blacksat.sat import sat
 from blacksat.train_config import TrainConfig
 from blacksat.trainer import Trainer
 
-SCHEMA = "blacksat.demo/3"
+SCHEMA = "blacksat.demo/4"
 
 
 def _offline(
-    task: Any, chip: Any, est: Any, cfg: DemoConfig, lr: float, seed: int, bar: bool
+    task: Any, chip: Any, est: Any, cfg: DemoConfig, lr: float, seed: int, bar: bool, label: str
 ) -> Any:
     config = TrainConfig(
         lr=lr,
@@ -103,7 +122,9 @@ def _offline(
         seed=seed,
         progress=bar,
     )
-    return Trainer(task, est, chip.space, config).fit(chip.initial_controls(seed))
+    trainer = Trainer(task, est, chip.space, config)
+    trainer.label = label
+    return trainer.fit(chip.initial_controls(seed))
 
 
 def _evaluate(
@@ -136,17 +157,19 @@ def run_demo(
     config: DemoConfig | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Run the flow, write ``out/results.json``, ``out/report.md`` and the plots; return the
-    results (the schema is in the module docstring). ``config`` overrides the preset that
-    ``quick`` selects. ``out`` is checked before any work: it must be a writable directory
-    (created) and may hold a previous demo's results only with ``force``."""
+    """Run the flow on ``config.seeds`` seeds from ``seed`` on, write ``out/results.json``,
+    ``out/report.md`` and the plots; return the results (the schema is in the module
+    docstring). Each seed's results go to ``out/seeds/seed-<s>.json`` as soon as that seed is
+    done. ``config`` overrides the preset that ``quick`` selects. ``out`` is checked before any
+    work: it must be a writable directory (created) and may hold a previous demo's results only
+    with ``force``."""
     from blacksat.devices import DEVICES
     from blacksat.outputs import prepare_dir
-    from blacksat.product.demo_plots import ACCURACY_PLOT, DRIFT_PLOT, LANDSCAPE_PLOT
+    from blacksat.product.demo_plots import PLOTS
 
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; known: {sorted(DEVICES)}")
-    cfg = DemoConfig.preset(quick) if config is None else config
+    cfg = DemoConfig.preset(quick, device) if config is None else config
     if not isinstance(cfg, DemoConfig):
         raise ConfigError(f"config must be a DemoConfig, got {type(cfg).__name__}")
     import nevergrad as ng
@@ -158,7 +181,7 @@ def run_demo(
             f"demo ng_optimizer {cfg.ng_optimizer!r} is not in nevergrad's registry "
             "(e.g. 'DiagonalCMA', 'OnePlusOne', 'CMA', 'NGOpt')"
         )
-    results = ("results.json", "report.md", ACCURACY_PLOT, DRIFT_PLOT, LANDSCAPE_PLOT)
+    results = ("results.json", "report.md", "seeds", *PLOTS)
     target = prepare_dir(out, force=force, results=results)
     with torch_threads(cfg.threads):
         return _run(target, quick, seed, device, progress, cfg)
@@ -175,18 +198,154 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the demo does on one device (resolved from the config and the device)."""
+
+    lr: float
+    rho: float | None  # an L2 ball for offline SAT (only when the config sets rho)
+    offline: dict[str, Any]  # the offline SAT perturbation: model, mode, grid / draws
+    zo_model: str | None  # query-only SAT's perturbation model (None: plain zeroth order)
+    drift_radius: float | None  # the rated common-mode shift per control, if the device has one
+    landscape_radius: float
+
+
+def plan(device: str, chip: Any, cfg: DemoConfig) -> Plan:
+    """Resolve the per-device defaults (:mod:`blacksat.product.demo_config`) for ``chip``."""
+    models = chip.perturbation_models()
+    zo_name = ZO_PERTURBATION.get(device)
+    drift = getattr(models.get(zo_name), "radius", None) if zo_name else None
+    radius = cfg.landscape_radius
+    if radius is None:
+        radius = 2.0 * drift if drift else LANDSCAPE_RADIUS
+    offline = dict(OFFLINE_PERTURBATION[device]) if cfg.rho is None else {"model": "l2"}
+    return Plan(
+        lr=cfg.offline_lr if cfg.offline_lr is not None else LR.get(device, 0.02),
+        rho=cfg.rho,
+        offline=offline,
+        zo_model=zo_name,
+        drift_radius=drift,
+        landscape_radius=float(radius),
+    )
+
+
+def _offline_sat(chip: Any, task: Any, p: Plan) -> Any:
+    """Offline SAT on the nominal model against the plan's perturbation model."""
+    from blacksat.perturbations import L2Ball
+
+    if p.rho is not None:
+        return sat(Autograd(chip.nominal_model(dtype=torch.float64), task, space=chip.space),
+                   perturbation=L2Ball(p.rho))  # fmt: skip
+    spec = p.offline
+    pert = chip.perturbation_models()[spec["model"]]
+    if spec.get("grid"):
+        pert = dataclasses.replace(pert, grid=int(spec["grid"]))
+    nuisance = bool(
+        pert.sample(torch.as_tensor(chip.space.center), np.random.default_rng(0)).nuisance
+    )
+    family = chip.model_family("nominal", dtype=torch.float64) if nuisance else None
+    base = Autograd(chip.nominal_model(dtype=torch.float64), task, family=family, space=chip.space)
+    return sat(base, perturbation=pert, mode=spec.get("mode", "worst"), draws=spec.get("draws", 1))
+
+
+def offline_sat_label(p: Plan) -> str:
+    """How the report names offline SAT's objective."""
+    if p.rho is not None:
+        return f"L2 ball, worst case, rho = {p.rho:g}"
+    spec = p.offline
+    how = f"worst of {spec['grid']} probed shifts" if spec.get("grid") else (
+        f"average over {spec.get('draws', 1)} draw(s) per step" if spec.get("mode") == "average"
+        else "worst case"
+    )  # fmt: skip
+    return f"`{spec['model']}`, {how}"
+
+
 def _run(
     out: Path, quick: bool, seed: int, device: str, progress: bool, cfg: DemoConfig
 ) -> dict[str, Any]:
     from blacksat.devices import DEVICES
+    from blacksat.product.demo_plots import write_plots
+    from blacksat.product.demo_report import aggregate, report_markdown
+
+    t_start = time.perf_counter()
+    seeds = [seed + i for i in range(cfg.seeds)]
+    runs = []
+    (out / "seeds").mkdir(exist_ok=True)
+    for s in seeds:
+        run = _run_seed(s, device, progress, cfg, len(seeds) > 1)
+        from blacksat.outputs import write_private
+
+        write_private(out / "seeds" / f"seed-{s}.json", json.dumps(run, indent=2))  # done: kept
+        runs.append(run)
+    chip = DEVICES[device](seed=seed, **DEMO_DEVICE_ARGS.get(device, {}))
+    p = plan(device, chip, cfg)
+    data = load_digits(seed=seed)
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "device": chip.describe(),
+        "dataset": repr(data),
+        "chance": 1.0 / data.n_classes,
+        "seeds": seeds,
+        "quick": quick,
+        "config": dataclasses.asdict(cfg),
+        "offline": {
+            "steps": cfg.offline_steps,
+            "batch_size": cfg.batch_size,
+            "optimizer": "adam",
+            "lr": p.lr,
+            "rho": p.rho,
+            "model": "nominal (errors and hidden effects omitted)",
+            "sat": offline_sat_label(p),
+            "perturbation": p.offline,
+        },
+        "online": {
+            "budget": cfg.budget,
+            "start": "offline_sat",
+            "zo": {
+                "q": cfg.zo_q,
+                "sigma": cfg.zo_sigma,
+                "lr": cfg.zo_lr,
+                "schedule": "cosine",
+                "batch_size": cfg.zo_batch_size,
+                "perturbation": p.zo_model,
+                "mode": "average" if p.zo_model else None,
+            },
+            "nevergrad": {
+                "optimizer": cfg.ng_optimizer,
+                "workers": cfg.ng_workers,
+                "loss": "full training split"
+                if cfg.ng_batch_size is None
+                else f"minibatches of {cfg.ng_batch_size} training samples",
+            },
+        },
+        "runs": runs,
+        "summary": aggregate(runs),
+        "landscape": {
+            "model": "nominal",
+            "split": "train",
+            "radius": p.landscape_radius,
+            "rated_common_mode": p.drift_radius,
+            "l2_norm_of_radius": p.landscape_radius * float(np.sqrt(chip.space.dim)),
+            "alphas": runs[0]["landscape"]["alphas"],
+        },
+    }
+    report["plots"] = write_plots(report, out)
+    report["wall_seconds"] = time.perf_counter() - t_start
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool) -> dict[str, Any]:
+    """Every method on the chip of ``seed`` (data split, chip and training seeded by it)."""
+    from blacksat.devices import DEVICES
     from blacksat.devices.tasks import default_task
     from blacksat.landscape import common_mode, loss_slice, random_direction
     from blacksat.product.demo_online import nevergrad, zo_sat
-    from blacksat.product.demo_plots import write_plots
-    from blacksat.product.demo_report import report_markdown
 
     timings: dict[str, float] = {}
-    t_start = tick = time.perf_counter()
+    tick = time.perf_counter()
+    prefix = f"seed {seed}: " if tag else ""
 
     def lap(name: str) -> None:
         nonlocal tick
@@ -194,40 +353,40 @@ def _run(
         timings[name] = now - tick
         tick = now
 
-    out.mkdir(parents=True, exist_ok=True)
     data = load_digits(seed=seed)
     chip = DEVICES[device](seed=seed, **DEMO_DEVICE_ARGS.get(device, {}))
+    p = plan(device, chip, cfg)
     base_task = default_task(chip, data, seed=seed).to(torch.float64)
     models = {
         "nominal": chip.nominal_model(dtype=torch.float64),
         "exact": chip.exact_model(dtype=torch.float64),
     }
     nominal = models["nominal"]
-    lr = cfg.offline_lr if cfg.offline_lr is not None else LR.get(device, 0.02)
-    rho = cfg.rho if cfg.rho is not None else RHO.get(device, 0.1)
 
     # 1-2: offline on the nominal model (same initial digital front end for both)
     tasks, runs = {}, {}
     makers = {
         "offline_bp": lambda t: Autograd(nominal, t, space=chip.space),
-        "offline_sat": lambda t: sat(Autograd(nominal, t, space=chip.space), rho=rho),
+        "offline_sat": lambda t: _offline_sat(chip, t, p),
     }
     for key, make in makers.items():
         tasks[key] = copy.deepcopy(base_task)
-        runs[key] = _offline(tasks[key], chip, make(tasks[key]), cfg, lr, seed, progress)
+        runs[key] = _offline(
+            tasks[key], chip, make(tasks[key]), cfg, p.lr, seed, progress,
+            prefix + LABELS[key],
+        )  # fmt: skip
         lap(key)
 
     # 3-4: on the chip, from the offline SAT solution, at the same budget
     start = runs["offline_sat"].theta
-    name = ZO_PERTURBATION.get(device)
-    pert = chip.perturbation_models()[name] if name is not None else _l2(rho)
+    pert = chip.perturbation_models()[p.zo_model] if p.zo_model is not None else None
     tasks["zo_sat"] = copy.deepcopy(tasks["offline_sat"])
     chip.reset()
     online = {
         "zo_sat": zo_sat(
             tasks["zo_sat"], chip, start, budget=cfg.budget, q=cfg.zo_q, sigma=cfg.zo_sigma,
             lr=cfg.zo_lr, batch_size=cfg.zo_batch_size, perturbation=pert, seed=seed,
-            progress=progress,
+            progress=progress, label=prefix + LABELS["zo_sat"],
         )
     }  # fmt: skip
     lap("zo_sat")
@@ -235,17 +394,14 @@ def _run(
     chip.reset()
     online["nevergrad"] = nevergrad(
         tasks["nevergrad"], chip, start, budget=cfg.budget, optimizer=cfg.ng_optimizer,
-        workers=cfg.ng_workers, seed=seed, progress=progress,
+        workers=cfg.ng_workers, seed=seed, progress=progress, batch_size=cfg.ng_batch_size,
+        label=f"{prefix}nevergrad {cfg.ng_optimizer}",
     )  # fmt: skip
     lap("nevergrad")
 
-    labels = {
-        "offline_bp": "offline BP",
-        "offline_sat": f"offline SAT (rho={rho:g})",
-        "zo_sat": "query-only SAT",
-        "nevergrad": f"nevergrad {cfg.ng_optimizer}",
-    }
+    labels = {**LABELS, "nevergrad": f"nevergrad {cfg.ng_optimizer}"}
     methods: dict[str, Any] = {}
+    thetas: dict[str, np.ndarray] = {}
     for key, label in labels.items():
         if key in runs:
             r = runs[key]
@@ -257,12 +413,12 @@ def _run(
             theta, ledger = o.theta, dataclasses.asdict(o.ledger)
             info = {"kind": "query-only" if key == "zo_sat" else "nevergrad", "stop": o.stop}
             info.update(steps=o.steps, final_loss=_finite(o.final_loss))
+        thetas[key] = theta
         methods[key] = {
             "label": label,
             **info,
             **_evaluate(tasks[key], chip, theta, models, cfg, seed),
             "training_ledger": ledger,
-            "theta": theta,
         }
     lap("evaluation")
 
@@ -278,76 +434,37 @@ def _run(
     }
     lap("budget_curve")
 
-    alphas = np.linspace(-cfg.landscape_radius, cfg.landscape_radius, cfg.landscape_points)
+    alphas = np.linspace(-p.landscape_radius, p.landscape_radius, cfg.landscape_points)
     d = chip.space.dim
     dirs = {"random": random_direction(d, np.random.default_rng([seed, 17])), "common_mode": None}
     dirs["common_mode"] = common_mode(d)
     landscape = {
-        "model": "nominal",
-        "split": "train",
-        "radius": cfg.landscape_radius,
-        "rated_common_mode": getattr(pert, "radius", None) if name is not None else None,
         "alphas": alphas.tolist(),
         "methods": {
             key: {
-                k: loss_slice(tasks[key], nominal, methods[key]["theta"], u, alphas).tolist()
+                k: loss_slice(tasks[key], nominal, thetas[key], u, alphas).tolist()
                 for k, u in dirs.items()
             }
             for key in runs
         },
     }
     lap("landscape")
-
-    for m in methods.values():
-        m.pop("theta")
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "device": chip.describe(),
-        "dataset": repr(data),
+    return {
         "seed": seed,
-        "quick": quick,
-        "config": dataclasses.asdict(cfg),
-        "offline": {
-            "steps": cfg.offline_steps,
-            "batch_size": cfg.batch_size,
-            "optimizer": "adam",
-            "lr": lr,
-            "model": "nominal (errors and hidden effects omitted)",
-            "sat": f"L2 ball, worst case, rho = {rho:g}",
-        },
-        "online": {
-            "budget": cfg.budget,
-            "start": "offline_sat",
-            "zo": {
-                "q": cfg.zo_q,
-                "sigma": cfg.zo_sigma,
-                "lr": cfg.zo_lr,
-                "schedule": "cosine",
-                "batch_size": cfg.zo_batch_size,
-                "perturbation": name or f"L2 ball rho = {rho:g}",
-                "mode": "average",
-            },
-            "nevergrad": {
-                "optimizer": cfg.ng_optimizer,
-                "workers": cfg.ng_workers,
-                "loss": "full training split",
-            },
-        },
         "methods": methods,
-        "budget_curve": {
-            "evaluated_on": "the chip's noise-free exact model, full test split (outside "
-            "the budget)",
-            "methods": curve,
-        },
+        "budget_curve": curve,
         "landscape": landscape,
+        "timings": timings,
     }
-    report["plots"] = write_plots(report, out)
-    lap("plots")
-    report["timings"] = timings
-    report["wall_seconds"] = time.perf_counter() - t_start
-    (out / "results.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(report_markdown(report))
-    return report
+
+
+#: the report's names of the methods (nevergrad's adds the optimizer)
+LABELS = {
+    "offline_bp": "offline BP",
+    "offline_sat": "offline SAT",
+    "zo_sat": "query-only SAT",
+    "nevergrad": "nevergrad",
+}
 
 
 def budget_grid(budget: int, checkpoints: int) -> np.ndarray:
@@ -357,14 +474,19 @@ def budget_grid(budget: int, checkpoints: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], np.maximum(1, tail.round())]).astype(np.int64))
 
 
-def _l2(rho: float) -> Any:
-    from blacksat.perturbations import L2Ball
-
-    return L2Ball(rho)
-
-
 def _finite(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
-__all__ = ["DEMO_DEVICE_ARGS", "RHO", "SCHEMA", "DemoConfig", "budget_grid", "run_demo"]
+__all__ = [
+    "DEMO_DEVICE_ARGS",
+    "LABELS",
+    "RHO",
+    "SCHEMA",
+    "DemoConfig",
+    "Plan",
+    "budget_grid",
+    "offline_sat_label",
+    "plan",
+    "run_demo",
+]

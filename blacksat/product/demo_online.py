@@ -86,9 +86,11 @@ def zo_sat(
     perturbation: Any,
     seed: int,
     progress: bool,
+    label: str = "query-only SAT",
 ) -> OnlineRun:
-    """Query-only SAT (average case over ``perturbation``, one draw per step) from ``theta0``
-    with at most ``budget`` reconfigurations; the task's digital layers stay as they are."""
+    """Query-only SAT (average case over ``perturbation``, one draw per step; ``None``: plain
+    zeroth-order descent) from ``theta0`` with at most ``budget`` reconfigurations; the task's
+    digital layers stay as they are. ``label``: what the progress bar says."""
     from blacksat.builder import EstimatorSpec, SatSpec, build_estimator
     from blacksat.train_config import TrainConfig
     from blacksat.trainer import Trainer
@@ -96,11 +98,11 @@ def zo_sat(
     meter = MeteredDevice(chip, max_reconfigurations=budget)
     built = build_estimator(
         EstimatorSpec("zeroth_order", args={"q": q, "sigma": sigma}),
-        SatSpec(perturbation="demo", mode="average"),
+        None if perturbation is None else SatSpec(perturbation="demo", mode="average"),
         task=task,
         device=meter,
         chip=chip,
-        perturbations={"demo": perturbation},
+        perturbations=None if perturbation is None else {"demo": perturbation},
     )
     rec = _Iterates(built.estimator, meter)
     cfg = TrainConfig(
@@ -113,7 +115,9 @@ def zo_sat(
         progress=progress,
         train_digital=False,
     )
-    res = Trainer(task, rec, chip.space, cfg, meter=meter).fit(theta0)
+    trainer = Trainer(task, rec, chip.space, cfg, meter=meter)
+    trainer.label = label
+    res = trainer.fit(theta0)
     iterates = [*rec.rows, (meter.ledger.reconfigurations, res.theta)]
     loss = res.history[-1]["loss"] if res.history else float("nan")
     return OnlineRun(res.theta, meter.ledger, res.reason, res.steps, loss, iterates)
@@ -153,14 +157,21 @@ def nevergrad(
     workers: int,
     seed: int,
     progress: bool,
+    label: str | None = None,
+    batch_size: int | None = None,
 ) -> OnlineRun:
     """A nevergrad optimizer from ``theta0`` on the full-training-split loss of the chip, at
-    most ``budget`` reconfigurations; the task's digital layers are frozen."""
+    most ``budget`` reconfigurations (``batch_size``: minibatches of the training split
+    instead); the task's digital layers are frozen."""
     meter = MeteredDevice(chip, max_reconfigurations=budget)
     with tqdm(
-        total=budget, disable=not progress, desc=optimizer, unit="reconf", dynamic_ncols=True
+        total=budget,
+        disable=not progress,
+        desc=label or f"nevergrad {optimizer}",
+        unit="reconf",
+        dynamic_ncols=True,
     ) as bar:
-        obj = _Tracked(task, meter, batch_size=None, seed=seed, bar=bar)
+        obj = _Tracked(task, meter, batch_size=batch_size, seed=seed, bar=bar)
         res = minimize(obj, optimizer, budget=budget, num_workers=workers, seed=seed, init=theta0)
     iterates = [(0, np.asarray(theta0, dtype=np.float64).copy()), *obj.rows]
     iterates.append((meter.ledger.reconfigurations, res.theta))

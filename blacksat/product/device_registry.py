@@ -232,8 +232,8 @@ def device_perturbations(chip: Any, name: str | None = None) -> dict[str, Any]:
 
 def fresh_builder(spec: Any, chip: Any) -> Any:
     """``seed -> another chip of the same process`` for a device built from ``spec`` (a
-    :class:`~blacksat.product.run_config.DeviceSpec`), or ``None`` when the device cannot make one (a
-    factory that takes no seed)."""
+    :class:`~blacksat.product.run_config.DeviceSpec`), or ``None`` when the device cannot make
+    one (a factory that takes no seed)."""
     if callable(getattr(chip, "fresh_chip", None)):
         return chip.fresh_chip
     factory = load_factory(spec.factory) if spec.factory else lookup(spec.name)

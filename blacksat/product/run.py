@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from blacksat.product.device_registry import device_model, device_perturbations, fresh_builder
 from blacksat.errors import ConfigError
 from blacksat.evaluation import (
     accuracy,
@@ -54,6 +53,7 @@ from blacksat.evaluation import (
     transfer,
 )
 from blacksat.meter import Ledger, MeteredDevice
+from blacksat.product.device_registry import device_model, device_perturbations, fresh_builder
 from blacksat.product.run_config import RunConfig
 
 RESULT_SCHEMA = "blacksat.run/1"

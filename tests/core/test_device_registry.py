@@ -9,8 +9,8 @@ import pytest
 from doubles import LinearDevice
 
 from blacksat import device_registry as reg
-from blacksat.product.cli import main
 from blacksat.errors import ConfigError
+from blacksat.product.cli import main
 from blacksat.product.run_config import DeviceSpec
 
 

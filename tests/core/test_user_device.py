@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from blacksat import ParamSpace
-from blacksat.product.cli import main
 from blacksat.data import load_iris
-from blacksat.product.device_registry import check_task_fits
 from blacksat.errors import ConfigError
 from blacksat.generic_task import generic_task
+from blacksat.product.cli import main
+from blacksat.product.device_registry import check_task_fits
 
 HERE = Path(__file__).parent
 INSTANCES: list[AnalogArray] = []

@@ -124,45 +124,56 @@ fresh_chips = 3
 drift_points = 3
 checkpoints = 3
 landscape_points = 5
-landscape_radius = 0.2
 """
 
 
 def test_demo_writes_report_results_and_plots(tmp_path, capsys):
-    cfg = write(tmp_path / "demo.toml", TINY_DEMO)
+    cfg = write(tmp_path / "demo.toml", TINY_DEMO + "seeds = 2\n")
     out = tmp_path / "out"
-    assert (
-        main(["demo", "--quick", "--quiet", "--out", str(out), "--seed", "1", "--config", cfg]) == 0
-    )
+    argv = ["demo", "--quick", "--quiet", "--out", str(out), "--seed", "1", "--config", cfg]
+    assert main(argv) == 0
     r = json.loads((out / "results.json").read_text())
-    assert r["schema"] == "blacksat.demo/3" and r["seed"] == 1 and r["quick"]
+    assert r["schema"] == "blacksat.demo/4" and r["seeds"] == [1, 2] and r["quick"]
     assert r["config"]["budget"] == 48 and r["config"]["offline_steps"] == 3
-    assert list(r["methods"]) == ["offline_bp", "offline_sat", "zo_sat", "nevergrad"]
-    for key, m in r["methods"].items():
-        assert 0.0 <= m["chip"] <= 1.0 and 0.0 <= m["exact_model"] <= 1.0
-        assert len(m["fresh_chips"]["accuracies"]) == 3
-        assert m["fresh_chips"]["labels"] == [1001, 1002, 1003]
-        drift = m["drift"]["temperature"]
-        assert drift["values"] == [-2.0, 0.0, 2.0] and len(drift["accuracies"]) == 3
-        spent = m["training_ledger"]["reconfigurations"]
-        assert spent == 0 if key.startswith("offline") else 0 < spent <= 48
-    curve = r["budget_curve"]["methods"]
-    assert set(curve) == {"zo_sat", "nevergrad"}
-    for rows in curve.values():
-        spends = [row["reconfigurations"] for row in rows]
-        assert spends == [0, 12, 24, 48]  # 0, then doubling up to the budget
-        # the start is the offline SAT solution, on the same exact model
-        assert rows[0]["accuracy"] == pytest.approx(r["methods"]["offline_sat"]["exact_model"])
+    assert r["offline"]["lr"] == 0.02 and r["chance"] == pytest.approx(0.1)
+    assert r["offline"]["perturbation"]["model"] == "phase_drift"  # not an L2 ball
+    assert sorted(p.name for p in (out / "seeds").iterdir()) == ["seed-1.json", "seed-2.json"]
+    for run in r["runs"]:
+        assert list(run["methods"]) == ["offline_bp", "offline_sat", "zo_sat", "nevergrad"]
+        for key, m in run["methods"].items():
+            assert 0.0 <= m["chip"] <= 1.0 and 0.0 <= m["exact_model"] <= 1.0
+            assert m["fresh_chips"]["labels"] == [run["seed"] + 1000 + i for i in range(3)]
+            drift = m["drift"]["temperature"]
+            assert drift["values"] == [-2.0, 0.0, 2.0] and len(drift["accuracies"]) == 3
+            spent = m["training_ledger"]["reconfigurations"]
+            assert spent == 0 if key.startswith("offline") else 0 < spent <= 48
+        for rows in run["budget_curve"].values():
+            assert [row["reconfigurations"] for row in rows] == [0, 12, 24, 48]
+            start = run["methods"]["offline_sat"]["exact_model"]
+            assert rows[0]["accuracy"] == pytest.approx(start)
+    chip = r["summary"]["methods"]["zo_sat"]["metrics"]["chip"]
+    vals = [run["methods"]["zo_sat"]["chip"] for run in r["runs"]]
+    assert chip["values"] == vals and chip["mean"] == pytest.approx(np.mean(vals))
+    assert chip["std"] == pytest.approx(np.std(vals, ddof=1))
     land = r["landscape"]
-    assert len(land["alphas"]) == 5 and set(land["methods"]) == {"offline_bp", "offline_sat"}
-    for slices in land["methods"].values():
-        mid = slices["random"][2]
-        assert mid == pytest.approx(slices["common_mode"][2])  # both pass through theta
+    assert land["radius"] == pytest.approx(2 * land["rated_common_mode"])  # tied to the drift
+    assert len(land["alphas"]) == 5
     for plot in r["plots"]:
         assert (out / plot).stat().st_size > 1000
     report = (out / "report.md").read_text()
-    assert "# blacksat demo report" in report and "query-only SAT" in report
+    assert "## Findings" in report and "higher on" in report and "Chance: 10 %" in report
+    assert "temperature -2 K" in report and "± " in report
     assert "the chip" in capsys.readouterr().out
+
+
+def test_demo_progress_bars_name_their_phase(tmp_path, capsys):
+    cfg = write(tmp_path / "demo.toml", TINY_DEMO + "seeds = 1\n")
+    argv = ["demo", "--quick", "--out", str(tmp_path / "o"), "--config", cfg, "--device", "mrr"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    for phase in ("offline BP", "offline SAT", "query-only SAT", "nevergrad DiagonalCMA"):
+        assert phase in err, phase
+    assert "train:" not in err
 
 
 @pytest.mark.parametrize(

@@ -65,3 +65,52 @@ def test_online_run_gives_the_iterate_held_at_each_spend():
     run = OnlineRun(its[-1][1], Ledger(20), "budget", 3, 0.1, its)
     got = run.at([0, 7, 8, 15, 16, 100])
     assert got[:, 0].tolist() == [0, 0, 1, 1, 2, 3]
+
+
+def test_drift_labels_carry_units_and_read_naturally():
+    from blacksat.product.demo_report import drift_label
+
+    assert drift_label("temperature", 2.0, {"unit": "K", "value": 0.0}) == (
+        "chip at temperature +2 K"
+    )
+    assert drift_label("scale", 0.9, {"unit": "ratio", "value": 1.0}) == (
+        "chip at scale x0.9 (nominal x1)"
+    )
+    assert drift_label("shift_x", -2.0, {"unit": "px", "value": 0.0}).endswith("-2 px")
+
+
+def test_findings_follow_the_numbers():
+    from blacksat.product.demo_report import findings, stats
+
+    def method(label, chip, drift):
+        return {
+            "label": label,
+            "kind": "x",
+            "metrics": {
+                "chip": stats(chip),
+                "fresh_chips": stats(chip),
+                "temperature=+2": stats(drift),
+            },
+        }
+
+    r = {
+        "seeds": [0, 1, 2],
+        "quick": False,
+        "chance": 0.1,
+        "device": {"nuisances": {"temperature": {"unit": "K", "value": 0.0}}},
+        "summary": {
+            "methods": {
+                "offline_bp": method("offline BP", [0.90, 0.91, 0.92], [0.20, 0.25, 0.22]),
+                "offline_sat": method("offline SAT", [0.88, 0.93, 0.90], [0.80, 0.82, 0.85]),
+                "zo_sat": method("query-only SAT", [0.95, 0.96, 0.94], [0.80, 0.82, 0.85]),
+                "nevergrad": method("nevergrad", [0.05, 0.06, 0.12], [0.05, 0.06, 0.07]),
+            }
+        },
+    }
+    text = "\n".join(findings(r))
+    assert "offline SAT vs offline BP on the chip" in text
+    line = next(x for x in text.splitlines() if "BP, chip at temperature +2 K" in x)
+    assert "**helped**" in line and "3 of 3 seeds" in line and "+60.0 ± 3.0 pp" in line
+    chip = next(x for x in text.splitlines() if "vs offline BP on the chip" in x)
+    assert "no clear difference" in chip
+    assert "Within 5 points of chance (10 %) on the chip: nevergrad" in text

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from remote_lab import chip
 
-from blacksat.product.cli import main
 from blacksat.errors import ConfigError
+from blacksat.product.cli import main
 from blacksat.remote import RemoteDevice
 from blacksat.remote.auth import TokenStore, digest, parse_scopes
 from blacksat.remote.command import resolve_device
