@@ -123,7 +123,11 @@ class L2Ball:
         return self.rho == 0
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         g = _grad(theta, grad)
@@ -167,7 +171,11 @@ class Adaptive:
         return theta.to(torch.float64).abs() + self.eta
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         t = self._t(theta)
@@ -206,6 +214,7 @@ class PerControl:
     kind: Kind = "box"
     mask: Any = field(default=None, repr=False)
     scale: Any = field(default=None, repr=False)
+    _w: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "radius", _radius("radius", self.radius))
@@ -238,7 +247,11 @@ class PerControl:
         return r if w is None else r * w
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         return _out(theta, self._width(theta) * torch.sign(_grad(theta, grad)))
@@ -289,6 +302,8 @@ class CommonMode:
     kind: Kind = "box"
     scale: Any = field(default=None, repr=False)
     grid: int = 0
+    _idx: torch.Tensor = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
+    _gid: torch.Tensor = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "radius", _radius("radius", self.radius))
@@ -353,7 +368,11 @@ class CommonMode:
         return delta if scale is None else delta * scale
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         if self.grid:
@@ -417,6 +436,7 @@ class Subspace:
 
     basis: Any = field(repr=False)
     rho: float
+    _q: torch.Tensor = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
@@ -454,7 +474,11 @@ class Subspace:
             )
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         self._check(theta)
@@ -518,7 +542,11 @@ class Combined:
         return sum(probe_evaluations(m) for m in self.models)
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         out = Perturbation()
         for m in self.models:
