@@ -115,6 +115,11 @@ class L2Ball:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
 
+    @property
+    def radius(self) -> float:
+        """The size of the set, under the name every model shares (``rho`` here)."""
+        return self.rho
+
     needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
@@ -160,6 +165,11 @@ class Adaptive:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
         object.__setattr__(self, "eta", _radius("eta", self.eta))
+
+    @property
+    def radius(self) -> float:
+        """The size of the set, under the name every model shares (``rho`` here)."""
+        return self.rho
 
     needs_gradient = True  # the worst case is read off the loss gradient
 
@@ -460,6 +470,11 @@ class Subspace:
     @property
     def rank(self) -> int:
         return int(self._q.shape[1])
+
+    @property
+    def radius(self) -> float:
+        """The size of the set, under the name every model shares (``rho`` here)."""
+        return self.rho
 
     needs_gradient = True  # the worst case is read off the loss gradient
 
