@@ -314,17 +314,17 @@ def evaluate(
     }
     if fresh_chips:
         seeds = [chip.seed + FRESH_SEED_OFFSET + i for i in range(fresh_chips)]
-        out["fresh_chips"] = transfer(task, theta, [chip.fresh_chip(s) for s in seeds]).to_dict()
+        out["fresh_chips"] = transfer(task, [chip.fresh_chip(s) for s in seeds], theta).to_dict()
     if sweep:
         grid = {n.name: np.linspace(n.rated[0], n.rated[1], 5).tolist() for n in chip.nuisances}
         if grid:
-            out["nuisance_sweeps"] = nuisance_sweep(task, theta, chip.perturbed, grid).to_dict()
+            out["nuisance_sweeps"] = nuisance_sweep(task, chip.perturbed, theta, grid).to_dict()
         sweeps = {}
         for name, model in chip.perturbation_models().items():
             if model.sample(torch.as_tensor(theta), np.random.default_rng(0)).nuisance:
                 continue  # a nuisance model: covered by the nuisance sweep
             table = perturbation_sweep(
-                task, theta, chip, model, [0.5, 1.0, 2.0], draws=10, rng=seed
+                task, chip, theta, model, [0.5, 1.0, 2.0], draws=10, rng=seed
             )
             sweeps[name] = table.to_dict()
         out["perturbation_sweeps"] = sweeps
