@@ -21,6 +21,7 @@ demo: env
 
 test: env
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -n 2
 
 test-all: env

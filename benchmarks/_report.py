@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from blacksat.evaluation import Summary
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 HEADER = (
@@ -26,6 +28,17 @@ def machine() -> str:
         f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
     )
+
+
+def summary(values: Iterable[float | None]) -> tuple[float, float, int]:
+    """``(mean, std, n)`` of the values that are not ``None``: the one summary every study
+    reports, :class:`blacksat.evaluation.Summary` (sample std, ``ddof=1``; 0 for one value);
+    ``(nan, nan, 0)`` for none."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return float("nan"), float("nan"), 0
+    s = Summary.of(vals)
+    return s.mean, s.std, len(vals)
 
 
 def write_section(key: str, body: str) -> None:

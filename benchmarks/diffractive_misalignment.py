@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, save_cells, write_section
+from _report import ROOT, machine, save_cells, summary, write_section
 
 from blacksat.data import load_digits
 from blacksat.devices import DEVICES
@@ -272,8 +272,7 @@ def pooled(
         k = r["methods"].index(method)
         targets = ["nominal"] if on == "nominal" else [t for t in r["acc"] if t != "nominal"]
         vals += [r["acc"][t][cond][k] for t in targets if cond in r["acc"][t]]
-    a = 100 * np.asarray(vals)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0, int(a.size)
+    return summary(100 * np.asarray(vals))
 
 
 def fmt(m: float, sd: float) -> str:

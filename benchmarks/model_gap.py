@@ -17,11 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_section
+from _report import machine, summary, write_section
 
 from blacksat.data import load_digits
 from blacksat.devices import DEVICES
@@ -88,8 +87,8 @@ def run(name: str, chips: list[int], steps: int, seed: int = 0) -> list[dict]:
             {
                 "device": name,
                 "chip": label,
-                "mean": float(np.mean(accs)),
-                "std": float(np.std(accs)),
+                "mean": summary(accs)[0],
+                "std": summary(accs)[1],
             }
         )
     return rows

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, save_cells, write_section
+from _report import machine, save_cells, summary, write_section
 
 from blacksat.data import load_digits
 from blacksat.devices import DEVICES
@@ -307,12 +307,8 @@ def per_run(run: dict[str, Any]) -> dict[str, list[float]]:
     return out
 
 
-def _ms(vals: Sequence[float]) -> tuple[float, float, int]:
-    return float(np.mean(vals)), float(np.std(vals)), len(vals)
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Pool runs per variant key: mean, std (ddof 0) and count, over seeds or seeds x chips."""
+    """Pool runs per variant key: mean, std (ddof 1) and count, over seeds or seeds x chips."""
     out: dict[str, dict[str, Any]] = {}
     for key in dict.fromkeys(r["key"] for r in runs):
         rs = [r for r in runs if r["key"] == key]
@@ -321,14 +317,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for k, vals in per_run(r).items():
                 pooled.setdefault(k, []).extend(vals)
         s: dict[str, Any] = {"family": rs[0]["family"], "label": rs[0]["label"], "n": len(rs)}
-        s.update({k: _ms(vals) for k, vals in pooled.items()})
+        s.update({k: summary(vals) for k, vals in pooled.items()})
         nom = np.array([r["nominal"] for r in rs])
         s["nom_curve"] = (nom.mean(0).tolist(), nom.std(0).tolist())
         chip = np.array([a for r in rs for a in r["chip"]]) if rs[0]["chip"] else None
         s["chip_curve"] = None if chip is None else (chip.mean(0).tolist(), chip.std(0).tolist())
         for k in ("hessian_top", "cm_curvature"):
             vals = [r[k] for r in rs if r[k] is not None]
-            s[k] = _ms(vals) if vals else None
+            s[k] = summary(vals) if vals else None
         s["train_s"] = float(np.mean([r["train_s"] for r in rs]))
         out[key] = s
     return out
@@ -684,8 +680,14 @@ def discussion(summary: dict[str, dict[str, Any]], chosen: dict[str, str]) -> li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument(
+        "--report-only", action="store_true", help="re-render from results/mrr_drift/runs.json"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.report_only:
+        report_only()
+        return
     t0 = time.perf_counter()
     if args.quick:
         vs = variants(sigmas=(0.04,), cs=(1e-3,), rhos=(0.1,))
@@ -714,25 +716,39 @@ def main() -> None:
             runs.append({**run_variant(v, seed, CHIPS, STEPS), "phase": "reported"})
             r = runs[-1]
             print(f"run {seed} {v.key}: 2K {worst2(r, r['nominal']):.3f}", flush=True)
-    summary = summarize([r for r in runs if r["phase"] == "reported"])
     minutes = (time.perf_counter() - t0) / 60
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
+    report(runs, chosen, minutes)
+
+
+def report(runs: list[dict[str, Any]], chosen: dict[str, str], minutes: float) -> None:
+    """``summary.json``, cells, plots and the BENCHMARKS.md section from the runs."""
+    tuning = summarize([r for r in runs if r["phase"] == "tuning"])
+    reported = summarize([r for r in runs if r["phase"] == "reported"])
     (OUT / "summary.json").write_text(
         json.dumps(
-            {"chosen": chosen, "tuning": tuning, "reported": summary, "minutes": minutes}, indent=1
+            {"chosen": chosen, "tuning": tuning, "reported": reported, "minutes": minutes},
+            indent=1,
         )
         + "\n"
     )
-    save_cells(STUDY, cells(summary, chosen))
+    save_cells(STUDY, cells(reported, chosen))
     base = [chosen[f] for f in FAMILIES[:5]]
-    cm = [chosen["BP"]] + [k for k, s in summary.items() if s["family"].startswith("common-mode")]
+    cm = [chosen["BP"]] + [k for k, s in reported.items() if s["family"].startswith("common-mode")]
     groups = {"baselines and unstructured SAT": base, "common-mode SAT (BP for reference)": cm}
-    plot_curves(summary, groups, "nom_curve", OUT / "accuracy_vs_drift_nominal.png")
-    plot_curves(summary, groups, "chip_curve", OUT / "accuracy_vs_drift_chips.png")
-    plot_rho(summary, chosen["BP"], OUT / "rho_sweep.png")
-    write_section("mrr-drift", section(summary, tuning, chosen, minutes))
+    plot_curves(reported, groups, "nom_curve", OUT / "accuracy_vs_drift_nominal.png")
+    plot_curves(reported, groups, "chip_curve", OUT / "accuracy_vs_drift_chips.png")
+    plot_rho(reported, chosen["BP"], OUT / "rho_sweep.png")
+    write_section("mrr-drift", section(reported, tuning, chosen, minutes))
     print(f"wrote BENCHMARKS.md ({minutes:.1f} min)")
+
+
+def report_only() -> None:
+    """Re-render from ``runs.json`` and the choices and wall time in ``summary.json``."""
+    runs = json.loads((OUT / "runs.json").read_text())
+    saved = json.loads((OUT / "summary.json").read_text())
+    report(runs, saved["chosen"], saved["minutes"])
 
 
 if __name__ == "__main__":

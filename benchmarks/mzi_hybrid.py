@@ -70,7 +70,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, save_cells, write_section
+from _report import machine, save_cells, summary, write_section
 
 from blacksat.data import load_digits
 from blacksat.devices import DEVICES
@@ -335,15 +335,8 @@ def run_device(device: str, seeds: tuple[int, ...], n_chips: int, quick: bool) -
 
 
 # ------------------------------------------------------------------------------ summaries
-def _ms(values: list[float]) -> tuple[float, float, int]:
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    if v.size == 0:
-        return float("nan"), float("nan"), 0
-    return float(v.mean()), float(v.std()), int(v.size)
-
-
 def _fmt(values: list[float], digits: int = 1) -> str:
-    m, s, n = _ms(values)
+    m, s, n = summary(values)
     return "—" if n == 0 else f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
@@ -361,20 +354,24 @@ def summarize(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
         on = rows[0]["kind"] == "on-chip"
         s: dict[str, Any] = {
             "kind": rows[0]["kind"],
-            "nominal": _ms([r["nominal"] for r in rows]),
-            "train_chip": _ms([r["acc"] for r in rows]) if on else None,
-            "fresh": _ms([a for r in rows for a in r["fresh"]] if on else [r["acc"] for r in rows]),
-            "clean": _ms([r["clean"] for r in rows]),
-            "drift_worst": _ms([_worst_drift(r) for r in rows]),
-            "drift": {dt: _ms([r["drift"][dt] for r in rows]) for dt in rows[0]["drift"]},
-            "hessian_nominal": _ms([r.get("hessian_nominal") for r in rows if r["chip"] % 10 == 0]),
-            "hessian_exact": _ms([r.get("hessian_exact") for r in rows]),
+            "nominal": summary([r["nominal"] for r in rows]),
+            "train_chip": summary([r["acc"] for r in rows]) if on else None,
+            "fresh": summary(
+                [a for r in rows for a in r["fresh"]] if on else [r["acc"] for r in rows]
+            ),
+            "clean": summary([r["clean"] for r in rows]),
+            "drift_worst": summary([_worst_drift(r) for r in rows]),
+            "drift": {dt: summary([r["drift"][dt] for r in rows]) for dt in rows[0]["drift"]},
+            "hessian_nominal": summary(
+                [r.get("hessian_nominal") for r in rows if r["chip"] % 10 == 0]
+            ),
+            "hessian_exact": summary([r.get("hessian_exact") for r in rows]),
         }
         if not on:
-            s["coupler"] = _ms([r["coupler"] for r in rows])
-            s["phase"] = _ms([r["phase"] for r in rows])
-            s["refit"] = _ms([r["refit"] for r in rows])
-            s["refit_few"] = _ms([r.get("refit_few") for r in rows])
+            s["coupler"] = summary([r["coupler"] for r in rows])
+            s["phase"] = summary([r["phase"] for r in rows])
+            s["refit"] = summary([r["refit"] for r in rows])
+            s["refit_few"] = summary([r.get("refit_few") for r in rows])
         else:
             s["reconfigurations"] = int(np.max([r["reconfigurations"] for r in rows]))
         out[m] = s

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, save_cells, write_section
+from _report import machine, save_cells, summary, write_section
 
 from blacksat import Autograd, MeteredDevice, TrainConfig, Trainer, sat
 from blacksat.builder import EstimatorSpec, SatSpec, build_estimator
@@ -498,13 +498,8 @@ def pick(rows: list[dict[str, Any]], study: str, method: str, budget: int | None
     ]
 
 
-def ms(values: Any) -> tuple[float, float]:
-    v = np.asarray(list(values), dtype=float)
-    return float(v.mean()), float(v.std())
-
-
 def fmt(values: Any) -> str:
-    m, s = ms(values)
+    m, s, _ = summary(values)
     return f"{m:.1f} ± {s:.1f}"
 
 
@@ -559,14 +554,14 @@ def render(
     ft_gap = {a: gaps(rows, f"zo/{a}") for a in ASCENTS if ft_rows[a]}
     sat_ok = [a for a in ("average", "fresh", "probe", "free") if ft_gap[a].mean() <= 1.5]
     sc = pick(rows, "scratch", "zo/scratch", top)
-    sc_mean = ms(r["acc"] for r in sc)[0]
+    sc_mean = summary(r["acc"] for r in sc)[0]
     sc_samples = per_reconf(sc)
     gb = pick(rows, "scratch", "greybox/zo-sat")
-    gb_mean = ms(r["acc"] for r in gb)[0]
+    gb_mean = summary(r["acc"] for r in gb)[0]
     reach = [
         b
         for b in budgets
-        if ms(r["acc"] for r in pick(rows, "scratch", "zo/scratch", b))[0] >= 80.0
+        if summary(r["acc"] for r in pick(rows, "scratch", "zo/scratch", b))[0] >= 80.0
     ]
     lines += [
         "### Targets",
@@ -612,7 +607,7 @@ def render(
         cells_ = []
         for b in budgets:
             rs = pick(rows, "scratch", method, b)
-            samples = ms(r["samples"] for r in rs)[0] / 1e3
+            samples = summary(r["samples"] for r in rs)[0] / 1e3
             cells_.append(f"{fmt(r['acc'] for r in rs)} ({samples:.0f}k)")
         rs = pick(rows, "scratch", method, top)
         lines.append(
@@ -624,7 +619,7 @@ def render(
         )
     gbo = pick(rows, "scratch", "greybox/offline")
     gb_cells = [
-        f"{fmt(r['acc'] for r in gb)} ({ms(r['samples'] for r in gb)[0] / 1e3:.0f}k)"
+        f"{fmt(r['acc'] for r in gb)} ({summary(r['samples'] for r in gb)[0] / 1e3:.0f}k)"
         if b == ftb
         else "–"
         for b in budgets
@@ -704,7 +699,7 @@ def render(
         kind = "model-assisted" if a == "model" else "query-only"
         lines.append(
             f"| zeroth-order{' SAT' if a != 'none' else ''} ({kind}) | {ASCENT_DOC[a]} | "
-            f"{per[a]} | {ms(r['steps'] for r in rs)[0]:.0f} | {fmt(r['acc'] for r in rs)} | "
+            f"{per[a]} | {summary(r['steps'] for r in rs)[0]:.0f} | {fmt(r['acc'] for r in rs)} | "
             f"{fmt(ft_gap[a])} | {fmt(r['acc-2K'] for r in rs)} | {fmt(r['acc+2K'] for r in rs)} |"
         )
     fresh, free = ft_rows["fresh"], ft_rows["free"]
@@ -712,7 +707,8 @@ def render(
         "",
         f"Cost of the fresh zeroth-order ascent: it doubles the settings of a step ({4 * q} "
         f"instead of {2 * q}), so at equal reconfigurations it takes half the steps "
-        f"({ms(r['steps'] for r in fresh)[0]:.0f} vs {ms(r['steps'] for r in free)[0]:.0f}). "
+        f"({summary(r['steps'] for r in fresh)[0]:.0f} vs "
+        f"{summary(r['steps'] for r in free)[0]:.0f}). "
         f"Measured at {ftb} reconfigurations: fresh {fmt(r['acc'] for r in fresh)} % "
         f"(drift mean {fmt(drift_mean(r) for r in fresh)} %), momentum "
         f"{fmt(r['acc'] for r in free)} % ({fmt(drift_mean(r) for r in free)} %), probe "
@@ -740,7 +736,7 @@ def render(
         "step: for a one-dimensional perturbation set the ascent needs one directional "
         "difference, not a full gradient estimate. The momentum ascent ended below its offline "
         f"start on {below(rows, 'zo/free')} of {len(free)} runs (spread "
-        f"{ms(r['acc'] for r in free)[1]:.1f} pp); a likely reason (not measured "
+        f"{summary(r['acc'] for r in free)[1]:.1f} pp); a likely reason (not measured "
         "here) is that the momentum's common-mode component keeps its sign step after step, so "
         "the descent is taken at the same end of the drift range every time, i.e. the phases "
         "are trained for a chip shifted by 0.2 rad. From scratch, with enough steps, the "
@@ -748,7 +744,8 @@ def render(
         f"{top} reconfigurations zeroth-order SAT keeps "
         f"{fmt(drift_mean(r) for r in sc_sat)} % at ±2 K against "
         f"{fmt(drift_mean(r) for r in sc)} % without SAT, for "
-        f"{ms(r['acc'] for r in sc)[0] - ms(r['acc'] for r in sc_sat)[0]:.1f} pp at dT = 0.",
+        f"{summary(r['acc'] for r in sc)[0] - summary(r['acc'] for r in sc_sat)[0]:.1f} "
+        "pp at dT = 0.",
         "",
     ]
     # ------------------------------------------------------------ tuning
@@ -813,7 +810,7 @@ def cells(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rs = pick(rows, study, method, budget)
         if not rs:
             continue
-        m, s = ms(r[f"acc{dt:+g}K"] for r in rs for dt in DRIFT)
+        m, s, _ = summary(r[f"acc{dt:+g}K"] for r in rs for dt in DRIFT)
         out.append(
             {
                 "error": "common-mode drift",
@@ -823,7 +820,7 @@ def cells(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "acc": round(m, 2),
                 "acc_std": round(s, 2),
                 "n": len(rs),
-                "clean": round(ms(r["acc"] for r in rs)[0], 2),
+                "clean": round(summary(r["acc"] for r in rs)[0], 2),
                 "device": device,
             }
         )
@@ -843,17 +840,17 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
         ("zo/scratch", "from scratch, zeroth-order Adam (query-only)"),
         ("zo-sat/scratch", "from scratch, zeroth-order SAT (query-only)"),
     ):
-        m = [ms(r["acc"] for r in pick(rows, "scratch", method, b)) for b in budgets]
+        m = [summary(r["acc"] for r in pick(rows, "scratch", method, b)) for b in budgets]
         ax.errorbar(
-            budgets, [a for a, _ in m], [s for _, s in m], marker="o", capsize=3, label=label
+            budgets, [a for a, _, _ in m], [s for _, s, _ in m], marker="o", capsize=3, label=label
         )
     for method, x, label, mk in (
         ("greybox/offline", meta["grey_cal"], "grey box + offline SAT (model-assisted)", "s"),
         ("greybox/zo-sat", ftb, "... + zeroth-order SAT (model-assisted)", "D"),
     ):
-        a, s = ms(r["acc"] for r in pick(rows, "scratch", method))
+        a, s, _ = summary(r["acc"] for r in pick(rows, "scratch", method))
         ax.errorbar([x], [a], [s], marker=mk, capsize=3, linestyle="none", label=label)
-    a, s = ms(r["acc"] for r in pick(rows, "finetune", "zo/average"))
+    a, s, _ = summary(r["acc"] for r in pick(rows, "finetune", "zo/average"))
     ax.errorbar(
         [ftb],
         [a],
@@ -868,7 +865,7 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
         ("white box", "--", "white box on the chip (fine-tuning bound)"),
     ):
         ax.axhline(
-            ms(r["acc"] for r in pick(rows, "finetune", method))[0],
+            summary(r["acc"] for r in pick(rows, "finetune", method))[0],
             color="gray",
             linestyle=style,
             label=label,
@@ -888,12 +885,12 @@ def plot(rows: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
     cols = [("acc", "dT = 0"), ("acc-2K", "-2 K"), ("acc+2K", "+2 K")]
     x = np.arange(len(names))
     for i, (key, label) in enumerate(cols):
-        stats = [ms(r[key] for r in pick(rows, "finetune", nm)) for nm in names]
+        stats = [summary(r[key] for r in pick(rows, "finetune", nm)) for nm in names]
         ax.bar(
             x + (i - 1) * 0.27,
-            [a for a, _ in stats],
+            [a for a, _, _ in stats],
             0.27,
-            yerr=[s for _, s in stats],
+            yerr=[s for _, s, _ in stats],
             capsize=2,
             label=label,
         )

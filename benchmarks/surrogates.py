@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_section
+from _report import machine, summary, write_section
 
 from blacksat import Autograd, MeteredDevice, TrainConfig, Trainer, sat
 from blacksat.data import load_digits
@@ -166,10 +166,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, float]]:
     for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         acc = np.array([r["chip_accuracy"] for r in rs]) * 100
         r2 = np.array([r["probe_r2"] for r in rs])
+        mean, std, n = summary(acc)
         out[key] = {
-            "n": len(rs),
-            "mean": float(acc.mean()),
-            "std": float(acc.std(ddof=1)) if len(rs) > 1 else 0.0,
+            "n": n,
+            "mean": mean,
+            "std": std,
             "min": float(acc.min()),
             "r2": float(np.mean(r2)),
             "rel_err": float(np.mean([r.get("held_out_relative_error", 0.0) for r in rs])),

@@ -39,7 +39,7 @@ _MODELS = ("nominal", "exact")
 
 def estimator_args(name: str) -> set[str]:
     """The keyword arguments of a registered estimator a config may set."""
-    params = inspect.signature(ESTIMATORS[name].__init__).parameters
+    params = inspect.signature(ESTIMATORS[name]).parameters
     return {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY} - {"family", "space"}
 
 

@@ -152,7 +152,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(data) < 4 + 4 * ndim:
         raise ConfigError(f"{p} is truncated (header)")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    dtype = np.dtype(_IDX_DTYPES[data[2]])  # type: ignore[call-overload]
     count = int(np.prod(shape)) if ndim else 0
     body = data[4 + 4 * ndim :]
     if len(body) < count * dtype.itemsize:

@@ -21,9 +21,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from blacksat.device import Device
 from blacksat.errors import ConfigError
 from blacksat.meter import Ledger, MeteredDevice
-from blacksat.objective import Batch, Estimate, StepContext, objective
+from blacksat.objective import Batch, Estimate, StepContext, TrainingTask, objective
 from blacksat.space import ParamSpace
 from blacksat.validation import check_choice, check_int, check_real
 
@@ -42,7 +43,7 @@ def _pick(source: Any, family: Family | None, nuisance: Mapping[str, float], wha
     return family(**nuisance)
 
 
-def _digital(task: Any) -> list[torch.nn.Parameter]:
+def _digital(task: TrainingTask) -> list[torch.nn.Parameter]:
     return [p for p in task.digital_parameters() if p.requires_grad]
 
 
@@ -54,7 +55,7 @@ def _grads(loss: torch.Tensor, theta: torch.Tensor | None, params: list[torch.nn
 
 
 def query_cost(
-    device: Any, k: int, b: int, run: Callable[[], np.ndarray]
+    device: Device, k: int, b: int, run: Callable[[], np.ndarray]
 ) -> tuple[np.ndarray, Ledger]:
     """Run a device call and return its readings with the cost it spent.
 
@@ -92,7 +93,7 @@ class Autograd:
     def __init__(
         self,
         model: Any,
-        task: Any,
+        task: TrainingTask,
         *,
         family: Family | None = None,
         space: ParamSpace | None = None,
@@ -141,7 +142,7 @@ class _DeviceEstimator:
     name = "device"
     settings_per_evaluation = 1  # every row of ``evaluate`` is one setting on the device
 
-    def __init__(self, device: Any, task: Any, family: Family | None) -> None:
+    def __init__(self, device: Device, task: TrainingTask, family: Family | None) -> None:
         if not (hasattr(device, "query_many") and hasattr(device, "space")):
             raise ConfigError(
                 f"device must implement the Device protocol, got {type(device).__name__}"
@@ -149,7 +150,7 @@ class _DeviceEstimator:
         self.device, self.task, self.family = device, task, family
         self.space: ParamSpace = device.space
 
-    def _device(self, ctx: StepContext) -> Any:
+    def _device(self, ctx: StepContext) -> Device:
         return _pick(self.device, self.family, ctx.nuisance, f"{self.name} estimator")
 
     def _query(
@@ -188,7 +189,9 @@ class PhysicsAware(_DeviceEstimator):
 
     name = "physics_aware"
 
-    def __init__(self, device: Any, model: Any, task: Any, *, family: Family | None = None) -> None:
+    def __init__(
+        self, device: Device, model: Any, task: TrainingTask, *, family: Family | None = None
+    ) -> None:
         super().__init__(device, task, family)
         if not callable(model):
             raise ConfigError(
@@ -253,8 +256,8 @@ class ZerothOrder(_DeviceEstimator):
 
     def __init__(
         self,
-        device: Any,
-        task: Any,
+        device: Device,
+        task: TrainingTask,
         *,
         q: int | None = 8,
         sigma: float = 0.05,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -236,10 +238,35 @@ def _grid(grid: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
     return out
 
 
+def _is_setting(value: Any) -> bool:
+    """Whether ``value`` looks like controls (an array, or a list of numbers), not a target."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return True
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(v, numbers.Real) for v in value)
+    )
+
+
+def _target_first(target: Any, theta: Any, what: str) -> tuple[Any, Any]:
+    """``(target, theta)``; a call in the old order ``(task, theta, target, ...)`` still works,
+    with a ``DeprecationWarning``."""
+    if _is_setting(target) and not _is_setting(theta):
+        warnings.warn(
+            f"{what}(task, theta, target, ...) is the old argument order; every evaluation "
+            f"function takes (task, target, theta, ...) like accuracy()",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return theta, target
+    return target, theta
+
+
 def nuisance_sweep(
     task: Any,
-    theta: Any,
     family: Family,
+    theta: Any,
     grid: Mapping[str, Sequence[float]],
     *,
     product: bool = False,
@@ -260,6 +287,7 @@ def nuisance_sweep(
         A :class:`Table` with columns ``["sweep", *names, "accuracy"]``: ``sweep`` is the varied
         name (or ``"product"``); names not varied in a row hold ``None`` (nominal).
     """
+    family, theta = _target_first(family, theta, "nuisance_sweep")
     g = _grid(grid)
     names = list(g)
     th = _theta_np(theta)
@@ -285,9 +313,9 @@ def _shifted(theta: np.ndarray, p: Perturbation, space: ParamSpace | None) -> np
 
 def perturbation_sweep(
     task: Any,
-    theta: Any,
     target: Any,
-    model: PerturbationModel,
+    theta: Any,
+    perturbation: PerturbationModel,
     factors: Sequence[float],
     *,
     draws: int = 20,
@@ -299,14 +327,15 @@ def perturbation_sweep(
 ) -> Table:
     """Accuracy under random perturbations of growing size, averaged over many draws.
 
-    For each factor ``f``: ``draws`` perturbations ``p ~ model.scaled(f).sample(theta, rng)``;
+    For each factor ``f``: ``draws`` perturbations
+    ``p ~ perturbation.scaled(f).sample(theta, rng)``;
     each is evaluated on the full split at ``theta + p.delta`` projected (clipped) onto the
     target's space, on ``target`` or, when the draw carries nuisance values, on
     ``family(**p.nuisance)``.
 
     Args:
         target: the device or model evaluated for control-space draws.
-        model: a :class:`~blacksat.perturbations.PerturbationModel`.
+        perturbation: a :class:`~blacksat.perturbations.PerturbationModel`.
         factors: radius multipliers, e.g. ``[0, 0.5, 1, 2]`` (0: the unperturbed accuracy).
         draws: random draws per factor (``>= 1``).
         rng: generator or seed of the draws.
@@ -317,6 +346,7 @@ def perturbation_sweep(
         A :class:`Table` with columns ``factor, mean, std, min, max, draws``; each row also
         holds the per-draw ``accuracies``.
     """
+    target, theta = _target_first(target, theta, "perturbation_sweep")
     check_int("draws", draws, low=1)
     facs = [float(f) for f in factors]
     if not facs or not all(math.isfinite(f) and f >= 0 for f in facs):
@@ -326,7 +356,7 @@ def perturbation_sweep(
     t64 = torch.as_tensor(th)
     rows: list[dict[str, Any]] = []
     for f in facs:
-        scaled = model.scaled(f)
+        scaled = perturbation.scaled(f)
         perts = [scaled.sample(t64.clone(), gen) for _ in range(int(draws))]
         accs = np.empty(len(perts))
         plain = [i for i, p in enumerate(perts) if not p.nuisance]
@@ -362,8 +392,8 @@ def perturbation_sweep(
 
 def transfer(
     task: Any,
-    theta: Any,
     chips: Iterable[Any],
+    theta: Any,
     *,
     split: str = "test",
     batch_size: int | None = 512,
@@ -371,6 +401,7 @@ def transfer(
     """Accuracy of ``theta (d,)`` on each chip, e.g. ``[chip.fresh_chip(s) for s in seeds]``
     (fresh fabrication draws); devices or models. Returns the per-chip accuracies (labelled by
     each chip's ``seed`` where it has one, else its position) and their mean/std."""
+    chips, theta = _target_first(chips, theta, "transfer")
     th = _theta_np(theta)
     accs: list[float] = []
     labels: list[Any] = []

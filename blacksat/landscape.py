@@ -18,13 +18,12 @@ import torch
 
 from blacksat.errors import ConfigError
 from blacksat.space import ParamSpace
+from blacksat.validation import check_int
 
 
 def common_mode(d: int) -> np.ndarray:
     """The common-mode direction ``(d,)``: all ones (unit shift of every control)."""
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-        raise ConfigError(f"d must be a positive integer, got {d!r}")
-    return np.ones(int(d))
+    return np.ones(check_int("d", d, low=1))
 
 
 def random_direction(d: int, rng: np.random.Generator | int) -> np.ndarray:

@@ -167,11 +167,12 @@ class NonFinitePolicy:
         return self.estimator.evaluate(thetas, batch, ctx)
 
     def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
-        before = self.meter.ledger if self.meter is not None else None
+        meter = self.meter
+        before = meter.ledger if meter is not None else None
         try:
             est = self.estimator(theta, batch, ctx)
         except (InvalidReading, NonFiniteError) as exc:
-            spent = Ledger() if before is None else self.meter.ledger - before
+            spent = Ledger() if meter is None or before is None else meter.ledger - before
             return self._failed(theta, exc, spent)
         problem = _problem(est)
         if problem is not None:

@@ -91,6 +91,32 @@ class Estimate:
 
 
 @runtime_checkable
+class TrainingTask(Protocol):
+    """What a gradient estimator needs of a task (:class:`~blacksat.task.Task` is one).
+
+    ``encode(features (B, f)) -> x (B, *in)`` (the digital front end), ``decode(readings
+    (..., B, *out)) -> logits (..., B, C)`` (readout and back end), ``loss(logits, labels)``,
+    ``logits_model(model, theta, features)`` (the whole path through a model),
+    ``digital_parameters()``; ``dtype`` of the computation and the ``back`` layers (or
+    ``None``)."""
+
+    dtype: torch.dtype
+    back: torch.nn.Module | None
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor: ...
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
+
+    def logits_model(
+        self, model: Any, theta: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor: ...
+
+    def digital_parameters(self) -> Any: ...
+
+
+@runtime_checkable
 class GradientEstimator(Protocol):
     """Estimates ``dL/dtheta`` on a minibatch; never mutates ``theta``.
 
@@ -98,6 +124,13 @@ class GradientEstimator(Protocol):
     ``estimator.evaluate(thetas (K, d), batch, ctx) -> (losses (K,), cost)``: the objective at
     several settings (one device call where a device is involved), used by SAT's adversaries.
     ``task`` is the :class:`~blacksat.task.Task` the estimator differentiates.
+
+    Cost, before any query: ``settings_per_step() -> int`` (settings one estimate sends to the
+    device) and ``settings_per_evaluation`` (settings per row of ``evaluate``: 1 on a device, 0
+    through a model). Every estimator of blacksat has both (SAT and the wrappers included);
+    :mod:`blacksat.builder` sizes schedules from them. A wrapper's memory nests: its
+    ``state_dict()`` holds what it wraps under ``"inner_state"``
+    (:func:`blacksat.estimators.estimator_state`).
     """
 
     name: str
@@ -110,7 +143,9 @@ class GradientEstimator(Protocol):
     ) -> tuple[torch.Tensor, Ledger]: ...
 
 
-def objective(task: Any, logits: torch.Tensor, batch: Batch, ctx: StepContext) -> torch.Tensor:
+def objective(
+    task: TrainingTask, logits: torch.Tensor, batch: Batch, ctx: StepContext
+) -> torch.Tensor:
     """Task loss plus the context's extra term: ``logits (B, C)`` -> scalar,
     ``(K, B, C)`` -> ``(K,)``."""
     loss = task.loss(logits, batch.labels)
@@ -135,6 +170,7 @@ __all__ = [
     "ExtraLoss",
     "GradientEstimator",
     "StepContext",
+    "TrainingTask",
     "add_costs",
     "objective",
 ]

@@ -212,7 +212,8 @@ class QueryData:
         held = np.zeros(n, dtype=bool)
         held[rng.permutation(n)[:n_held]] = True
         held_rows = held[inverse]
-        train, test = [], []
+        train: list[Group] = []
+        test: list[Group] = []
         start = 0
         for t, x, y in self.groups:
             mask = held_rows[start : start + t.shape[0]]

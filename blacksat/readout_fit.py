@@ -25,6 +25,7 @@ from torch import nn
 from blacksat.errors import ConfigError, ShapeError
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.task import Ports
+from blacksat.validation import check_int
 
 
 def refit_readout(
@@ -73,12 +74,7 @@ def refit_readout(
     x_tr, y_tr = task.data.split("train")
     n_train = len(y_tr)
     if n_samples is not None:
-        ok = not isinstance(n_samples, bool) and isinstance(n_samples, (int, np.integer))
-        if not ok or not 2 <= n_samples <= n_train:
-            raise ConfigError(
-                f"n_samples must be an integer in [2, {n_train}] (the training split), "
-                f"got {n_samples!r}"
-            )
+        check_int("n_samples", n_samples, low=2, high=n_train)  # at most the training split
         idx = np.random.default_rng(seed).permutation(n_train)[: int(n_samples)]
         x_tr, y_tr = x_tr[idx], y_tr[idx]
     number = isinstance(l2, (int, float)) and not isinstance(l2, bool)

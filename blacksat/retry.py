@@ -21,7 +21,6 @@ Errors that never reached the device (invalid settings, a refused budget) and in
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from blacksat.errors import (
     InvalidReading,
     ValidationError,
 )
+from blacksat.validation import check_int, check_real
 
 T = TypeVar("T")
 
@@ -74,15 +74,9 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        n = self.max_retries
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ConfigError(f"max_retries must be an integer >= 0, got {n!r}")
+        check_int("max_retries", self.max_retries, low=0)
         for name, low in (("backoff", 0.0), ("factor", 1.0), ("max_backoff", 0.0)):
-            v = getattr(self, name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-            if not ok or not math.isfinite(v) or v < low:
-                raise ConfigError(f"{name} must be a finite number >= {low:g}, got {v!r}")
-            object.__setattr__(self, name, float(v))
+            object.__setattr__(self, name, check_real(name, getattr(self, name), low=low))
         on = self.retry_on
         if isinstance(on, type):
             on = (on,)

@@ -251,7 +251,9 @@ def sat(
             continue
         if not (callable(est) and hasattr(est, "evaluate") and hasattr(est, "task")):
             raise ConfigError(f"{what} must be a gradient estimator, got {type(est).__name__}")
-    model = perturbation if perturbation is not None else L2Ball(rho)  # type: ignore[arg-type]
+    model: PerturbationModel = (
+        perturbation if perturbation is not None else L2Ball(rho)  # type: ignore[arg-type]
+    )
     return SAT(
         descent=descent,
         ascent=descent if ascent is None else ascent,

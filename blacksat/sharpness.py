@@ -406,7 +406,9 @@ def query_sharpness(
     space = getattr(device, "space", None)
     if space is None or not callable(getattr(device, "query_many", None)):
         raise ConfigError(f"device must have `space` and `query_many`, got {type(device).__name__}")
-    pmodel: PerturbationModel = perturbation if perturbation is not None else L2Ball(rho)
+    pmodel: PerturbationModel = (
+        perturbation if perturbation is not None else L2Ball(float(rho))  # type: ignore[arg-type]
+    )
     gen = as_generator(rng)
     t = _theta64(theta, space.dim)
     deltas = []

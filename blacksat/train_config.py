@@ -143,7 +143,8 @@ class TrainConfig:
         # build throwaway instances so bad kwargs fail here, not mid-run
         probe = torch.zeros(1, dtype=torch.float64, requires_grad=True)
         try:
-            opt = self.optimizer_class()([probe], lr=self.lr, **self.optimizer_kwargs)
+            make: Any = self.optimizer_class()
+            opt = make([probe], lr=self.lr, **self.optimizer_kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid optimizer_kwargs for {self.optimizer}: {exc}") from exc
         if self.schedule in ("cosine", "step"):

@@ -170,7 +170,7 @@ class Trainer:
         all_digital = list(task.digital_parameters()) if hasattr(task, "digital_parameters") else []
         self._all_digital = all_digital
         self._digital = [p for p in all_digital if p.requires_grad] if config.train_digital else []
-        self._theta: torch.nn.Parameter | None = None
+        self._theta: torch.nn.Parameter = None  # type: ignore[assignment]  # set by _build
         self._clean = True
 
     # ------------------------------------------------------------------ public API
@@ -210,7 +210,7 @@ class Trainer:
             epoch=self._epoch,
             order=None if self._order is None else torch.as_tensor(self._order),
             offset=self._offset,
-            rng=self._rng.bit_generator.state,
+            rng=dict(self._rng.bit_generator.state),
             optimizer=self._opt.state_dict(),
             scheduler=None if self._sched is None else self._sched.state_dict(),
             digital=digital,
@@ -446,7 +446,8 @@ class Trainer:
         groups: list[dict[str, Any]] = [{"params": [self._theta], "lr": cfg.lr}]
         if self._digital:
             groups.append({"params": self._digital, "lr": cfg.digital_lr or cfg.lr})
-        self._opt = cfg.optimizer_class()(groups, lr=cfg.lr, **cfg.optimizer_kwargs)
+        make: Any = cfg.optimizer_class()
+        self._opt = make(groups, lr=cfg.lr, **cfg.optimizer_kwargs)
         self._sched = make_schedule(
             cfg, self._opt, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch
         )

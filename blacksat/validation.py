@@ -92,7 +92,7 @@ def check_choice(name: str, value: Any, choices: Iterable[T]) -> T:
     allowed = list(choices)
     if not any(value == c and type(value) is type(c) for c in allowed):
         raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def as_generator(seed: Any, name: str = "rng") -> np.random.Generator:

@@ -241,7 +241,8 @@ def affine_resample(
 
     Scalars apply to every leading item; ``(M,)`` parameters to the ``M`` items of axis 0.
     Returns the same shape and dtype as ``images``; returns ``images`` itself (exactly) when
-    every item has zero rotation and shift and unit scale.
+    every item has zero rotation and shift and unit scale, unless a transform requires a
+    gradient (the identity transform is then resampled, so the gradient reaches it).
     """
     if images.ndim < 2:
         raise ShapeError(f"images must be (..., H, W), got {tuple(images.shape)}")
@@ -256,7 +257,8 @@ def affine_resample(
             raise ShapeError(f"{name} has {n} items, expected 1 or {m}")
     if m > 1 and (images.ndim < 3 or images.shape[0] != m):
         raise ShapeError(f"{m} transforms need images (M={m}, ..., H, W), got {images.shape}")
-    if bool(torch.all(rot == 0) & torch.all(sh == 0) & torch.all(sc == 1)):
+    learning = rot.requires_grad or sh.requires_grad or sc.requires_grad  # a grey-box fit
+    if not learning and bool(torch.all(rot == 0) & torch.all(sh == 0) & torch.all(sc == 1)):
         return images
     if bool(torch.any(sc <= 0)):
         raise ConfigError("scale must be > 0")

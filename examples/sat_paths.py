@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     theta = result.theta
     nz = chip.nuisances[0]
-    sweep = nuisance_sweep(task, theta, chip.perturbed, {nz.name: [nz.rated[1]]})
+    sweep = nuisance_sweep(task, chip.perturbed, theta, {nz.name: [nz.rated[1]]})
     out = {
         "chip": accuracy(task, chip, theta),
         "fresh_chip": accuracy(task, chip.fresh_chip(args.seed + 1000), theta),

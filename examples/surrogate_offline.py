@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
     cal = calibrate(make_surrogate(), meter, x, n_settings, seed=args.seed)
     sur = cal.surrogate
     print(f"calibration ({cal.reason}, {cal.spent.reconfigurations} settings): {sur.report_}")
-    print(f"  (the grey box alone: train RMSE {sur.base.report_.train_rmse:.3g})")
+    print(f"  (the grey box alone: train RMSE {sur.base_.report_.train_rmse:.3g})")
 
     config = TrainConfig(lr=0.02, max_steps=steps, epochs=None, batch_size=64, progress=False)
     accuracy = {}

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if name == "SAT":
             est = sat(est, perturbation=drift, mode="average")
         theta = Trainer(task, est, chip.space, config).fit(chip.initial_controls(args.seed)).theta
-        sweep = nuisance_sweep(task, theta, chip.perturbed, {"temperature": temps})
+        sweep = nuisance_sweep(task, chip.perturbed, theta, {"temperature": temps})
         curves[name] = sweep.column("accuracy")
 
     print(f"{args.device}: white-box BP vs SAT against {setup['drift']!r} ({drift!r})")

@@ -1,8 +1,10 @@
 """Shared machinery of the surrogates: data handling, the fitting loop, fit-quality reports.
 
 A surrogate is a differentiable :class:`~blacksat.Model` learned from recorded queries
-(scikit-learn style: ``__init__`` stores arguments, :meth:`Surrogate.fit` returns ``self``,
-fitted attributes end in ``_``):
+(scikit-learn style: ``__init__`` stores and checks arguments and builds nothing; every
+:meth:`Surrogate.fit` builds the fitted parts afresh, unless ``warm_start=True`` continues from
+the last fit; :meth:`Surrogate.fit` returns ``self``; fitted attributes end in ``_``; a model
+given to a surrogate is copied, never modified):
 
 - ``surrogate.fit(data)`` with ``data`` a :class:`~blacksat.querydata.QueryData` (e.g.
   ``QueryLog(path).data()``) or any sequence of groups ``(thetas (K, d), x (B, *in),
@@ -17,6 +19,7 @@ fitted attributes end in ``_``):
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -168,6 +171,7 @@ class Surrogate(nn.Module):
         seed: seeds the split, the batch order and any initialisation.
         dtype: ``torch.float32`` or ``torch.float64``.
         weight_decay: decoupled weight decay (``torch.optim.AdamW``); 0 is plain Adam.
+        warm_start: a second :meth:`fit` continues from the first (default: starts afresh).
     """
 
     def __init__(
@@ -180,8 +184,10 @@ class Surrogate(nn.Module):
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         weight_decay: float = 0.0,
+        warm_start: bool = False,
     ) -> None:
         super().__init__()
+        self.warm_start = bool(warm_start)
         self.steps = _check_int("steps", steps, 0)
         self.lr = _check_pos("lr", lr)
         self.batch_samples = _check_int("batch_samples", batch_samples, 1)
@@ -227,7 +233,39 @@ class Surrogate(nn.Module):
         return quality(self, data)
 
     def _prepare(self, groups: list[Group]) -> None:
-        """Hook: called with the training groups before the loop."""
+        """Hook: called with the training groups before the loop; builds the fitted parts
+        afresh (or keeps them, with ``warm_start`` after a first fit)."""
+
+    @property
+    def _warm(self) -> bool:
+        """Whether this fit continues the last one (``warm_start`` and fitted before)."""
+        return self.warm_start and self.report_ is not None
+
+    # ------------------------------------------------------------------ persistence
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON values (a model argument left out: it is rebuilt
+        from the device, see :mod:`blacksat.surrogates.files`)."""
+        params = inspect.signature(type(self).__init__).parameters
+        out: dict[str, Any] = {}
+        for name, p in params.items():
+            if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            value = getattr(self, name)
+            if isinstance(value, nn.Module):
+                continue
+            if isinstance(value, torch.dtype):
+                value = str(value).removeprefix("torch.")
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[name] = value
+        return out
+
+    def fitted_shapes(self) -> dict[str, Any]:
+        """What :meth:`allocate` needs to rebuild the fitted parts without data (JSON values)."""
+        return {}
+
+    def allocate(self, shapes: dict[str, Any]) -> None:
+        """Build the fitted parts of the sizes in ``shapes`` (values to be loaded after)."""
 
     def _loss(self, thetas: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Hook: the training loss of one batch (default: mean squared reading error)."""

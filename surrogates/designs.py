@@ -29,6 +29,7 @@ from blacksat.errors import BudgetExhausted, ConfigError, ShapeError
 from blacksat.meter import Ledger
 from blacksat.querydata import QueryData
 from blacksat.space import ParamSpace
+from blacksat.validation import as_generator, check_int
 
 Seed = int | np.random.Generator | None
 
@@ -240,17 +241,13 @@ def _spent(device: Any, start: Ledger | None, sent: list[np.ndarray], b: int) ->
 
 # ---------------------------------------------------------------------- helpers
 def _rng(seed: Seed) -> np.random.Generator:
-    if isinstance(seed, bool) or not (
-        seed is None or isinstance(seed, (int, np.integer, np.random.Generator))
-    ):
-        raise ConfigError(f"seed must be None, an int or a numpy Generator, got {seed!r}")
-    return np.random.default_rng(seed)
+    """A generator from ``seed`` (:func:`~blacksat.validation.as_generator`; ``None``: fresh
+    entropy, an unseeded design)."""
+    return np.random.default_rng() if seed is None else as_generator(seed, "seed")
 
 
 def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"n must be a positive integer, got {n!r}")
-    return int(n)
+    return int(check_int("n", n, low=1))
 
 
 def _check_space(space: Any) -> ParamSpace:

@@ -52,6 +52,7 @@ class Ensemble(Surrogate):
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         weight_decay: float = 1e-4,
+        warm_start: bool = False,
     ) -> None:
         super().__init__(
             steps=steps,
@@ -61,6 +62,7 @@ class Ensemble(Surrogate):
             seed=seed,
             dtype=dtype,
             weight_decay=weight_decay,
+            warm_start=warm_start,
         )
         self.members = _check_int("members", members, 1)
         self.hidden = tuple(_check_int("hidden width", h, 1) for h in hidden)
@@ -70,21 +72,45 @@ class Ensemble(Surrogate):
 
     # ------------------------------------------------------------------ fitting
     def _prepare(self, groups: list[Group]) -> None:
+        self._boot = np.random.default_rng([self.seed, 2])
+        if self._warm and self._template is not None:
+            return
         thetas = np.concatenate([g[0] for g in groups])
         xs = np.concatenate([g[1].reshape(len(g[1]), -1) for g in groups])
         ys = np.concatenate([g[2].reshape(-1, int(np.prod(g[2].shape[2:]))) for g in groups])
-        d, n_x, n_y = thetas.shape[1], xs.shape[1], ys.shape[1]
-        self.out_shape = tuple(int(s) for s in groups[0][2].shape[2:])
-        t_mean, t_std = thetas.mean(0), thetas.std(0) + 1e-8
-        for name, v in (
-            ("t_mean", t_mean),
-            ("t_std", t_std),
-            ("x_mean", xs.mean(0)),
-            ("x_std", xs.std(0) + 1e-8),
-            ("y_mean", ys.mean(0)),
-            ("y_std", ys.std(0) + 1e-8),
-        ):
-            self.register_buffer(name, torch.as_tensor(v, dtype=self.dtype))
+        shapes = {
+            "d": int(thetas.shape[1]),
+            "n_x": int(xs.shape[1]),
+            "out_shape": [int(s) for s in groups[0][2].shape[2:]],
+        }
+        self.allocate(shapes)
+        with torch.no_grad():
+            for name, v in (
+                ("t_mean", thetas.mean(0)),
+                ("t_std", thetas.std(0) + 1e-8),
+                ("x_mean", xs.mean(0)),
+                ("x_std", xs.std(0) + 1e-8),
+                ("y_mean", ys.mean(0)),
+                ("y_std", ys.std(0) + 1e-8),
+            ):
+                getattr(self, name).copy_(torch.as_tensor(v))
+
+    def fitted_shapes(self) -> dict:
+        if self._template is None:
+            return {}
+        return {"d": int(self.t_mean.numel()), "n_x": int(self.x_mean.numel()),
+                "out_shape": list(self.out_shape)}  # fmt: skip
+
+    def allocate(self, shapes: dict) -> None:
+        """The normalisation buffers and the members (freshly initialised from ``seed``)."""
+        if not shapes:
+            return
+        d, n_x = int(shapes["d"]), int(shapes["n_x"])
+        self.out_shape = tuple(int(s) for s in shapes["out_shape"])
+        n_y = int(np.prod(self.out_shape))
+        for name, size in (("t_mean", d), ("t_std", d), ("x_mean", n_x), ("x_std", n_x),
+                           ("y_mean", n_y), ("y_std", n_y)):  # fmt: skip
+            self.register_buffer(name, torch.ones(size, dtype=self.dtype))
         n_in = (2 * d if self.periodic else d) + n_x
         gen = torch.Generator().manual_seed(self.seed)
         nets = [mlp(n_in, self.hidden, n_y, gen).to(self.dtype) for _ in range(self.members)]
@@ -93,7 +119,6 @@ class Ensemble(Surrogate):
             {k.replace(".", "__"): nn.Parameter(v) for k, v in params.items()}
         )
         self._template = copy.deepcopy(nets[0]).to("meta")
-        self._boot = np.random.default_rng([self.seed, 2])
 
     def _params(self) -> dict[str, torch.Tensor]:
         return {k.replace("__", "."): v for k, v in self.stacked.items()}

@@ -50,8 +50,9 @@ class GreyBox(Surrogate):
             :class:`~blacksat.surrogates.base.Surrogate` (defaults suited to a few hundred
             settings: 400 Adam steps at ``lr = 0.02``).
 
-    Fitted attributes: ``model_`` (the calibrated physics model), ``errors_`` (the fitted
-    parameters by name, float64 numpy) and ``report_``.
+    Fitted attributes: ``model_`` (the calibrated physics model: a fresh copy of ``model`` at
+    every :meth:`fit` unless ``warm_start``), ``errors_`` (the fitted parameters by name,
+    float64 numpy) and ``report_``. Before a fit the surrogate is the nominal model.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class GreyBox(Surrogate):
         held_out: float = 0.2,
         seed: int = 0,
         dtype: torch.dtype = torch.float64,
+        warm_start: bool = False,
     ) -> None:
         super().__init__(
             steps=steps,
@@ -74,6 +76,7 @@ class GreyBox(Surrogate):
             held_out=held_out,
             seed=seed,
             dtype=dtype,
+            warm_start=warm_start,
         )
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -87,26 +90,41 @@ class GreyBox(Surrogate):
             )
         self.prior = _check_pos("prior", prior, zero_ok=True)
         self.params = names
-        self.model_ = copy.deepcopy(model).to(dtype)
-        self._nominal: dict[str, torch.Tensor] = {}
         for name in names:
-            owner, leaf = _owner(self.model_, name)
+            owner, leaf = _owner(model, name)
             if leaf not in owner._buffers or owner._buffers[leaf] is None:
-                known = sorted(n for n, _ in self.model_.named_buffers())
+                known = sorted(n for n, _ in model.named_buffers())
                 raise ConfigError(f"{name!r} is not a buffer of the model; buffers: {known}")
+        object.__setattr__(self, "model", model)  # the user's module: kept, never registered
+
+    def allocate(self, shapes: dict | None = None) -> None:
+        """``model_``: a fresh copy of ``model`` whose named buffers are trainable parameters."""
+        self.model_ = copy.deepcopy(self.model).to(self.dtype)
+        self._nominal: dict[str, torch.Tensor] = {}
+        for name in self.params:
+            owner, leaf = _owner(self.model_, name)
             value = owner._buffers.pop(leaf).detach().clone()
             owner.register_parameter(leaf, nn.Parameter(value))
             self._nominal[name] = value.clone()
         for p in self.model_.parameters():  # only the named error parameters learn
-            p.requires_grad_(any(p is self._param(n) for n in names))
+            p.requires_grad_(any(p is self._param(n) for n in self.params))
+
+    def _prepare(self, groups: list) -> None:
+        if not self._warm or "model_" not in self._modules:
+            self.allocate()
+
+    def _calibrated(self) -> nn.Module:
+        if "model_" not in self._modules:
+            self.allocate()
+        return self.model_
 
     def _param(self, name: str) -> nn.Parameter:
-        owner, leaf = _owner(self.model_, name)
+        owner, leaf = _owner(self._calibrated(), name)
         return owner._parameters[leaf]  # type: ignore[return-value]
 
     def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)`` through the calibrated model."""
-        return self.model_(thetas.to(self.dtype), x.to(self.dtype))
+        return self._calibrated()(thetas.to(self.dtype), x.to(self.dtype))
 
     def _penalty(self) -> torch.Tensor | float:
         if self.prior == 0:
@@ -121,7 +139,7 @@ class GreyBox(Surrogate):
         return {n: self._param(n).detach().double().numpy().copy() for n in self.params}
 
     def __repr__(self) -> str:
-        return f"GreyBox({type(self.model_).__name__}, params={list(self.params)})"
+        return f"GreyBox({type(self.model).__name__}, params={list(self.params)})"
 
 
 __all__ = ["GreyBox"]

@@ -52,8 +52,9 @@ class Residual(Surrogate):
         affine: first fit a per-reading gain and offset to the base's readings (closed-form
             least squares; losses and detector gains are mostly that), then the MLP on what
             remains; ``False``: the MLP alone.
-        refit_base: refit a surrogate base (warm-started from its current state) at every
+        refit_base: refit a surrogate base (starting from the state it was given in) at every
             :meth:`fit`, before the correction; ``False`` keeps an already fitted base as is.
+            Either way the base given is never modified: each fit works on a copy, ``base_``.
         train_base: also fine-tune the base's trainable parameters jointly with the correction
             (default: the base is frozen during the correction fit).
         weight_decay: decoupled (AdamW) weight decay of the correction (keeps it small where
@@ -78,6 +79,7 @@ class Residual(Surrogate):
         held_out: float = 0.2,
         seed: int = 0,
         dtype: torch.dtype = torch.float64,
+        warm_start: bool = False,
     ) -> None:
         super().__init__(
             steps=steps,
@@ -87,6 +89,7 @@ class Residual(Surrogate):
             seed=seed,
             dtype=dtype,
             weight_decay=weight_decay,
+            warm_start=warm_start,
         )
         if not isinstance(base, nn.Module):
             raise ConfigError(f"base must be a torch.nn.Module, got {type(base).__name__}")
@@ -95,27 +98,31 @@ class Residual(Surrogate):
         self.affine = bool(affine)
         self.refit_base = bool(refit_base)
         self.train_base = bool(train_base)
-        # a Surrogate base is shared (fitted in place, see ``refit_base``); any other model is
-        # copied, so the caller's module is never modified (e.g. cast to ``dtype``)
-        self.base = base.to(dtype) if isinstance(base, Surrogate) else copy.deepcopy(base).to(dtype)
+        object.__setattr__(self, "base", base)  # the user's module: kept, never registered
         self.correction: nn.Sequential | None = None
 
+    def _base(self) -> nn.Module:
+        """``base_``: the copy of ``base`` this surrogate computes with (made on first use)."""
+        if "base_" not in self._modules:
+            self.base_ = copy.deepcopy(self.base).to(self.dtype)
+        return self.base_
+
     def _prepare(self, groups: list[Group]) -> None:
-        base = self.base
+        if self._warm and self.correction is not None:
+            return
+        self.base_ = copy.deepcopy(self.base).to(self.dtype)
+        base = self.base_
         if isinstance(base, Surrogate) and (self.refit_base or base.report_ is None):
             # the base sees exactly this fit's training settings (its own split disabled)
-            held, self.base.held_out = self.base.held_out, 0.0
-            try:
-                self.base.fit(groups)
-            finally:
-                self.base.held_out = held
+            base.held_out = 0.0
+            base.fit(groups)
         _thetas, x, y = groups[0]
         out_shape = y.shape[2:]
         n_out = int(np.prod(out_shape))
         n_in = n_out + (int(np.prod(x.shape[1:])) if self.use_inputs else 0)
         # feature normalisation from the base's readings (and the inputs) on the training data
         base_y = np.concatenate(
-            [predict(self.base, t, xx, self.dtype).reshape(-1, n_out) for t, xx, _ in groups]
+            [predict(base, t, xx, self.dtype).reshape(-1, n_out) for t, xx, _ in groups]
         )
         feats = [base_y]
         if self.use_inputs:
@@ -123,8 +130,9 @@ class Residual(Surrogate):
             feats.append(xs)
         mean = np.concatenate([f.mean(0) for f in feats])
         std = np.concatenate([f.std(0) for f in feats]) + 1e-8
-        self.register_buffer("feat_mean", torch.as_tensor(mean, dtype=self.dtype))
-        self.register_buffer("feat_std", torch.as_tensor(std, dtype=self.dtype))
+        self.allocate({"n_in": n_in, "out_shape": [int(s) for s in out_shape]})
+        self.feat_mean.copy_(torch.as_tensor(mean))
+        self.feat_std.copy_(torch.as_tensor(std))
         ys = np.concatenate([yy.reshape(-1, n_out) for _, _, yy in groups])
         gain, bias = np.ones(n_out), np.zeros(n_out)
         if self.affine:  # per-reading least squares y ~ gain * base + bias, in closed form
@@ -133,34 +141,61 @@ class Residual(Surrogate):
             cov = ((base_y - base_y.mean(0)) * (ys - ys.mean(0))).mean(0)
             gain[ok] = cov[ok] / var[ok]
             bias = ys.mean(0) - gain * base_y.mean(0)
-        self.register_buffer("gain", torch.as_tensor(gain, dtype=self.dtype))
-        self.register_buffer("bias", torch.as_tensor(bias, dtype=self.dtype))
         resid = ys - (gain * base_y + bias)
-        self.register_buffer("out_scale", torch.as_tensor(resid.std(0) + 1e-8, dtype=self.dtype))
-        self.out_shape = tuple(int(s) for s in out_shape)
-        gen = torch.Generator().manual_seed(self.seed)
-        self.correction = mlp(n_in, self.hidden, n_out, gen).to(self.dtype)
-        with torch.no_grad():  # start exactly at the base
-            self.correction[-1].weight.zero_()
+        self.gain.copy_(torch.as_tensor(gain))
+        self.bias.copy_(torch.as_tensor(bias))
+        self.out_scale.copy_(torch.as_tensor(resid.std(0) + 1e-8))
+
+    def fitted_shapes(self) -> dict:
+        if self.correction is None:
+            return {}
+        out = {"n_in": int(self.feat_mean.numel()), "out_shape": list(self.out_shape)}
+        if isinstance(self._base(), Surrogate):
+            out["base"] = self.base_.fitted_shapes()
+        return out
+
+    def allocate(self, shapes: dict) -> None:
+        """``base_`` (a copy of ``base``, allocated too when it is a surrogate), the
+        normalisation buffers and the correction MLP (its last layer at zero: the base)."""
+        if not shapes:
+            return
+        base = self._base()
+        if isinstance(base, Surrogate) and "base" in shapes:
+            base.allocate(shapes["base"])
+        n_in, out_shape = int(shapes["n_in"]), tuple(int(s) for s in shapes["out_shape"])
+        n_out = int(np.prod(out_shape))
+        with torch.no_grad():
+            for name, size, fill in (
+                ("feat_mean", n_in, 0.0),
+                ("feat_std", n_in, 1.0),
+                ("gain", n_out, 1.0),
+                ("bias", n_out, 0.0),
+                ("out_scale", n_out, 1.0),
+            ):
+                self.register_buffer(name, torch.full((size,), fill, dtype=self.dtype))
+            self.out_shape = out_shape
+            gen = torch.Generator().manual_seed(self.seed)
+            self.correction = mlp(n_in, self.hidden, n_out, gen).to(self.dtype)
+            self.correction[-1].weight.zero_()  # start exactly at the base
             self.correction[-1].bias.zero_()
 
     def _trainable(self) -> list[nn.Parameter]:
         own = [p for p in self.correction.parameters()] if self.correction is not None else []
         if not self.train_base:
             return own
-        base = self.base._trainable() if isinstance(self.base, Surrogate) else []
+        base = self.base_._trainable() if isinstance(self._base(), Surrogate) else []
         return own + base
 
     def _loss(self, thetas: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.train_base:
             return super()._loss(thetas, x, y)
         with torch.no_grad():  # a frozen base needs no graph (and runs its fast path)
-            y0 = self.base(thetas.to(self.dtype), x.to(self.dtype))
+            y0 = self._base()(thetas.to(self.dtype), x.to(self.dtype))
         return torch.mean((self._correct(y0, x) - y) ** 2)
 
     def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``: base plus correction."""
-        return self._correct(self.base(thetas.to(self.dtype), x.to(self.dtype)), x)
+        return self._correct(self._base()(thetas.to(self.dtype), x.to(self.dtype)), x)
 
     def _correct(self, y0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.correction is None:

@@ -35,6 +35,7 @@ from blacksat.objective import add_costs
 from blacksat.querydata import QueryData
 from blacksat.surrogates import designs
 from blacksat.surrogates.base import FitReport, Surrogate
+from blacksat.validation import check_int
 
 Design = Literal["sobol", "latin_hypercube", "uniform", "local"]
 
@@ -194,8 +195,7 @@ def train_active(
     refinement. The task's digital layers are trained in place."""
     from blacksat.trainer import Trainer
 
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"rounds must be a positive integer, got {rounds!r}")
+    check_int("rounds", rounds, low=1)
     theta = np.asarray(theta0, dtype=np.float64).copy()
     result = ActiveResult(theta, calibration)
     for r in range(rounds):

@@ -113,6 +113,11 @@ class L2Ball:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
 
+    @property
+    def radius(self) -> float:
+        """The size of the set, under the name every model shares (``rho`` here)."""
+        return self.rho
+
     needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
@@ -121,7 +126,11 @@ class L2Ball:
         return self.rho == 0
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         g = _grad(theta, grad)
@@ -155,6 +164,11 @@ class Adaptive:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
         object.__setattr__(self, "eta", _radius("eta", self.eta))
 
+    @property
+    def radius(self) -> float:
+        """The size of the set, under the name every model shares (``rho`` here)."""
+        return self.rho
+
     needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
@@ -165,7 +179,11 @@ class Adaptive:
         return theta.to(torch.float64).abs() + self.eta
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         t = self._t(theta)
@@ -204,6 +222,7 @@ class PerControl:
     kind: Kind = "box"
     mask: Any = field(default=None, repr=False)
     scale: Any = field(default=None, repr=False)
+    _w: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "radius", _radius("radius", self.radius))
@@ -236,7 +255,11 @@ class PerControl:
         return r if w is None else r * w
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         return _out(theta, self._width(theta) * torch.sign(_grad(theta, grad)))
@@ -287,6 +310,8 @@ class CommonMode:
     kind: Kind = "box"
     scale: Any = field(default=None, repr=False)
     grid: int = 0
+    _idx: torch.Tensor = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
+    _gid: torch.Tensor = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "radius", _radius("radius", self.radius))
@@ -351,7 +376,11 @@ class CommonMode:
         return delta if scale is None else delta * scale
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         if self.grid:
@@ -415,6 +444,7 @@ class Subspace:
 
     basis: Any = field(repr=False)
     rho: float
+    _q: torch.Tensor = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rho", _radius("rho", self.rho))
@@ -439,6 +469,11 @@ class Subspace:
     def rank(self) -> int:
         return int(self._q.shape[1])
 
+    @property
+    def radius(self) -> float:
+        """The size of the set, under the name every model shares (``rho`` here)."""
+        return self.rho
+
     needs_gradient = True  # the worst case is read off the loss gradient
 
     @property
@@ -452,7 +487,11 @@ class Subspace:
             )
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         theta = _theta(theta)
         self._check(theta)
@@ -516,7 +555,11 @@ class Combined:
         return sum(probe_evaluations(m) for m in self.models)
 
     def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
     ) -> Perturbation:
         out = Perturbation()
         for m in self.models:

@@ -122,7 +122,13 @@ class NuisanceModel:
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lo, hi = np.array(list(self.ranges.values())).T
-        return lo, hi, np.array([self.center[n] for n in self.ranges])
+        center = self._center()
+        return lo, hi, np.array([center[n] for n in self.ranges])
+
+    def _center(self) -> Mapping[str, float]:
+        """:attr:`center`, filled in by ``__post_init__`` (never ``None`` after it)."""
+        assert self.center is not None
+        return self.center
 
     @property
     def is_zero(self) -> bool:
@@ -179,9 +185,9 @@ class NuisanceModel:
                 p = phi.copy()
                 p[j] += hj
                 points.append(p)
-            losses = self._probe(probe, points).numpy()
+            probed = self._probe(probe, points).numpy()
             with np.errstate(invalid="ignore"):
-                g = np.nan_to_num((losses[1:] - losses[0]) / h, nan=0.0)
+                g = np.nan_to_num((probed[1:] - probed[0]) / h, nan=0.0)
             phi = phi.copy()
             moved = phi[active] + self.step_size * width[active] * np.sign(g)
             wrapped = lo[active] + np.mod(moved - lo[active], width[active])
@@ -200,7 +206,7 @@ class NuisanceModel:
             n: (lo, hi)  # a whole circle cannot grow
             if n in self.periodic and f >= 1
             else (c + f * (lo - c), c + f * (hi - c))
-            for (n, (lo, hi)), c in zip(self.ranges.items(), self.center.values(), strict=True)
+            for (n, (lo, hi)), c in zip(self.ranges.items(), self._center().values(), strict=True)
         }
         periodic = self.periodic if f >= 1 else ()  # a part of the circle is a bounded range
         return dataclasses.replace(self, ranges=ranges, periodic=periodic)

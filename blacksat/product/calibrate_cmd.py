@@ -11,10 +11,11 @@ Kinds (:data:`blacksat.surrogates.SURROGATES`):
 - ``residual``: ``Residual(GreyBox(nominal_model))``, plus a learned correction of the readings;
 - ``ensemble``: ``Ensemble()``, black-box MLPs whose disagreement measures uncertainty.
 
-Output: ``torch.save`` of ``{"format", "kind", "device", "surrogate"}`` at ``--out`` (the fitted
-surrogate object itself, so that :func:`load_surrogate` gives it back whatever layers its fit
-built) and the fit report as JSON beside it (``FILE.json``). A ``blacksat train`` run trains on it
-with ``[estimator] model = "FILE"``. The file is a pickle: load only files you wrote.
+Output: a surrogate file at ``--out`` (:mod:`blacksat.surrogates.files`: the fitted tensors plus
+a JSON spec and the device it was fitted for; no pickle, read with ``weights_only=True``) and the
+fit report as JSON beside it (``FILE.json``). A ``blacksat train`` run trains on it with
+``[estimator] model = "FILE"``; loading rebuilds the device's nominal physics from its name and
+arguments, so no code in the file runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import torch
 from blacksat.errors import ConfigError
 from blacksat.space import ParamSpace
 
-FORMAT = "blacksat.surrogate/2"
 KINDS = ("greybox", "residual", "ensemble")
 
 
@@ -93,6 +93,7 @@ def calibrate_from_log(
     from blacksat.outputs import prepare_file
     from blacksat.product.run_config import DeviceSpec
     from blacksat.querylog import QueryLog
+    from blacksat.surrogates.files import FORMAT, save_surrogate
 
     path = Path(log_path)
     if not path.is_file():
@@ -162,15 +163,10 @@ def calibrate_from_log(
         "summary": str(rep),
         "wall_seconds": time.perf_counter() - t0,
     }
-    torch.save(
-        {
-            "format": FORMAT,
-            "kind": kind,
-            "device": report["device"],
-            "space": chip.space.to_dict(),  # the controls it was fitted over (periodic ones)
-            "surrogate": surrogate,
-        },
+    save_surrogate(
+        surrogate,
         target,
+        {"kind": kind, "device": report["device"], "space": chip.space.to_dict()},
     )
     report_path(target).write_text(json.dumps(report, indent=2))
     return report
@@ -210,35 +206,38 @@ def check_identities(
 
 def load_surrogate(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """A surrogate saved by :func:`calibrate_from_log` and the device it was fitted for
-    (``{"name", "seed", "kwargs", "space"}``; ``space``: the :class:`~blacksat.ParamSpace`
-    it was fitted over, ``None`` in files written before it was kept). The file is a pickle:
-    load only files you wrote."""
-    from blacksat.surrogates import Surrogate
+    (``{"name", "seed", "kwargs", "factory", "space"}``; ``space``: the
+    :class:`~blacksat.ParamSpace` it was fitted over, ``None`` in files written before it was
+    kept). The device's nominal physics is rebuilt from that (for grey-box and residual
+    surrogates); the file only gives tensors and JSON (``weights_only=True``), so loading it
+    never executes code."""
+    from blacksat.product.device_registry import device_model
+    from blacksat.product.run_config import DeviceSpec
+    from blacksat.surrogates.files import load_surrogate as load_file
+    from blacksat.surrogates.files import read_surrogate_file
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"no surrogate file at {str(p)!r} (write one with blacksat calibrate)")
-    try:
-        saved = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a foreign or damaged file: say which
-        why = f"{type(exc).__name__}: {exc}"
-        raise ConfigError(f"cannot read surrogate {str(p)!r}: {why}") from None
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise ConfigError(
-            f"{str(p)!r} is not a blacksat surrogate file (format {FORMAT}); "
-            "write one with blacksat calibrate"
-        )
-    surrogate = saved.get("surrogate")
-    if not isinstance(surrogate, Surrogate) or surrogate.report_ is None:
-        raise ConfigError(f"{str(p)!r} holds no fitted surrogate")
-    info = dict(saved.get("device", {}))
-    space = saved.get("space")  # absent from files written before spaces were kept
+    _spec, meta, _state = read_surrogate_file(p)
+    device = meta.get("device")
+    if not isinstance(device, dict) or "name" not in device:
+        raise ConfigError(f"{str(p)!r} does not say which device it was fitted for")
+    spec = DeviceSpec(
+        name=device["name"] if not device.get("factory") else "",
+        seed=device.get("seed", 0),
+        kwargs=device.get("kwargs", {}),
+        factory=device.get("factory", ""),
+    )
+    physics = device_model(spec.build(), "nominal")
+    surrogate, _ = load_file(p, physics)
+    info = dict(device)
+    space = meta.get("space")  # absent from files written before spaces were kept
     info["space"] = None if space is None else ParamSpace.from_dict(space)
     return surrogate, info
 
 
 __all__ = [
-    "FORMAT",
     "KINDS",
     "calibrate_from_log",
     "check_identities",

@@ -137,11 +137,11 @@ def _evaluate(
     out["chip"] = accuracy(task, metered, theta)
     out["evaluation_ledger"] = dataclasses.asdict(metered.ledger)
     fresh = [chip.fresh_chip(seed + FRESH_SEED_OFFSET + i) for i in range(cfg.fresh_chips)]
-    out["fresh_chips"] = transfer(task, theta, fresh).to_dict()
+    out["fresh_chips"] = transfer(task, fresh, theta).to_dict()
     drift: dict[str, Any] = {}
     for nz in chip.nuisances:
         values = np.linspace(nz.rated[0], nz.rated[1], cfg.drift_points).tolist()
-        table = nuisance_sweep(task, theta, chip.perturbed, {nz.name: values})
+        table = nuisance_sweep(task, chip.perturbed, theta, {nz.name: values})
         drift[nz.name] = {"values": values, "accuracies": table.column("accuracy")}
     out["drift"] = drift
     return out

@@ -427,16 +427,16 @@ def evaluate(
         done("nominal model")
         if n_fresh and fresh is not None:
             seeds = [run.config.device.seed + FRESH_SEED_OFFSET + i for i in range(n_fresh)]
-            out["fresh_chips"] = transfer(task, theta, [fresh(s) for s in seeds]).to_dict()
+            out["fresh_chips"] = transfer(task, [fresh(s) for s in seeds], theta).to_dict()
             done("fresh chips", n_fresh)
         if sweep:
             if grid:
-                out["nuisance_sweeps"] = nuisance_sweep(task, theta, chip.perturbed, grid).to_dict()
+                out["nuisance_sweeps"] = nuisance_sweep(task, chip.perturbed, theta, grid).to_dict()
                 done("nuisance sweeps")
             sweeps = {}
             for name, model in models.items():
                 table = perturbation_sweep(
-                    task, theta, chip, model, [0.5, 1.0, 2.0], draws=10, rng=seed
+                    task, chip, theta, model, [0.5, 1.0, 2.0], draws=10, rng=seed
                 )
                 sweeps[name] = table.to_dict()
                 done(name)

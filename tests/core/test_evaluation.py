@@ -84,7 +84,7 @@ def test_accuracy_many_matches_one_setting_at_a_time(setup):
 def test_nuisance_sweep_at_the_default_equals_plain_accuracy(setup):
     chip, task, _, theta = setup
     plain = accuracy(task, chip, theta)
-    table = nuisance_sweep(task, theta, chip.perturbed, {"temperature": [0.0, 1.0, 10.0]})
+    table = nuisance_sweep(task, chip.perturbed, theta, {"temperature": [0.0, 1.0, 10.0]})
     assert isinstance(table, Table) and len(table) == 3
     assert table.columns == ("sweep", "temperature", "accuracy")
     assert table.rows[0] == {"sweep": "temperature", "temperature": 0.0, "accuracy": plain}
@@ -104,7 +104,7 @@ def test_nuisance_sweep_one_at_a_time_and_product(setup):
         return lambda t, x: gain * inner(t, x)
 
     grid = {"temperature": [0.0, 1.5], "gain": [1.0, 2.0, 3.0]}
-    table = nuisance_sweep(task, theta, family, grid, product=True)
+    table = nuisance_sweep(task, family, theta, grid, product=True)
     assert len(table) == 2 + 3 + 2 * 3
     assert calls[:5] == [(0.0, 1.0), (1.5, 1.0), (0.0, 1.0), (0.0, 2.0), (0.0, 3.0)]
     single = [r for r in table if r["sweep"] == "gain"]
@@ -115,16 +115,16 @@ def test_nuisance_sweep_one_at_a_time_and_product(setup):
     }
     assert "| product | 1.5 | 3 |" in table.to_markdown()
     with pytest.raises(ConfigError):
-        nuisance_sweep(task, theta, family, {})
+        nuisance_sweep(task, family, theta, {})
     with pytest.raises(ConfigError):
-        nuisance_sweep(task, theta, family, {"gain": [float("nan")]})
+        nuisance_sweep(task, family, theta, {"gain": [float("nan")]})
 
 
 def test_zero_factor_perturbation_sweep_equals_plain_accuracy(setup):
     chip, task, _, theta = setup
     plain = accuracy(task, chip, theta)
     table = perturbation_sweep(
-        task, theta, chip, L2Ball(1.0), [0.0, 0.5, 2.0], draws=6, rng=np.random.default_rng(1)
+        task, chip, theta, L2Ball(1.0), [0.0, 0.5, 2.0], draws=6, rng=np.random.default_rng(1)
     )
     zero, half, big = table.rows
     assert zero["mean"] == plain and zero["std"] == 0.0
@@ -132,7 +132,7 @@ def test_zero_factor_perturbation_sweep_equals_plain_accuracy(setup):
     assert half["draws"] == 6 and len(half["accuracies"]) == 6
     assert half["std"] > 0 and half["min"] <= half["mean"] <= half["max"]
     assert big["mean"] < plain
-    again = perturbation_sweep(task, theta, chip, L2Ball(1.0), [0.0, 0.5, 2.0], draws=6, rng=1)
+    again = perturbation_sweep(task, chip, theta, L2Ball(1.0), [0.0, 0.5, 2.0], draws=6, rng=1)
     assert again.to_dict() == table.to_dict()  # seeded
     assert json.dumps(table.to_dict())
 
@@ -141,7 +141,7 @@ def test_perturbation_sweep_clips_into_the_device_bounds(setup):
     chip, task, _, _ = setup
     theta = np.full(chip.space.dim, 2 * np.pi)  # on the upper bound: draws point outside
     dev = MeteredDevice(chip)  # policy "raise": an out-of-bounds setting would raise
-    table = perturbation_sweep(task, theta, dev, L2Ball(1.0), [1.0], draws=4, rng=0)
+    table = perturbation_sweep(task, dev, theta, L2Ball(1.0), [1.0], draws=4, rng=0)
     assert len(table.rows[0]["accuracies"]) == 4
     assert dev.ledger.reconfigurations == 4  # the test split fits one batch: 4 settings
 
@@ -150,22 +150,22 @@ def test_perturbation_sweep_with_nuisance_draws_uses_the_family(setup):
     chip, task, _, theta = setup
     plain = accuracy(task, chip, theta)
     table = perturbation_sweep(
-        task, theta, chip, Drift(2.0), [0.0, 1.0], draws=4, rng=2, family=chip.perturbed
+        task, chip, theta, Drift(2.0), [0.0, 1.0], draws=4, rng=2, family=chip.perturbed
     )
     assert table.rows[0]["accuracies"] == [plain] * 4  # U(-0, 0): the nominal chip
     assert table.rows[1]["min"] < plain
     with pytest.raises(ConfigError, match="family"):
-        perturbation_sweep(task, theta, chip, Drift(2.0), [1.0], draws=2, rng=0)
+        perturbation_sweep(task, chip, theta, Drift(2.0), [1.0], draws=2, rng=0)
     with pytest.raises(ConfigError):
-        perturbation_sweep(task, theta, chip, Drift(2.0), [-1.0], rng=0, family=chip.perturbed)
+        perturbation_sweep(task, chip, theta, Drift(2.0), [-1.0], rng=0, family=chip.perturbed)
     with pytest.raises(ConfigError):
-        perturbation_sweep(task, theta, chip, Drift(2.0), [1.0], draws=0, rng=0)
+        perturbation_sweep(task, chip, theta, Drift(2.0), [1.0], draws=0, rng=0)
 
 
 def test_transfer_one_accuracy_per_chip(setup):
     chip, task, _, theta = setup
     chips = [chip.fresh_chip(s) for s in (0, 5, 9)]
-    res = transfer(task, theta, chips)
+    res = transfer(task, chips, theta)
     assert len(res.accuracies) == 3 and res.labels == (0, 5, 9)
     assert res.accuracies[0] == accuracy(task, chip, theta)  # same seed: the training chip
     assert res.mean == pytest.approx(np.mean(res.accuracies))
@@ -174,4 +174,18 @@ def test_transfer_one_accuracy_per_chip(setup):
     assert "mean" in res.to_markdown()
     assert json.dumps(res.to_dict())
     with pytest.raises(ConfigError):
-        transfer(task, theta, [])
+        transfer(task, [], theta)
+
+
+def test_the_old_argument_order_still_works_with_a_warning(setup):
+    chip, task, _, theta = setup
+    new = perturbation_sweep(task, chip, theta, L2Ball(1.0), [0.5], draws=3, rng=4)
+    with pytest.warns(DeprecationWarning, match="old argument order"):
+        old = perturbation_sweep(task, theta, chip, L2Ball(1.0), [0.5], draws=3, rng=4)
+    assert old.rows == new.rows
+    chips = [chip.fresh_chip(s) for s in (1, 2)]
+    with pytest.warns(DeprecationWarning):
+        assert transfer(task, theta, chips).accuracies == transfer(task, chips, theta).accuracies
+    with pytest.warns(DeprecationWarning):
+        a = nuisance_sweep(task, theta, chip.perturbed, {"temperature": [1.0]})
+    assert a.rows == nuisance_sweep(task, chip.perturbed, theta, {"temperature": [1.0]}).rows

@@ -116,7 +116,7 @@ def test_local_rejects_bad_arguments(kwargs, err, match):
 @pytest.mark.parametrize("design", GLOBAL)
 @pytest.mark.parametrize("n", [0, -3, 2.5, True, "8"])
 def test_global_designs_reject_bad_n(design, n):
-    with pytest.raises(ConfigError, match="n must be a positive integer"):
+    with pytest.raises(ConfigError, match="n must be an integer >= 1"):
         design(SPACE, n, seed=0)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -40,7 +38,7 @@ def test_a_physics_base_is_copied_never_modified():
     res = Residual(nominal, hidden=(8,), steps=3).fit(
         collect(chip, sobol(chip.space, 8, seed=0), x).data
     )
-    assert res.base is not nominal and res.base.bs_errors.dtype == torch.float64
+    assert res.base is nominal and res.base_.bs_errors.dtype == torch.float64
     for name, value in nominal.state_dict().items():
         assert value.dtype == before[name].dtype and torch.equal(value, before[name]), name
 
@@ -63,7 +61,9 @@ def test_residual_beats_its_grey_box_and_keeps_a_fitted_base(detector_chip):
     data, fresh, grey = detector_chip
     before = grey.errors_
     res = Residual(grey, refit_base=False, hidden=(32, 32), steps=150).fit(data)
-    assert res.base is grey
+    assert res.base is grey and res.base_ is not grey
+    for name, value in res.base_.errors_.items():  # refit_base=False: the copy is the base
+        np.testing.assert_array_equal(value, before[name])
     for name, value in grey.errors_.items():  # refit_base=False: the base is kept as is
         np.testing.assert_array_equal(value, before[name])
     rmse_grey, rmse_res = quality(grey, fresh)["rmse"], quality(res, fresh)["rmse"]
@@ -73,8 +73,8 @@ def test_residual_beats_its_grey_box_and_keeps_a_fitted_base(detector_chip):
 
 def test_train_base_fine_tunes_the_base(detector_chip):
     data, _, grey = detector_chip
-    base = copy.deepcopy(grey)
-    Residual(base, refit_base=False, train_base=True, hidden=(16,), steps=20).fit(data)
+    res = Residual(grey, refit_base=False, train_base=True, hidden=(16,), steps=20).fit(data)
+    base = res.base_
     moved = [n for n in grey.params if not np.array_equal(base.errors_[n], grey.errors_[n])]
     assert moved == list(grey.params)
 
@@ -84,10 +84,11 @@ def test_refit_base_fits_an_unfitted_base_first(detector_chip):
     base = GreyBox(MZIMesh(n_modes=N_MODES).nominal_model(dtype=torch.float64), steps=10)
     assert base.report_ is None
     res = Residual(base, hidden=(8,), steps=5).fit(data)
-    assert base.report_ is not None and base.report_.n_held_out == 0  # its split disabled
-    assert base.report_.n_settings == res.report_.n_settings  # the residual's training split
-    assert base.held_out == 0.2  # restored after the fit
-    assert np.abs(base.errors_["bs_errors"]).max() > 0
+    fitted = res.base_  # a copy of the base, fitted; the base given stays unfitted
+    assert fitted.report_ is not None and fitted.report_.n_held_out == 0  # its split disabled
+    assert fitted.report_.n_settings == res.report_.n_settings  # the residual's training split
+    assert base.report_ is None and base.held_out == 0.2
+    assert np.abs(fitted.errors_["bs_errors"]).max() > 0
 
 
 # ---------------------------------------------------------------------- Ensemble

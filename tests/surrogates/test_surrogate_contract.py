@@ -193,6 +193,42 @@ def test_pickle_round_trip_keeps_predictions(kind, fitted, chip, x):
         torch.testing.assert_close(back(thetas, xs), sur(thetas, xs), rtol=0, atol=0)
 
 
+def test_file_round_trip_without_pickle_keeps_predictions(kind, fitted, nominal, chip, x, tmp_path):
+    from blacksat.surrogates.files import load_surrogate, save_surrogate
+
+    sur = fitted[kind]
+    path = save_surrogate(sur, tmp_path / "s.pt", {"device": "mzi"})
+    torch.load(path, weights_only=True)  # tensors and strings only: no pickle needed
+    back, meta = load_surrogate(path, nominal)
+    assert type(back) is type(sur) and back.report_ == sur.report_ and meta == {"device": "mzi"}
+    thetas, xs = _theta(chip, k=3), torch.as_tensor(x)
+    with torch.no_grad():
+        torch.testing.assert_close(back(thetas, xs), sur(thetas, xs), rtol=0, atol=0)
+
+
+def test_a_second_fit_starts_afresh_unless_warm_start(kind, nominal, data, chip, x):
+    thetas, xs = _theta(chip, k=3), torch.as_tensor(x)
+    once = KINDS[kind](nominal, seed=0, steps=5).fit(data)
+    twice = KINDS[kind](nominal, seed=0, steps=5).fit(data).fit(data)
+    warm = KINDS[kind](nominal, seed=0, steps=5, warm_start=True).fit(data).fit(data)
+    with torch.no_grad():
+        torch.testing.assert_close(twice(thetas, xs), once(thetas, xs), rtol=0, atol=0)
+        assert not torch.equal(warm(thetas, xs), once(thetas, xs))
+
+
+def test_the_models_given_are_never_modified(kind, nominal, data):
+    base = GreyBox(nominal, steps=3)
+    given = {"nominal": nominal, "base": base}
+    before = {k: {n: v.clone() for n, v in m.state_dict().items()} for k, m in given.items()}
+    KINDS[kind](nominal, seed=0, steps=3).fit(data)
+    Residual(base, hidden=(8,), steps=3).fit(data)
+    assert base.report_ is None
+    for k, m in given.items():
+        after = m.state_dict()
+        assert after.keys() == before[k].keys()
+        assert all(torch.equal(after[n], v) for n, v in before[k].items()), k
+
+
 # ---------------------------------------------------------------------- quality
 def test_fit_beats_the_unfitted_model_on_unseen_settings(kind, fitted, nominal, data, fresh):
     """Physics kinds against the nominal model they start from; the black box against the
@@ -335,3 +371,27 @@ def test_bad_kind_specific_hyperparameters(case, nominal):
 def test_an_unfitted_ensemble_says_so(chip, x):
     with pytest.raises(ConfigError, match="not fitted"):
         Ensemble(members=2)(_theta(chip), torch.as_tensor(x))
+
+
+class _Payload:
+    """An object a pickle would construct while loading."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_mark, ())
+
+
+def _mark():
+    _Payload.ran = True
+    return None
+
+
+def test_a_file_holding_objects_is_refused_without_running_them(tmp_path):
+    from blacksat.surrogates.files import FORMAT, load_surrogate
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "spec": "{}", "meta": "{}", "state": _Payload()}, path)
+    with pytest.raises(ConfigError, match="cannot read surrogate"):
+        load_surrogate(path)
+    assert not _Payload.ran
