@@ -74,7 +74,7 @@ def _clip(space: ParamSpace | None, thetas: torch.Tensor) -> torch.Tensor:
     """``thetas (..., d)`` into ``space``: clipped, periodic controls wrapped (no gradient)."""
     if space is None:
         return thetas
-    return space.project(thetas)
+    return torch.as_tensor(space.project(thetas))
 
 
 class Autograd:

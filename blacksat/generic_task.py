@@ -43,6 +43,10 @@ class Projection(nn.Module):
     """A fixed affine front end ``z = ((x - mean) @ matrix) / scale``: ``(B, f) -> (B, n)``
     (buffers, moved by :meth:`Task.to`)."""
 
+    matrix: torch.Tensor
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, matrix: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("matrix", matrix.to(torch.float32))

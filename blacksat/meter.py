@@ -313,7 +313,7 @@ class MeteredDevice:
         self._check_budget(cost)
         try:
             if reprogram and not self.reprograms_on_query:
-                self._device.reprogram(thetas[0])
+                self._device.reprogram(thetas[0])  # type: ignore[attr-defined]
             raw = (
                 self._device.query(thetas[0], xs) if single else self._device.query_many(thetas, xs)
             )

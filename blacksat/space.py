@@ -379,13 +379,13 @@ class ParamSpace:
             p = torch.as_tensor(np.where(self.periodic, self.period, 1.0), dtype=diff.dtype)
             circ = diff - p * torch.floor(diff / p + 0.5)
             return torch.where(on, circ, diff)
-        diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-        if diff.shape[-1:] != (self.dim,):
-            raise ShapeError(f"expected (..., {self.dim}) controls, got shape {diff.shape}")
+        d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+        if d.shape[-1:] != (self.dim,):
+            raise ShapeError(f"expected (..., {self.dim}) controls, got shape {d.shape}")
         if not self.periodic.any():
-            return diff
-        p = np.where(self.periodic, self.period, 1.0)
-        return np.where(self.periodic, diff - p * np.floor(diff / p + 0.5), diff)
+            return d
+        per = np.where(self.periodic, self.period, 1.0)
+        return np.where(self.periodic, d - per * np.floor(d / per + 0.5), d)
 
     def distance(self, a: ArrayLike, b: ArrayLike) -> np.ndarray | float:
         """Euclidean distance of ``a`` and ``b`` ``(..., d)`` using :meth:`difference` (a

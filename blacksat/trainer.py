@@ -346,7 +346,7 @@ class Trainer:
             p.grad = g
         self._opt.step()
         with torch.no_grad():
-            self._theta.copy_(self.space.project(self._theta))  # clip; periodic: wrap
+            self._theta.copy_(torch.as_tensor(self.space.project(self._theta)))  # clip or wrap
         self._opt.zero_grad(set_to_none=True)
         if not all(bool(torch.isfinite(p).all()) for p in (self._theta, *self._digital)):
             raise NonFiniteError(
