@@ -86,7 +86,12 @@ class CrossbarPhysics(PhysicsModel):
         age: time since programming of the read, s; ``t0`` the reference time of the law.
         ir_drop, adc_bits, adc_range: the hidden effects (0 / ``None`` disables them).
         clip_inputs: clip read voltages to ``[-1, 1]`` (the driver's range).
+
+    ``calibratable`` names the error parameters a grey-box fit identifies from readings: the
+    per-cell maximum conductance (the device-to-device variation).
     """
+
+    calibratable: tuple[str, ...] = ("gmax",)
 
     def __init__(
         self,

@@ -468,7 +468,7 @@ COMMANDS = {
 
 
 def _remote(name: str, args: argparse.Namespace) -> None:
-    from blacksat.remote import command
+    from blacksat.product import serve_cmd as command
 
     getattr(command, name)(args)
 

@@ -32,6 +32,7 @@ sent after the last checkpoint (a crash) still count against the budget.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -189,9 +190,16 @@ def train(
                 f"{str(out)!r} already holds a run ({', '.join(held[:3])}); pass --resume to "
                 "continue it, --force to replace it, or another --out"
             )
+    created = not out.exists()
     prepare_dir(out, force=True)  # writable: checked before anything is built
     with torch_threads(threads):
-        setup = build(config)
+        try:
+            setup = build(config)
+        except BaseException:
+            if created:  # the directory this call made is left as it was: absent
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
         for f in held:  # --force: the old run goes only once the new one is sure to start
             (out / f).unlink()
         return _train(setup, out, resume, progress)

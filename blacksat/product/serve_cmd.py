@@ -14,6 +14,7 @@ server starts, so the CLI works without the ``remote`` extra.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -35,14 +36,24 @@ def resolve_device(
 
     if config is not None:
         spec = RunConfig.load(config).device
-        if name is not None and name != spec.name:
-            raise ConfigError(f"--device {name!r} contradicts the config's {spec.name!r}")
+        own = spec.factory or spec.name
+        if name is not None and name != own:
+            raise ConfigError(f"--device {name!r} contradicts the config's {own!r}")
         if kwargs or seed is not None:
-            spec = DeviceSpec(
-                spec.name, spec.seed if seed is None else seed, {**spec.kwargs, **kwargs}
+            spec = dataclasses.replace(
+                spec,
+                seed=spec.seed if seed is None else seed,
+                kwargs={**spec.kwargs, **kwargs},
             )
     else:
-        spec = DeviceSpec(name or "mzi", 0 if seed is None else seed, kwargs)
+        name = name or "mzi"
+        factory = name if ":" in name else ""  # a 'package.module:callable' driver factory
+        spec = DeviceSpec(
+            name="" if factory else name,
+            seed=0 if seed is None else seed,
+            kwargs=kwargs,
+            factory=factory,
+        )
     return spec.build(), f"{spec.name}:{spec.seed}"
 
 
@@ -54,7 +65,11 @@ def add_parsers(sub: Any, path_type: Any) -> None:
         description="Expose a device to RemoteDevice clients. Loopback only unless TLS is given; "
         "every query is validated, metered per token and logged before it is answered.",
     )
-    srv.add_argument("--device", default=None, help="device registry name (default mzi)")
+    srv.add_argument(
+        "--device",
+        default=None,
+        help="a registered device name or a 'package.module:callable' factory (default mzi)",
+    )
     srv.add_argument("--device-args", default=None, help="constructor arguments as JSON")
     srv.add_argument("--seed", type=int, default=None, help="the device's seed")
     srv.add_argument("--config", type=path_type, default=None, help="a run file ([device] used)")

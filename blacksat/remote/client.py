@@ -118,15 +118,9 @@ class RemoteDevice:
     # ------------------------------------------------------------------ Device protocol
     @property
     def space(self) -> ParamSpace:
-        """The server's control space (bounds, levels, names)."""
+        """The server's control space (bounds, levels, names, periodic controls)."""
         if self._space is None:
-            sp = self.info["space"]
-            self._space = ParamSpace(
-                np.asarray(sp["lower"], dtype=np.float64),
-                np.asarray(sp["upper"], dtype=np.float64),
-                None if sp["levels"] is None else np.asarray(sp["levels"], dtype=np.float64),
-                None if sp["names"] is None else tuple(sp["names"]),
-            )
+            self._space = ParamSpace.from_dict(self.info["space"])
         return self._space
 
     @property

@@ -228,12 +228,7 @@ class DeviceService:
             "version": __version__,
             "api": API,
             "device": self.name,
-            "space": {
-                "lower": sp.lower.tolist(),
-                "upper": sp.upper.tolist(),
-                "levels": None if sp.levels is None else sp.levels.tolist(),
-                "names": None if sp.names is None else list(sp.names),
-            },
+            "space": sp.to_dict(),  # bounds, levels, names and which controls are periodic
             "input_shape": None if self.input_shape is None else list(self.input_shape),
             "output_shape": None if self.output_shape is None else list(self.output_shape),
             "token": {"name": tok.name, "scopes": list(tok.scopes)},

@@ -8,8 +8,8 @@ import json
 import pytest
 from doubles import LinearDevice
 
-from blacksat import device_registry as reg
 from blacksat.errors import ConfigError
+from blacksat.product import device_registry as reg
 from blacksat.product.cli import main
 from blacksat.product.run_config import DeviceSpec
 

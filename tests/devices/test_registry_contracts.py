@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_contract import QUIET, SMALL
+from test_contract import SMALL
 
 from blacksat.builder import EstimatorSpec, SatSpec, build_estimator
 from blacksat.data import load_digits, load_iris
@@ -39,7 +39,7 @@ def problem(request):
     name = request.param
     # a diffractive network reads images: the digits, one detector region per class
     images = name == "diffractive"
-    kwargs = {**SMALL[name], **QUIET, **({"n_classes": 10} if images else {})}
+    kwargs = {**SMALL[name], **DEVICES[name].quiet_config, **({"n_classes": 10} if images else {})}
     chip = DEVICES[name](**kwargs, seed=0)
     data = load_digits(seed=0) if images else load_iris(seed=0)
     task = default_task(chip, data, seed=0).to(torch.float64)

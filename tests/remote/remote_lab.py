@@ -32,9 +32,9 @@ def chip(n_modes: int = 4, seed: int = 0) -> MZIMesh:
 class Spy:
     """A device that records every call that reaches it (a setting applied)."""
 
-    def __init__(self, device: Any) -> None:
+    def __init__(self, device: Any, bounded: bool = False) -> None:
         self._device = device
-        self.space = device.space
+        self.space = device.space.bounded() if bounded else device.space
         self.input_shape = device.input_shape
         self.output_shape = device.output_shape
         self.applied: list[np.ndarray] = []
@@ -69,9 +69,12 @@ def lab(
     limits: Limits | None = None,
     budgets: dict[str, tuple[int | None, int | None]] | None = None,
     device: Any = None,
+    bounded: bool = False,
     **server_kw: Any,
 ) -> Iterator[Lab]:
-    """Tokens alice (read, query), bob (read, query), reader (read), root (admin, read)."""
+    """Tokens alice (read, query), bob (read, query), reader (read), root (admin, read).
+    ``bounded``: serve the chip's phases as bounded controls (an actuator that cannot wrap), so
+    a value past a bound is refused rather than wrapped."""
     state.mkdir(parents=True, exist_ok=True)
     store = TokenStore(state / "tokens.json")
     budgets = budgets or {}
@@ -85,7 +88,7 @@ def lab(
         if store.get(name) is None:
             r, s = budgets.get(name, (None, None))
             secrets[name] = store.create(name, scopes, max_reconfigurations=r, max_samples=s)
-    spy = Spy(device if device is not None else chip())
+    spy = Spy(device if device is not None else chip(), bounded=bounded)
     log = QueryLog(state / "queries.sqlite", device="chip")
     service = DeviceService(spy, store, log, name="chip", limits=limits)
     server = BackgroundServer(service, **server_kw)

@@ -28,7 +28,7 @@ SAFE = st.characters(whitelist_categories=(), whitelist_characters="abcdefghijkm
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory):
     limits = Limits(rate=1e6, burst=10**6, max_body_bytes=8192, max_elements=512)
-    with lab(tmp_path_factory.mktemp("fuzz"), limits=limits) as running:
+    with lab(tmp_path_factory.mktemp("fuzz"), limits=limits, bounded=True) as running:
         yield running
         assert running.spy.applied == []  # never a setting applied, over every example
         assert running.service.log.spent().queries == 0

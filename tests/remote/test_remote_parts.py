@@ -19,9 +19,9 @@ from remote_lab import chip
 
 from blacksat.errors import ConfigError
 from blacksat.product.cli import main
+from blacksat.product.serve_cmd import resolve_device
 from blacksat.remote import RemoteDevice
 from blacksat.remote.auth import TokenStore, digest, parse_scopes
-from blacksat.remote.command import resolve_device
 from blacksat.remote.wire import WireError, decode_array, encode_array
 
 

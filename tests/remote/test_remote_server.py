@@ -151,9 +151,23 @@ def test_budgets_resume_from_the_log_after_a_restart(tmp_path):
 
 
 # ---------------------------------------------------------------------- validation and limits
-def test_settings_are_validated_against_the_servers_space_whatever_the_client_sends(served):
+def test_a_periodic_control_past_its_range_is_wrapped_before_the_driver_sees_it(served):
+    past = settings(2)
+    past[1, 3] = 7.0  # past 2 pi on a phase declared periodic: the same phase as 7 - 2 pi
+    assert post(served.url, served.tokens["alice"], body(past)).status_code == 200
+    (applied,) = served.spy.applied
+    assert np.all((applied >= 0) & (applied < 2 * np.pi))
+    np.testing.assert_allclose(applied[1, 3], 7.0 - 2 * np.pi)
+
+
+def test_settings_are_validated_against_the_servers_space_whatever_the_client_sends(tmp_path):
+    with lab(tmp_path / "bounded", bounded=True) as served:
+        _refusals(served)
+
+
+def _refusals(served):
     bad = settings(2)
-    bad[1, 3] = 7.0  # past 2 pi
+    bad[1, 3] = 7.0  # past 2 pi, on an actuator that cannot wrap
     r = post(served.url, served.tokens["alice"], body(bad))
     assert r.status_code == 422 and r.json()["error"] == "OutOfBoundsError"
     nan = settings(1)
