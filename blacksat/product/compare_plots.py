@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blacksat.evaluation import Summary
+
 if TYPE_CHECKING:
     from blacksat.product.compare import CompareResult, Scenario
 
@@ -45,13 +47,8 @@ ROBUSTNESS_PLOT = "robustness.png"
 
 # ---------------------------------------------------------------------- aggregates
 def _stats(values: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": float(a.mean()),
-        "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-        "min": float(a.min()),
-        "max": float(a.max()),
-    }
+    s = Summary.of(values)  # the one definition: sample std (ddof = 1), 0 for one value
+    return {"mean": s.mean, "std": s.std, "min": s.min, "max": s.max}
 
 
 def metrics(scenario: Scenario) -> list[str]:

@@ -12,17 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from blacksat.evaluation import Summary
+
 
 def stats(values: Sequence[float]) -> dict[str, Any]:
     """``mean``, ``std`` (sample, ddof = 1; 0 for one value), ``min``, ``max``, ``values``."""
-    a = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": float(a.mean()),
-        "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-        "min": float(a.min()),
-        "max": float(a.max()),
-        "values": a.tolist(),
-    }
+    s = Summary.of(values)  # the one definition: sample std (ddof = 1), 0 for one value
+    return {"mean": s.mean, "std": s.std, "min": s.min, "max": s.max, "values": list(s.accuracies)}
 
 
 def metric_values(run: dict[str, Any], key: str) -> dict[str, float]:
