@@ -127,8 +127,30 @@ def _offline(
     return trainer.fit(chip.initial_controls(seed))
 
 
+class _Perturbed:
+    """``chip.perturbed(**nuisance)``, each perturbed chip built once and handed out with its
+    noise and drift streams restarted (what a newly built one has): every method meets the same
+    perturbed chip, and a diffractive chip's masks are not resampled once per method."""
+
+    def __init__(self, chip: Any) -> None:
+        self.chip, self.cache = chip, {}
+
+    def __call__(self, **nuisance: float) -> Any:
+        key = tuple(sorted(nuisance.items()))
+        if key not in self.cache:
+            self.cache[key] = self.chip.perturbed(**nuisance)
+        self.cache[key].reset()
+        return self.cache[key]
+
+
 def _evaluate(
-    task: Any, chip: Any, theta: np.ndarray, models: dict[str, Any], cfg: DemoConfig, seed: int
+    task: Any,
+    chip: Any,
+    theta: np.ndarray,
+    models: dict[str, Any],
+    cfg: DemoConfig,
+    seed: int,
+    perturbed: Any = None,
 ) -> dict[str, Any]:
     """Accuracies of ``theta`` on the full test split: models, the chip, fresh chips, drift."""
     out: dict[str, Any] = {f"{k}_model": accuracy(task, m, theta) for k, m in models.items()}
@@ -141,7 +163,7 @@ def _evaluate(
     drift: dict[str, Any] = {}
     for nz in chip.nuisances:
         values = np.linspace(nz.rated[0], nz.rated[1], cfg.drift_points).tolist()
-        table = nuisance_sweep(task, theta, chip.perturbed, {nz.name: values})
+        table = nuisance_sweep(task, theta, perturbed or chip.perturbed, {nz.name: values})
         drift[nz.name] = {"values": values, "accuracies": table.column("accuracy")}
     out["drift"] = drift
     return out
@@ -322,7 +344,7 @@ def _run(
         "summary": aggregate(runs),
         "landscape": {
             "model": "nominal",
-            "split": "train",
+            "split": cfg.landscape_split,
             "radius": p.landscape_radius,
             "rated_common_mode": p.drift_radius,
             "l2_norm_of_radius": p.landscape_radius * float(np.sqrt(chip.space.dim)),
@@ -402,6 +424,7 @@ def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool
     labels = {**LABELS, "nevergrad": f"nevergrad {cfg.ng_optimizer}"}
     methods: dict[str, Any] = {}
     thetas: dict[str, np.ndarray] = {}
+    perturbed = _Perturbed(chip)
     for key, label in labels.items():
         if key in runs:
             r = runs[key]
@@ -417,7 +440,7 @@ def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool
         methods[key] = {
             "label": label,
             **info,
-            **_evaluate(tasks[key], chip, theta, models, cfg, seed),
+            **_evaluate(tasks[key], chip, theta, models, cfg, seed, perturbed),
             "training_ledger": ledger,
         }
     lap("evaluation")
@@ -442,7 +465,9 @@ def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool
         "alphas": alphas.tolist(),
         "methods": {
             key: {
-                k: loss_slice(tasks[key], nominal, thetas[key], u, alphas).tolist()
+                k: loss_slice(
+                    tasks[key], nominal, thetas[key], u, alphas, split=cfg.landscape_split
+                ).tolist()
                 for k, u in dirs.items()
             }
             for key in runs
