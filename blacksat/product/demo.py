@@ -94,17 +94,8 @@ from blacksat.errors import ConfigError
 from blacksat.estimators import Autograd
 from blacksat.evaluation import accuracy, accuracy_many, nuisance_sweep, transfer
 from blacksat.meter import Ledger, MeteredDevice
-from blacksat.product.demo_config import (
-    DEMO_DEVICE_ARGS,
-    FRESH_SEED_OFFSET,
-    LANDSCAPE_RADIUS,
-    LR,
-    OFFLINE_PERTURBATION,
-    RHO,
-    ZO_PERTURBATION,
-    DemoConfig,
-)
-from blacksat.sat import sat
+from blacksat.product.demo_config import DEMO_DEVICE_ARGS, FRESH_SEED_OFFSET, RHO, DemoConfig
+from blacksat.product.demo_plan import Plan, offline_sat, offline_sat_label, plan
 from blacksat.train_config import TrainConfig
 from blacksat.trainer import Trainer
 
@@ -127,8 +118,30 @@ def _offline(
     return trainer.fit(chip.initial_controls(seed))
 
 
+class _Perturbed:
+    """``chip.perturbed(**nuisance)``, each perturbed chip built once and handed out with its
+    noise and drift streams restarted (what a newly built one has): every method meets the same
+    perturbed chip, and a diffractive chip's masks are not resampled once per method."""
+
+    def __init__(self, chip: Any) -> None:
+        self.chip, self.cache = chip, {}
+
+    def __call__(self, **nuisance: float) -> Any:
+        key = tuple(sorted(nuisance.items()))
+        if key not in self.cache:
+            self.cache[key] = self.chip.perturbed(**nuisance)
+        self.cache[key].reset()
+        return self.cache[key]
+
+
 def _evaluate(
-    task: Any, chip: Any, theta: np.ndarray, models: dict[str, Any], cfg: DemoConfig, seed: int
+    task: Any,
+    chip: Any,
+    theta: np.ndarray,
+    models: dict[str, Any],
+    cfg: DemoConfig,
+    seed: int,
+    perturbed: Any = None,
 ) -> dict[str, Any]:
     """Accuracies of ``theta`` on the full test split: models, the chip, fresh chips, drift."""
     out: dict[str, Any] = {f"{k}_model": accuracy(task, m, theta) for k, m in models.items()}
@@ -141,7 +154,7 @@ def _evaluate(
     drift: dict[str, Any] = {}
     for nz in chip.nuisances:
         values = np.linspace(nz.rated[0], nz.rated[1], cfg.drift_points).tolist()
-        table = nuisance_sweep(task, chip.perturbed, theta, {nz.name: values})
+        table = nuisance_sweep(task, perturbed or chip.perturbed, theta, {nz.name: values})
         drift[nz.name] = {"values": values, "accuracies": table.column("accuracy")}
     out["drift"] = drift
     return out
@@ -196,68 +209,6 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What the demo does on one device (resolved from the config and the device)."""
-
-    lr: float
-    rho: float | None  # an L2 ball for offline SAT (only when the config sets rho)
-    offline: dict[str, Any]  # the offline SAT perturbation: model, mode, grid / draws
-    zo_model: str | None  # query-only SAT's perturbation model (None: plain zeroth order)
-    drift_radius: float | None  # the rated common-mode shift per control, if the device has one
-    landscape_radius: float
-
-
-def plan(device: str, chip: Any, cfg: DemoConfig) -> Plan:
-    """Resolve the per-device defaults (:mod:`blacksat.product.demo_config`) for ``chip``."""
-    models = chip.perturbation_models()
-    zo_name = ZO_PERTURBATION.get(device)
-    drift = getattr(models.get(zo_name), "radius", None) if zo_name else None
-    radius = cfg.landscape_radius
-    if radius is None:
-        radius = 2.0 * drift if drift else LANDSCAPE_RADIUS
-    offline = dict(OFFLINE_PERTURBATION[device]) if cfg.rho is None else {"model": "l2"}
-    return Plan(
-        lr=cfg.offline_lr if cfg.offline_lr is not None else LR.get(device, 0.02),
-        rho=cfg.rho,
-        offline=offline,
-        zo_model=zo_name,
-        drift_radius=drift,
-        landscape_radius=float(radius),
-    )
-
-
-def _offline_sat(chip: Any, task: Any, p: Plan) -> Any:
-    """Offline SAT on the nominal model against the plan's perturbation model."""
-    from blacksat.perturbations import L2Ball
-
-    if p.rho is not None:
-        return sat(Autograd(chip.nominal_model(dtype=torch.float64), task, space=chip.space),
-                   perturbation=L2Ball(p.rho))  # fmt: skip
-    spec = p.offline
-    pert = chip.perturbation_models()[spec["model"]]
-    if spec.get("grid"):
-        pert = dataclasses.replace(pert, grid=int(spec["grid"]))
-    nuisance = bool(
-        pert.sample(torch.as_tensor(chip.space.center), np.random.default_rng(0)).nuisance
-    )
-    family = chip.model_family("nominal", dtype=torch.float64) if nuisance else None
-    base = Autograd(chip.nominal_model(dtype=torch.float64), task, family=family, space=chip.space)
-    return sat(base, perturbation=pert, mode=spec.get("mode", "worst"), draws=spec.get("draws", 1))
-
-
-def offline_sat_label(p: Plan) -> str:
-    """How the report names offline SAT's objective."""
-    if p.rho is not None:
-        return f"L2 ball, worst case, rho = {p.rho:g}"
-    spec = p.offline
-    how = f"worst of {spec['grid']} probed shifts" if spec.get("grid") else (
-        f"average over {spec.get('draws', 1)} draw(s) per step" if spec.get("mode") == "average"
-        else "worst case"
-    )  # fmt: skip
-    return f"`{spec['model']}`, {how}"
 
 
 def _run(
@@ -322,7 +273,7 @@ def _run(
         "summary": aggregate(runs),
         "landscape": {
             "model": "nominal",
-            "split": "train",
+            "split": cfg.landscape_split,
             "radius": p.landscape_radius,
             "rated_common_mode": p.drift_radius,
             "l2_norm_of_radius": p.landscape_radius * float(np.sqrt(chip.space.dim)),
@@ -367,7 +318,7 @@ def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool
     tasks, runs = {}, {}
     makers = {
         "offline_bp": lambda t: Autograd(nominal, t, space=chip.space),
-        "offline_sat": lambda t: _offline_sat(chip, t, p),
+        "offline_sat": lambda t: offline_sat(chip, t, p),
     }
     for key, make in makers.items():
         tasks[key] = copy.deepcopy(base_task)
@@ -402,6 +353,7 @@ def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool
     labels = {**LABELS, "nevergrad": f"nevergrad {cfg.ng_optimizer}"}
     methods: dict[str, Any] = {}
     thetas: dict[str, np.ndarray] = {}
+    perturbed = _Perturbed(chip)
     for key, label in labels.items():
         if key in runs:
             r = runs[key]
@@ -417,7 +369,7 @@ def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool
         methods[key] = {
             "label": label,
             **info,
-            **_evaluate(tasks[key], chip, theta, models, cfg, seed),
+            **_evaluate(tasks[key], chip, theta, models, cfg, seed, perturbed),
             "training_ledger": ledger,
         }
     lap("evaluation")
@@ -442,7 +394,9 @@ def _run_seed(seed: int, device: str, progress: bool, cfg: DemoConfig, tag: bool
         "alphas": alphas.tolist(),
         "methods": {
             key: {
-                k: loss_slice(tasks[key], nominal, thetas[key], u, alphas).tolist()
+                k: loss_slice(
+                    tasks[key], nominal, thetas[key], u, alphas, split=cfg.landscape_split
+                ).tolist()
                 for k, u in dirs.items()
             }
             for key in runs

@@ -54,8 +54,10 @@ QUICK_DEVICE: dict[str, dict[str, Any]] = {
         "ng_batch_size": 256,
         "zo_batch_size": 64,
         "fresh_chips": 1,
+        "drift_points": 2,
         "checkpoints": 3,
         "landscape_points": 3,
+        "landscape_split": "test",
     },
 }
 FRESH_SEED_OFFSET = 1000
@@ -86,7 +88,8 @@ class DemoConfig:
             (>= 1; spends doubling up to the budget).
         landscape_points: offsets per landscape slice (>= 3); ``landscape_radius``: the largest
             offset, in control units per control (``None``: twice the rated common-mode drift of
-            the device, or :data:`LANDSCAPE_RADIUS` without one).
+            the device, or :data:`LANDSCAPE_RADIUS` without one); ``landscape_split``: the split
+            whose mean loss the slices show (``"train"`` or ``"test"``).
         threads: torch threads during the run (the process's setting is restored after it);
             these problems are small, and one thread is the fastest on a busy machine.
 
@@ -112,6 +115,7 @@ class DemoConfig:
     checkpoints: int = 10
     landscape_points: int = 21
     landscape_radius: float | None = None
+    landscape_split: str = "train"
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -131,6 +135,10 @@ class DemoConfig:
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
             if not ok or v < 0 or (v == 0 and name != "rho"):
                 raise ConfigError(f"demo {name} must be a finite number > 0, got {v!r}")
+        if self.landscape_split not in ("train", "test"):
+            raise ConfigError(
+                f"demo landscape_split must be 'train' or 'test', got {self.landscape_split!r}"
+            )
         v = self.ng_batch_size
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
             raise ConfigError(f"demo ng_batch_size must be an integer >= 1 or absent, got {v!r}")

@@ -101,7 +101,9 @@ def test_compare_writes_csv_json_summary_and_plots(threaded, tmp_path):
     assert "nevergrad" in doc["versions"] and len(doc["rows"]) == len(rows)
     assert all(isinstance(r["trace"], list) and r["trace"] for r in doc["rows"])
     summary = (out / "summary.md").read_text()
-    assert "| 1+1 | nevergrad |" in summary and "| zo | query-only |" in summary
+    assert (
+        "| 1+1 | nevergrad | nevergrad |" in summary and "| zo | blacksat | query-only |" in summary
+    )
     for png in ("accuracy_vs_reconfigurations.png", "robustness.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
@@ -301,3 +303,27 @@ def test_compare_writes_each_row_as_it_finishes_and_resumes(threaded, tmp_path, 
     with ThreadPoolExecutor(1) as ex:
         compare(**SWEEP, executor=ex, out_dir=out, progress=False, force=True)
     assert len(calls) == len(threaded.rows)  # --force starts over
+
+
+def test_summary_defines_the_target_and_names_columns_like_the_csv(threaded):
+    from blacksat.product.compare_plots import (
+        TARGET_DEFINITION,
+        _colors,
+        accuracy_table,
+        summary_markdown,
+    )
+
+    text = summary_markdown(threaded, [])
+    assert TARGET_DEFINITION in text and "Target met:" in text
+    table = accuracy_table(threaded.summary())
+    assert table.splitlines()[0].startswith("| method | kind | label |")
+    row = next(line for line in table.splitlines() if line.startswith("| 1+1 |"))
+    assert row.startswith("| 1+1 | nevergrad | nevergrad |")  # kind, then label, as in the CSV
+    zo = next(line for line in table.splitlines() if line.startswith("| zo |"))
+    assert zo.startswith("| zo | blacksat | query-only |")
+    import matplotlib
+
+    colours = _colors(12)
+    assert len(set(colours)) == 12  # every method its own colour
+    # one hue per method: tab10 first, never tab20's light/dark pairs of one hue side by side
+    assert colours[:10] == list(matplotlib.colormaps["tab10"].colors)

@@ -114,3 +114,31 @@ def test_findings_follow_the_numbers():
     chip = next(x for x in text.splitlines() if "vs offline BP on the chip" in x)
     assert "no clear difference" in chip
     assert "Within 5 points of chance (10 %) on the chip: nevergrad" in text
+
+
+@pytest.mark.parametrize(
+    "device,model,zo",
+    [
+        ("mzi", "phase_drift", "phase_drift"),
+        ("mzi-hybrid", "phase_drift", "phase_drift"),
+        ("mrr", "thermal", "thermal"),
+        ("diffractive", "misalignment", None),
+    ],
+)
+def test_the_demo_trains_against_the_protective_model_of_each_device(device, model, zo):
+    """Never an L2 ball by default (it does not protect against drift, BENCHMARKS.md); the
+    landscape radius is tied to the rated drift; the quick preset stays light."""
+    from blacksat.devices import DEVICES
+    from blacksat.product.demo_config import DEMO_DEVICE_ARGS, DemoConfig
+    from blacksat.product.demo_plan import offline_sat_label, plan
+
+    chip = DEVICES[device](seed=0, **DEMO_DEVICE_ARGS[device])
+    p = plan(device, chip, DemoConfig())
+    assert p.offline["model"] == model and p.rho is None and p.zo_model == zo
+    assert model in offline_sat_label(p) and "L2" not in offline_sat_label(p)
+    if zo is not None:
+        assert p.landscape_radius == pytest.approx(2 * chip.perturbation_models()[zo].radius)
+    quick = DemoConfig.preset(True, device)
+    assert quick.seeds == 3 and quick.budget <= 240 and quick.offline_steps <= 40
+    l2 = plan(device, chip, DemoConfig(rho=0.3))
+    assert l2.rho == 0.3 and "L2 ball" in offline_sat_label(l2)
