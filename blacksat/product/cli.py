@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-out", type=_path, help="output directory")
     demo.add_argument("--quick", action="store_true", help="a shorter run (well under a minute)")
     demo.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    demo.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted demo in --out: its finished seeds are kept",
+    )
     demo.add_argument("--seed", type=int, default=0, help="seed for data, chip and training")
     demo.add_argument(
         "--device",
@@ -346,6 +351,7 @@ def _demo(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         config=config,
         force=args.force,
+        resume=args.resume,
     )
     print((Path(args.out) / "report.md").read_text())
 

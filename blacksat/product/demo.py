@@ -81,6 +81,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,7 @@ from blacksat.errors import ConfigError
 from blacksat.estimators import Autograd
 from blacksat.evaluation import accuracy, accuracy_many, nuisance_sweep, transfer
 from blacksat.meter import Ledger, MeteredDevice
+from blacksat.outputs import prepare_dir, write_private
 from blacksat.product.demo_config import DEMO_DEVICE_ARGS, FRESH_SEED_OFFSET, RHO, DemoConfig
 from blacksat.product.demo_plan import Plan, offline_sat, offline_sat_label, plan
 from blacksat.train_config import TrainConfig
@@ -169,15 +171,16 @@ def run_demo(
     progress: bool = True,
     config: DemoConfig | None = None,
     force: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the flow on ``config.seeds`` seeds from ``seed`` on, write ``out/results.json``,
     ``out/report.md`` and the plots; return the results (the schema is in the module
     docstring). Each seed's results go to ``out/seeds/seed-<s>.json`` as soon as that seed is
     done. ``config`` overrides the preset that ``quick`` selects. ``out`` is checked before any
     work: it must be a writable directory (created) and may hold a previous demo's results only
-    with ``force``."""
+    with ``force``, or with ``resume``: the seeds an interrupted demo of the same device, preset
+    and settings finished (``seeds/seed-<s>.json``) are kept and only the others run."""
     from blacksat.devices import DEVICES
-    from blacksat.outputs import prepare_dir
     from blacksat.product.demo_plots import PLOTS
 
     if device not in DEVICES:
@@ -194,10 +197,49 @@ def run_demo(
             f"demo ng_optimizer {cfg.ng_optimizer!r} is not in nevergrad's registry "
             "(e.g. 'DiagonalCMA', 'OnePlusOne', 'CMA', 'NGOpt')"
         )
+    if resume and force:
+        raise ConfigError("give --resume or --force, not both")
     results = ("results.json", "report.md", "seeds", *PLOTS)
-    target = prepare_dir(out, force=force, results=results)
+    hint = ", or --resume to finish an interrupted demo"
+    target = prepare_dir(out, force=force or resume, results=results, resume_hint=hint)
+    manifest = json.dumps(
+        {"device": device, "quick": quick, "seed": seed, "config": dataclasses.asdict(cfg)},
+        sort_keys=True,
+        default=str,
+    )
+    done = _finished_seeds(target, manifest) if resume else {}
+    if not resume and (target / "seeds").is_dir():
+        shutil.rmtree(target / "seeds")  # --force: the old demo's seeds go with it
+    (target / "seeds").mkdir(exist_ok=True)
+    write_private(target / "seeds" / MANIFEST, manifest)
     with torch_threads(cfg.threads):
-        return _run(target, quick, seed, device, progress, cfg)
+        return _run(target, quick, seed, device, progress, cfg, done)
+
+
+#: what a demo's ``seeds/`` folder was started with (a resume must match it)
+MANIFEST = "demo.json"
+
+
+def _finished_seeds(out: Path, manifest: str) -> dict[int, dict[str, Any]]:
+    """The seeds an interrupted demo in ``out`` finished, if it was started as this one."""
+    seeds = out / "seeds"
+    if not (seeds / MANIFEST).is_file():
+        if any(out.iterdir()):
+            raise ConfigError(f"{str(out)!r} holds no demo to resume ({MANIFEST} is missing)")
+        return {}
+    if (seeds / MANIFEST).read_text() != manifest:
+        raise ConfigError(
+            f"{str(out)!r} holds a demo started with another device, preset, seed or settings; "
+            "resume it with those, or write this one to another --out"
+        )
+    done = {}
+    for path in sorted(seeds.glob("seed-*.json")):
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a seed cut short while it was written: it runs again
+        done[int(run["seed"])] = run
+    return done
 
 
 @contextlib.contextmanager
@@ -212,7 +254,13 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def _run(
-    out: Path, quick: bool, seed: int, device: str, progress: bool, cfg: DemoConfig
+    out: Path,
+    quick: bool,
+    seed: int,
+    device: str,
+    progress: bool,
+    cfg: DemoConfig,
+    done: dict[int, dict[str, Any]],
 ) -> dict[str, Any]:
     from blacksat.devices import DEVICES
     from blacksat.product.demo_plots import write_plots
@@ -221,11 +269,11 @@ def _run(
     t_start = time.perf_counter()
     seeds = [seed + i for i in range(cfg.seeds)]
     runs = []
-    (out / "seeds").mkdir(exist_ok=True)
     for s in seeds:
-        run = _run_seed(s, device, progress, cfg, len(seeds) > 1)
-        from blacksat.outputs import write_private
-
+        if s in done:  # finished by the demo this one resumes
+            runs.append(done[s])
+            continue
+        run = json.loads(json.dumps(_run_seed(s, device, progress, cfg, len(seeds) > 1)))
         write_private(out / "seeds" / f"seed-{s}.json", json.dumps(run, indent=2))  # done: kept
         runs.append(run)
     chip = DEVICES[device](seed=seed, **DEMO_DEVICE_ARGS.get(device, {}))

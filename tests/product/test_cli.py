@@ -137,7 +137,11 @@ def test_demo_writes_report_results_and_plots(tmp_path, capsys):
     assert r["config"]["budget"] == 48 and r["config"]["offline_steps"] == 3
     assert r["offline"]["lr"] == 0.02 and r["chance"] == pytest.approx(0.1)
     assert r["offline"]["perturbation"]["model"] == "phase_drift"  # not an L2 ball
-    assert sorted(p.name for p in (out / "seeds").iterdir()) == ["seed-1.json", "seed-2.json"]
+    assert sorted(p.name for p in (out / "seeds").iterdir()) == [
+        "demo.json",  # what the demo was started with: a --resume must match it
+        "seed-1.json",
+        "seed-2.json",
+    ]
     for run in r["runs"]:
         assert list(run["methods"]) == ["offline_bp", "offline_sat", "zo_sat", "nevergrad"]
         for key, m in run["methods"].items():
@@ -481,3 +485,34 @@ def test_compare_command_writes_the_table(tmp_path, capsys):
 )
 def test_compare_misuse(argv, msg, capsys):
     fails(argv, capsys, msg)
+
+
+def test_an_interrupted_demo_resumes_with_the_seeds_it_finished(tmp_path, capsys, monkeypatch):
+    import blacksat.product.demo as demo
+
+    cfg = write(tmp_path / "demo.toml", TINY_DEMO + "seeds = 2\n")
+    out = tmp_path / "out"
+    argv = ["demo", "--quick", "--quiet", "--out", str(out), "--config", cfg]
+    real, calls = demo._run_seed, []
+
+    def interrupted(s, *args, **kw):
+        calls.append(s)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second seed
+        return real(s, *args, **kw)
+
+    monkeypatch.setattr(demo, "_run_seed", interrupted)
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().err.strip() == "blacksat: interrupted"
+    assert (out / "seeds" / "seed-0.json").is_file() and not (out / "results.json").exists()
+    fails(argv, capsys, "--force", "--resume")  # the finished seed is not overwritten silently
+    fails([*argv, "--resume", "--seed", "5"], capsys, "another device, preset, seed")
+    calls.clear()
+    monkeypatch.setattr(
+        demo, "_run_seed", lambda s, *a, **k: (calls.append(s), real(s, *a, **k))[1]
+    )
+    assert main([*argv, "--resume"]) == 0
+    assert calls == [1]  # only the seed that had not finished
+    r = json.loads((out / "results.json").read_text())
+    assert r["seeds"] == [0, 1] and len(r["runs"]) == 2
