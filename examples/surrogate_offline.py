@@ -26,8 +26,12 @@ from blacksat.surrogates import GreyBox, Residual, calibrate, input_subset
 def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", type=int, default=200, help="calibration design size")
-    ap.add_argument("--steps", type=int, default=300, help="SAT steps on each model")
-    ap.add_argument("--quick", action="store_true", help="tiny run: 24 settings, 3 SAT steps")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="SAT steps on each model (default 300; 3 quick)"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny run: 24 settings, a short fit, 3 SAT steps"
+    )
     ap.add_argument(
         "--run-dir", default=None, help="keep the query log here (default: a temporary folder)"
     )
@@ -40,7 +44,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
-    n_settings, steps = (24, 3) if args.quick else (args.settings, args.steps)
+    n_settings = 24 if args.quick else args.settings
+    steps = args.steps if args.steps is not None else (3 if args.quick else 300)
     fit = {"steps": 20} if args.quick else {}  # else the surrogates' default fitting steps
 
     chip = MZIMesh(n_modes=8, s_bs=0.15, s_ps=0.15, seed=args.seed)

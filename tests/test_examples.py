@@ -58,8 +58,8 @@ def test_surrogate_offline_example_cleans_its_temporary_folder(tmp_path, monkeyp
 
 def test_surrogate_offline_example_runs(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    out = load("surrogate_offline").main(["--quick", "--run-dir", str(run_dir)])
-    assert 0.0 <= out["surrogate"] <= 1.0 and 0.0 <= out["nominal"] <= 1.0
+    out = load("surrogate_offline").main(["--quick", "--steps", "150", "--run-dir", str(run_dir)])
+    assert out["surrogate"] >= 0.85  # iris on the chip (chance 1/3) after SAT on the surrogate
     assert math.isfinite(out["r2"]) and math.isfinite(out["replayed_r2"])
     assert (run_dir / "queries.sqlite").is_file()
     printed = capsys.readouterr().out
