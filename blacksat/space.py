@@ -26,43 +26,12 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from blacksat import circle
 from blacksat.errors import ConfigError, NonFiniteError, OutOfBoundsError, ShapeError
 
 Policy = Literal["raise", "clip"]
 _POLICIES = ("raise", "clip")
 _RTOL = 1e-9
-
-
-def _describe(a: np.ndarray, limit: int = 6) -> str:
-    flat = np.asarray(a).ravel()
-    shown = ", ".join(f"{v:.6g}" for v in flat[:limit])
-    return f"[{shown}{', ...' if flat.size > limit else ''}]"
-
-
-def _periods(period: Any, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """``period`` (None, a bool, a bool mask, a number or ``(d,)`` numbers; 0 = bounded) as a
-    ``(d,)`` float64 array of periods, 0 for bounded controls."""
-    d = lower.size
-    if period is None or period is False:
-        return np.zeros(d)
-    raw = np.asarray(period)
-    if raw.dtype == bool:
-        mask = np.broadcast_to(raw, (d,)) if raw.shape in ((), (d,)) else None
-        if mask is None:
-            raise ConfigError(f"ParamSpace period mask must have shape ({d},), got {raw.shape}")
-        return np.where(mask, upper - lower, 0.0)
-    try:
-        per = np.array(np.broadcast_to(np.asarray(raw, dtype=np.float64), (d,)))
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"ParamSpace period must be None, a bool (mask) or a number per control ({d},), "
-            f"got {period!r}"
-        ) from None
-    if not np.all(np.isfinite(per)) or np.any(per < 0):
-        raise ConfigError(
-            f"ParamSpace periods must be finite and >= 0 (0 = bounded), got {period!r}"
-        )
-    return per
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +92,7 @@ class ParamSpace:
             if len(names) != lower.size:
                 raise ConfigError(f"ParamSpace got {len(names)} names for {lower.size} controls")
             object.__setattr__(self, "names", names)
-        per = _periods(self.period, lower, upper)
+        per = circle.periods(self.period, lower, upper)
         per.flags.writeable = False
         object.__setattr__(self, "period", per)
         self._check_periods(per)
@@ -355,37 +324,16 @@ class ParamSpace:
         if isinstance(theta, torch.Tensor):
             out = self.wrap(theta.detach().cpu().to(torch.float64).numpy())
             return torch.as_tensor(out, dtype=theta.dtype)  # type: ignore[return-value]
-        arr = self._last_axis(theta)
-        on = self.periodic
-        if not on.any():
-            return arr.copy()
-        p = np.where(on, self.period, 1.0)
-        top = self.lower + p
-        inside = (arr >= self.lower) & (arr < top)
-        wrapped = self.lower + np.mod(arr - self.lower, p)
-        wrapped = np.where(wrapped >= top, self.lower, wrapped)  # rounding up to the period
-        return np.where(on & ~inside, wrapped, arr)
+        return circle.wrap(self._last_axis(theta), self.lower, self.period)
 
     def difference(self, a: Any, b: Any) -> Any:
         """``a - b`` ``(..., d)`` with periodic controls taken the short way round the circle,
         in ``[-period / 2, period / 2)``: the difference of ``6.2`` and ``0.05`` rad is about
         ``-0.13``, not ``6.15``. Numpy or torch (differentiable in ``a`` and ``b``)."""
-        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-            ref = a if isinstance(a, torch.Tensor) else b
-            diff = torch.as_tensor(a, dtype=ref.dtype) - torch.as_tensor(b, dtype=ref.dtype)
-            on = torch.as_tensor(self.periodic)
-            if not bool(on.any()):
-                return diff
-            p = torch.as_tensor(np.where(self.periodic, self.period, 1.0), dtype=diff.dtype)
-            circ = diff - p * torch.floor(diff / p + 0.5)
-            return torch.where(on, circ, diff)
-        d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-        if d.shape[-1:] != (self.dim,):
-            raise ShapeError(f"expected (..., {self.dim}) controls, got shape {d.shape}")
-        if not self.periodic.any():
-            return d
-        per = np.where(self.periodic, self.period, 1.0)
-        return np.where(self.periodic, d - per * np.floor(d / per + 0.5), d)
+        diff = circle.difference(a, b, self.period)
+        if diff.shape[-1:] != (self.dim,):
+            raise ShapeError(f"expected (..., {self.dim}) controls, got shape {tuple(diff.shape)}")
+        return diff
 
     def distance(self, a: ArrayLike, b: ArrayLike) -> np.ndarray | float:
         """Euclidean distance of ``a`` and ``b`` ``(..., d)`` using :meth:`difference` (a
@@ -407,13 +355,7 @@ class ParamSpace:
         idx = np.clip(np.searchsorted(lv, arr), 1, lv.size - 1)
         left, right = lv[idx - 1], lv[idx]
         out = np.where(arr - left <= right - arr, left, right)
-        if on.any():
-            p = np.where(on, self.period, np.inf)
-            err = np.abs(arr - out)
-            to_first = on & (lv[0] + p - arr < err)  # past the last level, nearer the first
-            to_last = on & (arr - (lv[-1] - p) < err)  # below the first, nearer the last
-            out = np.where(to_first, lv[0], np.where(to_last, lv[-1], out))
-        return out
+        return circle.snap_on_circle(arr, out, lv, self.period) if on.any() else out
 
     def sample(self, rng: np.random.Generator | int | None, n: int | None = None) -> np.ndarray:
         """Uniform draws: ``(d,)`` if ``n`` is None else ``(n, d)`` (snapped). Bounded controls
