@@ -1,15 +1,17 @@
 """blacksat vs nevergrad on an opaque 16-mode MZI mesh: accuracy per reconfiguration budget.
 
-    python benchmarks/compare.py                 # the target sweep, writes BENCHMARKS.md
+    python benchmarks/compare.py --force         # the target sweep (replacing the saved
+                                                 # results), writes BENCHMARKS.md
+    python benchmarks/compare.py --resume        # finish an interrupted sweep
     python benchmarks/compare.py --quick         # tiny budgets; BENCHMARKS.md untouched
     python benchmarks/compare.py --scheduler tcp://host:8786   # the runs on a Dask cluster
 
-The sweep is :func:`blacksat.product.compare.target`: every registered method (nevergrad
-baselines and
-blacksat's query-only and twin-assisted methods) x seeds 0, 1, 2 (seed ``s`` on chip ``s``) x
-budgets 1000, 5000, 20000 reconfigurations; all from the centre of the box, the digital front end
-frozen at its seeded init, nevergrad evaluating the full training split per setting. Results go
-to ``benchmarks/results/compare/`` (``results.csv``, ``results.json``, ``summary.md``, plots).
+The sweep is :func:`blacksat.product.compare.target`: every registered method but the in-situ
+baselines (nevergrad baselines and blacksat's query-only and twin-assisted methods) x seeds
+0, 1, 2 (seed ``s`` on chip ``s``) x budgets 1000, 5000, 20000 reconfigurations; all from the
+centre of the box, the digital front end frozen at its seeded init, nevergrad evaluating the
+full training split per setting. Results go to ``benchmarks/results/compare/``
+(``results.csv``, ``results.json``, ``summary.md``, plots).
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ def main() -> None:
     ap.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local)")
     ap.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
     ap.add_argument("--out", default=None, help=f"output directory (default {OUT})")
+    ap.add_argument("--force", action="store_true", help="replace the results already in --out")
+    ap.add_argument("--resume", action="store_true", help="keep the finished runs, run the rest")
     args = ap.parse_args()
     if args.out is not None:
         out = Path(args.out)
@@ -137,6 +141,8 @@ def main() -> None:
         scheduler=args.scheduler,
         max_workers=args.workers,
         out_dir=out,
+        force=args.force,
+        resume=args.resume,
     )
     minutes = (time.perf_counter() - t0) / 60
     print((out / "summary.md").read_text())
@@ -144,7 +150,7 @@ def main() -> None:
     if args.quick:
         return
     workers = f"Dask at {args.scheduler}" if args.scheduler else f"{args.workers} local processes"
-    command = "python benchmarks/compare.py" + (
+    command = "python benchmarks/compare.py --force" + (
         f" --workers {args.workers}" if args.workers != 2 else ""
     )
     write_section("compare", report(result, command=command, minutes=minutes, workers=workers))
