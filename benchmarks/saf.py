@@ -261,15 +261,13 @@ def run(quick: bool) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- report
 def ms(values: list[float]) -> str:
-    v = np.asarray(values, dtype=float) * 100
-    sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
-    return f"{v.mean():.1f} ± {sd:.1f}"
+    mean, sd, _ = _report.summary(100 * v for v in values)
+    return f"{mean:.1f} ± {sd:.1f}"
 
 
 def msf(values: list[float]) -> str:
-    v = np.asarray(values, dtype=float)
-    sd = float(v.std(ddof=1)) if v.size > 1 else 0.0
-    return f"{v.mean():.3f} ± {sd:.3f}"
+    mean, sd, _ = _report.summary(values)
+    return f"{mean:.3f} ± {sd:.3f}"
 
 
 def pick(rows: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
@@ -293,7 +291,8 @@ def verdicts(rows: list[dict[str, Any]], budgets: tuple[int, ...]) -> list[str]:
             met = d_saf >= d_avg and c_saf >= c_avg - 0.005
             # a difference inside the seeds' spread (the two sample stds combined) is a tie
             spread = np.hypot(
-                np.std([r["drift"] for r in saf], ddof=1), np.std([r["drift"] for r in avg], ddof=1)
+                _report.summary(r["drift"] for r in saf)[1],
+                _report.summary(r["drift"] for r in avg)[1],
             )
             plain = pick(rows, device=key, budget=b, method="ZO")
             base = np.mean([r["drift"] for r in plain])
