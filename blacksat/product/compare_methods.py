@@ -81,8 +81,16 @@ class Method:
             self._check_blacksat(opts)
 
     def _check_blacksat(self, opts: dict[str, Any]) -> None:
-        if opts.get("estimator", "zo") not in ("zo", "pat"):
-            raise ConfigError(f"method {self.name!r}: estimator must be 'zo' or 'pat'")
+        if opts.get("estimator", "zo") not in ("zo", "pat", "auto"):
+            raise ConfigError(f"method {self.name!r}: estimator must be 'zo', 'pat' or 'auto'")
+        if opts.get("estimator") == "auto":
+            fixed = {"q", "sigma", "directions", "scheme", "lr", "optimizer", "schedule"}
+            clash = sorted(fixed & set(opts))
+            if clash:
+                raise ConfigError(
+                    f"method {self.name!r}: estimator 'auto' plans {clash} itself "
+                    "(blacksat.query_plan); leave them out"
+                )
         if "rho" in opts and "perturbation" in opts:
             raise ConfigError(f"method {self.name!r}: give rho or perturbation, not both")
         if opts.get("ascent", "same") not in ("same", "free"):
@@ -180,6 +188,13 @@ METHODS: dict[str, Method] = {
         _ng("lra-cma", "LRACMA", "CMA-ES with learning-rate adaptation for noise (cmaes)"),
         _ng("sep-cma", "SepCMA", "separable CMA-ES (cmaes)"),
         _ng("uh-cma", "UHCMA", "CMA-ES with uncertainty handling (pycma NoiseHandler)"),
+        Method(
+            "blacksat",
+            "blacksat",
+            {"estimator": "auto"},
+            "the query-only default: zeroth-order Adam calibrated on the device "
+            "(blacksat.query_plan)",
+        ),
         Method("zo-adam", "blacksat", _ZO, "zeroth-order Adam on minibatches (query-only)"),
         Method(
             "zo-sat",

@@ -1,0 +1,367 @@
+"""The query-only default: a zeroth-order plan sized from the device, its noise and the budget.
+
+Nothing here is tuned to a device. A plan is derived from three things a user's device always
+has:
+
+- its :class:`~blacksat.space.ParamSpace`: every length is a fraction of the controls' span (the
+  period of a periodic control, the width of a bounded one), and never below the step between
+  two discrete levels;
+- its **noise**, measured: the loss at one setting read ``repeats`` times on one minibatch (a
+  device that re-programs at every query shows its programming noise too);
+- the **budget**, in reconfigurations or in device seconds through a :class:`CostModel`.
+
+Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
+(``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
+the noise (RMS difference >= ``snr * sqrt(2) * noise``): below that, finite differences measure
+the noise, not the slope. The step size follows the radius (Adam, ``lr = lr_per_sigma * sigma``,
+cosine over the steps the rest of the budget allows), so a device whose loss moves on a small
+scale takes small steps and a noisy one takes large ones. Every calibration query goes through
+the metered device and is charged to the budget (typically 10-40 reconfigurations).
+
+The constants (``q = 4`` antithetic directions, ``snr = 3``, ``lr_per_sigma = 3``) were chosen on
+tuning chips of two device families and are frozen; ``benchmarks/query_efficiency.py`` reports
+them on other chips, seeds and devices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from blacksat.errors import ConfigError
+from blacksat.validation import as_generator, check_int, check_real
+
+#: antithetic Gaussian directions per step (8 reconfigurations a step)
+Q = 4
+#: a radius is usable when its RMS loss difference is this many times the noise of a difference
+SNR = 3.0
+#: Adam's learning rate as a multiple of the smoothing radius
+LR_PER_SIGMA = 3.0
+#: Adam's learning rate is never below this fraction of the span (a radius picked low by a chance
+#: reading must not freeze the run)
+LR_FLOOR = 0.02
+#: the smallest radius tried, as a fraction of the span; each rung doubles it
+FIRST_RUNG = 1.0 / 400.0
+#: rungs of the ladder (the last is 1/400 * 2**7 = 32 % of the span)
+RUNGS = 8
+#: readings of one setting that measure the noise
+REPEATS = 8
+#: antithetic directions per rung of the calibration ladder
+PROBE_DIRECTIONS = 8
+#: samples per reconfiguration when no cost model says otherwise
+DEFAULT_BATCH = 256
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """What the device's time is spent on: seconds per reconfiguration (writing a setting and
+    letting it settle) and per sample (one input forwarded and read).
+
+    Declared by a driver as ``device.cost_model`` (a :class:`CostModel` or a mapping with these
+    two keys) or measured with :func:`measure_cost`.
+    """
+
+    seconds_per_reconfiguration: float
+    seconds_per_sample: float
+
+    def __post_init__(self) -> None:
+        check_real("seconds_per_reconfiguration", self.seconds_per_reconfiguration, low=0.0)
+        check_real("seconds_per_sample", self.seconds_per_sample, low=0.0)
+        if self.seconds_per_reconfiguration == 0 and self.seconds_per_sample == 0:
+            raise ConfigError("a cost model needs a positive cost per reconfiguration or sample")
+
+    def seconds(self, reconfigurations: int, samples: int) -> float:
+        """Device time of ``reconfigurations`` settings and ``samples`` inputs."""
+        return reconfigurations * self.seconds_per_reconfiguration + (
+            samples * self.seconds_per_sample
+        )
+
+    def balanced_batch(self, n_train: int, *, low: int = 32) -> int:
+        """Samples per reconfiguration that spend as much time reading as reconfiguring
+        (``t_reconfiguration / t_sample``), within ``[low, n_train]``.
+
+        Balancing the two costs is within a factor two of the best split for any trade-off in
+        which more samples reduce the gradient noise and more reconfigurations buy more steps."""
+        if self.seconds_per_sample == 0:
+            return int(n_train)
+        b = self.seconds_per_reconfiguration / self.seconds_per_sample
+        return int(min(max(round(b), low), n_train))
+
+    def reconfigurations_for(self, seconds: float, batch: int) -> int:
+        """Reconfigurations of ``batch`` samples each that fit in ``seconds`` of device time."""
+        per = self.seconds_per_reconfiguration + batch * self.seconds_per_sample
+        return int(seconds // per)
+
+
+def cost_model_of(device: Any) -> CostModel | None:
+    """The cost model a driver declares (``device.cost_model``), looked for through metering
+    wrappers (``.device``); ``None`` when none is declared."""
+    seen = 0
+    while device is not None and seen < 8:
+        declared = getattr(device, "cost_model", None)
+        if isinstance(declared, CostModel):
+            return declared
+        if isinstance(declared, dict):
+            try:
+                return CostModel(**declared)
+            except TypeError:
+                raise ConfigError(
+                    "device.cost_model must have the keys seconds_per_reconfiguration and "
+                    f"seconds_per_sample, got {sorted(declared)}"
+                ) from None
+        device, seen = getattr(device, "device", None), seen + 1
+    return None
+
+
+def level_step(space: Any) -> float:
+    """The smallest gap between two discrete levels (0 for continuous controls)."""
+    levels = getattr(space, "levels", None)
+    if levels is None or len(levels) < 2:
+        return 0.0
+    return float(np.min(np.diff(np.asarray(levels, dtype=np.float64))))
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """A query-only run: zeroth-order Adam with these settings.
+
+    Attributes:
+        q: antithetic Gaussian directions per step (``2 q`` settings a step).
+        sigma: smoothing radius, in the controls' units.
+        lr: Adam's learning rate (cosine to 0 over ``steps``).
+        batch_size: samples per reconfiguration (``None``: the full training split).
+        steps: optimization steps the rest of the budget allows.
+        budget: reconfigurations of the whole run, calibration included.
+        calibration_reconfigurations: reconfigurations the calibration spent.
+        noise: the loss's standard deviation at one setting (the measurement).
+        span: the median span of the controls (the unit of ``sigma``).
+        ladder: per radius tried: ``rung`` (fraction of the span), ``sigma``, ``rms``
+            (RMS antithetic loss difference) and ``needed`` (the threshold).
+        reason: why this radius (``"first above the noise"``, ``"noise-free"``, ``"largest
+            difference"``).
+        cost_model: the cost model used for the batch and a seconds budget, if any.
+    """
+
+    q: int
+    sigma: float
+    lr: float
+    batch_size: int | None
+    steps: int
+    budget: int
+    calibration_reconfigurations: int
+    noise: float
+    span: float
+    ladder: list[dict[str, float]] = field(default_factory=list)
+    reason: str = ""
+    cost_model: CostModel | None = None
+
+    def estimator_spec(self) -> Any:
+        """The ``[estimator]`` of this plan (:class:`~blacksat.builder.EstimatorSpec`)."""
+        from blacksat.builder import EstimatorSpec
+
+        args = {"q": self.q, "sigma": self.sigma, "directions": "gaussian", "scheme": "central"}
+        return EstimatorSpec("zeroth_order", "nominal", args)
+
+    def train_config(self, *, seed: int, **overrides: Any) -> Any:
+        """The :class:`~blacksat.train_config.TrainConfig` of this plan (Adam, cosine, the
+        plan's ``lr``, ``batch_size`` and ``steps``); ``overrides`` replace other fields."""
+        from blacksat.train_config import TrainConfig
+
+        fields: dict[str, Any] = {
+            "optimizer": "adam",
+            "lr": self.lr,
+            "schedule": "cosine",
+            "epochs": None,
+            "max_steps": max(self.steps, 1),
+            "batch_size": self.batch_size,
+            "seed": seed,
+        }
+        fields.update(overrides)
+        return TrainConfig(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (saved next to a run so it resumes with the same plan)."""
+        out = asdict(self)
+        out["cost_model"] = None if self.cost_model is None else asdict(self.cost_model)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QueryPlan:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        cm = data.get("cost_model")
+        data["cost_model"] = None if cm is None else CostModel(**cm)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"not a query plan: {exc}") from None
+
+
+def plan_query_only(
+    task: Any,
+    device: Any,
+    theta: Any,
+    *,
+    budget: int | None = None,
+    seconds: float | None = None,
+    cost_model: CostModel | None = None,
+    batch_size: int | str | None = "auto",
+    seed: int | np.random.Generator | None = 0,
+    q: int = Q,
+    snr: float = SNR,
+    lr_per_sigma: float = LR_PER_SIGMA,
+    lr_floor: float = LR_FLOOR,
+) -> QueryPlan:
+    """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
+
+    Args:
+        task: the training task (its loss, encoder and decoder).
+        device: the device to query, normally a :class:`~blacksat.meter.MeteredDevice`: the
+            calibration's queries are charged to it.
+        theta: the setting training starts from ``(d,)``.
+        budget: reconfigurations of the whole run (calibration included).
+        seconds: or a budget in device seconds (needs a cost model: ``cost_model``, or one the
+            device declares).
+        cost_model: seconds per reconfiguration and per sample (default: the device's own
+            ``cost_model``, if it declares one).
+        batch_size: samples per reconfiguration; ``"auto"``: balanced by the cost model
+            (:meth:`CostModel.balanced_batch`), else 256 (capped at the training split).
+        seed: the calibration's randomness (minibatch and directions).
+        q: antithetic directions per step.
+        snr: how far above the noise the radius's loss differences must rise.
+        lr_per_sigma: Adam's learning rate per unit of radius.
+
+    Returns:
+        the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
+    """
+    from blacksat.estimators import ZerothOrder
+    from blacksat.objective import StepContext
+
+    check_int("q", q, low=1)
+    check_real("snr", snr, low=0.0)
+    check_real("lr_per_sigma", lr_per_sigma, low=0.0, low_open=True)
+    rng = as_generator(seed)
+    cm = cost_model if cost_model is not None else cost_model_of(device)
+    n_train = len(task.data.split("train")[1])
+    if batch_size == "auto":
+        batch = cm.balanced_batch(n_train) if cm is not None else min(DEFAULT_BATCH, n_train)
+    elif batch_size is None:
+        batch = n_train
+    else:
+        batch = min(check_int("batch_size", batch_size, low=1), n_train)
+    if (budget is None) == (seconds is None):
+        raise ConfigError("give a budget in reconfigurations or in device seconds (one of them)")
+    if seconds is not None:
+        check_real("seconds", seconds, low=0.0, low_open=True)
+        if cm is None:
+            raise ConfigError(
+                "a budget in device seconds needs a cost model: pass cost_model=CostModel(...) "
+                "or declare device.cost_model"
+            )
+        budget = cm.reconfigurations_for(float(seconds), batch)
+    budget = check_int("budget", budget, low=1)
+    space = device.space
+    th0 = torch.as_tensor(space.project(np.asarray(theta, dtype=np.float64)))
+    span = float(np.median(space.span))
+    floor = level_step(space)
+    index = (
+        rng.choice(n_train, size=batch, replace=False) if batch < n_train else np.arange(n_train)
+    )
+    batch_obj = task.batch("train", index)
+    ctx = StepContext(rng)
+    probe = ZerothOrder(device, task, q=q, sigma=max(span * FIRST_RUNG, floor))
+    k_dir = PROBE_DIRECTIONS if budget >= 400 else max(PROBE_DIRECTIONS // 2, 2)
+    spent = 0
+    # the noise: one setting read REPEATS times on the same minibatch
+    reads, cost = probe.evaluate(th0[None].repeat(REPEATS, 1), batch_obj, ctx)
+    spent += cost.reconfigurations
+    reads = reads.detach().numpy()
+    noise = float(np.std(reads, ddof=1)) if np.all(np.isfinite(reads)) else float("inf")
+    if not np.isfinite(noise):
+        raise ConfigError(
+            "the loss at the starting setting is not finite; a query-only plan needs finite "
+            "readings there (check the device and the starting controls)"
+        )
+    needed = snr * math.sqrt(2.0) * noise
+    ladder: list[dict[str, float]] = []
+    d = space.dim
+    rungs = [r for r in FIRST_RUNG * 2.0 ** np.arange(RUNGS) if r * span >= floor]
+    if not rungs:  # levels coarser than the whole ladder: one level step
+        rungs = [floor / span]
+    cap = budget // 4  # calibration never takes more than a quarter of the budget
+
+    def rms_at(rung: float) -> float | None:
+        nonlocal spent
+        if spent + 2 * k_dir > cap:
+            return None
+        sigma = rung * span
+        u = torch.as_tensor(rng.standard_normal((k_dir, d)))
+        losses, cost = probe.evaluate(torch.cat([th0 + sigma * u, th0 - sigma * u]), batch_obj, ctx)
+        spent += cost.reconfigurations
+        diff = losses.detach().numpy()
+        diff = diff[:k_dir] - diff[k_dir:]
+        ok = np.isfinite(diff)
+        rms = float(np.sqrt(np.mean(diff[ok] ** 2))) if ok.any() else 0.0
+        ladder.append({"rung": float(rung), "sigma": sigma, "rms": rms, "needed": needed})
+        return rms
+
+    # bisection for the smallest rung above the noise (the RMS difference grows with the
+    # radius): log2(rungs) probes instead of one per rung
+    lo, hi, seen = 0, len(rungs) - 1, {}
+    while lo < hi:
+        mid = (lo + hi) // 2
+        r = rms_at(rungs[mid])
+        if r is None:
+            break
+        seen[mid] = r
+        if r >= needed:
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo == hi and lo not in seen:
+        r = rms_at(rungs[lo])
+        if r is not None:
+            seen[lo] = r
+    passing = sorted(k for k, r in seen.items() if r >= needed)
+    if passing:
+        k = passing[0]
+        sigma, rms = rungs[k] * span, seen[k]
+        # within the octave below: the radius at which the slope's share of the difference
+        # (rms^2 = 2 noise^2 + (slope sigma)^2) reaches the threshold
+        slope = math.sqrt(max(rms**2 - 2.0 * noise**2, 0.0)) / sigma
+        refined = needed / slope if slope > 0 else sigma
+        chosen = float(np.clip(refined, max(sigma / 2.0, floor), sigma))
+        reason = "noise-free" if noise == 0 else "first above the noise"
+    elif seen:
+        k = max(seen, key=lambda j: seen[j])
+        chosen, reason = rungs[k] * span, "largest difference (none above the noise)"
+    else:
+        chosen, reason = rungs[0] * span, "no budget to calibrate: smallest radius"
+    steps = max((budget - spent) // (2 * q), 0)
+    return QueryPlan(
+        q=int(q),
+        sigma=float(chosen),
+        lr=float(max(lr_per_sigma * chosen, lr_floor * span)),
+        batch_size=None if batch >= n_train else int(batch),
+        steps=int(steps),
+        budget=int(budget),
+        calibration_reconfigurations=int(spent),
+        noise=noise,
+        span=span,
+        ladder=ladder,
+        reason=reason,
+        cost_model=cm,
+    )
+
+
+__all__ = [
+    "CostModel",
+    "QueryPlan",
+    "cost_model_of",
+    "level_step",
+    "plan_query_only",
+]
