@@ -32,7 +32,10 @@ from blacksat.perturbations import PerturbationModel
 from blacksat.sat import FreeAscent, sat
 from blacksat.validation import check_choice, check_int, check_real
 
-EstimatorName = Literal["autograd", "physics_aware", "zeroth_order"]
+EstimatorName = Literal["autograd", "physics_aware", "zeroth_order", "auto"]
+#: ``[estimator] name = "auto"``: autograd through the device's nominal model when it has one,
+#: else the query-only default planned on the device (:mod:`blacksat.query_plan`)
+AUTO = "auto"
 Ascent = Literal["same", "free", "model"]
 _MODELS = ("nominal", "exact")
 
@@ -49,14 +52,19 @@ class EstimatorSpec:
     and ``physics_aware`` differentiate (``"nominal"``: what a user believes; ``"exact"``: the
     true chip, white box; or the path of a surrogate file written by ``blacksat calibrate``)
     and the estimator's keyword arguments (``args``, e.g. ``q``, ``sigma``, ``directions``,
-    ``scheme`` of ``zeroth_order``)."""
+    ``scheme`` of ``zeroth_order``).
+
+    ``name = "auto"`` (what a run file without an ``[estimator]`` table gets) is resolved by
+    the run: autograd through the nominal model when the device offers one, else the query-only
+    default of :mod:`blacksat.query_plan`, calibrated on the device and sized from the budget
+    (it takes no ``args``)."""
 
     name: EstimatorName = "autograd"
     model: str = "nominal"
     args: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_choice("estimator.name", self.name, sorted(ESTIMATORS))
+        check_choice("estimator.name", self.name, [*sorted(ESTIMATORS), AUTO])
         is_path = isinstance(self.model, str) and (
             "/" in self.model or "\\" in self.model or Path(self.model).suffix != ""
         )
@@ -68,6 +76,13 @@ class EstimatorSpec:
         if not isinstance(self.args, Mapping):
             raise ConfigError(f"estimator.args must be a table, got {self.args!r}")
         object.__setattr__(self, "args", dict(self.args))
+        if self.name == AUTO:
+            if self.args:
+                raise ConfigError(
+                    "estimator.name 'auto' plans its own settings and takes no estimator.args; "
+                    f"got {sorted(self.args)} (name an estimator to set them)"
+                )
+            return
         allowed = estimator_args(self.name)
         for key in self.args:
             if key not in allowed:
@@ -215,6 +230,11 @@ def build_estimator(
             (default ``chip.perturbation_models()``).
         dtype: dtype of the models taken from ``chip`` (default: the chip's own).
     """
+    if spec.name == AUTO:
+        raise ConfigError(
+            "estimator.name 'auto' is resolved by the run (a nominal model, or a query plan "
+            "from blacksat.query_plan sized from the budget); build a named estimator here"
+        )
     chip = device if chip is None else chip
     space = getattr(chip, "space", None) if space is None else space
     cls = ESTIMATORS[spec.name]

@@ -185,6 +185,13 @@ class MeteredDevice:
         return self._space
 
     @property
+    def cost_model(self) -> Any:
+        """The wrapped driver's declared cost model (seconds per reconfiguration and per
+        sample, :class:`~blacksat.query_plan.CostModel` or a mapping), ``None`` if it declares
+        none."""
+        return getattr(self._device, "cost_model", None)
+
+    @property
     def ledger(self) -> Ledger:
         """What has been spent so far (an immutable snapshot)."""
         return self._ledger

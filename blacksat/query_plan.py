@@ -94,7 +94,7 @@ class CostModel:
     def reconfigurations_for(self, seconds: float, batch: int) -> int:
         """Reconfigurations of ``batch`` samples each that fit in ``seconds`` of device time."""
         per = self.seconds_per_reconfiguration + batch * self.seconds_per_sample
-        return int(seconds // per)
+        return math.floor(seconds / per + 1e-9)  # 1 s / 2 ms is 500, not 499
 
 
 def cost_model_of(device: Any) -> CostModel | None:
@@ -276,27 +276,32 @@ def plan_query_only(
     probe = ZerothOrder(device, task, q=q, sigma=max(span * FIRST_RUNG, floor))
     k_dir = PROBE_DIRECTIONS if budget >= 400 else max(PROBE_DIRECTIONS // 2, 2)
     spent = 0
-    # the noise: one setting read REPEATS times on the same minibatch
-    reads, cost = probe.evaluate(th0[None].repeat(REPEATS, 1), batch_obj, ctx)
-    spent += cost.reconfigurations
-    reads = reads.detach().numpy()
-    noise = float(np.std(reads, ddof=1)) if np.all(np.isfinite(reads)) else float("inf")
-    if not np.isfinite(noise):
-        raise ConfigError(
-            "the loss at the starting setting is not finite; a query-only plan needs finite "
-            "readings there (check the device and the starting controls)"
-        )
+    cap = budget // 4  # calibration never takes more than a quarter of the budget
+    # the noise: one setting read `repeats` times on the same minibatch (one reconfiguration,
+    # or one per reading on a device that re-programs at every query)
+    reprograms = bool(getattr(device, "reprograms_on_query", False))
+    repeats = REPEATS if (not reprograms or cap >= REPEATS) else cap
+    noise = float("nan")
+    if repeats >= 2 and cap >= 1:
+        reads, cost = probe.evaluate(th0[None].repeat(repeats, 1), batch_obj, ctx)
+        spent += cost.reconfigurations
+        values = reads.detach().numpy()
+        if not np.all(np.isfinite(values)):
+            raise ConfigError(
+                "the loss at the starting setting is not finite; a query-only plan needs "
+                "finite readings there (check the device and the starting controls)"
+            )
+        noise = float(np.std(values, ddof=1))
     needed = snr * math.sqrt(2.0) * noise
     ladder: list[dict[str, float]] = []
     d = space.dim
     rungs = [r for r in FIRST_RUNG * 2.0 ** np.arange(RUNGS) if r * span >= floor]
     if not rungs:  # levels coarser than the whole ladder: one level step
         rungs = [floor / span]
-    cap = budget // 4  # calibration never takes more than a quarter of the budget
 
     def rms_at(rung: float) -> float | None:
         nonlocal spent
-        if spent + 2 * k_dir > cap:
+        if spent + 2 * k_dir > cap or math.isnan(needed):
             return None
         sigma = rung * span
         u = torch.as_tensor(rng.standard_normal((k_dir, d)))

@@ -60,7 +60,7 @@ from blacksat.product.run_config import RunConfig
 RESULT_SCHEMA = "blacksat.run/1"
 EVALUATION_SCHEMA = "blacksat.evaluation/1"
 FILES = ("config.toml", "checkpoint.pt", "log.jsonl", "task.pt", "result.json")
-EXTRA_FILES = ("queries.sqlite", "evaluation.json")  # also part of a run when present
+EXTRA_FILES = ("queries.sqlite", "evaluation.json", "plan.json")  # also part of a run when present
 FRESH_SEED_OFFSET = 1000  # fresh chip i of a run on chip seed s has seed s + 1000 + i
 
 
@@ -75,6 +75,9 @@ class Setup:
     meter: MeteredDevice
     estimator: Any
     theta0: np.ndarray
+    #: the query-only default is planned when training starts (it queries the device):
+    #: ``{"budget": reconfigurations, "batch_size": ..., "cost_model": ...}``, else ``None``
+    query_plan: dict[str, Any] | None = None
 
 
 def build(config: RunConfig) -> Setup:
@@ -87,6 +90,11 @@ def build(config: RunConfig) -> Setup:
     task = default_task(chip, config.task.load(), seed=config.task.seed).to(torch.float64)
     check_task_fits(task, chip)
     es = config.estimator
+    if es.name == "auto":
+        if device_model(chip, "nominal") is not None:
+            es = dataclasses.replace(es, name="autograd")
+        else:
+            return _query_only_setup(config, chip, task)
     if es.model in ("nominal", "exact"):
         model = device_model(chip, es.model)
         if model is None and es.name != "zeroth_order":
@@ -124,6 +132,95 @@ def build(config: RunConfig) -> Setup:
         perturbations=device_perturbations(chip, config.sat.perturbation),
     )
     return Setup(config, chip, task, model, meter, built.estimator, theta0)
+
+
+def _query_only_setup(config: RunConfig, chip: Any, task: Any) -> Setup:
+    """A device without a model and ``estimator.name = "auto"``: the query-only default, its
+    budget (reconfigurations, or device seconds through a cost model) fixed here, its
+    calibration run when training starts."""
+    from blacksat.query_plan import cost_model_of
+
+    b = config.budget
+    cm = b.cost_model() or cost_model_of(chip)
+    n_train = len(task.data.split("train")[1])
+    batch = cm.balanced_batch(n_train) if cm is not None else None
+    budget = b.reconfigurations
+    if b.seconds is not None:
+        if cm is None:
+            raise ConfigError(
+                "budget.seconds needs a cost model: set budget.seconds_per_reconfiguration and "
+                f"budget.seconds_per_sample ({type(chip).__name__} declares no cost_model)"
+            )
+        assert batch is not None
+        by_time = cm.reconfigurations_for(float(b.seconds), batch)
+        budget = by_time if budget is None else min(budget, by_time)
+    if budget is None or budget < 1:
+        raise ConfigError(
+            f"{type(chip).__name__} offers no model, so it is trained from queries alone, and "
+            "the query-only default sizes itself from the budget: set [budget] "
+            "reconfigurations = N (or seconds with a cost model)"
+            + ("" if budget is None else f"; {b.seconds} s buys no reconfiguration")
+        )
+    meter = MeteredDevice(chip, max_reconfigurations=budget, max_samples=b.samples)
+    theta0 = (
+        chip.initial_controls(config.task.seed)
+        if config.task.init == "device" and callable(getattr(chip, "initial_controls", None))
+        else chip.space.center.copy()
+    )
+    plan = {"budget": int(budget), "batch_size": "auto" if batch is None else batch, "cost": cm}
+    return Setup(config, chip, task, None, meter, None, theta0, plan)
+
+
+def _planned_estimator(setup: Setup, out: Path, resume: bool) -> tuple[Any, Any, Any]:
+    """Plan (or, on resume, reload) the query-only default; its estimator and TrainConfig."""
+    from blacksat.builder import build_estimator
+    from blacksat.query_plan import QueryPlan, plan_query_only
+
+    config, info = setup.config, setup.query_plan
+    assert info is not None
+    path = out / "plan.json"
+    if resume:
+        if not path.is_file():
+            raise ConfigError(f"{str(out)!r} holds no plan.json to resume the query plan from")
+        try:
+            plan = QueryPlan.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{str(path)!r} is not a query plan: {exc}") from None
+    else:
+        plan = plan_query_only(
+            setup.task,
+            setup.meter,
+            setup.theta0,
+            budget=info["budget"],
+            cost_model=info["cost"],
+            batch_size=info["batch_size"],
+            seed=[config.train.seed, 11],
+        )
+        text = json.dumps(plan.to_dict(), indent=2)
+        _atomic_write(path, lambda p: Path(p).write_text(text))
+    built = build_estimator(
+        plan.estimator_spec(),
+        config.sat,
+        task=setup.task,
+        device=setup.meter,
+        chip=setup.chip,
+        space=setup.chip.space,
+        dtype=torch.float64,
+        perturbations=device_perturbations(setup.chip, config.sat.perturbation),
+    )
+    steps = built.max_steps(plan.budget, spent=plan.calibration_reconfigurations)
+    cfg = dataclasses.replace(
+        config.train,
+        optimizer="adam",
+        optimizer_kwargs={},
+        lr=plan.lr,
+        schedule="cosine",
+        schedule_kwargs={},
+        epochs=None,
+        max_steps=steps,
+        batch_size=plan.batch_size,
+    )
+    return built.estimator, cfg, plan
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -244,10 +341,13 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
         if qlog is not None:
             qlog.set_space(setup.chip.space)  # bounds, levels, periodic controls
             setup.meter.add_observer(qlog)
-        cfg = dataclasses.replace(config.train, progress=progress and config.train.progress)
+        estimator, train_cfg, plan = setup.estimator, config.train, None
+        if setup.query_plan is not None:
+            estimator, train_cfg, plan = _planned_estimator(setup, out, resume)
+        cfg = dataclasses.replace(train_cfg, progress=progress and config.train.progress)
         trainer = Trainer(
             setup.task,
-            setup.estimator,
+            estimator,
             setup.chip.space,
             cfg,
             meter=setup.meter,
@@ -281,6 +381,7 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             },
             "task": dict(setup.task.choices),
             "model": config.estimator.model,
+            "query_plan": None if plan is None else plan.to_dict(),
             "ledger": dataclasses.asdict(setup.meter.ledger),
             "evaluation_ledger": dataclasses.asdict(ev.ledger),
             "budget_error": None if result.error is None else str(result.error),

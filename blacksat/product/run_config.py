@@ -15,8 +15,11 @@ or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming t
     seed = 0                       # data split and digital front end
     init = "device"                # initial controls: the device's suggestion, or "center"
 
-    [estimator]
-    name = "zeroth_order"          # "autograd", "physics_aware" or "zeroth_order"
+    [estimator]                    # absent: name = "auto" (autograd on the device's nominal
+                                   # model if it has one, else the query-only default of
+                                   # blacksat.query_plan, calibrated on the device and sized
+                                   # from [budget]; it sets lr, batch and steps itself)
+    name = "zeroth_order"          # "autograd", "physics_aware", "zeroth_order" or "auto"
     model = "nominal"              # what autograd / physics_aware differentiate: "exact" or a
                                    # surrogate file from `blacksat calibrate`
     args = { q = 4, sigma = 0.05 } # keyword arguments of the estimator
@@ -37,6 +40,8 @@ or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming t
 
     [budget]                       # hard limits on the metered device (absent: unlimited)
     reconfigurations = 2000
+    # or, for the query-only default, device time: seconds = 60 with the device's cost model
+    # (declared by its driver, or seconds_per_reconfiguration = 1e-3, seconds_per_sample = 1e-5)
 
     [log]
     queries = true                 # keep every query in queries.sqlite
@@ -175,10 +180,18 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class BudgetSpec:
-    """``[budget]``: hard limits of the metered device (absent: unlimited)."""
+    """``[budget]``: hard limits of the metered device (absent: unlimited).
+
+    ``seconds`` is a budget in device time for the query-only default (``[estimator] name =
+    "auto"`` on a device without a model); it needs a cost model: the device's declared
+    ``cost_model``, or ``seconds_per_reconfiguration`` and ``seconds_per_sample`` here. The
+    plan turns it into a hard reconfiguration limit."""
 
     reconfigurations: int | None = None
     samples: int | None = None
+    seconds: float | None = None
+    seconds_per_reconfiguration: float | None = None
+    seconds_per_sample: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("reconfigurations", "samples"):
@@ -188,6 +201,27 @@ class BudgetSpec:
                     f"budget.{name} must be an integer >= 1 (a budget of 0 allows no query; "
                     f"leave the key out for no limit), got {v!r}"
                 )
+        for name in ("seconds", "seconds_per_reconfiguration", "seconds_per_sample"):
+            v = getattr(self, name)
+            ok = v is None or (
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and v < 1e300
+            )
+            if not ok or (name == "seconds" and v == 0):
+                raise ConfigError(f"budget.{name} must be a finite number > 0, got {v!r}")
+        given = (self.seconds_per_reconfiguration is None, self.seconds_per_sample is None)
+        if given[0] != given[1]:
+            raise ConfigError(
+                "budget.seconds_per_reconfiguration and budget.seconds_per_sample go together "
+                "(the device's cost model)"
+            )
+
+    def cost_model(self) -> Any:
+        """The :class:`~blacksat.query_plan.CostModel` given here, or ``None``."""
+        if self.seconds_per_reconfiguration is None or self.seconds_per_sample is None:
+            return None
+        from blacksat.query_plan import CostModel
+
+        return CostModel(float(self.seconds_per_reconfiguration), float(self.seconds_per_sample))
 
 
 @dataclass(frozen=True)
@@ -280,6 +314,8 @@ class RunConfig:
             ("log", LogSpec),
         ):
             parts[name] = kind(**typed_fields(kind, data.get(name, {}), name))
+        if "estimator" not in data:  # the best the device allows (resolved when it is built)
+            parts["estimator"] = EstimatorSpec(name="auto")
         parts["train"] = train_config(data.get("train", {}))
         return cls(**parts)
 

@@ -1,0 +1,174 @@
+"""The query-only default: cost model, calibration, budget accounting, composition with SAT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blacksat import ConfigError, MeteredDevice
+from blacksat.builder import SatSpec, build_estimator
+from blacksat.query_plan import (
+    FIRST_RUNG,
+    CostModel,
+    QueryPlan,
+    cost_model_of,
+    level_step,
+    plan_query_only,
+)
+from blacksat.space import ParamSpace
+
+
+def _setup(seed: int = 0, **kwargs):
+    from blacksat.data import load_dataset
+    from blacksat.devices import Crossbar
+    from blacksat.devices.tasks import default_task
+
+    chip = Crossbar(seed=seed, **kwargs)
+    task = default_task(chip, load_dataset("digits"), seed=seed)
+    for p in task.digital_parameters():
+        p.requires_grad_(False)
+    return chip, task
+
+
+QUIET = {"program_noise": 0.0, "noise": 0.0, "drift_exponent": 0.0, "drift_exponent_spread": 0.0}
+
+
+# ---------------------------------------------------------------------- cost model
+def test_cost_model_arithmetic():
+    cm = CostModel(1e-3, 1e-5)
+    assert cm.seconds(10, 1000) == pytest.approx(0.02)
+    assert cm.balanced_batch(1347) == 100  # as long reading as reconfiguring
+    assert cm.balanced_batch(50) == 50  # never more than the split
+    assert CostModel(1e-6, 1e-5).balanced_batch(1347) == 32  # floor
+    assert CostModel(1e-3, 0.0).balanced_batch(1347) == 1347  # free samples: the whole split
+    assert cm.reconfigurations_for(1.0, 100) == 500
+
+
+@pytest.mark.parametrize(
+    "args", [(-1.0, 1e-5), (0.0, 0.0), (float("nan"), 1e-5), (1e-3, float("inf"))]
+)
+def test_cost_model_rejects_bad_values(args):
+    with pytest.raises(ConfigError):
+        CostModel(*args)
+
+
+def test_cost_model_declared_by_a_driver_is_found_through_the_meter():
+    chip, _ = _setup()
+    chip.cost_model = {"seconds_per_reconfiguration": 2e-3, "seconds_per_sample": 1e-6}
+    assert cost_model_of(MeteredDevice(chip)) == CostModel(2e-3, 1e-6)
+    chip.cost_model = {"per_write": 1.0}
+    with pytest.raises(ConfigError, match="seconds_per_reconfiguration"):
+        cost_model_of(MeteredDevice(chip))
+    del chip.cost_model
+    assert cost_model_of(MeteredDevice(chip)) is None
+
+
+def test_level_step():
+    assert level_step(ParamSpace.box(3, 0.0, 1.0)) == 0.0
+    levels = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    space = ParamSpace(np.zeros(2), np.full(2, 2 * np.pi), levels=levels, period=2 * np.pi)
+    assert level_step(space) == pytest.approx(2 * np.pi / 16)
+
+
+# ---------------------------------------------------------------------- calibration
+def test_calibration_is_charged_and_capped():
+    chip, task = _setup()
+    meter = MeteredDevice(chip, max_reconfigurations=1000)
+    plan = plan_query_only(task, meter, chip.space.center, budget=1000, seed=0)
+    assert meter.ledger.reconfigurations == plan.calibration_reconfigurations
+    assert 0 < plan.calibration_reconfigurations <= 1000 // 4
+    assert plan.steps == (1000 - plan.calibration_reconfigurations) // (2 * plan.q)
+    assert plan.batch_size == 256
+    assert plan.lr >= 3.0 * plan.sigma - 1e-12 and plan.lr >= 0.02 * plan.span - 1e-12
+    assert plan.ladder and all(r["needed"] == plan.ladder[0]["needed"] for r in plan.ladder)
+
+
+def test_a_noise_free_device_gets_the_smallest_radius():
+    chip, task = _setup(**QUIET)
+    plan = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=1000, seed=0)
+    assert plan.noise == 0.0
+    assert plan.reason == "noise-free"
+    assert plan.sigma <= FIRST_RUNG * plan.span + 1e-12
+
+
+def test_more_noise_gives_a_larger_radius():
+    sig = []
+    for noise in (0.0, 0.3):
+        chip, task = _setup(**{**QUIET, "program_noise": noise})
+        plan = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=2000, seed=1)
+        sig.append(plan.sigma)
+    assert sig[1] >= 4 * sig[0]
+
+
+def test_a_tiny_budget_skips_calibration_and_stays_within_it():
+    chip, task = _setup()
+    meter = MeteredDevice(chip, max_reconfigurations=20)
+    plan = plan_query_only(task, meter, chip.space.center, budget=20, seed=0)
+    assert meter.ledger.reconfigurations <= 5
+    assert plan.steps == (20 - plan.calibration_reconfigurations) // 8
+    assert plan.sigma > 0
+
+
+def test_a_budget_in_device_seconds():
+    chip, task = _setup()
+    cm = CostModel(1e-3, 1e-5)
+    plan = plan_query_only(task, MeteredDevice(chip), chip.space.center, seconds=1.0,
+                           cost_model=cm, seed=0)  # fmt: skip
+    assert plan.batch_size == 100  # balanced by the cost model
+    assert plan.budget == 500  # 1 s / (1 ms + 100 x 10 us)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, "one of them"),
+        ({"budget": 100, "seconds": 1.0}, "one of them"),
+        ({"seconds": 1.0}, "cost model"),
+        ({"budget": 0}, "budget"),
+        ({"budget": 100, "q": 0}, "q"),
+    ],
+)
+def test_plan_arguments_are_checked(kwargs, match):
+    chip, task = _setup()
+    with pytest.raises(ConfigError, match=match):
+        plan_query_only(task, MeteredDevice(chip), chip.space.center, **kwargs)
+
+
+def test_plan_round_trips_and_rejects_junk():
+    chip, task = _setup()
+    plan = plan_query_only(task, MeteredDevice(chip), chip.space.center, seconds=0.5,
+                           cost_model=CostModel(1e-3, 1e-5), seed=0)  # fmt: skip
+    again = QueryPlan.from_dict(plan.to_dict())
+    assert again == plan
+    with pytest.raises(ConfigError, match="not a query plan"):
+        QueryPlan.from_dict({"q": 4})
+
+
+def test_the_plan_is_reproducible():
+    plans = []
+    for _ in range(2):
+        chip, task = _setup(seed=3)
+        plans.append(plan_query_only(task, MeteredDevice(chip), chip.space.center,
+                                     budget=600, seed=7))  # fmt: skip
+    assert plans[0] == plans[1]
+
+
+def test_the_plan_composes_with_sat():
+    chip, task = _setup()
+    meter = MeteredDevice(chip, max_reconfigurations=1000)
+    plan = plan_query_only(task, meter, chip.space.center, budget=1000, seed=0)
+    plain = build_estimator(plan.estimator_spec(), None, task=task, device=meter, chip=chip)
+    with_sat = build_estimator(plan.estimator_spec(), SatSpec(rho=0.05), task=task,
+                               device=meter, chip=chip)  # fmt: skip
+    assert plain.settings_per_step == 2 * plan.q
+    assert with_sat.settings_per_step == 4 * plan.q  # an ascent and a descent estimate
+    cfg = plan.train_config(seed=0, progress=False, train_digital=False)
+    assert cfg.lr == plan.lr and cfg.max_steps == plan.steps and cfg.schedule == "cosine"
+
+
+def test_compare_method_blacksat_spends_its_budget_and_learns():
+    from blacksat.product.compare import Scenario, run_one
+
+    row = run_one("blacksat", Scenario(device="crossbar", ng_batch_size=256), 0, 0, 400)
+    assert 400 - 8 < row["reconfigurations"] <= 400
+    assert row["test_accuracy"] > 0.3  # chance is 0.1; the centre of the box reads ~0.1

@@ -1,0 +1,130 @@
+"""`blacksat train` on a device without a model and without an [estimator] table: the
+query-only default, planned on the device, sized from the budget, resumable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from blacksat.errors import ConfigError
+from blacksat.product.run import build, train
+from blacksat.product.run_config import RunConfig
+
+#: a lab's driver: the crossbar seen through queries only (no nominal or exact model)
+LAB = """
+from blacksat.devices import Crossbar
+
+HIDDEN = ("nominal_model", "exact_model", "model_family")
+
+
+class Opaque:
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        if name in HIDDEN:
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def make(seed=0):
+    return Opaque(Crossbar(seed=seed))
+"""
+
+CROSSBAR = """
+[device]
+factory = "opaque_lab:make"
+
+[task]
+dataset = "digits"
+
+[train]
+progress = false
+"""
+
+
+@pytest.fixture(autouse=True)
+def _lab(tmp_path, monkeypatch):
+    (tmp_path / "opaque_lab.py").write_text(LAB)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def _load(tmp_path, extra: str) -> RunConfig:
+    path = tmp_path / "run.toml"
+    path.write_text(CROSSBAR + extra)
+    return RunConfig.load(path)
+
+
+def test_a_device_with_a_model_keeps_autograd_on_it():
+    config = RunConfig.from_mapping(
+        {"device": {"kwargs": {"n_modes": 4}}, "task": {"dataset": "iris"}}
+    )
+    assert config.estimator.name == "auto"
+    setup = build(config)
+    assert setup.query_plan is None and setup.estimator.name == "autograd"
+
+
+def test_without_a_budget_the_default_says_what_to_set(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[budget\] reconfigurations"):
+        build(_load(tmp_path, ""))
+
+
+def test_auto_takes_no_args():
+    with pytest.raises(ConfigError, match=r"takes no estimator\.args"):
+        RunConfig.from_mapping({"estimator": {"name": "auto", "args": {"q": 2}}})
+
+
+def test_the_query_default_trains_within_its_budget_and_resumes_its_plan(tmp_path):
+    config = _load(tmp_path, "[budget]\nreconfigurations = 400\n")
+    setup = build(config)
+    assert setup.estimator is None and setup.query_plan["budget"] == 400
+    out = tmp_path / "run"
+    report = train(config, out, progress=False)
+    plan = report["query_plan"]
+    assert plan is not None and (out / "plan.json").is_file()
+    assert report["ledger"]["reconfigurations"] <= 400
+    assert report["ledger"]["reconfigurations"] > 400 - 2 * plan["q"]
+    assert report["accuracy"]["chip"] > 0.3  # chance 0.1; the untrained centre reads ~0.1
+    # resuming reloads the plan (no new calibration queries) instead of planning again
+    spent = report["ledger"]["reconfigurations"]
+    (out / "result.json").unlink()
+    again = train(config, out, resume=True, progress=False)
+    assert again["query_plan"] == plan
+    assert again["ledger"]["reconfigurations"] == spent
+    (out / "result.json").unlink()
+    (out / "plan.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a query plan"):
+        train(config, out, resume=True, progress=False)
+
+
+def test_a_budget_in_device_seconds(tmp_path):
+    config = _load(
+        tmp_path,
+        "[budget]\nseconds = 0.5\nseconds_per_reconfiguration = 0.001\nseconds_per_sample = 1e-5\n",
+    )
+    setup = build(config)
+    assert setup.query_plan["batch_size"] == 100  # balanced: 1 ms / 10 us
+    assert setup.meter.budget.reconfigurations == 250  # 0.5 s / (1 ms + 100 x 10 us)
+
+
+@pytest.mark.parametrize(
+    "budget, msg",
+    [
+        ("seconds = 1.0\n", "needs a cost model"),
+        ("seconds = 1.0\nseconds_per_sample = 1e-5\n", "go together"),
+        ("seconds = -1.0\n", "budget.seconds must be"),
+    ],
+)
+def test_bad_seconds_budgets_are_refused(tmp_path, budget, msg):
+    with pytest.raises(ConfigError, match=msg):
+        build(_load(tmp_path, "[budget]\n" + budget))
+
+
+def test_the_plan_file_is_part_of_the_run(tmp_path):
+    config = _load(tmp_path, "[budget]\nreconfigurations = 60\n")
+    out = tmp_path / "run"
+    train(config, out, progress=False)
+    assert json.loads((out / "plan.json").read_text())["budget"] == 60
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(config, out, progress=False)
