@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from blacksat.device import Device, check_inputs
+from blacksat.device import Device, check_inputs, query_many_by_loop
 from blacksat.errors import (
     BlacksatError,
     BudgetExhausted,
@@ -119,7 +119,9 @@ class MeteredDevice:
     """A :class:`~blacksat.Device` that validates, counts and enforces budgets.
 
     Args:
-        device: any object with ``space``, ``query`` and ``query_many``.
+        device: any object with ``space`` and ``query``; ``query_many`` (one call for ``K``
+            settings) when it has one, else the meter loops over ``query``
+            (:func:`~blacksat.device.query_many_by_loop`), with the same accounting.
         max_reconfigurations: hard budget on reconfigurations (``None`` or ``math.inf``:
             unlimited; NaN, negative or fractional values are a :class:`ConfigError`).
         max_samples: hard budget on samples (``None`` or ``math.inf``: unlimited).
@@ -150,11 +152,12 @@ class MeteredDevice:
                 f"device must have a `space` attribute of type ParamSpace, got "
                 f"{type(getattr(device, 'space', None)).__name__}"
             )
-        for method in ("query", "query_many"):
-            if not callable(getattr(device, method, None)):
-                raise ConfigError(
-                    f"device must implement {method}(); {type(device).__name__} does not"
-                )
+        if not callable(getattr(device, "query", None)):
+            raise ConfigError(f"device must implement query(); {type(device).__name__} does not")
+        many = getattr(device, "query_many", None)
+        self._query_many: Callable[[np.ndarray, np.ndarray], Any] = (
+            many if callable(many) else lambda t, x: query_many_by_loop(device, t, x)
+        )
         if policy not in ("raise", "clip"):
             raise ConfigError(f"policy must be 'raise' or 'clip', got {policy!r}")
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -322,7 +325,7 @@ class MeteredDevice:
             if reprogram and not self.reprograms_on_query:
                 self._device.reprogram(thetas[0])  # type: ignore[attr-defined]
             raw = (
-                self._device.query(thetas[0], xs) if single else self._device.query_many(thetas, xs)
+                self._device.query(thetas[0], xs) if single else self._query_many(thetas, xs)
             )
         except BaseException as exc:
             self._charge(cost, failed=True)

@@ -136,6 +136,29 @@ def test_rejects_non_devices():
         MeteredDevice(object())  # type: ignore[arg-type]
 
 
+class _QueryOnly:
+    """A driver with ``query`` alone (no vectorized ``query_many``)."""
+
+    def __init__(self) -> None:
+        self.inner, self.calls = LinearDevice(), 0
+        self.space = self.inner.space
+
+    def query(self, theta, x):
+        self.calls += 1
+        return self.inner.query(theta, x)
+
+
+def test_a_driver_with_query_alone_is_looped_with_the_same_accounting():
+    plain, looped = MeteredDevice(LinearDevice()), MeteredDevice(_QueryOnly())
+    thetas = np.stack([np.full(plain.space.dim, v) for v in (0.1, 0.1, -0.2)])
+    x = np.ones((4, 3))
+    np.testing.assert_allclose(looped.query_many(thetas, x), plain.query_many(thetas, x))
+    assert looped.ledger == plain.ledger  # 2 reconfigurations (a repeat is free), 12 samples
+    assert looped._device.calls == 3
+    with pytest.raises(ConfigError, match="query"):
+        MeteredDevice(type("NoQuery", (), {"space": plain.space})())
+
+
 def test_budget_validation():
     with pytest.raises(ConfigError):
         Budget(samples=True)  # type: ignore[arg-type]
