@@ -324,9 +324,7 @@ class MeteredDevice:
         try:
             if reprogram and not self.reprograms_on_query:
                 self._device.reprogram(thetas[0])  # type: ignore[attr-defined]
-            raw = (
-                self._device.query(thetas[0], xs) if single else self._query_many(thetas, xs)
-            )
+            raw = self._device.query(thetas[0], xs) if single else self._query_many(thetas, xs)
         except BaseException as exc:
             self._charge(cost, failed=True)
             self._applied = None  # the device state is unknown after a failure
