@@ -1,0 +1,75 @@
+"""benchmarks/query_efficiency.py: its budget groups, the reach interpolation, the device-seconds
+arithmetic and the report from synthetic rows (no training)."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("query_efficiency", BENCH / "query_efficiency.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+M = _load()
+
+
+def test_every_method_runs_every_budget_up_to_its_cap():
+    groups = M.budget_groups(M.methods_for(240), M.BUDGETS)
+    runs = {(m, b) for ms, bs in groups for m in ms for b in bs}
+    for m in M.METHODS:
+        cap = M.MAX_BUDGET.get(m, max(M.BUDGETS))
+        assert {b for mm, b in runs if mm == m} == {b for b in M.BUDGETS if b <= cap}
+    big = {m for ms, _ in M.budget_groups(M.methods_for(2368), M.BUDGETS) for m in ms}
+    assert not big & set(M.FULL_COVARIANCE)
+
+
+def test_reach_interpolates_in_log_budget():
+    assert M.reach([100, 1000], [10.0, 50.0], 5.0) == 100.0  # reached at the first budget
+    assert M.reach([100, 1000], [10.0, 50.0], 30.0) == pytest.approx(math.sqrt(100 * 1000))
+    assert math.isinf(M.reach([100, 1000], [10.0, 20.0], 30.0))
+    assert M.reach([100, 1000, 10_000], [10.0, float("nan"), 50.0], 30.0) == 10_000
+
+
+def test_device_seconds_buy_the_same_time_as_regime_one():
+    for name in ("mzi-0.05", "crossbar"):
+        _, _, cm, _, _ = M.CONFIGS[name]
+        for r, p in M.regime_budgets(name).items():
+            seconds = cm.seconds(r, r * M.SAMPLES)
+            assert cm.seconds(p["blacksat"], p["blacksat"] * p["batch"]) <= seconds + 1e-9
+            assert p["full"] <= p["blacksat"] or p["batch"] > M.SAMPLES
+
+
+def test_the_report_renders_from_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(M, "OUT", tmp_path)
+    monkeypatch.setattr(M, "ROOT", tmp_path)
+    monkeypatch.setattr(M, "CONFIGS", {"crossbar": (*M.CONFIGS["crossbar"][:3], (100, 1000), "x")})
+    written = {}
+    monkeypatch.setattr(M, "write_section", lambda key, body: written.setdefault(key, body))
+    d = tmp_path / "crossbar" / "equal-samples"
+    d.mkdir(parents=True)
+    acc = {"blacksat": (0.5, 0.9), "cma": (0.6, 0.8), "pepg": (0.2, 0.3)}
+    rows = [
+        {"method": m, "budget": b, "seed": s, "test_accuracy": a[i] + 0.01 * s}
+        for m, a in acc.items()
+        for i, b in enumerate((100, 1000))
+        for s in range(3)
+    ]
+    (d / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    wb = {str(s): {"acc": 0.95, "lr_fraction": 0.01, "train_loss": 0.1} for s in range(3)}
+    (tmp_path / "crossbar" / "white_box.json").write_text(json.dumps(wb))
+    M.publish(1.0)
+    body = written["query_efficiency"]
+    assert "| crossbar | 100 | 51.0 | cma 61.0 | -10.0 | 95.0 |" in body
+    assert "| crossbar | 1,000 | 91.0 | cma 81.0 | +10.0 | 95.0 |" in body
+    assert "blacksat >= the best baseline in 1 of 2" in body
+    assert (tmp_path / "accuracy_vs_reconfigurations.png").is_file()
