@@ -125,6 +125,51 @@ def level_step(space: Any) -> float:
     return float(np.min(np.diff(np.asarray(levels, dtype=np.float64))))
 
 
+def measure_cost(
+    device: Any, theta: Any, x: Any, *, repeats: int = 3, clock: Any = None
+) -> CostModel:
+    """Measure a device's cost model from the wall time of its queries.
+
+    Alternates two settings (``theta`` and ``theta`` moved by 1 % of the span, so every query
+    is a reconfiguration) read with one input and with all of ``x (B, *in)``, ``repeats`` times
+    each, and fits ``t = t_reconfiguration + B t_sample`` to the medians. The ``4 * repeats``
+    queries go through ``device`` (a meter charges them). On a simulator this measures compute,
+    not a laboratory's settling time: declare ``device.cost_model`` when it is known.
+    ``clock``: the timer (default ``time.perf_counter``).
+
+    Raises:
+        ConfigError: fewer than two inputs, or ``repeats < 1``.
+    """
+    import time
+
+    clock = time.perf_counter if clock is None else clock
+    check_int("repeats", repeats, low=1)
+    xs = np.asarray(x)
+    if xs.ndim < 1 or xs.shape[0] < 2:
+        raise ConfigError(f"measure_cost needs at least two inputs, got x of shape {xs.shape}")
+    space = device.space
+    a = space.project(np.asarray(theta, dtype=np.float64))
+    b = space.project(a + 0.01 * space.span)
+    one: list[float] = []
+    many: list[float] = []
+    for _ in range(repeats):
+        for setting, batch, out in (
+            (a, xs[:1], one),
+            (b, xs, many),
+            (a, xs, many),
+            (b, xs[:1], one),
+        ):
+            t0 = clock()
+            device.query(setting, batch)
+            out.append(clock() - t0)
+    t1, tb = float(np.median(one)), float(np.median(many))
+    per_sample = max((tb - t1) / (xs.shape[0] - 1), 0.0)
+    per_reconf = max(t1 - per_sample, 0.0)
+    if per_reconf == 0.0 and per_sample == 0.0:
+        per_sample = max(tb / xs.shape[0], 1e-12)
+    return CostModel(per_reconf, per_sample)
+
+
 @dataclass(frozen=True)
 class QueryPlan:
     """A query-only run: zeroth-order Adam with these settings.
@@ -368,5 +413,6 @@ __all__ = [
     "QueryPlan",
     "cost_model_of",
     "level_step",
+    "measure_cost",
     "plan_query_only",
 ]

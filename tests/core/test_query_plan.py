@@ -172,3 +172,30 @@ def test_compare_method_blacksat_spends_its_budget_and_learns():
     row = run_one("blacksat", Scenario(device="crossbar", ng_batch_size=256), 0, 0, 400)
     assert 400 - 8 < row["reconfigurations"] <= 400
     assert row["test_accuracy"] > 0.3  # chance is 0.1; the centre of the box reads ~0.1
+
+
+def test_measure_cost_fits_reconfiguration_and_sample_times():
+    chip, task = _setup()
+    now = [0.0]
+
+    class Slow:  # 20 ms to settle a setting, 1 ms per input, on a simulated clock
+        space = chip.space
+        input_shape, output_shape = chip.input_shape, chip.output_shape
+
+        def query(self, theta, x):
+            now[0] += 0.02 + 0.001 * len(x)
+            return chip.query(theta, x)
+
+        def query_many(self, thetas, x):
+            return np.stack([self.query(t, x) for t in thetas])
+
+    from blacksat.query_plan import measure_cost
+
+    meter = MeteredDevice(Slow())
+    x = task.encode(task.batch("train", np.arange(20)).features).numpy()
+    cm = measure_cost(meter, chip.space.center, x, repeats=2, clock=lambda: now[0])
+    assert meter.ledger.reconfigurations == 8  # every query was a reconfiguration, charged
+    assert cm.seconds_per_reconfiguration == pytest.approx(0.02)
+    assert cm.seconds_per_sample == pytest.approx(0.001)
+    with pytest.raises(ConfigError, match="two inputs"):
+        measure_cost(meter, chip.space.center, x[:1])
