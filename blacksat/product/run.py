@@ -115,11 +115,7 @@ def build(config: RunConfig) -> Setup:
             )
     b = config.budget
     meter = MeteredDevice(chip, max_reconfigurations=b.reconfigurations, max_samples=b.samples)
-    theta0 = (
-        chip.initial_controls(config.task.seed)
-        if config.task.init == "device" and callable(getattr(chip, "initial_controls", None))
-        else chip.space.center.copy()
-    )
+    theta0 = _initial_controls(config, chip)
     built = build_estimator(
         es,
         config.sat,
@@ -132,6 +128,13 @@ def build(config: RunConfig) -> Setup:
         perturbations=device_perturbations(chip, config.sat.perturbation),
     )
     return Setup(config, chip, task, model, meter, built.estimator, theta0)
+
+
+def _initial_controls(config: RunConfig, chip: Any) -> np.ndarray:
+    """``(d,)``: the device's suggestion (``task.init = "device"``) or the box centre."""
+    if config.task.init == "device" and callable(getattr(chip, "initial_controls", None)):
+        return np.asarray(chip.initial_controls(config.task.seed), dtype=np.float64)
+    return chip.space.center.copy()
 
 
 def _query_only_setup(config: RunConfig, chip: Any, task: Any) -> Setup:
@@ -162,11 +165,7 @@ def _query_only_setup(config: RunConfig, chip: Any, task: Any) -> Setup:
             + ("" if budget is None else f"; {b.seconds} s buys no reconfiguration")
         )
     meter = MeteredDevice(chip, max_reconfigurations=budget, max_samples=b.samples)
-    theta0 = (
-        chip.initial_controls(config.task.seed)
-        if config.task.init == "device" and callable(getattr(chip, "initial_controls", None))
-        else chip.space.center.copy()
-    )
+    theta0 = _initial_controls(config, chip)
     plan = {"budget": int(budget), "batch_size": "auto" if batch is None else batch, "cost": cm}
     return Setup(config, chip, task, None, meter, None, theta0, plan)
 
