@@ -282,6 +282,10 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def cell(rows: list[dict[str, Any]], method: str, budget: int) -> tuple[float, float, int]:
+    """Mean, std and count of ``method``'s accuracy (%) at ``budget``; none above the method's
+    budget cap (runs made before a cap was set are not reported)."""
+    if budget > MAX_BUDGET.get(method, budget):
+        return summary([])
     vals = [
         100 * r["test_accuracy"] for r in rows if r["method"] == method and r["budget"] == budget
     ]
