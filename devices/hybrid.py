@@ -44,6 +44,7 @@ independently (levels shared, draws independent, derived from ``seed`` only):
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,21 +55,10 @@ from blacksat.perturbations import PerturbationModel
 from blacksat.space import ParamSpace
 
 from .base import Nuisance, PhysicsModel, SimulatedDevice
-from .mzi import MZIMesh, MZIPhysics, phase_perturbations
+from .mzi import MeshErrors, MZIMesh, MZIPhysics, phase_perturbations
 
 OEO_EPS = 1e-6  # floor of each port's power fraction in the O/E/O stage (-60 dB)
 _TINY = 1e-30  # absolute floor: an all-dark mesh 1 gives the uniform field, never NaN
-_MESH_ARGS = (
-    "n_modes",
-    "s_bs",
-    "s_ps",
-    "crosstalk",
-    "loss_imbalance_db",
-    "insertion_loss_db",
-    "saturation",
-    "responsivity_spread",
-    "thermal_coeff",
-)
 
 
 class HybridPhysics(PhysicsModel):
@@ -177,8 +167,7 @@ class MZIHybrid(SimulatedDevice):
         dtype: torch.dtype | str = torch.float32,
         **nuisance: float,
     ) -> None:
-        # one mesh of this process: validates the arguments (ConfigError) and names the controls
-        probe = MZIMesh(
+        errors = MeshErrors(
             n_modes=n_modes,
             s_bs=s_bs,
             s_ps=s_ps,
@@ -188,14 +177,12 @@ class MZIHybrid(SimulatedDevice):
             saturation=saturation,
             responsivity_spread=responsivity_spread,
             thermal_coeff=thermal_coeff,
-            noise=0.0,
-            drift=0.0,
-        )
-        self._mesh_args: dict[str, Any] = {k: probe.config()[k] for k in _MESH_ARGS}
+        )  # validated once, applied to both meshes
+        self._mesh_args: dict[str, Any] = asdict(errors)
         self.n_modes: int = self._mesh_args["n_modes"]
         self.thermal_coeff: float = self._mesh_args["thermal_coeff"]
         self.s_ps: float = self._mesh_args["s_ps"]
-        names = [f"m{i}.{name}" for i in (1, 2) for name in probe.space.names]
+        names = [f"m{i}.{name}" for i in (1, 2) for name in errors.control_names()]
         self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names, periodic=True)
         super().__init__(
             seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance

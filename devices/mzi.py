@@ -40,6 +40,7 @@ The **truth** of a chip holds, beyond the nominal lossless ideal mesh:
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -258,6 +259,48 @@ def _nonneg(name: str, value: Any, upper: float = np.inf) -> float:
     return v
 
 
+@dataclass(frozen=True)
+class MeshErrors:
+    """One mesh's size, fabrication error levels and hidden-effect strengths, validated
+    (:class:`MZIMesh`'s arguments of the same names; :class:`~blacksat.devices.hybrid.
+    MZIHybrid` applies them to both of its meshes). ``asdict`` gives the keyword arguments."""
+
+    n_modes: int = 16
+    s_bs: float = 0.05
+    s_ps: float = 0.05
+    crosstalk: float = 0.01
+    loss_imbalance_db: float = 0.1
+    insertion_loss_db: float = 0.1
+    saturation: float = 0.1
+    responsivity_spread: float = 0.02
+    thermal_coeff: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_int("n_modes", self.n_modes, low=2)
+        object.__setattr__(self, "n_modes", int(self.n_modes))
+        upper = {"crosstalk": 1.0}
+        for name in (
+            "s_bs", "s_ps", "crosstalk", "loss_imbalance_db", "insertion_loss_db", "saturation",
+            "responsivity_spread",
+        ):  # fmt: skip
+            value = _nonneg(name, getattr(self, name), upper=upper.get(name, np.inf))
+            object.__setattr__(self, name, value)
+        try:
+            coeff = float(self.thermal_coeff)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"thermal_coeff must be a number, got {self.thermal_coeff!r}"
+            ) from exc
+        if not np.isfinite(coeff):
+            raise ConfigError(f"thermal_coeff must be finite, got {self.thermal_coeff!r}")
+        object.__setattr__(self, "thermal_coeff", coeff)
+
+    def control_names(self) -> list[str]:
+        """The names of one mesh's ``N (N - 1)`` phases, ``mzi<k>.theta`` / ``mzi<k>.phi``."""
+        layout = mesh_layout(self.n_modes)
+        return [f"mzi{k}.{p}" for k in range(len(layout)) for p in ("theta", "phi")]
+
+
 def phase_perturbations(
     device: Any, base: dict[str, PerturbationModel]
 ) -> dict[str, PerturbationModel]:
@@ -340,26 +383,24 @@ class MZIMesh(SimulatedDevice):
         dtype: torch.dtype | str = torch.float32,
         **nuisance: float,
     ) -> None:
-        check_int("n_modes", n_modes, low=2)
         if detection not in _DETECTIONS:
             raise ConfigError(f"detection must be one of {_DETECTIONS}, got {detection!r}")
-        self.n_modes = int(n_modes)
-        self.s_bs = _nonneg("s_bs", s_bs)
-        self.s_ps = _nonneg("s_ps", s_ps)
-        self.crosstalk = _nonneg("crosstalk", crosstalk, upper=1.0)
-        self.loss_imbalance_db = _nonneg("loss_imbalance_db", loss_imbalance_db)
-        self.insertion_loss_db = _nonneg("insertion_loss_db", insertion_loss_db)
-        self.saturation = _nonneg("saturation", saturation)
-        self.responsivity_spread = _nonneg("responsivity_spread", responsivity_spread)
-        try:
-            self.thermal_coeff = float(thermal_coeff)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"thermal_coeff must be a number, got {thermal_coeff!r}") from exc
-        if not np.isfinite(self.thermal_coeff):
-            raise ConfigError(f"thermal_coeff must be finite, got {thermal_coeff!r}")
+        errors = MeshErrors(
+            n_modes=n_modes,
+            s_bs=s_bs,
+            s_ps=s_ps,
+            crosstalk=crosstalk,
+            loss_imbalance_db=loss_imbalance_db,
+            insertion_loss_db=insertion_loss_db,
+            saturation=saturation,
+            responsivity_spread=responsivity_spread,
+            thermal_coeff=thermal_coeff,
+        )
+        for name, value in asdict(errors).items():
+            setattr(self, name, value)
         self.detection = detection
         self.layout = mesh_layout(self.n_modes)
-        names = [f"mzi{k}.{p}" for k in range(len(self.layout)) for p in ("theta", "phi")]
+        names = errors.control_names()
         self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names, periodic=True)
         super().__init__(
             seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
@@ -441,4 +482,11 @@ class MZIMesh(SimulatedDevice):
         }
 
 
-__all__ = ["MZIMesh", "MZIPhysics", "crosstalk_adjacency", "pack_controls", "phase_perturbations"]
+__all__ = [
+    "MZIMesh",
+    "MZIPhysics",
+    "MeshErrors",
+    "crosstalk_adjacency",
+    "pack_controls",
+    "phase_perturbations",
+]
