@@ -60,8 +60,7 @@ from blacksat.perturbations import (
     CommonMode,
     L2Ball,
     PerControl,
-    Perturbation,
-    Probe,
+    Sampled,
 )
 from blacksat.sat import sat
 from blacksat.sharpness import hessian_top_eigenvalues
@@ -106,26 +105,6 @@ class ComponentStability(Autograd):
         loss = objective(self.task, logits, batch, ctx)
         (g,) = torch.autograd.grad(loss + self._penalty(th), th)
         return Estimate(grad=g.detach().to(torch.float64), loss=float(loss.detach()))
-
-
-@dataclass(frozen=True)
-class WorstPlusDraw:
-    """The worst case of ``worst`` plus a random draw of ``draw``: worst case over one
-    disturbance (ambient drift), average case over another (the fabrication spread)."""
-
-    worst_model: Any
-    draw: Any
-
-    def worst(
-        self, theta: torch.Tensor, grad: torch.Tensor, probe: Probe, rng: np.random.Generator
-    ) -> Perturbation:
-        return self.worst_model.worst(theta, grad, probe, rng) + self.draw.sample(theta, rng)
-
-    def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation:
-        return self.worst_model.sample(theta, rng) + self.draw.sample(theta, rng)
-
-    def scaled(self, factor: float) -> WorstPlusDraw:
-        return WorstPlusDraw(self.worst_model.scaled(factor), self.draw.scaled(factor))
 
 
 # ---------------------------------------------------------------------- methods
@@ -210,7 +189,7 @@ def variants(
             Variant(
                 "common-mode + fabrication",
                 "worst of the 9-point grid + N(0, 0.08^2) per ring",
-                _sat(WorstPlusDraw(CommonMode(RATED, grid=9), PerControl(0.08, "gaussian"))),
+                _sat(Combined(CommonMode(RATED, grid=9), Sampled(PerControl(0.08, "gaussian")))),
             ),
         ]
     return out

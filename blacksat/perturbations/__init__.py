@@ -23,6 +23,7 @@ from blacksat.perturbations.models import (
     CommonMode,
     L2Ball,
     PerControl,
+    Sampled,
     Subspace,
 )
 from blacksat.perturbations.nuisance import NuisanceModel
@@ -37,6 +38,7 @@ __all__ = [
     "Perturbation",
     "PerturbationModel",
     "Probe",
+    "Sampled",
     "Subspace",
     "is_zero",
     "needs_gradient",

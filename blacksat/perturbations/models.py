@@ -579,4 +579,41 @@ class Combined:
         return f"Combined({', '.join(repr(m) for m in self.models)})"
 
 
-__all__ = ["Adaptive", "Combined", "CommonMode", "L2Ball", "PerControl", "Subspace"]
+@dataclass(frozen=True)
+class Sampled:
+    """A disturbance taken at random even when SAT asks for the worst case: ``worst`` is a
+    draw of ``model`` (no gradient, no probe). Inside :class:`Combined` it gives the worst case
+    over one disturbance and the average case over another, e.g.
+    ``Combined(CommonMode(0.16, grid=9), Sampled(PerControl(0.08, "gaussian")))``: the worst
+    ambient drift on top of a random fabrication spread."""
+
+    model: PerturbationModel
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, PerturbationModel):
+            raise ConfigError(f"{type(self.model).__name__} is not a perturbation model")
+
+    needs_gradient = False
+    probe_evaluations = 0
+
+    @property
+    def is_zero(self) -> bool:
+        return bool(getattr(self.model, "is_zero", False))
+
+    def worst(
+        self,
+        theta: torch.Tensor,
+        grad: torch.Tensor | None,
+        probe: Probe,
+        rng: np.random.Generator,
+    ) -> Perturbation:
+        return self.model.sample(theta, rng)
+
+    def sample(self, theta: torch.Tensor, rng: np.random.Generator) -> Perturbation:
+        return self.model.sample(theta, rng)
+
+    def scaled(self, factor: float) -> Sampled:
+        return Sampled(self.model.scaled(factor))
+
+
+__all__ = ["Adaptive", "Combined", "CommonMode", "L2Ball", "PerControl", "Sampled", "Subspace"]

@@ -23,8 +23,10 @@ from blacksat.perturbations import (
     PerControl,
     Perturbation,
     PerturbationModel,
+    Sampled,
     Subspace,
     is_zero,
+    needs_gradient,
 )
 
 D = 7
@@ -276,6 +278,23 @@ def test_combined_sums_its_members():
         Combined(nm, Combined(a, NuisanceModel({"temperature": (-1.0, 1.0)})))
     with pytest.raises(ConfigError):
         Combined()
+
+
+def test_sampled_takes_a_draw_where_the_worst_case_is_asked():
+    theta, grad = _point(13)
+    spread = PerControl(0.05, "gaussian")
+    model = Sampled(spread)
+    w = model.worst(theta, grad, None, np.random.default_rng(4))
+    torch.testing.assert_close(w.delta, spread.sample(theta, np.random.default_rng(4)).delta)
+    assert not needs_gradient(model) and needs_gradient(spread)
+    # worst drift, random spread: SAT needs no gradient ascent for it
+    both = Combined(CommonMode(0.1, grid=5), model)
+    assert not needs_gradient(both)
+    assert is_zero(Sampled(spread.scaled(0))) and not is_zero(model)
+    half = model.scaled(0.5).worst(theta, None, None, np.random.default_rng(4)).delta
+    torch.testing.assert_close(half, 0.5 * w.delta)
+    with pytest.raises(ConfigError, match="not a perturbation model"):
+        Sampled(object())
 
 
 def test_perturbation_addition_merges_deltas_and_nuisances():
