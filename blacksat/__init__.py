@@ -42,6 +42,9 @@ _LAZY = {
     "Estimate": "blacksat.objective",
     "GradientEstimator": "blacksat.objective",
     "StepContext": "blacksat.objective",
+    "CostModel": "blacksat.query_plan",
+    "QueryPlan": "blacksat.query_plan",
+    "plan_query_only": "blacksat.query_plan",
     "QueryData": "blacksat.querydata",
     "QueryLog": "blacksat.querylog",
     "RetryPolicy": "blacksat.retry",
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
     from blacksat.meter import Budget, Ledger, MeteredDevice
     from blacksat.nonfinite import NonFinitePolicy
     from blacksat.objective import Batch, Estimate, GradientEstimator, StepContext
+    from blacksat.query_plan import CostModel, QueryPlan, plan_query_only
     from blacksat.querydata import QueryData
     from blacksat.querylog import QueryLog
     from blacksat.retry import RetryPolicy
@@ -109,6 +113,7 @@ __all__ = [
     "Budget",
     "BudgetExhausted",
     "ConfigError",
+    "CostModel",
     "Device",
     "DeviceError",
     "DeviceTimeout",
@@ -126,6 +131,7 @@ __all__ = [
     "PhysicsAware",
     "QueryData",
     "QueryLog",
+    "QueryPlan",
     "RetryPolicy",
     "ShapeError",
     "StepContext",
@@ -137,6 +143,7 @@ __all__ = [
     "ZerothOrder",
     "__version__",
     "check_inputs",
+    "plan_query_only",
     "query_many_by_loop",
     "sat",
 ]
