@@ -128,3 +128,19 @@ def test_the_plan_file_is_part_of_the_run(tmp_path):
     assert json.loads((out / "plan.json").read_text())["budget"] == 60
     with pytest.raises(ConfigError, match="already holds a run"):
         train(config, out, progress=False)
+
+
+def test_the_readme_seconds_budget_snippet_builds(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    head = readme.index("### Training from queries alone")
+    block = re.compile(r"```toml\n(.*?)```", re.S).search(readme, head).group(1)
+    assert 'factory = "labdriver.bench:Bench"' in block
+    text = block.replace("labdriver.bench:Bench", "opaque_lab:make")
+    path = tmp_path / "run.toml"
+    path.write_text(text + '\n[task]\ndataset = "digits"\n')
+    setup = build(RunConfig.load(path))
+    assert setup.query_plan["batch_size"] == 100  # 1 ms / 10 us
+    assert setup.meter.budget.reconfigurations == 60_000  # 120 s / (1 ms + 100 x 10 us)
