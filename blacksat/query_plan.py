@@ -26,6 +26,7 @@ them on other chips, seeds and devices.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -236,13 +237,13 @@ class QueryPlan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QueryPlan:
-        """Inverse of :meth:`to_dict`."""
-        data = dict(data)
-        cm = data.get("cost_model")
-        data["cost_model"] = None if cm is None else CostModel(**cm)
+        """Inverse of :meth:`to_dict`; :class:`~blacksat.ConfigError` for anything else."""
         try:
-            return cls(**data)
-        except TypeError as exc:
+            fields = dict(data)
+            cm = fields.get("cost_model")
+            fields["cost_model"] = None if cm is None else CostModel(**cm)
+            return cls(**fields)
+        except (TypeError, ValueError, ConfigError) as exc:
             raise ConfigError(f"not a query plan: {exc}") from None
 
 
@@ -255,7 +256,7 @@ def plan_query_only(
     seconds: float | None = None,
     cost_model: CostModel | None = None,
     batch_size: int | str | None = "auto",
-    seed: int | np.random.Generator | None = 0,
+    seed: int | Sequence[int] | np.random.Generator | None = 0,
     q: int = Q,
     snr: float = SNR,
     lr_per_sigma: float = LR_PER_SIGMA,
@@ -279,6 +280,7 @@ def plan_query_only(
         q: antithetic directions per step.
         snr: how far above the noise the radius's loss differences must rise.
         lr_per_sigma: Adam's learning rate per unit of radius.
+        lr_floor: the smallest learning rate, as a fraction of the span.
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -289,6 +291,7 @@ def plan_query_only(
     check_int("q", q, low=1)
     check_real("snr", snr, low=0.0)
     check_real("lr_per_sigma", lr_per_sigma, low=0.0, low_open=True)
+    check_real("lr_floor", lr_floor, low=0.0)
     rng = as_generator(seed)
     cm = cost_model if cost_model is not None else cost_model_of(device)
     n_train = len(task.data.split("train")[1])
