@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -212,22 +212,30 @@ class QueryPlan:
         args = {"q": self.q, "sigma": self.sigma, "directions": "gaussian", "scheme": "central"}
         return EstimatorSpec("zeroth_order", "nominal", args)
 
-    def train_config(self, *, seed: int, **overrides: Any) -> Any:
-        """The :class:`~blacksat.train_config.TrainConfig` of this plan (Adam, cosine, the
-        plan's ``lr``, ``batch_size`` and ``steps``); ``overrides`` replace other fields."""
+    def configure(self, cfg: Any, *, max_steps: int | None = None) -> Any:
+        """``cfg`` (a :class:`~blacksat.train_config.TrainConfig`) with the fields this plan
+        owns set: Adam at the plan's ``lr``, cosine, its ``batch_size`` and ``max_steps``
+        (default: the plan's ``steps``); the other fields (seed, logging, ...) are kept."""
+        return replace(
+            cfg,
+            optimizer="adam",
+            optimizer_kwargs={},
+            lr=self.lr,
+            schedule="cosine",
+            schedule_kwargs={},
+            epochs=None,
+            max_steps=max(self.steps, 1) if max_steps is None else max_steps,
+            batch_size=self.batch_size,
+        )
+
+    def train_config(self, *, seed: int, max_steps: int | None = None, **other: Any) -> Any:
+        """A fresh :class:`~blacksat.train_config.TrainConfig` of this plan
+        (:meth:`configure`); ``other`` sets the fields the plan does not own."""
         from blacksat.train_config import TrainConfig
 
-        fields: dict[str, Any] = {
-            "optimizer": "adam",
-            "lr": self.lr,
-            "schedule": "cosine",
-            "epochs": None,
-            "max_steps": max(self.steps, 1),
-            "batch_size": self.batch_size,
-            "seed": seed,
-        }
-        fields.update(overrides)
-        return TrainConfig(**fields)
+        return self.configure(
+            TrainConfig(seed=seed, epochs=None, max_steps=1, **other), max_steps=max_steps
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (saved next to a run so it resumes with the same plan)."""

@@ -380,10 +380,9 @@ def _run_blacksat(
     if plan is None:
         cfg = m.train_config(max_steps=built.max_steps(budget), seed=seed)
     else:
-        spent = meter.ledger.reconfigurations
         cfg = plan.train_config(
             seed=seed,
-            max_steps=built.max_steps(budget, spent=spent),
+            max_steps=built.max_steps(budget, spent=plan.calibration_reconfigurations),
             progress=False,
             train_digital=False,
         )

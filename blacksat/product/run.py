@@ -208,17 +208,7 @@ def _planned_estimator(setup: Setup, out: Path, resume: bool) -> tuple[Any, Any,
         perturbations=device_perturbations(setup.chip, config.sat.perturbation),
     )
     steps = built.max_steps(plan.budget, spent=plan.calibration_reconfigurations)
-    cfg = dataclasses.replace(
-        config.train,
-        optimizer="adam",
-        optimizer_kwargs={},
-        lr=plan.lr,
-        schedule="cosine",
-        schedule_kwargs={},
-        epochs=None,
-        max_steps=steps,
-        batch_size=plan.batch_size,
-    )
+    cfg = plan.configure(config.train, max_steps=steps)
     return built.estimator, cfg, plan
 
 
