@@ -46,6 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, save_cells, summary, write_section
 
+from blacksat.component_stability import ComponentStability
 from blacksat.data import load_digits
 from blacksat.devices import DEVICES
 from blacksat.devices.mrr import TEMPERATURE_SHIFT
@@ -53,7 +54,6 @@ from blacksat.devices.perturbations import rated_nuisances
 from blacksat.devices.tasks import default_task
 from blacksat.estimators import Autograd
 from blacksat.evaluation import accuracy
-from blacksat.objective import Batch, Estimate, StepContext, objective
 from blacksat.perturbations import (
     Adaptive,
     Combined,
@@ -81,32 +81,6 @@ RATED = 2.0 * TEMPERATURE_SHIFT  # 0.16: the common-mode shift of the rated 2 K
 
 
 # ---------------------------------------------------------------------- objectives
-class ComponentStability(Autograd):
-    """Autograd on ``loss + c * ||dw/dtheta||_F`` through an MRR model's ``weights``.
-
-    Valid for models where each weight depends on its own control only (the nominal MRR
-    physics: no crosstalk), so ``d(sum w)/dtheta`` is the Jacobian's diagonal.
-    """
-
-    name = "component_stability"
-
-    def __init__(self, model: Any, task: Any, *, c: float, space: Any = None) -> None:
-        super().__init__(model, task, space=space)
-        self.c = float(c)
-
-    def _penalty(self, th: torch.Tensor) -> torch.Tensor:
-        w = torch.cat([m.reshape(-1) for m in self.model.weights(th[None])])
-        (diag,) = torch.autograd.grad(w.sum(), th, create_graph=True)
-        return self.c * torch.linalg.vector_norm(diag)
-
-    def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
-        th = theta.detach().to(self.task.dtype).requires_grad_(True)
-        logits = self.task.logits_model(self.model, th, batch.features)
-        loss = objective(self.task, logits, batch, ctx)
-        (g,) = torch.autograd.grad(loss + self._penalty(th), th)
-        return Estimate(grad=g.detach().to(torch.float64), loss=float(loss.detach()))
-
-
 # ---------------------------------------------------------------------- methods
 Builder = Callable[[Any, Any, Any], Any]  # (reference device, nominal model, task) -> estimator
 

@@ -67,14 +67,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, save_cells, summary, write_section
 
 from blacksat.data import load_digits
-from blacksat.devices import DEVICES
-from blacksat.devices.mzi import MZIPhysics
+from blacksat.devices import DEVICES, mzi_error_twin
 from blacksat.devices.tasks import default_task
 from blacksat.estimators import Autograd, PhysicsAware
 from blacksat.evaluation import accuracy
@@ -126,29 +124,6 @@ CELL_METHOD = {
 
 
 # ------------------------------------------------------------------------------ models
-class ErrorTwin(nn.Module):
-    """The nominal physics with a fresh fabrication draw of the *known* error types on every
-    call: coupler errors ``N(0, s_bs^2)`` and phase offsets ``N(0, s_ps^2)`` in every
-    :class:`MZIPhysics` it contains (one mesh or both meshes of a hybrid). Training through it is
-    noise-aware training with the errors' true statistics; the hidden effects stay unknown."""
-
-    def __init__(self, nominal: nn.Module, s_bs: float, s_ps: float, seed: int) -> None:
-        super().__init__()
-        self.inner = copy.deepcopy(nominal)
-        self.s_bs, self.s_ps = float(s_bs), float(s_ps)
-        self.rng = np.random.default_rng([int(seed), 7])
-
-    def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        for m in self.inner.modules():
-            if isinstance(m, MZIPhysics):
-                dt = m.bs_errors.dtype
-                e = self.s_bs * self.rng.standard_normal(tuple(m.bs_errors.shape))
-                p = self.s_ps * self.rng.standard_normal(tuple(m.phase_offsets.shape))
-                m.bs_errors = torch.as_tensor(np.clip(e, -0.999, 0.999), dtype=dt)
-                m.phase_offsets = torch.as_tensor(p, dtype=dt)
-        return self.inner(theta, x)
-
-
 def chip_of(device: str, seed: int, **over: float) -> Any:
     return DEVICES[device](seed=int(seed), **{**DEVICE_ARGS[device], **LEVEL, **over})
 
@@ -176,7 +151,7 @@ def offline_estimator(method: str, task: Any, chip: Any, seed: int) -> Any:
         return Autograd(nominal, task, space=space)
     if method == "sat":
         return sat(Autograd(nominal, task, space=space), rho=RHO)
-    twin = ErrorTwin(nominal, LEVEL["s_bs"], LEVEL["s_ps"], seed)
+    twin = mzi_error_twin(nominal, LEVEL["s_bs"], LEVEL["s_ps"], seed=seed)
     if method == "noise_aware":
         return Autograd(twin, task, space=space)
     if method == "structured":

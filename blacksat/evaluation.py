@@ -415,7 +415,21 @@ def transfer(
     return TransferResult(s.accuracies, s.mean, s.std, s.min, s.max, labels=tuple(labels))
 
 
+#: fresh chip ``i`` of a run on chip seed ``s`` is the fabrication draw ``s + 1000 + i``
+FRESH_CHIP_OFFSET = 1000
+
+
+def fresh_chip_seeds(chip_seed: int, n: int) -> list[int]:
+    """The fabrication draws a setting trained on chip ``chip_seed`` is deployed on: ``n`` seeds
+    ``chip_seed + 1000 + i``. One rule for ``blacksat train``, the demo, ``compare`` and every
+    benchmark, so "fresh chips" mean the same draws everywhere; training chips (seeds below 1000,
+    tuning chips 100-102 included) are never among them."""
+    s = check_int("chip_seed", chip_seed, low=0)
+    return [int(s) + FRESH_CHIP_OFFSET + i for i in range(check_int("n", n, low=0))]
+
+
 __all__ = [
+    "FRESH_CHIP_OFFSET",
     "HessianEigen",
     "QuerySharpness",
     "Summary",
@@ -424,6 +438,7 @@ __all__ = [
     "TransferResult",
     "accuracy",
     "accuracy_many",
+    "fresh_chip_seeds",
     "hessian_top_eigenvalues",
     "hutchinson_trace",
     "markdown_table",

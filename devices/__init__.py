@@ -14,6 +14,7 @@ from blacksat.devices.diffractive import DiffractiveNetwork
 from blacksat.devices.hybrid import MZIHybrid
 from blacksat.devices.mrr import MRRWeightBank
 from blacksat.devices.mzi import MZIMesh
+from blacksat.devices.twins import ErrorTwin, mzi_error_twin
 
 DEVICES: dict[str, type[SimulatedDevice]] = {
     cls.name: cls for cls in (MZIMesh, MRRWeightBank, DiffractiveNetwork, MZIHybrid, Crossbar)
@@ -23,10 +24,12 @@ __all__ = [
     "DEVICES",
     "Crossbar",
     "DiffractiveNetwork",
+    "ErrorTwin",
     "MRRWeightBank",
     "MZIHybrid",
     "MZIMesh",
     "Nuisance",
     "PhysicsModel",
     "SimulatedDevice",
+    "mzi_error_twin",
 ]

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
+from blacksat.evaluation import FRESH_CHIP_OFFSET
 from blacksat.product.compare_methods import BASELINES, METHODS, Method, method, method_fits
 from blacksat.product.compare_methods import method as _lookup  # `method` is often an argument name
 from blacksat.product.compare_plots import scenario_dict
@@ -72,7 +73,8 @@ class Scenario:
         drift: evaluation perturbations: nuisance name -> values other than its nominal one
             (accuracy of the result on ``chip.perturbed(name=value)``); default: the
             temperature at -2, -1, 1, 2 K where the device has one, none otherwise.
-        fresh_chip_offset: the fresh chip of run ``chip = c`` has seed ``c + offset``.
+        fresh_chip_offset: the fresh chip of run ``chip = c`` has seed ``c + offset`` (default
+            the library's rule, :func:`~blacksat.evaluation.fresh_chip_seeds`).
         threads: torch threads inside a run (fixed so every executor computes alike).
     """
 
@@ -84,7 +86,7 @@ class Scenario:
     ng_batch_size: int | None = None
     ng_workers: int = 16
     drift: Mapping[str, Sequence[float]] | None = None
-    fresh_chip_offset: int = 10_000
+    fresh_chip_offset: int = FRESH_CHIP_OFFSET
     threads: int = 1
 
     def __post_init__(self) -> None:

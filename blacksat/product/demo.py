@@ -93,10 +93,16 @@ import torch
 from blacksat.data import load_digits
 from blacksat.errors import ConfigError
 from blacksat.estimators import Autograd
-from blacksat.evaluation import accuracy, accuracy_many, nuisance_sweep, transfer
+from blacksat.evaluation import (
+    accuracy,
+    accuracy_many,
+    fresh_chip_seeds,
+    nuisance_sweep,
+    transfer,
+)
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.outputs import prepare_dir, write_private
-from blacksat.product.demo_config import DEMO_DEVICE_ARGS, FRESH_SEED_OFFSET, RHO, DemoConfig
+from blacksat.product.demo_config import DEMO_DEVICE_ARGS, RHO, DemoConfig
 from blacksat.product.demo_plan import Plan, offline_sat, offline_sat_label, plan
 from blacksat.train_config import TrainConfig
 from blacksat.trainer import Trainer
@@ -151,7 +157,7 @@ def _evaluate(
     metered = MeteredDevice(chip)
     out["chip"] = accuracy(task, metered, theta)
     out["evaluation_ledger"] = dataclasses.asdict(metered.ledger)
-    fresh = [chip.fresh_chip(seed + FRESH_SEED_OFFSET + i) for i in range(cfg.fresh_chips)]
+    fresh = [chip.fresh_chip(s) for s in fresh_chip_seeds(seed, cfg.fresh_chips)]
     out["fresh_chips"] = transfer(task, fresh, theta).to_dict()
     drift: dict[str, Any] = {}
     for nz in chip.nuisances:

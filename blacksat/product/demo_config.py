@@ -60,7 +60,6 @@ QUICK_DEVICE: dict[str, dict[str, Any]] = {
         "landscape_split": "test",
     },
 }
-FRESH_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,6 @@ class DemoConfig:
 
 __all__ = [
     "DEMO_DEVICE_ARGS",
-    "FRESH_SEED_OFFSET",
     "LANDSCAPE_RADIUS",
     "LR",
     "OFFLINE_PERTURBATION",

@@ -48,6 +48,7 @@ import torch
 from blacksat.errors import ConfigError
 from blacksat.evaluation import (
     accuracy,
+    fresh_chip_seeds,
     markdown_table,
     nuisance_sweep,
     perturbation_sweep,
@@ -61,7 +62,6 @@ RESULT_SCHEMA = "blacksat.run/1"
 EVALUATION_SCHEMA = "blacksat.evaluation/1"
 FILES = ("config.toml", "checkpoint.pt", "log.jsonl", "task.pt", "result.json")
 EXTRA_FILES = ("queries.sqlite", "evaluation.json", "plan.json")  # also part of a run when present
-FRESH_SEED_OFFSET = 1000  # fresh chip i of a run on chip seed s has seed s + 1000 + i
 
 
 @dataclass
@@ -524,7 +524,7 @@ def evaluate(
         out["nominal_model"] = None if nominal is None else accuracy(task, nominal, theta)
         done("nominal model")
         if n_fresh and fresh is not None:
-            seeds = [run.config.device.seed + FRESH_SEED_OFFSET + i for i in range(n_fresh)]
+            seeds = fresh_chip_seeds(run.config.device.seed, n_fresh)
             out["fresh_chips"] = transfer(task, [fresh(s) for s in seeds], theta).to_dict()
             done("fresh chips", n_fresh)
         if sweep:

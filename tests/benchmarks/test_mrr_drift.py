@@ -22,13 +22,14 @@ M = _load()
 
 
 def test_component_stability_penalty_is_the_lorentzian_slope_norm():
+    from blacksat.component_stability import ComponentStability
     from blacksat.devices import MRRWeightBank
 
     dev = MRRWeightBank(layer_sizes=(3, 2))
     model = dev.nominal_model(dtype=torch.float64)
     x = torch.tensor([0.05, -0.1, 0.15, 0.3, -0.2, 0.0], dtype=torch.float64)
-    est = M.ComponentStability(model, None, c=2.0)
-    pen = est._penalty(x.clone().requires_grad_(True))
+    est = ComponentStability(model, None, c=2.0)
+    pen = est.penalty(x.clone().requires_grad_(True))
     d = x / 0.15
     slope = 4 * d / (0.15 * (1 + d * d) ** 2)  # dw/dx of w = 1 - 2 / (1 + (x / gamma)^2)
     assert torch.allclose(pen, 2.0 * torch.linalg.vector_norm(slope))

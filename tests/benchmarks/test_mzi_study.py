@@ -23,20 +23,6 @@ def _load():
 M = _load()
 
 
-def test_error_twin_draws_fresh_errors_and_reduces_to_nominal_at_zero():
-    from blacksat.devices import MZIHybrid, MZIMesh
-
-    for dev in (MZIMesh(n_modes=4), MZIHybrid(n_modes=4)):
-        nominal = dev.nominal_model(dtype=torch.float64)
-        theta = torch.as_tensor(dev.initial_controls(0) + 0.3)
-        x = torch.eye(4, dtype=torch.float64)
-        twin = M.ErrorTwin(nominal, 0.15, 0.15, seed=0)
-        a, b = twin(theta, x), twin(theta, x)
-        assert not torch.allclose(a, b)  # a new fabrication draw per call
-        zero = M.ErrorTwin(nominal, 0.0, 0.0, seed=0)
-        assert torch.allclose(zero(theta, x), nominal(theta, x))
-
-
 def test_readout_refit_spends_one_reconfiguration_and_scores():
     from blacksat.data import load_digits
     from blacksat.devices.tasks import default_task

@@ -189,3 +189,16 @@ def test_the_old_argument_order_still_works_with_a_warning(setup):
     with pytest.warns(DeprecationWarning):
         a = nuisance_sweep(task, theta, chip.perturbed, {"temperature": [1.0]})
     assert a.rows == nuisance_sweep(task, chip.perturbed, theta, {"temperature": [1.0]}).rows
+
+
+def test_fresh_chip_seeds_follow_one_rule_disjoint_from_training_and_tuning_chips():
+    from blacksat.evaluation import FRESH_CHIP_OFFSET, fresh_chip_seeds
+
+    assert fresh_chip_seeds(2, 3) == [1002, 1003, 1004] and FRESH_CHIP_OFFSET == 1000
+    assert fresh_chip_seeds(0, 0) == []
+    trained = set(range(0, 103))  # reported seeds and tuning chips 100-102
+    assert not trained & {s for c in trained for s in fresh_chip_seeds(c, 5)}
+    with pytest.raises(ConfigError):
+        fresh_chip_seeds(-1, 2)
+    with pytest.raises(ConfigError):
+        fresh_chip_seeds(0, True)
