@@ -1,0 +1,130 @@
+"""The harness every study shares: its runs on disk, its arguments, its chips, its header.
+
+A study is a set of runs (one training of one method on one chip under one seed), each a JSON
+row. :class:`Study` appends a row to ``results/<name>/rows.jsonl`` the moment the run finishes
+(one ``write`` of one line, flushed and fsynced, so a crash loses at most the run in flight),
+skips runs already on disk when the study is started again, and re-renders its section from the
+rows alone (``--report-only``). Chips follow one rule everywhere: a run trains on chip seed
+``s`` (reported seeds 0, 1, 2, ...; tuning seeds 100-102) and is deployed on the fresh chips
+:func:`blacksat.evaluation.fresh_chip_seeds` names (``s + 1000 + i``). Generated sections hold
+the set-up and the tables; what the figures mean is written by people, in a ``<key>_reading``
+section beside it that no script touches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from _report import ROOT, machine, summary, write_section
+
+from blacksat.evaluation import fresh_chip_seeds
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+__all__ = ["RESULTS", "Study", "fresh_chip_seeds", "machine", "parser", "summary"]
+
+
+def parser(doc: str | None, *, report_only: bool = True) -> argparse.ArgumentParser:
+    """The arguments every study takes: ``--quick`` (tiny budgets, prints only, nothing saved),
+    ``--force`` (discard the saved runs first) and ``--report-only`` (re-render from disk)."""
+    ap = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0] if doc else None)
+    ap.add_argument("--quick", action="store_true", help="tiny budgets, one seed; prints only")
+    ap.add_argument("--force", action="store_true", help="discard the saved runs first")
+    if report_only:
+        ap.add_argument("--report-only", action="store_true", help="re-render from saved runs")
+    return ap
+
+
+class Study:
+    """One study's runs on disk (``results/<name>/rows.jsonl``) and its section.
+
+    Args:
+        name: the results folder (``benchmarks/results/<name>``).
+        key: the ``BENCHMARKS.md`` section key (``<!-- key:begin -->``).
+        quick: a smoke run: rows are kept in memory only and nothing is written.
+    """
+
+    def __init__(self, name: str, key: str, *, quick: bool = False) -> None:
+        self.name, self.key, self.quick = name, key, quick
+        self.dir = RESULTS / name
+        self.path = self.dir / "rows.jsonl"
+        self._memory: list[dict[str, Any]] = []
+        self._t0 = time.perf_counter()
+
+    # ------------------------------------------------------------------ rows
+    def rows(self) -> list[dict[str, Any]]:
+        """Every finished run (a line that fails to parse, e.g. cut by a crash, is skipped)."""
+        if self.quick:
+            return list(self._memory)
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def add(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Persist one finished run (appended and fsynced before the next run starts)."""
+        r = dict(row)
+        if self.quick:
+            self._memory.append(r)
+            return r
+        self.dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(r, sort_keys=True) + "\n"
+        with open(self.path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        return r
+
+    def find(self, **ids: Any) -> dict[str, Any] | None:
+        """The saved run whose fields equal ``ids`` (``None`` if there is none)."""
+        for r in self.rows():
+            if all(r.get(k) == v for k, v in ids.items()):
+                return r
+        return None
+
+    def run(self, fn: Callable[[], Mapping[str, Any]], **ids: Any) -> dict[str, Any]:
+        """The run identified by ``ids``: from disk when it finished before, else ``fn()`` (its
+        row merged with ``ids`` and its wall time), saved as it completes."""
+        done = self.find(**ids)
+        if done is not None:
+            return done
+        t0 = time.perf_counter()
+        row = {**ids, **fn()}
+        row.setdefault("wall_s", time.perf_counter() - t0)
+        return self.add(row)
+
+    def reset(self) -> None:
+        """Discard the saved runs (``--force``)."""
+        if self.path.exists() and not self.quick:
+            self.path.unlink()
+
+    # ------------------------------------------------------------------ report
+    def minutes(self, rows: Iterable[Mapping[str, Any]] | None = None) -> float:
+        """Training minutes of the runs (their summed ``wall_s``)."""
+        rs = self.rows() if rows is None else rows
+        return sum(float(r.get("wall_s", 0.0)) for r in rs) / 60
+
+    def header(self, command: str, what: str = "") -> str:
+        """``Command: `...` (N min of runs on <machine>). <what>`` — the first line of a section."""
+        return (
+            f"Command: `{command}` ({self.minutes():.1f} min of runs, summed wall time, on "
+            f"{machine()}; runs in `benchmarks/results/{self.name}/rows.jsonl`). {what}"
+        ).rstrip()
+
+    def write(self, body: str) -> None:
+        """Write the generated section (a quick run prints it instead)."""
+        if self.quick:
+            print(body)
+            return
+        write_section(self.key, body)
+        print(f"wrote the {self.key} section of BENCHMARKS.md")
