@@ -58,26 +58,20 @@ def _cell(c: Mapping[str, Any] | None) -> str:
     return f"{c['acc']:.1f} ± {c['acc_std']:.1f}{clean}"
 
 
-def verdict(row: Mapping[str, Mapping[str, Any]]) -> str:
-    """One sentence per row, computed from the cells: the best method and what SAT adds.
-
-    SAT "helps" where its mean beats both backprop and noise-aware training by more than the
-    larger of the two spreads; "matches" within it; otherwise it "does not help"."""
-    best = max(row.values(), key=lambda c: c["acc"])
-    parts = [f"best: {best['method']} {best['acc']:.1f} %"]
+def margins(row: Mapping[str, Mapping[str, Any]]) -> str:
+    """Each SAT method's mean minus the better of backprop and noise-aware training on the row
+    (pp), with the larger of the two spreads beside it: figures, no verdict."""
     refs = [row[m] for m in ("BP", "noise-aware") if m in row]
     if not refs:
-        return parts[0]
+        return "-"
     ref = max(refs, key=lambda c: c["acc"])
+    parts = []
     for m in SAT_METHODS:
-        if m not in row:
-            continue
-        c = row[m]
-        gap = c["acc"] - ref["acc"]
-        tol = max(c["acc_std"], ref["acc_std"])
-        word = "helps" if gap > tol else ("matches" if gap >= -tol else "does not help")
-        parts.append(f"{m} {word} ({gap:+.1f} pp vs {ref['method']})")
-    return "; ".join(parts)
+        if m in row:
+            c = row[m]
+            tol = max(c["acc_std"], ref["acc_std"])
+            parts.append(f"{m} {c['acc'] - ref['acc']:+.1f} (spread {tol:.1f})")
+    return f"vs {ref['method']}: " + "; ".join(parts) if parts else "-"
 
 
 def section(cells: Sequence[Mapping[str, Any]]) -> str:
@@ -104,9 +98,14 @@ def section(cells: Sequence[Mapping[str, Any]]) -> str:
         lines.append(
             f"| {error} ({device}) | " + " | ".join(_cell(row.get(m)) for m in methods) + " |"
         )
-    lines += ["", "Reading each row (computed from the cells above):", ""]
+    lines += [
+        "",
+        "SAT minus the better of BP and noise-aware training on each row (pp; in brackets the "
+        "larger of the two spreads):",
+        "",
+    ]
     for (error, device), row in rows.items():
-        lines.append(f"- **{error} ({device})**: {verdict(row)}.")
+        lines.append(f"- {error} ({device}): {margins(row)}")
     lines += ["", "Cells (study, condition, variant, runs):", ""]
     for (error, device), row in rows.items():
         for m in methods:

@@ -1,4 +1,4 @@
-"""The cross-study table: cells gathered from the studies' results, verdicts computed from them."""
+"""The cross-study table: cells gathered from the studies, margins as figures (no verdicts)."""
 
 import importlib.util
 import json
@@ -36,19 +36,23 @@ def test_gathers_cells_per_study(tmp_path):
     assert [(c["study"], c["acc"]) for c in cells] == [("a", 20.0), ("b", 50.0)]
 
 
-def test_verdict_words_follow_the_spread():
+def test_margins_are_figures_against_the_better_reference_and_carry_no_verdict():
     row = {
         "BP": _cell("BP", 20.0, std=2.0),
         "noise-aware": _cell("noise-aware", 60.0, std=3.0),
         "structured SAT": _cell("structured SAT", 90.0, std=1.0),
         "unstructured SAT": _cell("unstructured SAT", 58.0, std=2.0),
-        "online SAT": _cell("online SAT", 40.0, std=2.0),
+        "online SAT": _cell("online SAT", 40.0, std=4.0),
     }
-    v = W.verdict(row)
-    assert v.startswith("best: structured SAT 90.0 %")
-    assert "structured SAT helps (+30.0 pp vs noise-aware)" in v
-    assert "unstructured SAT matches (-2.0 pp vs noise-aware)" in v
-    assert "online SAT does not help (-20.0 pp vs noise-aware)" in v
+    m = W.margins(row)
+    assert m.startswith("vs noise-aware: ")
+    assert "structured SAT +30.0 (spread 3.0)" in m
+    assert "unstructured SAT -2.0 (spread 3.0)" in m
+    assert "online SAT -20.0 (spread 4.0)" in m
+    assert not any(w in m for w in ("helps", "matches", "best"))
+    assert W.margins({"structured SAT": _cell("structured SAT", 90.0)}) == "-"
+    text = W.section(list(row.values()))
+    assert "helps (" not in text and "matches (" not in text
 
 
 def test_section_rows_ordered_and_duplicates_keep_more_runs():
