@@ -38,5 +38,5 @@ def test_bounds_clip_every_draw_and_bad_arguments_are_clear():
         ErrorTwin(nominal, {"not_a_tensor": 0.1})
     with pytest.raises(ConfigError, match="scales"):
         ErrorTwin(nominal, {"bs_errors": -0.1})
-    with pytest.raises(ConfigError, match="torch.nn.Module"):
+    with pytest.raises(ConfigError, match=r"torch\.nn\.Module"):
         ErrorTwin(lambda t, x: x, {"bs_errors": 0.1})
