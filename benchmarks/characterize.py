@@ -1,7 +1,9 @@
 """Does SAT against a *measured* perturbation model help on an opaque analog array?
 
-    python benchmarks/characterize.py            # tuning + reported runs, writes its section
-    python benchmarks/characterize.py --quick    # a smoke run, prints only
+    python benchmarks/characterize.py                # tuning + reported runs, writes its section
+    python benchmarks/characterize.py --report-only  # re-render the section from the saved runs
+    python benchmarks/characterize.py --force        # discard the saved runs first
+    python benchmarks/characterize.py --quick        # a smoke run, prints only
 
 Device: the ``Crossbar`` (16 -> 10, 320 conductances in [0, 1], programming noise at every write,
 power-law drift, stuck cells, IR drop, ADC), re-programming on every call, treated as opaque: no
@@ -19,18 +21,20 @@ device's initial setting:
 
 Evaluation, full test split, on the chip the method trained on: (a) re-programming: the mean
 accuracy over 3 evaluations, each batch a fresh write; (b) drift: the conductances read 1 day
-after programming (``age = 86400 s``); (c) fresh devices: two other chips of the process.
-Settings (learning rate in 0.01, 0.03, 0.1) are chosen on tuning chips (seeds 100, 101), frozen,
-then reported on
-3 run seeds x 3 chips (seeds 0, 1, 2): mean +- sample std (ddof = 1) over the 9 runs.
+after programming (``age = 86400 s``); (c) fresh devices: two other chips of the process, the
+library's rule :func:`blacksat.evaluation.fresh_chip_seeds` (a run trained on chip ``c`` is
+deployed on chips ``c + 1000 + i``, i = 0, 1). Settings (learning rate in 0.01, 0.03, 0.1) are
+chosen on tuning chips (seeds 100, 101), frozen, then reported on 3 run seeds x 3 chips (seeds
+0, 1, 2): mean +- sample std (ddof = 1) over the 9 runs.
+
+Every finished run (tuning included) is appended to ``benchmarks/results/characterize/rows.jsonl``
+as it completes; a restarted study skips the runs already there.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, write_section
+from _study import Study, fresh_chip_seeds, parser, summary
 
 from blacksat import MeteredDevice, TrainConfig, Trainer
 from blacksat.characterize import characterize
@@ -48,10 +52,12 @@ from blacksat.devices.tasks import default_task
 from blacksat.estimators import ZerothOrder
 from blacksat.sat import sat
 
-RESULTS = Path(__file__).resolve().parent / "results" / "characterize"
 METHODS = ("plain ZO", "SAT (measured, average)", "SAT (measured, worst)")
 CHAR_BUDGET = 200  # reconfigurations the measurement costs (out of the method's budget)
-FRESH = (1000, 1001)
+FRESH = 2  # fresh chips per run: fresh_chip_seeds(chip, FRESH)
+TUNE_CHIPS = (100, 101)
+LRS = (0.01, 0.03, 0.1)
+COMMAND = "python benchmarks/characterize.py"
 
 
 def _task(chip: Crossbar, seed: int) -> Any:
@@ -60,7 +66,8 @@ def _task(chip: Crossbar, seed: int) -> Any:
 
 
 def train_one(method: str, chip_seed: int, seed: int, budget: int, lr: float) -> dict[str, Any]:
-    """Train ``method`` on chip ``chip_seed`` with run seed ``seed``; evaluate it."""
+    """Train ``method`` on chip ``chip_seed`` with run seed ``seed``; evaluate it on that chip
+    and on the fresh chips of ``chip_seed`` (:func:`fresh_chip_seeds`)."""
     chip = Crossbar(seed=chip_seed)
     task = _task(chip, seed)
     meter = MeteredDevice(chip, max_reconfigurations=budget)
@@ -85,106 +92,148 @@ def train_one(method: str, chip_seed: int, seed: int, budget: int, lr: float) ->
     theta = result.theta
     reprog = float(np.mean([task.accuracy(chip, theta) for _ in range(3)]))
     drifted = task.accuracy(chip.perturbed(age=86400.0), theta)
-    fresh = float(np.mean([task.accuracy(chip.fresh_chip(s), theta) for s in FRESH]))
+    fresh_chips = fresh_chip_seeds(chip_seed, FRESH)
+    fresh = float(np.mean([task.accuracy(chip.fresh_chip(s), theta) for s in fresh_chips]))
     return {
         "method": method, "chip": chip_seed, "seed": seed, "lr": lr, "radius": radius,
         "reprogramming": reprog, "drift_1day": drifted, "fresh": fresh,
+        "fresh_chips": fresh_chips,
         "reconfigurations": meter.ledger.reconfigurations, "steps": result.steps,
     }  # fmt: skip
 
 
-def tune(budget: int, lrs: tuple[float, ...]) -> dict[str, float]:
-    """The learning rate of each method with the best mean re-programming accuracy on the
-    tuning chips."""
-    out = {}
+def tune(study: Study, budget: int, lrs: tuple[float, ...]) -> dict[str, float]:
+    """Every tuning run not already saved (saved as each completes), then the chosen rates."""
     for m in METHODS:
-        scores = {
-            lr: np.mean([train_one(m, c, 0, budget, lr)["reprogramming"] for c in (100, 101)])
-            for lr in lrs
-        }
-        out[m] = max(scores, key=lambda k: scores[k])
-        print(f"tuning {m}: {scores} -> lr {out[m]}", flush=True)
+        for lr in lrs:
+            for c in TUNE_CHIPS:
+                study.run(
+                    lambda m=m, c=c, lr=lr: train_one(m, c, 0, budget, lr),
+                    stage="tune", method=m, chip=c, seed=0, budget=budget, lr=lr,
+                )  # fmt: skip
+    out = chosen(study.rows())
+    print(f"tuning: lr {out}", flush=True)
     return out
 
 
-def _ms(vals: list[float]) -> str:
-    a = 100 * np.asarray(vals)
-    return f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" if len(a) > 1 else f"{a.mean():.1f}"
+def chosen(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each method's learning rate with the best mean re-programming accuracy over the saved
+    tuning runs (the smallest rate on a tie)."""
+    out = {}
+    for m in METHODS:
+        scores: dict[float, list[float]] = {}
+        for r in rows:
+            if r.get("stage") == "tune" and r["method"] == m:
+                scores.setdefault(r["lr"], []).append(r["reprogramming"])
+        if scores:
+            out[m] = max(sorted(scores), key=lambda lr: float(np.mean(scores[lr])))
+    return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    budget = 600 if args.quick else 2400
-    lrs = (0.02,) if args.quick else (0.01, 0.03, 0.1)
-    chosen = {m: 0.02 for m in METHODS} if args.quick else tune(budget, lrs)
-    seeds, chips = ((0,), (0, 1)) if args.quick else ((0, 1, 2), (0, 1, 2))
-    rows = []
+def run(study: Study, quick: bool) -> None:
+    """Tuning, then every reported run not already saved (each saved as it completes)."""
+    budget = 600 if quick else 2400
+    lrs = (0.02,) if quick else LRS
+    lr = {m: 0.02 for m in METHODS} if quick else tune(study, budget, lrs)
+    seeds, chips = ((0,), (0, 1)) if quick else ((0, 1, 2), (0, 1, 2))
     for m in METHODS:
         for s in seeds:
             for c in chips:
-                rows.append(train_one(m, c, s, budget, chosen[m]))
-                print(json.dumps(rows[-1]), flush=True)
-    wall = time.perf_counter() - t0
-    lines = [
-        "| method (budget "
-        f"{budget} reconfigurations) | lr | re-programming | drift, 1 day | fresh devices |",
+                row = study.run(
+                    lambda m=m, c=c, s=s: train_one(m, c, s, budget, lr[m]),
+                    stage="reported", method=m, chip=c, seed=s, budget=budget, lr=lr[m],
+                )  # fmt: skip
+                print(json.dumps(row), flush=True)
+
+
+def _ms(vals: list[float]) -> str:
+    mean, std, n = summary(100 * v for v in vals)
+    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
+
+
+def section(study: Study) -> str:
+    """The generated section, from the saved runs alone: the set-up and the tables."""
+    all_rows = study.rows()
+    lr = chosen(all_rows)
+    rows = [r for r in all_rows if r.get("stage") == "reported"]
+    rows = [r for r in rows if r["method"] not in lr or r["lr"] == lr[r["method"]]]
+    budget = max((r["budget"] for r in rows), default=0)
+    seeds = sorted({r["seed"] for r in rows})
+    chips = sorted({r["chip"] for r in rows})
+    radius = summary(r["radius"] for r in rows)
+    table = [
+        f"| method (budget {budget} reconfigurations) | lr | re-programming | drift, 1 day | "
+        "fresh devices |",
         "| --- | --- | --- | --- | --- |",
     ]
     for m in METHODS:
         rs = [r for r in rows if r["method"] == m]
-        lines.append(
-            f"| {m} | {chosen[m]:g} | {_ms([r['reprogramming'] for r in rs])} | "
+        if not rs:
+            continue
+        lrs = ", ".join(f"{v:g}" for v in sorted({r["lr"] for r in rs}))
+        table.append(
+            f"| {m} | {lrs} | {_ms([r['reprogramming'] for r in rs])} | "
             f"{_ms([r['drift_1day'] for r in rs])} | {_ms([r['fresh'] for r in rs])} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    if args.quick:
-        return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "rows.json").write_text(json.dumps({"rows": rows, "lr": chosen}, indent=2))
-    radii = [r["radius"] for r in rows if r["radius"] is not None]
-    plain = np.array([r["reprogramming"] for r in rows if r["method"] == "plain ZO"])
-    best = {
-        m: np.array([r["reprogramming"] for r in rows if r["method"] == m]) for m in METHODS[1:]
-    }
-    parts = []
-    for m, v in best.items():
-        diff = 100 * (v - plain)
-        se = diff.std(ddof=1) / np.sqrt(len(diff))
-        word = (
-            "helps" if diff.mean() > 2 * se else "hurts" if diff.mean() < -2 * se else "no change"
-        )
-        parts.append(
-            f"{m} - plain ZO on re-programming, paired by run: {diff.mean():+.1f} ± "
-            f"{diff.std(ddof=1):.1f} points ({word}: mean vs twice its standard error)"
-        )
-    verdict = "; ".join(parts)
-    write_section(
-        "characterize",
-        "## SAT against a measured perturbation model (crossbar, queries only)\n\n"
-        "`python benchmarks/characterize.py` (3 run seeds x 3 chips, full test split, "
-        "mean ± sample std over the 9 runs; learning rates chosen on tuning chips 100, 101). "
-        "The `Crossbar` (16 -> 10, 320 conductances, re-programming on every call) is treated "
-        "as opaque; every method trains zeroth-order from queries alone with the same budget "
-        f"of reconfigurations; the SAT methods first spend {CHAR_BUDGET} of them on "
-        "`characterize` (measured model: `PerControl` gaussian, radius "
-        f"{np.mean(radii):.4f} ± {np.std(radii, ddof=1):.4f} control units over the chips; "
-        "the programming noise is 0.03 (0.5 + 0.5 g) of Gmax, 0.015-0.03). Accuracy (%) "
-        "re-programmed (mean of 3 evaluations, each batch a fresh write), read 1 day after "
-        "programming, and on 2 fresh devices:\n\n"
-        f"{table}\n\nPaired differences: {verdict}. Reading: on a device that re-programs "
-        "at every query, every zeroth-order step already reads fresh programming draws, so plain "
-        "training is averaged over the programming noise by the device itself; the measured "
-        "model adds the same noise again (average case) or an adversarial shift (worst case, "
-        "at half the steps), and the measurement's reconfigurations are taken from training. "
-        "The 1-day drift costs every method under a point (a common gain loss leaves the argmax "
-        "of the signed readings in place; the per-cell spread of the exponent is what remains). "
-        f"{wall / 60:.1f} min on {machine()}.\n",
+    plain = {(r["chip"], r["seed"]): r["reprogramming"] for r in rows if r["method"] == "plain ZO"}
+    diffs = [
+        "| method - plain ZO, re-programming (points, paired by chip and run seed) | mean ± std "
+        "| standard error | pairs |",
+        "| --- | --- | --- | --- |",
+    ]
+    for m in METHODS[1:]:
+        d = [
+            100 * (r["reprogramming"] - plain[(r["chip"], r["seed"])])
+            for r in rows
+            if r["method"] == m and (r["chip"], r["seed"]) in plain
+        ]
+        if not d:
+            continue
+        mean, std, n = summary(d)
+        se = std / np.sqrt(n) if n > 1 else float("nan")
+        diffs.append(f"| {m} | {mean:+.1f} ± {std:.1f} | {se:.1f} | {n} |")
+    tuned = (
+        f"learning rates chosen on tuning chips {', '.join(map(str, TUNE_CHIPS))} (the best mean "
+        "re-programming accuracy)"
+        if lr
+        else "learning rates fixed (no tuning runs)"
     )
+    what = (
+        f"{len(seeds)} run seeds x {len(chips)} chips ({', '.join(map(str, chips))}), full test "
+        f"split, mean ± sample std over the {len(seeds) * len(chips)} runs; {tuned}. The "
+        "`Crossbar` (16 -> 10, 320 conductances, re-programming on every call) is treated as "
+        "opaque; every method trains zeroth-order from queries alone with the same budget of "
+        f"reconfigurations; the SAT methods first spend {CHAR_BUDGET} of them on `characterize` "
+        f"(measured model: `PerControl` gaussian, radius {radius[0]:.4f} ± {radius[1]:.4f} "
+        "control units over the runs; the programming noise is 0.03 (0.5 + 0.5 g) of Gmax, "
+        "0.015-0.03). Accuracy (%) re-programmed (mean of 3 evaluations, each batch a fresh "
+        "write), read 1 day after programming, and on "
+        f"{FRESH} fresh devices, the library's rule `blacksat.evaluation.fresh_chip_seeds`: a "
+        f"run trained on chip c is deployed on chips c + 1000 + i, i = 0..{FRESH - 1}."
+    )
+    return "\n".join(
+        [
+            "## SAT against a measured perturbation model (crossbar, queries only)",
+            "",
+            study.header(COMMAND, what),
+            "",
+            *table,
+            "",
+            *diffs,
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser(__doc__).parse_args(argv)
+    torch.set_num_threads(1)
+    study = Study("characterize", "characterize", quick=args.quick)
+    if args.force:
+        study.reset()
+    if not args.report_only:
+        run(study, args.quick)
+    study.write(section(study))
 
 
 if __name__ == "__main__":

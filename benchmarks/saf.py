@@ -24,22 +24,26 @@ Protocol (every device the same):
   per-control worst case along the optimizer's momentum, no extra setting);
 - SAF's ``lam`` and ``lag`` are chosen on tuning chip 100 of the MZI and the crossbar at 1,000
   reconfigurations (``tau = 5``, the paper's) and frozen; reported seeds 0, 1, 2 (seed ``s``
-  trains on chip ``s``), each scored on its chip and on 3 fresh chips (seeds 1000 + 10 s + i),
-  full test split;
+  trains on chip ``s``), each scored on its chip and on 3 fresh chips, the library's rule
+  :func:`blacksat.evaluation.fresh_chip_seeds`: a run trained on chip ``c`` is deployed on chips
+  ``c + 1000 + i``, i = 0, 1, 2; full test split;
 - sharpness: query-only (the mean loss increase over 16 draws of the disturbance model, on the
   chip, one ``query_many``) and on the exact model (the second difference
   ``L(theta + delta) + L(theta - delta) - 2 L(theta)`` averaged over 16 draws, no noise).
 
-    python benchmarks/saf.py            # tuning + the study, writes its BENCHMARKS.md section
-    python benchmarks/saf.py --quick    # a smoke run (seconds), prints only
+Every finished run (tuning included) is appended to ``benchmarks/results/saf/rows.jsonl`` as it
+completes; a restarted study skips the runs already there.
+
+    python benchmarks/saf.py                # tuning + the study, writes its BENCHMARKS.md section
+    python benchmarks/saf.py --report-only  # re-render the section from rows.jsonl alone
+    python benchmarks/saf.py --force        # discard the saved runs first
+    python benchmarks/saf.py --quick        # a smoke run (seconds), prints only
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +55,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _report
+from _study import Study, fresh_chip_seeds, parser, summary
 
 from blacksat import MeteredDevice, TrainConfig, Trainer, ZerothOrder, sat
 from blacksat.data import load_digits
@@ -62,7 +66,6 @@ from blacksat.saf import TrajectoryLoss
 from blacksat.sat import FreeAscent
 from blacksat.sharpness import query_sharpness
 
-OUT = Path(__file__).resolve().parent / "results" / "saf"
 DATA = load_digits()
 SEEDS = (0, 1, 2)
 TUNE_SEED = 100
@@ -73,6 +76,7 @@ SIGMA_REL, LR_REL = 0.05 / (2 * np.pi), 0.02 / (2 * np.pi)
 TAU = 5.0
 SAF_GRID = ((0.3, 1), (0.3, 2), (1.0, 1), (1.0, 2))  # (lam, lag in epochs)
 METHODS = ("ZO", "ZO + SAF", "ZO-SAT average", "ZO-SAT cheapest worst")
+COMMAND = "python benchmarks/saf.py"
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,8 @@ def train(
     start: tuple[Any, np.ndarray],
     saf: tuple[float, int],
 ) -> dict[str, Any]:
-    """Query-only fine-tuning of the controls from ``start = (offline task, controls)``; the
-    task's digital layers stay as the offline start left them."""
+    """Query-only fine-tuning of the controls from ``start = (offline task, controls)`` on chip
+    ``seed``; the task's digital layers stay as the offline start left them."""
     chip = fam.make(seed)
     task, theta0 = copy.deepcopy(start[0]), start[1]
     meter = MeteredDevice(chip, max_reconfigurations=budget)
@@ -171,14 +175,19 @@ def train(
     traj = TrajectoryLoss(lam=saf[0], tau=TAU, lag=saf[1]) if method == "ZO + SAF" else None
     t0 = time.perf_counter()
     res = Trainer(task, est, chip.space, cfg, saf=traj).fit(theta0)
-    row = {"method": method, "seed": seed, "budget": budget, "settings_per_step": per_step}
+    row: dict[str, Any] = {"method": method, "seed": seed, "budget": budget}
+    row["settings_per_step"] = per_step
+    if traj is not None:
+        row.update(lam=saf[0], lag=saf[1], tau=TAU)
     row["reconfigurations"] = meter.ledger.reconfigurations
     row["wall_s"] = time.perf_counter() - t0
     row.update(score(fam, chip, task, res.theta, seed))
     return row
 
 
-def score(fam: Family, chip: Any, task: Any, theta: np.ndarray, seed: int) -> dict[str, Any]:
+def score(fam: Family, chip: Any, task: Any, theta: np.ndarray, chip_seed: int) -> dict[str, Any]:
+    """Accuracy on the chip (clean and under the nuisances), on the fresh chips of ``chip_seed``
+    (:func:`fresh_chip_seeds`) and the two sharpness measures."""
     out: dict[str, Any] = {"clean": float(task.accuracy(chip, theta))}
     drift = [
         float(task.accuracy(chip.perturbed(**{k: v}), theta))
@@ -186,15 +195,14 @@ def score(fam: Family, chip: Any, task: Any, theta: np.ndarray, seed: int) -> di
         for v in values
     ]
     out["drift"] = float(np.mean(drift))
-    fresh = [
-        float(task.accuracy(chip.fresh_chip(1000 + 10 * seed + i), theta)) for i in range(FRESH)
-    ]
-    out["fresh"] = float(np.mean(fresh))
+    seeds = fresh_chip_seeds(chip_seed, FRESH)
+    out["fresh_chips"] = seeds
+    out["fresh"] = float(np.mean([task.accuracy(chip.fresh_chip(s), theta) for s in seeds]))
     model = chip.perturbation_models()[fam.disturbance]
     batch = task.batch("train", np.arange(512))
-    qs = query_sharpness(task, chip, theta, batch, perturbation=model, n=16, rng=seed)
+    qs = query_sharpness(task, chip, theta, batch, perturbation=model, n=16, rng=chip_seed)
     out["query_sharpness"] = float(qs.mean_increase)
-    out["model_curvature"] = model_curvature(chip, task, theta, model, batch, seed)
+    out["model_curvature"] = model_curvature(chip, task, theta, model, batch, chip_seed)
     return out
 
 
@@ -214,59 +222,108 @@ def model_curvature(
     return float((fp + fm - 2 * f0).mean())
 
 
-def tune(quick: bool) -> tuple[float, int]:
-    """SAF's (lam, lag) on tuning chip 100 of the MZI and the crossbar: the best mean of clean
-    and drift accuracy, averaged over the two devices."""
+def starter(fam: Family, seed: int, steps: int) -> Callable[[], tuple[Any, Any, np.ndarray]]:
+    """The offline start ``(chip, task, controls)`` on chip ``seed``, computed on first use only
+    (a resumed study whose runs of this chip are all on disk never trains it)."""
+    cache: list[tuple[Any, Any, np.ndarray]] = []
+
+    def get() -> tuple[Any, Any, np.ndarray]:
+        if not cache:
+            chip = fam.make(seed)
+            task = task_of(chip)
+            cache.append((chip, task, offline_start(chip, task, seed, steps)))
+        return cache[0]
+
+    return get
+
+
+def tune(study: Study, quick: bool) -> tuple[float, int]:
+    """SAF's (lam, lag) on tuning chip 100 of the MZI and the crossbar (one saved run per device
+    and grid point): the best mean of clean and drift accuracy over the two devices."""
     grid = SAF_GRID[:1] if quick else SAF_GRID
     budget = 200 if quick else BUDGETS[0]
-    scores: dict[tuple[float, int], list[float]] = {g: [] for g in grid}
     for key in ("mzi", "crossbar"):
         fam = FAMILIES[key]
-        chip = fam.make(TUNE_SEED)
-        task = task_of(chip)
-        theta0 = offline_start(chip, task, TUNE_SEED, 30 if quick else OFFLINE_STEPS)
-        for g in grid:
-            r = train(fam, TUNE_SEED, budget, "ZO + SAF", (task, theta0), g)
-            scores[g].append((r["clean"] + r["drift"]) / 2)
-            print(f"  tune {key} lam={g[0]} lag={g[1]}: {scores[g][-1]:.3f}", flush=True)
-    return max(grid, key=lambda g: float(np.mean(scores[g])))
+        start = starter(fam, TUNE_SEED, 30 if quick else OFFLINE_STEPS)
+        for lam, lag in grid:
+            r = study.run(
+                lambda f=fam, g=(lam, lag), st=start: train(
+                    f, TUNE_SEED, budget, "ZO + SAF", st()[1:], g
+                ),
+                stage="tune",
+                device=key,
+                seed=TUNE_SEED,
+                budget=budget,
+                lam=lam,
+                lag=lag,
+            )
+            print(f"  tune {key} lam={lam} lag={lag}: {tune_score(r):.3f}", flush=True)
+    return chosen(study.rows())
 
 
-def run(quick: bool) -> dict[str, Any]:
-    saf = tune(quick)
+def tune_score(row: dict[str, Any]) -> float:
+    return (row["clean"] + row["drift"]) / 2
+
+
+def chosen(rows: list[dict[str, Any]]) -> tuple[float, int]:
+    """The (lam, lag) of the saved tuning runs with the best mean score (first in grid order on a
+    tie)."""
+    scores: dict[tuple[float, int], list[float]] = {}
+    for r in rows:
+        if r.get("stage") == "tune":
+            scores.setdefault((r["lam"], r["lag"]), []).append(tune_score(r))
+    if not scores:
+        raise SystemExit("no tuning runs saved: run the study first")
+    order = sorted(scores, key=lambda g: SAF_GRID.index(g) if g in SAF_GRID else len(SAF_GRID))
+    return max(order, key=lambda g: float(np.mean(scores[g])))
+
+
+def run(study: Study, quick: bool) -> None:
+    """Tuning, then every reported run not already saved (each saved as it completes)."""
+    saf = tune(study, quick)
     print(f"SAF: lam={saf[0]} lag={saf[1]} tau={TAU}", flush=True)
-    rows: list[dict[str, Any]] = []
     families = ("mzi", "crossbar") if quick else tuple(FAMILIES)
     seeds = SEEDS[:1] if quick else SEEDS
     budgets = (200,) if quick else BUDGETS
+    steps = 30 if quick else OFFLINE_STEPS
     for key in families:
         fam = FAMILIES[key]
         for seed in seeds:
-            chip = fam.make(seed)
-            task = task_of(chip)
-            theta0 = offline_start(chip, task, seed, 30 if quick else OFFLINE_STEPS)
-            start = score(fam, chip, task, theta0, seed)
-            rows.append({"device": key, "method": "offline start", "seed": seed, **start})
+            start = starter(fam, seed, steps)
+            study.run(
+                lambda f=fam, s=seed, st=start: score(f, *st(), s),
+                stage="reported",
+                device=key,
+                seed=seed,
+                method="offline start",
+            )
             for budget in budgets:
                 for method in METHODS:
-                    r = train(fam, seed, budget, method, (task, theta0), saf)
-                    rows.append({"device": key, **r})
+                    r = study.run(
+                        lambda f=fam, s=seed, b=budget, m=method, st=start: train(
+                            f, s, b, m, st()[1:], saf
+                        ),
+                        stage="reported",
+                        device=key,
+                        seed=seed,
+                        budget=budget,
+                        method=method,
+                    )
                     print(
                         f"{key} seed {seed} {budget} {method}: clean {r['clean']:.3f} "
                         f"drift {r['drift']:.3f} fresh {r['fresh']:.3f} ({r['wall_s']:.0f} s)",
                         flush=True,
                     )
-    return {"saf": {"lam": saf[0], "lag": saf[1], "tau": TAU}, "rows": rows}
 
 
 # ---------------------------------------------------------------------- report
 def ms(values: list[float]) -> str:
-    mean, sd, _ = _report.summary(100 * v for v in values)
+    mean, sd, _ = summary(100 * v for v in values)
     return f"{mean:.1f} ± {sd:.1f}"
 
 
 def msf(values: list[float]) -> str:
-    mean, sd, _ = _report.summary(values)
+    mean, sd, _ = summary(values)
     return f"{mean:.3f} ± {sd:.3f}"
 
 
@@ -274,63 +331,29 @@ def pick(rows: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
     return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
 
 
-def verdicts(rows: list[dict[str, Any]], budgets: tuple[int, ...]) -> list[str]:
-    """The issue's target per device and budget: SAF's drift accuracy >= average-case SAT's
-    and its clean accuracy no more than 0.5 pp below, both as seed means."""
-    out = []
-    for key, fam in FAMILIES.items():
-        for b in budgets:
-            saf = pick(rows, device=key, budget=b, method="ZO + SAF")
-            avg = pick(rows, device=key, budget=b, method="ZO-SAT average")
-            if not saf or not avg:
-                continue
-            d_saf = np.mean([r["drift"] for r in saf])
-            d_avg = np.mean([r["drift"] for r in avg])
-            c_saf = np.mean([r["clean"] for r in saf])
-            c_avg = np.mean([r["clean"] for r in avg])
-            met = d_saf >= d_avg and c_saf >= c_avg - 0.005
-            # a difference inside the seeds' spread (the two sample stds combined) is a tie
-            spread = np.hypot(
-                _report.summary(r["drift"] for r in saf)[1],
-                _report.summary(r["drift"] for r in avg)[1],
-            )
-            plain = pick(rows, device=key, budget=b, method="ZO")
-            base = np.mean([r["drift"] for r in plain])
-            moved = max(abs(np.mean([r["drift"] for r in rs]) - base) for rs in (saf, avg))
-            tie = abs(d_saf - d_avg) <= spread
-            note = (
-                "; neither moves drift accuracy beyond the seed spread of plain zeroth order "
-                f"({100 * moved:.1f} pp at most): a tie, not a result"
-                if tie and moved <= spread
-                else ("; the difference is inside the seed spread" if tie else "")
-            )
-            out.append(
-                f"- {fam.name}, {b} reconfigurations: SAF drift {100 * d_saf:.1f} vs "
-                f"average-case SAT {100 * d_avg:.1f}, clean {100 * c_saf:.1f} vs "
-                f"{100 * c_avg:.1f}: target {'met' if met else 'missed'}{note}."
-            )
-    return out
-
-
-def section(result: dict[str, Any], wall: float) -> str:
-    rows = result["rows"]
-    saf = result["saf"]
+def section(study: Study) -> str:
+    """The generated section, from the saved runs alone: the set-up and the tables."""
+    all_rows = study.rows()
+    lam, lag = chosen(all_rows)
+    rows = pick(all_rows, stage="reported")
     budgets = tuple(sorted({r["budget"] for r in rows if "budget" in r}))
-    lines = [
+    seeds = sorted({r["seed"] for r in rows})
+    what = (
         "Query-only training with the SAF trajectory loss against plain zeroth order and "
-        "zeroth-order SAT at equal reconfigurations (`python benchmarks/saf.py`, "
-        f"{wall / 60:.0f} min of training on {_report.machine()}). Protocol in the script's "
-        "docstring: "
+        "zeroth-order SAT at equal reconfigurations. Protocol in the script's docstring: "
         "offline backprop on the nominal model, then query-only fine-tuning on the chip; "
-        f"SAF's lam = {saf['lam']}, lag = {saf['lag']} epochs, tau = {saf['tau']} chosen on "
-        "tuning chip 100 of the MZI and the crossbar; seeds 0-2 (seed s trains on chip s), "
-        "3 fresh chips each, full test split, mean ± sample std over seeds. Drift: the mean "
-        "accuracy at -2 K and +2 K (MZI, MRR) or after a day of conductance drift (crossbar); "
-        "fresh: the mean over 3 fresh chips. Sharpness: query-only = mean loss increase over "
-        "16 draws of the device's disturbance model on the chip; model = the mean second "
-        "difference of the loss along the same draws on the exact model.",
-        "",
-    ]
+        f"SAF's lam = {lam}, lag = {lag} epochs, tau = {TAU} chosen on tuning chip "
+        f"{TUNE_SEED} of the MZI and the crossbar (the best mean of clean and drift accuracy); "
+        f"seeds {', '.join(map(str, seeds))} (seed s trains on chip s), full test split, "
+        "mean ± sample std over seeds. Drift: the mean accuracy at -2 K and +2 K (MZI, MRR) or "
+        f"after a day of conductance drift (crossbar); fresh: the mean over {FRESH} fresh chips, "
+        "the library's rule `blacksat.evaluation.fresh_chip_seeds`: a run trained on chip c is "
+        f"deployed on chips c + 1000 + i, i = 0..{FRESH - 1}. "
+        "Sharpness: query-only = mean loss increase over 16 draws of the "
+        "device's disturbance model on the chip; model = the mean second difference of the loss "
+        "along the same draws on the exact model."
+    )
+    lines = [study.header(COMMAND, what), ""]
     for key, fam in FAMILIES.items():
         if not pick(rows, device=key):
             continue
@@ -343,12 +366,13 @@ def section(result: dict[str, Any], wall: float) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         start = pick(rows, device=key, method="offline start")
-        lines.append(
-            f"| 0 | offline start | - | {ms([r['clean'] for r in start])} | "
-            f"{ms([r['drift'] for r in start])} | {ms([r['fresh'] for r in start])} | "
-            f"{msf([r['query_sharpness'] for r in start])} | "
-            f"{msf([r['model_curvature'] for r in start])} |"
-        )
+        if start:
+            lines.append(
+                f"| 0 | offline start | - | {ms([r['clean'] for r in start])} | "
+                f"{ms([r['drift'] for r in start])} | {ms([r['fresh'] for r in start])} | "
+                f"{msf([r['query_sharpness'] for r in start])} | "
+                f"{msf([r['model_curvature'] for r in start])} |"
+            )
         for b in budgets:
             for m in METHODS:
                 rs = pick(rows, device=key, budget=b, method=m)
@@ -362,35 +386,18 @@ def section(result: dict[str, Any], wall: float) -> str:
                     f"{msf([r['model_curvature'] for r in rs])} |"
                 )
         lines.append("")
-    lines += [
-        "Against the issue's target (SAF's drift accuracy at least average-case SAT's, clean "
-        "accuracy no more than 0.5 pp lower), computed from the seed means:",
-        "",
-        *verdicts(rows, budgets),
-    ]
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip() + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run; prints only")
-    ap.add_argument(
-        "--report-only", action="store_true", help="re-render the section from results.json"
-    )
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parser(__doc__).parse_args(argv)
     torch.set_num_threads(1)
-    if args.report_only:
-        result = json.loads((OUT / "results.json").read_text())
-    else:
-        result = run(args.quick)
-    wall = sum(r.get("wall_s", 0.0) for r in result["rows"])  # training time of every run
-    text = section(result, wall)
-    print(text)
-    if not args.quick and not args.report_only:
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "results.json").write_text(json.dumps(result, indent=1))
-    if not args.quick:
-        _report.write_section("saf", text)
+    study = Study("saf", "saf", quick=args.quick)
+    if args.force:
+        study.reset()
+    if not args.report_only:
+        run(study, args.quick)
+    study.write(section(study))
 
 
 if __name__ == "__main__":

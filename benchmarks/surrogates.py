@@ -223,10 +223,6 @@ def report(summary, sweep, budgets, factors, runs, minutes, command) -> str:
         v = table[key]
         return f"{v['mean']:.1f} ± {v['std']:.1f}"
 
-    wb, nom = summary[(1.0, "white-box", 0)], summary[(1.0, "nominal", 0)]
-    res = summary[(1.0, "residual", budgets[-1])]
-    gap = wb["mean"] - res["mean"]
-    verdict = "met" if gap <= 1.0 else "not met"
     lines = [
         "## Surrogate-assisted SAT: calibrate from queries, train offline, deploy",
         "",
@@ -237,11 +233,6 @@ def report(summary, sweep, budgets, factors, runs, minutes, command) -> str:
         f"{len({c for _, c in runs})} chips, full digits test split, accuracy on the chip "
         "in % (mean ± std over runs). Every model trains offline SAT (L2, rho = 0.3, 600 Adam "
         "steps); the chip has all its unmodelled effects at default strength.",
-        "",
-        f"**Target** (grey box + residual from <= {budgets[-1]} reconfigurations within 1 pp of "
-        f"white-box SAT on the chip): {res['mean']:.1f} vs {wb['mean']:.1f} "
-        f"(gap {gap:+.1f} pp): **{verdict}**. Nominal-model SAT: {nom['mean']:.1f} ± "
-        f"{nom['std']:.1f}.",
         "",
         "| calibration budget (reconfigurations) | "
         + " | ".join(str(b) for b in budgets)
@@ -281,20 +272,6 @@ def report(summary, sweep, budgets, factors, runs, minutes, command) -> str:
         lines.append(
             f"| {kind} | " + " | ".join(f"{v['rel_err']:.2f} / {v['r2']:.2f}" for v in q) + " |"
         )
-    lines += [
-        "",
-        "Reading: the class scores are power *fractions*, so a grey box that cannot express the "
-        "losses (its R² is poor: insertion loss scales every reading) still trains well-placed "
-        "controls; the residual's correction (a closed-form per-reading gain and offset, then "
-        "an MLP) makes the readings right (R² 0.99 at default strength), but on this readout "
-        "that buys no accuracy over the grey box: both land within a point of the white box. "
-        "At 4x the losses and saturation both lose about 4-5 points to the white box; without "
-        "the affine stage the residual's MLP could not bridge the grey box's scale error there "
-        "(an earlier run of this script: 76.6 ± 6.0 %, probe R² 0.14), and SAT exploited "
-        "where the surrogate was wrong. The black-box ensemble learns almost nothing about 240 "
-        "phases from 500 settings, and SAT on it ends below chance: a surrogate's fit report "
-        "is the first thing to read.",
-    ]
     fits = ", ".join(f"{k} {summary[(1.0, k, budgets[-1])]['fit_s']:.0f} s" for k in KINDS)
     lines += [
         "",
