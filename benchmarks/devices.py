@@ -124,14 +124,7 @@ def main() -> None:
             f">= 8x faster than the loop. Measured: {mzi['us_per_additional_setting']:.1f} us, "
             f"{mzi['speedup_vs_loop']:.1f}x -> **{'met' if ok else 'NOT met'}**.",
         ]
-    lines += [
-        "",
-        "Reading the table: batching K settings pays most where a single call is dominated by "
-        "fixed per-call work (the MZI mesh builds its unitaries column by column, so K = 64 "
-        "costs little more than K = 1). The diffractive network is FFT-bound: one B = 256 query "
-        "is already 256 batched propagations per layer, so batching over K saves only the "
-        "repeated input propagation. Readout noise and drift are on at their defaults.",
-    ]
+    lines += ["", "Readout noise and drift are on at their defaults."]
     write_section("devices", "\n".join(lines))
     print("wrote BENCHMARKS.md")
 

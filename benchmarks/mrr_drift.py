@@ -509,7 +509,7 @@ def section(
             f"{_pct(s['chip0'])} | {_pct(s['chip2'])} | "
             f"{_num(s['hessian_top'])} | {_num(s['cm_curvature'])} | {s['train_s']:.1f} |"
         )
-    lines += ["", *discussion(summary, chosen), ""]
+    lines += [""]
     lines += [
         f"![accuracy vs drift, nominal physics]({FIGS}/accuracy_vs_drift_nominal.png)",
         "",
@@ -521,113 +521,6 @@ def section(
         f"`{FIGS}/summary.json`, `{FIGS}/cells.json`.",
     ]
     return "\n".join(lines)
-
-
-def _fam(summary: dict[str, dict[str, Any]], family: str) -> dict[str, dict[str, Any]]:
-    return {k: s for k, s in summary.items() if s["family"] == family}
-
-
-def _find(summary: dict[str, dict[str, Any]], start: str) -> dict[str, Any]:
-    return next(s for k, s in summary.items() if k.startswith(start))
-
-
-def discussion(summary: dict[str, dict[str, Any]], chosen: dict[str, str]) -> list[str]:
-    """Reading the tables: every figure quoted is computed from the runs."""
-
-    def p(m: tuple[float, float, int]) -> str:
-        return f"{100 * m[0]:.0f} %"
-
-    bp = summary[chosen["BP"]]
-    uns = {**_fam(summary, "SAM"), **_fam(summary, "ASAM")}
-    kept = [s["nom_kept"][0] for s in uns.values() if s["nom0"][0] >= 0.5]
-    collapsed = [k for k, s in uns.items() if s["nom0"][0] < 0.5]
-    base = [summary[chosen[f]] for f in ("noise injection", "stability")]
-    lin_half = _find(summary, "common-mode: worst (linearised), r=0.08")
-    lin_full = _find(summary, "common-mode: worst (linearised), r=0.16")
-    ends = _find(summary, "common-mode: worst of the two ends")
-    grid = _find(summary, "common-mode: worst of a 9-point grid")
-    avg = summary["common-mode: average, U(+-0.16)"]
-    avg4 = summary["common-mode: average, U(+-0.16), 4 draws per step"]
-    fab_avg = summary["common-mode + fabrication: average, U(+-0.16) + N(0, 0.08^2) per ring"]
-    fab_grid = summary[
-        "common-mode + fabrication: worst of the 9-point grid + N(0, 0.08^2) per ring"
-    ]
-    cm_heig = [s["hessian_top"][0] for s in (grid, avg, avg4)]
-    best_chip2 = max(s["chip2"][0] for s in summary.values())
-
-    best_u = summary[chosen["unstructured"]]
-    gap = best_u["nom2"][0] - bp["nom2"][0]
-    within = abs(gap) <= max(best_u["nom2"][1], bp["nom2"][1])
-    spread = ", within the spread" if within else f" ({100 * gap:+.1f} points)"
-
-    verb = "raises" if fab_avg["chip0"][0] > avg["chip0"][0] else "changes"
-
-    def cost(s: dict[str, Any]) -> str:
-        return f"{100 * (bp['nom0'][0] - s['nom0'][0]):.1f}"
-
-    return [
-        "### Reading the results",
-        "",
-        f"- **Unstructured SAT gives no protection against drift.** Every SAM/ASAM variant "
-        f"that trained keeps {100 * min(kept):.0f}-{100 * max(kept):.0f} % of its accuracy at "
-        f"2 K, BP {p(bp['nom_kept'])}; the best of them (tuning seeds: "
-        f"`{chosen['unstructured']}`) reaches {_pct(best_u['nom2'])} % at 2 K against BP's "
-        f"{_pct(bp['nom2'])} %{spread}. "
-        + (
-            "Training collapsed (dT = 0 accuracy below 50 %) for "
-            + ", ".join(f"`{k}`" for k in collapsed)
-            + ". "
-            if collapsed
-            else ""
-        )
-        + "An L2 ball of radius rho moves the 2368 controls by rho / sqrt(2368) in RMS "
-        "(0.01 at rho = 0.5), a sixteenth of the 0.16 common shift of 2 K; a ball that "
-        "contains that shift needs rho = 0.16 sqrt(2368) = 7.8. Noise injection "
-        f"(`{chosen['noise injection']}`: {p(base[0]['nom_kept'])} kept) and the "
-        f"component-stability penalty (`{chosen['stability']}`: {p(base[1]['nom_kept'])} "
-        "kept) do no better: independent per-ring disturbances are not the drift's geometry.",
-        f"- **The perturbation set must cover the range, centre included.** The linearised "
-        f"worst case at half radius keeps {p(lin_half['nom_kept'])} "
-        f"({_pct(lin_half['nom2'])} % at 2 K, with a large spread over seeds). At full radius "
-        "the linearised worst case r sign(1.T g) 1 is always an end of the interval, and so is "
-        "the exact worst of the two rated ends: both train the network for the ends only "
-        f"({_pct(lin_full['nom2'])} % and {_pct(ends['nom2'])} % at 2 K) and lose the middle "
-        f'({_pct(lin_full["nom0"])} % and {_pct(ends["nom0"])} % at dT = 0; "kept" above '
-        '100 % is this artefact, the "worst in ±2 K" column shows it). The worst case over '
-        "a grid of shifts that covers ±0.16 with its centre closes the gap: "
-        f"{_pct(grid['nom2'])} % at 2 K, {_pct(grid['nom_min'])} % at the worst drift in "
-        f"range, {p(grid['nom_kept'])} kept, at a cost of {cost(grid)} points at dT = 0 "
-        "against BP. The average case over U(±0.16) keeps "
-        f"{p(avg['nom_kept'])} ({_pct(avg['nom_min'])} % at the worst drift in range, "
-        f"{cost(avg)} points below BP at dT = 0) with one draw per step; with 4 draws per step "
-        f"(a less noisy gradient of the same objective) it keeps {p(avg4['nom_kept'])} "
-        f"({_pct(avg4['nom_min'])} % at the worst drift in range, {cost(avg4)} points below BP "
-        "at dT = 0). The earlier internal measurement quoted in the issue: 41-44 % kept for "
-        "the half-radius worst case, 98-99 % for random common-mode shifts, 10-25 % for "
-        "SAM/ASAM.",
-        "- **Sharpness.** The top Hessian eigenvalue does not track drift robustness here: BP "
-        f"{bp['hessian_top'][0]:.3g}, common-mode SAT {min(cm_heig):.3g}-{max(cm_heig):.3g} "
-        "(the paper's BP 745 vs SAT 1.05 is not reproduced on this network): the drift "
-        "direction is not the sharpest direction. The curvature along the common-mode direction "
-        f"(d^2L/ds^2 = 2368 u.T H u for the unit common-mode vector u) does: BP "
-        f"{bp['cm_curvature'][0]:.3g}, grid worst case {grid['cm_curvature'][0]:.3g} ± "
-        f"{grid['cm_curvature'][1]:.2g}, average case (4 draws) "
-        f"{avg4['cm_curvature'][0]:.3g} ± {avg4['cm_curvature'][1]:.2g}.",
-        "- **Fabricated chips (b).** Offline training on the nominal model carries the "
-        f"model-reality gap: BP falls from {_pct(bp['nom0'])} % to {_pct(bp['chip0'])} % on "
-        f"the chips at dT = 0, the grid worst case to {_pct(grid['chip0'])} %. Under drift the "
-        f"common-mode protection partly transfers (grid worst case {_pct(grid['chip2'])} % at "
-        f"2 K on chips, {p(grid['chip_kept'])} kept, BP {_pct(bp['chip2'])} %), but per-ring "
-        "resonance offsets of 0.08 (half a linewidth) added to a 0.16 common shift leave every "
-        f"method at or below {100 * best_chip2:.0f} % at 2 K. Adding the fabrication spread to "
-        f"the average case {verb} the chips' dT = 0 accuracy to {_pct(fab_avg['chip0'])} % "
-        f"(average case alone {_pct(avg['chip0'])} %) but not their 2 K accuracy "
-        f"({_pct(fab_avg['chip2'])} %); added to the grid worst case it gives "
-        f"{_pct(fab_grid['chip0'])} % and {_pct(fab_grid['chip2'])} %, and costs "
-        f"{cost(fab_grid)} points at dT = 0 on the nominal model. A wider set on the nominal "
-        "model does not close the chip gap here; the routes that use the chip (calibrating "
-        "the model to it, training on it) are measured in other sections of this page.",
-    ]
 
 
 def main() -> None:

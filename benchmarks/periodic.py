@@ -231,7 +231,6 @@ def report(rows: list[dict[str, Any]], minutes: float) -> str:
     wrapped = [r for r in rows if r["arm"] == "wrap" and r["method"] not in ("white box", "start")]
     worst_wrap = max(r["on_bound"] for r in wrapped)
     never_loses = all(d >= 0 for *_, d, _ in verdicts)
-    reading = _reading(rows, verdicts)
     lines = [
         f"- {s} `{n}` at {b}: wrap - clip {d:+.1f} pp on average, worst seed {w:+.1f} pp"
         for s, n, b, d, w in verdicts
@@ -276,45 +275,7 @@ def report(rows: list[dict[str, Any]], minutes: float) -> str:
             "Paired by seed (the same chip, start and minibatch stream):",
             "",
             *lines,
-            "",
-            reading,
         ]
-    )
-
-
-def _reading(rows: list[dict[str, Any]], verdicts: list[tuple[Any, ...]]) -> str:
-    """What the table says about noise and effect (computed from the rows)."""
-    zo = [r for r in rows if r["setup"] == "mzi" and r["method"] in ("zo-adam", "zo-sat")]
-    clip_bound = max(r["on_bound"] for r in zo if r["arm"] == "clip")
-    paired = [
-        100 * (w["accuracy"] - c["accuracy"])
-        for w in zo
-        if w["arm"] == "wrap"
-        for c in zo
-        if c["arm"] == "clip" and (c["method"], c["budget"], c["seed"]) ==
-        (w["method"], w["budget"], w["seed"])
-    ]  # fmt: skip
-    spread = [
-        100 * np.std([r["accuracy"] for r in zo if (r["method"], r["budget"], r["arm"]) == k],
-                     ddof=1)
-        for k in {(r["method"], r["budget"], r["arm"]) for r in zo}
-    ]  # fmt: skip
-    white = [
-        100 * np.mean([r[f] for r in rows
-                       if (r["setup"], r["method"], r["arm"]) == ("diffractive", "white box", a)])
-        for a, f in (("wrap", "accuracy"), ("clip", "accuracy"), ("clip", "on_bound"))
-    ]  # fmt: skip
-    return (
-        "Reading: the MZI runs start at the box centre, and clipping left at most "
-        f"{100 * clip_bound:.1f} % of any zeroth-order run's phases on a bound. A wrap run and "
-        "its clip twin are identical until the first probe is clipped, then diverge like two "
-        "seeds: their paired differences (zeroth-order rows, from "
-        f"{min(paired):+.1f} to {max(paired):+.1f} pp, std {np.std(paired, ddof=1):.1f} pp) "
-        "are of the size of the seed-to-seed spread of the same rows (median std "
-        f"{np.median(spread):.1f} pp), so 3 seeds cannot resolve a difference of that size "
-        "either way. The diffractive runs start uniformly on the circle, where clipping bites: "
-        f"the white box reaches {white[0]:.1f} % wrapped vs {white[1]:.1f} % clipped, with "
-        f"{white[2]:.1f} % of its clipped phases stuck on a bound."
     )
 
 

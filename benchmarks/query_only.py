@@ -513,12 +513,6 @@ def gaps(rows: list[dict[str, Any]], method: str) -> np.ndarray:
     return np.array([wb[(r["seed"], r["chip"])] - r["acc"] for r in pick(rows, "finetune", method)])
 
 
-def below(rows: list[dict[str, Any]], method: str) -> int:
-    """Fine-tuning runs of ``method`` that ended below their offline start."""
-    start = {(r["seed"], r["chip"]): r["acc"] for r in pick(rows, "finetune", "offline start")}
-    return sum(r["acc"] < start[(r["seed"], r["chip"])] for r in pick(rows, "finetune", method))
-
-
 def per_reconf(rs: list[dict[str, Any]]) -> float:
     return max(r["samples"] / max(1, r["reconfigurations"]) for r in rs)
 
@@ -636,21 +630,7 @@ def render(
         "",
     ]
     if tuning is not None:
-        d = {x["design"]: x for x in tuning["designs"]}
-        base = d["random front, no back end, centre start"]
-        nob = d["DCT front, no back end, random start"]
-        chosen = d["DCT front, back end, random start"]
         lines += [
-            "Why this design (tuning pairs, last table): with the frozen random `Linear(64, 16)` "
-            "front end, the 10-port readout and the centre start of the comparison section, "
-            f"zeroth order reached {fmt(base['acc'])} % at {tuning['budget']} reconfigurations, "
-            f"but the white box on the exact chip only {fmt(base['white_box'])} %: the task "
-            "capped it, not the estimator. The fixed DCT front end alone lifts the ceiling to "
-            f"{fmt(nob['white_box'])} % (zeroth order {fmt(nob['acc'])} %); with the back end "
-            f"on all 16 ports, {fmt(chosen['white_box'])} % (zeroth order "
-            f"{fmt(chosen['acc'])} %). The start (centre or random) and the estimator settings "
-            "moved the result by about a point.",
-            "",
             "What is legitimate on an opaque chip: the DCT front end is fixed and uses no data "
             "(the 16 lowest non-constant spatial frequencies of the 8x8 image, orthonormal "
             "rows); the back end sits after the chip, so its gradient is exact from the "
@@ -718,34 +698,6 @@ def render(
         f"({fmt(drift_mean(r) for r in ft_rows['model'])} %), average case "
         f"{fmt(r['acc'] for r in ft_rows['average'])} % "
         f"({fmt(drift_mean(r) for r in ft_rows['average'])} %).",
-        "",
-    ]
-    sc_sat = pick(rows, "scratch", "zo-sat/scratch", top)
-    lines += [
-        "Reading: at dT = 0 nothing beats the plain and average-case rows, which spend every "
-        "setting on the descent; they also stay as fragile under drift as their start "
-        f"(drift mean: offline start {fmt(drift_mean(r) for r in off)} %, average case "
-        f"{fmt(drift_mean(r) for r in ft_rows['average'])} %): {ftb} reconfigurations at lr "
-        f"{FINETUNE['lr']} likely move the phases too little to reach a flatter region (not "
-        "measured). The worst-case ascents "
-        "trade clean accuracy for drift robustness. The two-setting probe of the common-mode "
-        "direction is the cheapest query-only ascent and the most robust one "
-        f"({fmt(drift_mean(r) for r in ft_rows['probe'])} %), with the clean accuracy of the "
-        f"fresh zeroth-order ascent ({fmt(r['acc'] for r in ft_rows['probe'])} vs "
-        f"{fmt(r['acc'] for r in fresh)} %) and {4 * q - (2 * q + 2)} fewer settings per "
-        "step: for a one-dimensional perturbation set the ascent needs one directional "
-        "difference, not a full gradient estimate. The momentum ascent ended below its offline "
-        f"start on {below(rows, 'zo/free')} of {len(free)} runs (spread "
-        f"{summary(r['acc'] for r in free)[1]:.1f} pp); a likely reason (not measured "
-        "here) is that the momentum's common-mode component keeps its sign step after step, so "
-        "the descent is taken at the same end of the drift range every time, i.e. the phases "
-        "are trained for a chip shifted by 0.2 rad. From scratch, with enough steps, the "
-        "average case does buy robustness: at "
-        f"{top} reconfigurations zeroth-order SAT keeps "
-        f"{fmt(drift_mean(r) for r in sc_sat)} % at ±2 K against "
-        f"{fmt(drift_mean(r) for r in sc)} % without SAT, for "
-        f"{summary(r['acc'] for r in sc)[0] - summary(r['acc'] for r in sc_sat)[0]:.1f} "
-        "pp at dT = 0.",
         "",
     ]
     # ------------------------------------------------------------ tuning

@@ -51,3 +51,22 @@ def test_runs_summary_selection_and_cells():
     cells = M.cells(summary, chosen)
     methods = [c["method"] for c in cells]
     assert methods == ["BP", "noise-aware", "unstructured SAT", "structured SAT"]
+
+
+def test_section_from_the_saved_runs_holds_the_tables_and_the_computed_target():
+    import json
+
+    runs = json.loads((M.OUT / "runs.json").read_text())
+    saved = json.loads((M.OUT / "summary.json").read_text())
+    chosen = saved["chosen"]
+    tuning = M.summarize([r for r in runs if r["phase"] == "tuning"])
+    reported = M.summarize([r for r in runs if r["phase"] == "reported"])
+    body = M.section(reported, tuning, chosen, saved["minutes"])
+    st, bp = reported[chosen["common-mode"]], reported[chosen["BP"]]
+    met = st["nom_kept"][0] >= 0.9 and bp["nom2"][0] < 0.5
+    assert f"nominal physics): {'**met**' if met else '**missed**'}." in body
+    assert f"BP reaches {M._pct(bp['nom2'])} % at 2 K" in body
+    every = body.split("### Every variant")[1]
+    for key, s in reported.items():  # one row per variant, with its figures
+        assert f"| {key}" in every and f"| {M._pct(s['nom2'])} |" in every
+    assert "### Reading" not in body  # the reading is written by people, in its own section

@@ -67,3 +67,19 @@ def test_a_tiny_zeroth_order_run_respects_the_budget_and_the_sample_limit():
     assert meter.ledger.reconfigurations <= 24 and steps == 4
     assert meter.ledger.samples <= M.MAX_SAMPLES * meter.ledger.reconfigurations
     assert np.all(theta >= chip.space.lower) and np.all(theta <= chip.space.upper)
+
+
+def test_section_from_the_saved_rows_holds_the_targets_and_no_reading():
+    import json
+
+    saved = json.loads((M.OUT / "rows.json").read_text())
+    tuning = json.loads((M.OUT / "tuning.json").read_text())
+    rows, meta = saved["rows"], saved["meta"]
+    body = M.render(rows, meta, tuning=tuning, figs=M.FIGS)
+    gap = M.gaps(rows, "zo/average").mean()
+    targets = body.split("### Targets")[1].split("### From scratch")[0]
+    first = next(line for line in targets.splitlines() if line.startswith("| fine-tuning"))
+    assert f"gap {gap:+.2f} pp" in first
+    assert first.endswith(f"| {'**met**' if gap <= 1.5 else '**missed**'} |")
+    assert sum(line.startswith("| ") for line in targets.splitlines()) == 2 + 3
+    assert "Reading:" not in body  # the reading is written by people, in its own section
