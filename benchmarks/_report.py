@@ -57,7 +57,14 @@ def _replace(begin: str, end: str, body: str) -> None:
         _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
-        text = text.rstrip() + "\n\n" + block + "\n"
+        # a new hand-written reading goes right after the section it reads
+        key = begin.removeprefix("<!-- ").removesuffix(":begin -->")
+        after = f"<!-- {key.removesuffix('_reading')}:end -->"
+        if key.endswith("_reading") and after in text:
+            head, tail = text.split(after, 1)
+            text = head + after + "\n\n" + block + tail
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
 
 
