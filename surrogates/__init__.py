@@ -3,6 +3,8 @@
 - :class:`GreyBox`: the nominal physics with learnable error parameters (system identification);
 - :class:`Residual`: a physics base plus a learned correction of its readings;
 - :class:`Ensemble`: a black-box ensemble of MLPs, with the members' disagreement as uncertainty;
+- :class:`LinearResponse`: physics-free, from structure a lab can state (a linear or intensity
+  response to the inputs, local controls, smooth tuning curves), each assumption checked;
 - :mod:`~blacksat.surrogates.designs`: space-filling and local designs, budgeted collection;
 - :mod:`~blacksat.surrogates.workflows`: calibrate, refine actively, train.
 
@@ -11,7 +13,7 @@ held-out fit quality in ``report_``) and is a differentiable :class:`~blacksat.M
 ``surrogate(theta (d,), x (B, *in)) -> (B, *out)``, batched ``(K, d) -> (K, B, *out)``.
 """
 
-from blacksat.surrogates.base import FitReport, Surrogate, quality
+from blacksat.surrogates.base import Coverage, FitReport, Surrogate, narrow_data_warning, quality
 from blacksat.surrogates.designs import (
     Collected,
     collect,
@@ -23,6 +25,7 @@ from blacksat.surrogates.designs import (
 )
 from blacksat.surrogates.ensemble import Ensemble
 from blacksat.surrogates.greybox import GreyBox
+from blacksat.surrogates.linear_response import LinearResponse, StructureCheck
 from blacksat.surrogates.residual import Residual
 from blacksat.surrogates.workflows import (
     ActiveResult,
@@ -33,23 +36,32 @@ from blacksat.surrogates.workflows import (
 )
 
 #: surrogate kinds by name (benchmarks and the CLI iterate over them)
-SURROGATES = {"greybox": GreyBox, "residual": Residual, "ensemble": Ensemble}
+SURROGATES = {
+    "greybox": GreyBox,
+    "residual": Residual,
+    "ensemble": Ensemble,
+    "linear_response": LinearResponse,
+}
 
 __all__ = [
     "SURROGATES",
     "ActiveResult",
     "Calibration",
     "Collected",
+    "Coverage",
     "Ensemble",
     "FitReport",
     "GreyBox",
+    "LinearResponse",
     "Residual",
+    "StructureCheck",
     "Surrogate",
     "calibrate",
     "collect",
     "input_subset",
     "latin_hypercube",
     "local",
+    "narrow_data_warning",
     "quality",
     "refine",
     "sobol",

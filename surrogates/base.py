@@ -19,6 +19,7 @@ given to a surrogate is copied, never modified):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import time
@@ -66,6 +67,114 @@ class FitReport:
             f"({self.n_held_out} settings) RMSE {self.held_out_rmse:.3g}, "
             f"R^2 {self.held_out_r2:.4f}, relative error {self.relative_error:.3g}"
         )
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The region a surrogate's data covers: per control, the range and spread of the settings
+    it was fitted on; per input feature, the range of the inputs.
+
+    A surrogate is evidence about the device only there. :meth:`spread` tells a space-filling
+    design (about 1) from the log of one training run (the neighbourhood of one trajectory:
+    typically well below 0.25); :meth:`inside` tells how much of a setting lies in the range.
+
+    Attributes:
+        theta_low, theta_high, theta_std: ``(d,)`` range and standard deviation of the settings.
+        x_low, x_high: ``(n_x,)`` range of the (flattened) inputs.
+        n_settings: settings the surrogate was fitted on.
+    """
+
+    theta_low: tuple[float, ...]
+    theta_high: tuple[float, ...]
+    theta_std: tuple[float, ...]
+    x_low: tuple[float, ...]
+    x_high: tuple[float, ...]
+    n_settings: int
+
+    @classmethod
+    def of(cls, groups: Sequence[Group]) -> Coverage:
+        thetas = np.concatenate([g[0] for g in groups])
+        xs = np.concatenate([g[1].reshape(len(g[1]), -1) for g in groups])
+        return cls(
+            tuple(thetas.min(0).tolist()),
+            tuple(thetas.max(0).tolist()),
+            tuple(thetas.std(0).tolist()),
+            tuple(xs.min(0).tolist()),
+            tuple(xs.max(0).tolist()),
+            len(thetas),
+        )
+
+    def spread(self, space: Any = None) -> float:
+        """Median over the controls of the settings' standard deviation relative to that of a
+        uniform draw over the control's range (``space``'s bounds; without a space, the data's
+        own range): about 1 for a space-filling design, near 0 for settings along one path."""
+        std = np.asarray(self.theta_std)
+        if space is not None:
+            span = np.asarray(space.upper, dtype=float) - np.asarray(space.lower, dtype=float)
+        else:
+            span = np.asarray(self.theta_high) - np.asarray(self.theta_low)
+        ok = span > 0
+        if not ok.any():
+            return 0.0
+        return float(np.median(std[ok] / (span[ok] / math.sqrt(12.0))))
+
+    def inside(self, thetas: Any, margin: float = 0.0) -> np.ndarray:
+        """``thetas (K, d)`` (or ``(d,)``) -> ``(K,)`` share of each setting's controls inside
+        the covered range, widened by ``margin`` times the range on each side."""
+        t = np.atleast_2d(np.asarray(thetas, dtype=float))
+        lo, hi = np.asarray(self.theta_low), np.asarray(self.theta_high)
+        pad = margin * (hi - lo)
+        return np.mean((t >= lo - pad) & (t <= hi + pad), axis=1)
+
+    def region(self, space: Any, margin: float = 0.05) -> Any:
+        """The part of ``space`` (a :class:`~blacksat.ParamSpace`) the data covers, widened by
+        ``margin`` of each control's full range on each side: a trust region for training on
+        the surrogate. ``space`` itself where the data spans (nearly) every control's range or
+        the controls are discrete; a periodic control that is narrowed becomes bounded."""
+        from blacksat.space import ParamSpace
+
+        lower, upper = np.asarray(space.lower, float), np.asarray(space.upper, float)
+        span = upper - lower
+        lo = np.maximum(lower, np.asarray(self.theta_low) - margin * span)
+        hi = np.minimum(upper, np.asarray(self.theta_high) + margin * span)
+        narrowed = (lo > lower + 1e-12) | (hi < upper - 1e-12)
+        if space.levels is not None or not narrowed.any():
+            return space
+        period = np.where(narrowed, 0.0, np.asarray(space.period, float))
+        return ParamSpace(lo, hi, names=space.names, period=period)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Coverage:
+        try:
+            return cls(
+                *(tuple(float(v) for v in d[k]) for k in
+                  ("theta_low", "theta_high", "theta_std", "x_low", "x_high")),
+                int(d["n_settings"]),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"a damaged coverage record: {exc}") from None
+
+
+def narrow_data_warning(
+    coverage: Coverage | None, space: Any, *, floor: float = 0.25
+) -> str | None:
+    """A sentence for the user when ``coverage`` is too narrow for training across ``space``
+    (spread below ``floor``: e.g. the query log of one training run), else ``None``."""
+    if coverage is None:
+        return None
+    spread = coverage.spread(space)
+    if spread >= floor:
+        return None
+    return (
+        f"the surrogate's data covers a narrow region: the settings spread {spread:.2f} of a "
+        f"space-filling design over the controls' range (median over controls; below {floor} "
+        f"reads as the neighbourhood of one trajectory, e.g. the query log of one training "
+        f"run). Trained on across the whole space it predicts where it has no data; collect a "
+        f"space-filling design (blacksat.surrogates.designs) or train inside the covered range"
+    )
 
 
 def as_groups(data: Any) -> list[Group]:
@@ -200,6 +309,10 @@ class Surrogate(nn.Module):
         self.dtype = dtype
         self.weight_decay = _check_pos("weight_decay", weight_decay, zero_ok=True)
         self.report_: FitReport | None = None
+        self.coverage_: Coverage | None = None
+
+    #: whether the kind is built around a physics model (``cls(physics, ...)``)
+    needs_physics: bool = False
 
     # ------------------------------------------------------------------ call convention
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -223,6 +336,7 @@ class Surrogate(nn.Module):
         t0 = time.perf_counter()
         groups = as_groups(data)
         train, test = split_groups(groups, self.held_out, self.seed)
+        self.coverage_ = Coverage.of(groups)
         self._prepare(train)
         steps = self._fit_loop(train, test)
         self.report_ = self._report(train, test, steps, time.perf_counter() - t0)
@@ -375,4 +489,14 @@ def quality(model: Any, data: Any) -> dict[str, float]:
     return {"rmse": rmse, "r2": r2, "relative_error": rel}
 
 
-__all__ = ["FitReport", "Group", "Surrogate", "as_groups", "predict", "quality", "split_groups"]
+__all__ = [
+    "Coverage",
+    "FitReport",
+    "Group",
+    "Surrogate",
+    "as_groups",
+    "narrow_data_warning",
+    "predict",
+    "quality",
+    "split_groups",
+]

@@ -22,14 +22,20 @@ import torch
 from torch import nn
 
 from blacksat.errors import ConfigError
-from blacksat.surrogates.base import FitReport, Surrogate
+from blacksat.surrogates.base import Coverage, FitReport, Surrogate
 from blacksat.surrogates.ensemble import Ensemble
 from blacksat.surrogates.greybox import GreyBox
+from blacksat.surrogates.linear_response import LinearResponse
 from blacksat.surrogates.residual import Residual
 
 FORMAT = "blacksat.surrogate/3"
 #: the kinds a file can hold
-KINDS: dict[str, type[Surrogate]] = {"greybox": GreyBox, "residual": Residual, "ensemble": Ensemble}
+KINDS: dict[str, type[Surrogate]] = {
+    "greybox": GreyBox,
+    "residual": Residual,
+    "ensemble": Ensemble,
+    "linear_response": LinearResponse,
+}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -48,6 +54,8 @@ def surrogate_spec(surrogate: Surrogate) -> dict[str, Any]:
         "config": surrogate.get_config(),
         "shapes": surrogate.fitted_shapes(),
         "report": None if rep is None else dataclasses.asdict(rep),
+        "coverage": None if surrogate.coverage_ is None else surrogate.coverage_.to_dict(),
+        "checks": [dataclasses.asdict(c) for c in getattr(surrogate, "checks_", [])],
         "base": None,
     }
     base = getattr(surrogate, "base", None)
@@ -71,8 +79,8 @@ def build_surrogate(spec: Mapping[str, Any], physics: nn.Module | None) -> Surro
         if isinstance(config.get(key), list):
             config[key] = tuple(config[key])
     try:
-        if kind == "ensemble":
-            out: Surrogate = Ensemble(**config)
+        if not KINDS[kind].needs_physics:
+            out: Surrogate = KINDS[kind](**config)
         else:
             if physics is None:
                 raise ConfigError(f"a {kind} surrogate needs the physics model it was fitted on")
@@ -87,6 +95,12 @@ def build_surrogate(spec: Mapping[str, Any], physics: nn.Module | None) -> Surro
     out.allocate(dict(spec.get("shapes") or {}))
     if spec.get("report") is not None:
         out.report_ = FitReport(**spec["report"])
+    if spec.get("coverage") is not None:
+        out.coverage_ = Coverage.from_dict(spec["coverage"])
+    if spec.get("checks") and hasattr(out, "checks_"):
+        from blacksat.surrogates.linear_response import StructureCheck
+
+        out.checks_ = [StructureCheck(**c) for c in spec["checks"]]
     return out
 
 

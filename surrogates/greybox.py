@@ -55,6 +55,8 @@ class GreyBox(Surrogate):
     float64 numpy) and ``report_``. Before a fit the surrogate is the nominal model.
     """
 
+    needs_physics = True
+
     def __init__(
         self,
         model: nn.Module,

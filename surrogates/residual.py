@@ -63,6 +63,8 @@ class Residual(Surrogate):
             :class:`~blacksat.surrogates.base.Surrogate`.
     """
 
+    needs_physics = True
+
     def __init__(
         self,
         base: nn.Module,

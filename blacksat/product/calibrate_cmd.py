@@ -9,7 +9,16 @@ Kinds (:data:`blacksat.surrogates.SURROGATES`):
 
 - ``greybox``: ``GreyBox(nominal_model)``, the nominal physics with fitted error parameters;
 - ``residual``: ``Residual(GreyBox(nominal_model))``, plus a learned correction of the readings;
-- ``ensemble``: ``Ensemble()``, black-box MLPs whose disagreement measures uncertainty.
+- ``ensemble``: ``Ensemble()``, black-box MLPs whose disagreement measures uncertainty;
+- ``linear_response``: ``LinearResponse()``, physics-free: a linear (or intensity) response to
+  the inputs, local controls and smooth tuning curves, each assumption checked against the data
+  (the log's settings must each be read with more inputs than the response has coefficients).
+
+The report says where the data is evidence about the device (``coverage``: the spread of its
+settings; a log of one training run covers the neighbourhood of one trajectory) and which
+structural assumption the data contradicted (``checks``); ``warnings`` repeats what a user must
+know before training on the surrogate (``blacksat train`` repeats it and trains inside the
+covered range).
 
 Output: a surrogate file at ``--out`` (:mod:`blacksat.surrogates.files`: the fitted tensors plus
 a JSON spec and the device it was fitted for; no pickle, read with ``weights_only=True``) and the
@@ -32,20 +41,25 @@ import torch
 from blacksat.errors import ConfigError
 from blacksat.space import ParamSpace
 
-KINDS = ("greybox", "residual", "ensemble")
+KINDS = ("greybox", "residual", "ensemble", "linear_response")
 
 
 def make_surrogate(kind: str, chip: Any, *, steps: int | None = None, seed: int = 0) -> Any:
     """A fresh surrogate of ``kind`` for ``chip`` (its nominal model as the physics)."""
-    from blacksat.surrogates import Ensemble, GreyBox, Residual
+    import inspect
+
+    from blacksat.surrogates import SURROGATES, GreyBox, Residual
 
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    cls = SURROGATES[kind]
     opts: dict[str, Any] = {"seed": seed}
     if steps is not None:
+        if "steps" not in inspect.signature(cls).parameters:
+            raise ConfigError(f"a {kind} surrogate is fitted in closed form: it takes no --steps")
         opts["steps"] = steps
-    if kind == "ensemble":
-        return Ensemble(**opts)
+    if not cls.needs_physics:
+        return cls(**opts)
     make = getattr(chip, "nominal_model", None)
     if not callable(make):
         raise ConfigError(
@@ -152,6 +166,13 @@ def calibrate_from_log(
         if isinstance(part, Surrogate):
             part.progress = False
     rep = surrogate.report_
+    from blacksat.surrogates import narrow_data_warning
+
+    checks = list(getattr(surrogate, "checks_", []))
+    warnings = [w for w in [narrow_data_warning(surrogate.coverage_, chip.space)] if w]
+    contradicted = getattr(surrogate, "contradicted", None)
+    for check in contradicted() if callable(contradicted) else ():
+        warnings.append(f"the data contradicted an assumption: {check}")
     report = {
         "format": FORMAT,
         "kind": kind,
@@ -161,6 +182,12 @@ def calibrate_from_log(
         "settings": data.n_settings,
         "fit": asdict(rep),
         "summary": str(rep),
+        "coverage": {
+            "spread": surrogate.coverage_.spread(chip.space),
+            "settings": surrogate.coverage_.n_settings,
+        },
+        "checks": [{**asdict(c), "holds": c.holds} for c in checks],
+        "warnings": warnings,
         "wall_seconds": time.perf_counter() - t0,
     }
     save_surrogate(

@@ -146,8 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     cal = sub.add_parser(
         "calibrate",
         help="fit a surrogate of a device from a query log",
-        description="Fit a grey-box, residual or ensemble surrogate on the queries of a log; "
-        "prints the fit report, saves the surrogate (torch.save) and FILE.json.",
+        description="Fit a grey-box, residual, ensemble or linear-response surrogate on the "
+        "queries of a log; prints the fit report (and what the data cannot support), saves the "
+        "surrogate (torch.save) and FILE.json.",
     )
     cal.add_argument("--log", required=True, type=_path, help="a queries.sqlite file")
     cal.add_argument("--device", default=None, help="device registry name (or via --config)")
@@ -155,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
         "--device-args", default=None, help="device arguments as JSON, e.g. '{\"n_modes\": 4}'"
     )
     cal.add_argument("--config", type=_path, default=None, help="a run's TOML ([device] used)")
-    cal.add_argument("--kind", required=True, choices=["greybox", "residual", "ensemble"])
+    cal.add_argument(
+        "--kind", required=True, choices=["greybox", "residual", "ensemble", "linear_response"]
+    )
     cal.add_argument("--out", required=True, type=_path, help="where the surrogate goes")
     cal.add_argument("--force", action="store_true", help="overwrite --out and its report")
     cal.add_argument("--steps", type=_positive, default=None, help="fit steps (None: kind's)")
@@ -427,6 +430,11 @@ def _calibrate(args: argparse.Namespace) -> None:
         progress=not args.quiet,
     )
     print(f"{args.kind} surrogate of {name}: {report['summary']}")
+    for check in report["checks"]:
+        print(f"  {check['assumption']}: {'holds' if check['holds'] else 'CONTRADICTED'} "
+              f"(R^2 {check['r2']:.3f})")  # fmt: skip
+    for warning in report["warnings"]:
+        print(f"WARNING: {warning}")
     print(f"saved {args.out} and {report_path(Path(args.out))}")
 
 

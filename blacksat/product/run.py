@@ -78,6 +78,10 @@ class Setup:
     #: the query-only default is planned when training starts (it queries the device):
     #: ``{"budget": reconfigurations, "batch_size": ..., "cost_model": ...}``, else ``None``
     query_plan: dict[str, Any] | None = None
+    #: where training may go: the device's space, or the part of it a surrogate's data covers
+    space: Any = None
+    #: what the user is told before training (a surrogate's narrow data, a failed check)
+    warnings: tuple[str, ...] = ()
 
 
 def build(config: RunConfig) -> Setup:
@@ -113,9 +117,10 @@ def build(config: RunConfig) -> Setup:
                 f"estimator.model {es.model!r} is a surrogate of a {fitted_for.get('name')!r} "
                 f"device, the run's device is {config.device.name!r}"
             )
+    space, notes = _surrogate_safeguards(es, model, chip.space)
     b = config.budget
     meter = MeteredDevice(chip, max_reconfigurations=b.reconfigurations, max_samples=b.samples)
-    theta0 = _initial_controls(config, chip)
+    theta0 = np.asarray(space.project(_initial_controls(config, chip)), dtype=np.float64)
     built = build_estimator(
         es,
         config.sat,
@@ -123,11 +128,46 @@ def build(config: RunConfig) -> Setup:
         device=meter,
         chip=chip,
         model=model,
-        space=chip.space,
+        space=space,
         dtype=torch.float64,
         perturbations=device_perturbations(chip, config.sat.perturbation),
     )
-    return Setup(config, chip, task, model, meter, built.estimator, theta0)
+    return Setup(
+        config, chip, task, model, meter, built.estimator, theta0, space=space, warnings=notes
+    )
+
+
+def _surrogate_safeguards(es: Any, model: Any, space: Any) -> tuple[Any, tuple[str, ...]]:
+    """Where training on a surrogate may go, and what the user is told first.
+
+    Offline training (``autograd``) on a surrogate stays inside the region its data covers
+    (:meth:`~blacksat.surrogates.Coverage.region`: a trust region, since a surrogate is evidence
+    about the device only where it was fitted); each warning (data from the neighbourhood of
+    one trajectory, an assumption the data contradicted) is issued before training and kept in
+    ``result.json``."""
+    import warnings
+
+    from blacksat.surrogates import narrow_data_warning
+
+    coverage = getattr(model, "coverage_", None)
+    if coverage is None:
+        return space, ()
+    notes = []
+    narrow = narrow_data_warning(coverage, space)
+    if narrow is not None:
+        notes.append(narrow)
+    contradicted = getattr(model, "contradicted", None)
+    for check in contradicted() if callable(contradicted) else ():
+        notes.append(f"the surrogate's data contradicted an assumption: {check}")
+    region = coverage.region(space) if es.name == "autograd" else space
+    if region is not space:
+        notes.append(
+            "training on the surrogate stays inside the range its data covers (+5 % of each "
+            "control's range)"
+        )
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=3)
+    return region, tuple(notes)
 
 
 def _initial_controls(config: RunConfig, chip: Any) -> np.ndarray:
@@ -337,7 +377,7 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
         trainer = Trainer(
             setup.task,
             estimator,
-            setup.chip.space,
+            setup.space if setup.space is not None else setup.chip.space,
             cfg,
             meter=setup.meter,
             log_path=out / "log.jsonl",
@@ -371,6 +411,7 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             "task": dict(setup.task.choices),
             "model": config.estimator.model,
             "query_plan": None if plan is None else plan.to_dict(),
+            "warnings": list(setup.warnings),
             "ledger": dataclasses.asdict(setup.meter.ledger),
             "evaluation_ledger": dataclasses.asdict(ev.ledger),
             "budget_error": None if result.error is None else str(result.error),

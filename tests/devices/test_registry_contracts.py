@@ -26,6 +26,7 @@ SURROGATE_ARGS = {
     "greybox": {"steps": 3},
     "residual": {"steps": 3, "hidden": (8,)},
     "ensemble": {"steps": 3, "members": 2, "hidden": (8,)},
+    "linear_response": {"knots": 4, "response": "linear"},
 }
 
 
@@ -84,20 +85,25 @@ def test_estimator_contract(problem, name, with_sat):
 def test_surrogate_contract(problem, kind, tmp_path):
     chip, _ = problem
     rng = np.random.default_rng(0)
-    x = rng.uniform(0.0, 1.0, (4, *chip.input_shape))
+    # a response surrogate identifies each setting's response from its inputs: enough of them
+    n_in = int(np.prod(chip.input_shape))
+    n_x = (n_in + 1) * 5 // 4 + 4 if kind == "linear_response" else 4
+    x = rng.uniform(0.0, 1.0, (n_x, *chip.input_shape))
     centre = chip.initial_controls(0)
     data = collect(chip, local(chip.space, centre, 0.2, 12, seed=0), x).data
     nominal = chip.nominal_model(dtype=torch.float64)
     args = {**SURROGATE_ARGS[kind], "seed": 0}
     cls = SURROGATES[kind]
-    sur = cls(**args) if kind == "ensemble" else cls(nominal, **args)
+    sur = cls(nominal, **args) if cls.needs_physics else cls(**args)
     assert sur.fit(data) is sur and sur.report_ is not None
     thetas = torch.as_tensor(local(chip.space, centre, 0.2, 3, seed=1))
     xs = torch.as_tensor(x)
     with torch.no_grad():
         y = sur(thetas, xs)
-        assert y.shape == (3, 4, *chip.output_shape) and torch.isfinite(y).all()
+        assert y.shape == (3, n_x, *chip.output_shape) and torch.isfinite(y).all()
+    assert sur.coverage_ is not None and sur.coverage_.n_settings == 12
     back, meta = load_surrogate(save_surrogate(sur, tmp_path / "s.pt", {"d": 1}), nominal)
     assert meta == {"d": 1}
     with torch.no_grad():
         torch.testing.assert_close(back(thetas, xs), y, rtol=0, atol=0)
+    assert back.coverage_ == sur.coverage_

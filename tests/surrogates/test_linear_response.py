@@ -1,0 +1,130 @@
+"""The physics-free surrogate: it recovers a local device, picks the response the data shows,
+says which assumption the data contradicts, and knows where its data is."""
+
+import numpy as np
+import pytest
+import torch
+
+from blacksat.errors import ConfigError, ShapeError
+from blacksat.space import ParamSpace
+from blacksat.surrogates import Coverage, LinearResponse, narrow_data_warning
+from blacksat.surrogates.linear_response import bspline
+
+N_IN, N_OUT = 5, 3
+D = 2 * N_IN * N_OUT  # a differential pair of controls per weight, like a crossbar
+
+
+def local_device(thetas, x, rng=None):
+    """``W = tanh(3 (g+ - 0.5)) - tanh(3 (g- - 0.5))`` per weight; ``y = W x + 0.1``."""
+    g = thetas.reshape(len(thetas), 2, N_OUT, N_IN)
+    w = np.tanh(3 * (g[:, 0] - 0.5)) - np.tanh(3 * (g[:, 1] - 0.5))
+    y = np.einsum("koi,bi->kbo", w, x) + 0.1
+    return y if rng is None else y + 1e-3 * rng.standard_normal(y.shape)
+
+
+def global_device(thetas, x):
+    """Every weight depends on every control (a product of rotations, like a mesh)."""
+    mix = np.cos(thetas @ np.random.default_rng(5).standard_normal((D, N_OUT * N_IN)))
+    return np.einsum("koi,bi->kbo", mix.reshape(len(thetas), N_OUT, N_IN), x)
+
+
+def intensity_device(thetas, x):
+    t = thetas[:, : N_OUT * N_IN].reshape(len(thetas), N_OUT, N_IN)
+    return np.einsum("koi,bi->kbo", np.cos(3 * t), x) ** 2
+
+
+def data(device, n, seed=0, b=16):
+    rng = np.random.default_rng(seed)
+    thetas = rng.uniform(0, 1, (n, D))
+    x = rng.uniform(-1, 1, (b, N_IN))
+    return thetas, x, device(thetas, x)
+
+
+def test_recovers_a_local_device_and_discovers_which_controls_drive_each_weight():
+    sur = LinearResponse(seed=0).fit(
+        [data(lambda t, x: local_device(t, x, np.random.default_rng(1)), 300)]
+    )
+    assert sur.response_ == "linear" and not sur.contradicted()
+    fresh = data(local_device, 40, seed=9)
+    assert sur.score([fresh])["r2"] > 0.995
+    # weight (o, i) is coefficient i * N_OUT + o of the (p, n_out) response; its controls are
+    # the pair (o, i) of G+ and of G-
+    for o in range(N_OUT):
+        for i in range(N_IN):
+            j = i * N_OUT + o
+            found = set(sur.controls_[j][sur.coef_[j].abs().sum(-1) > 0].tolist())
+            assert found == {o * N_IN + i, N_OUT * N_IN + o * N_IN + i}
+    bias = N_IN * N_OUT  # the constant term depends on no control
+    assert all(sur.coef_[bias + o].abs().sum() == 0 for o in range(N_OUT))
+
+
+def test_the_model_is_differentiable_in_the_controls():
+    sur = LinearResponse(seed=0).fit([data(local_device, 200)])
+    theta = torch.full((D,), 0.4, dtype=torch.float64, requires_grad=True)
+    x = torch.ones(2, N_IN, dtype=torch.float64)
+    y = sur(theta, x).sum()
+    (g,) = torch.autograd.grad(y, theta)
+    e = torch.zeros(D, dtype=torch.float64)
+    e[0] = 1e-5
+    with torch.no_grad():
+        fd = (sur(theta + e, x).sum() - sur(theta - e, x).sum()) / 2e-5
+    assert torch.isclose(g[0], fd, rtol=1e-4, atol=1e-8) and g[0] != 0
+
+
+def test_a_global_device_contradicts_locality_and_the_report_says_so():
+    sur = LinearResponse(seed=0).fit([data(global_device, 200)])
+    bad = [c.assumption for c in sur.contradicted()]
+    assert bad == ["locality + tuning curves"]
+    assert "CONTRADICTED" in str(sur.contradicted()[0])
+
+
+def test_auto_picks_the_intensity_response_of_a_detected_field():
+    sur = LinearResponse(seed=0).fit([data(intensity_device, 120, b=40)])
+    assert sur.response_ == "intensity"
+    checks = {c.assumption: c for c in sur.checks_}
+    assert not checks["linear response"].holds and checks["intensity response"].holds
+    linear = LinearResponse(seed=0).fit([data(local_device, 120, b=40)])
+    assert linear.response_ == "linear"
+
+
+def test_too_few_inputs_per_setting_and_bad_arguments_are_clear():
+    with pytest.raises(ConfigError, match="at least 8 inputs"):
+        LinearResponse().fit([data(local_device, 50, b=4)])
+    for bad in ({"response": "cubic"}, {"max_controls": 0}, {"knots": 0}, {"min_gain": 2.0}):
+        with pytest.raises(ConfigError):
+            LinearResponse(**bad)
+    sur = LinearResponse(seed=0).fit([data(local_device, 60)])
+    with pytest.raises(ShapeError):
+        sur(torch.zeros(D + 1), torch.zeros(2, N_IN))
+    with pytest.raises(ShapeError):
+        sur(torch.zeros(D), torch.zeros(2, N_IN + 1))
+    with pytest.raises(ConfigError, match="not fitted"):
+        LinearResponse()(torch.zeros(D), torch.zeros(2, N_IN))
+
+
+def test_bspline_basis_is_a_partition_of_unity_inside_the_range_and_zero_far_outside():
+    u = torch.linspace(0, 5, 51, dtype=torch.float64)
+    b = bspline(u, 8)
+    assert torch.allclose(b.sum(-1), torch.ones(51, dtype=torch.float64))
+    assert torch.all(bspline(torch.tensor([-3.0, 9.0], dtype=torch.float64), 8) == 0)
+
+
+def test_coverage_tells_a_design_from_a_trajectory_and_bounds_training():
+    space = ParamSpace.box(D, 0.0, 1.0)
+    rng = np.random.default_rng(0)
+    design = Coverage.of([data(local_device, 200)])
+    assert design.spread(space) > 0.8 and narrow_data_warning(design, space) is None
+    assert design.region(space) is space  # the data spans the whole box
+    path = 0.5 + np.cumsum(0.002 * rng.standard_normal((200, D)), axis=0)
+    x = rng.uniform(-1, 1, (4, N_IN))
+    log = Coverage.of([(path, x, local_device(path, x))])
+    assert log.spread(space) < 0.25
+    msg = narrow_data_warning(log, space)
+    assert msg is not None and "one trajectory" in msg
+    region = log.region(space, margin=0.05)
+    assert np.all(region.lower >= 0) and np.all(region.upper <= 1)
+    assert np.all(region.upper - region.lower < 0.5)
+    assert log.inside(path).min() == 1.0 and log.inside(np.zeros(D))[0] < 1.0
+    assert Coverage.from_dict(log.to_dict()) == log
+    with pytest.raises(ConfigError):
+        Coverage.from_dict({"theta_low": [0.0]})
