@@ -1,0 +1,270 @@
+"""Physics-free surrogates: from a budget of reconfigurations to offline SAT to the device.
+
+    python benchmarks/physics_free.py                # runs what is not on disk, writes its section
+    python benchmarks/physics_free.py --report-only  # re-renders from the saved runs
+    python benchmarks/physics_free.py --quick        # one run, tiny budgets; prints only
+
+Per run (training seed ``s`` on chip ``c``; seeds 0, 1, 2 x chips 0, 1, 2): ``N`` settings drawn
+uniformly over the device's control space (a space-filling design) are each read with ``B``
+inputs (the task's encoded training inputs; ``B`` = 1.25 x the coefficients of an intensity
+response + 4 for devices of at most 32 inputs, of a linear response beyond, at least 64).
+:class:`~blacksat.surrogates.LinearResponse` is fitted on them with its defaults
+(``response="auto"``: nothing about the device is declared); then offline SAT on the surrogate
+(an L2 ball of radius 0.02 of the control box's diagonal, Adam lr 0.02, 600 steps of batch 64,
+the digital front end trained too, inside the range the data covers), and the result is
+deployed unchanged on the chip: test accuracy on the full test split. The surrogate's fit
+quality is measured on 50 fresh settings read with the same inputs (not charged).
+
+Against, at the same chip and seed:
+
+- ``white box``: the same offline SAT through the chip's exact model (the ceiling);
+- ``query-only default``: ``blacksat``'s query-only default (``compare`` method ``blacksat``)
+  with ``N`` reconfigurations on the chip.
+
+Devices: ``crossbar`` (the default analog array, 16 -> 10, 320 controls, a write per query),
+``mrr-bank`` (one MRR weight bank 64 -> 10, 640 rings), and, as checks of the assumptions, the
+default ``mrr`` network (64-32-10: two banks with an O/E/O stage between them), the 16-mode
+``mzi`` at s = 0.05 (intensity detection, global interference) and the 16 x 16 ``diffractive``
+network (image inputs): on these the surrogate's report says which assumption the data
+contradicts, and the rows show what training on it anyway gives.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _study import Study, parser, summary
+
+from blacksat.estimators import Autograd
+from blacksat.evaluation import accuracy
+from blacksat.product.compare import Scenario, run_one
+from blacksat.sat import sat
+from blacksat.surrogates import LinearResponse
+from blacksat.train_config import TrainConfig
+from blacksat.trainer import Trainer
+
+SEEDS = (0, 1, 2)
+CHIPS = (0, 1, 2)
+BUDGETS = (100, 500, 2000)
+CHECK_BUDGET = 500
+#: configuration -> (device, device arguments, budgets)
+CONFIGS: dict[str, tuple[str, dict[str, Any], tuple[int, ...]]] = {
+    "crossbar": ("crossbar", {}, BUDGETS),
+    "mrr-bank": ("mrr", {"layer_sizes": (64, 10)}, BUDGETS),
+    "mrr": ("mrr", {}, (CHECK_BUDGET,)),
+    "mzi": ("mzi", {"n_modes": 16, "s_bs": 0.05, "s_ps": 0.05}, (CHECK_BUDGET,)),
+    "diffractive": ("diffractive", {"n": 16}, (CHECK_BUDGET,)),
+}
+CHECK_RUNS = ((0, 0), (1, 1), (2, 2))  # (seed, chip) of the assumption checks
+RHO_REL = 0.02
+STEPS = 600
+FRESH = 50
+
+
+def scenario(config: str) -> Scenario:
+    device, kwargs, _ = CONFIGS[config]
+    return Scenario(device=device, device_kwargs=kwargs)
+
+
+def _inputs(task: Any, b: int, seed: int) -> np.ndarray:
+    x, _ = task.data.split("train")
+    idx = np.random.default_rng([seed, 3]).choice(len(x), size=min(b, len(x)), replace=False)
+    with torch.no_grad():
+        enc = task.encode(torch.as_tensor(x[idx], dtype=task.dtype))
+    return enc.detach().double().numpy()
+
+
+def _read(chip: Any, thetas: np.ndarray, x: np.ndarray) -> np.ndarray:
+    chunks = [chip.query_many(thetas[i : i + 64], x) for i in range(0, len(thetas), 64)]
+    return np.concatenate(chunks)
+
+
+def n_inputs(n_in: int) -> int:
+    """Inputs per setting: enough to identify an intensity response where that is affordable
+    (``n_in <= 32``), else a linear one (1.25 x its coefficients + 4), at least 64."""
+    p = n_in * (n_in + 1) // 2 + n_in + 1 if n_in <= 32 else n_in + 1
+    return max(64, p * 5 // 4 + 4)
+
+
+def _offline_sat(task: Any, model: Any, space: Any, start: np.ndarray, seed: int) -> np.ndarray:
+    rho = RHO_REL * float(np.linalg.norm(space.upper - space.lower))
+    cfg = TrainConfig(lr=0.02, max_steps=STEPS, epochs=None, batch_size=64, seed=seed,
+                      progress=False)  # fmt: skip
+    est = sat(Autograd(model, task, space=space), rho=rho)
+    return Trainer(task, est, space, cfg).fit(np.asarray(space.project(start))).theta
+
+
+def surrogate_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str, Any]:
+    sc = scenario(config)
+    chip = sc.build_chip(chip_seed)
+    task = sc.build_task(chip, seed).to(torch.float64)
+    n_in = int(np.prod(chip.input_shape))
+    x = _inputs(task, n_inputs(n_in), seed)
+    x = x.reshape(len(x), *chip.input_shape)
+    rng = np.random.default_rng([seed, chip_seed, budget])
+    thetas = chip.space.sample(rng, budget)
+    t0 = time.perf_counter()
+    y = _read(chip, thetas, x)
+    read_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sur = LinearResponse(seed=seed).fit([(thetas, x, y)])
+    fit_s = time.perf_counter() - t0
+    fresh = chip.space.sample(np.random.default_rng([seed, chip_seed, 99]), FRESH)
+    fit_r2 = sur.score([(fresh, x, _read(chip, fresh, x))])["r2"]
+    region = sur.coverage_.region(chip.space)
+    theta = _offline_sat(task, sur, region, sc.initial(chip, seed), seed)
+    chip.reset()
+    return {
+        "accuracy": 100 * accuracy(task, chip, theta),
+        "surrogate_accuracy": 100 * accuracy(task, sur, theta),
+        "fit_r2": fit_r2,
+        "held_out_r2": sur.report_.held_out_r2,
+        "response": sur.response_,
+        "checks": [{"assumption": c.assumption, "r2": c.r2, "holds": c.holds} for c in sur.checks_],
+        "inputs": len(x),
+        "read_s": read_s,
+        "fit_s": fit_s,
+    }
+
+
+def white_box_run(config: str, seed: int, chip_seed: int) -> dict[str, Any]:
+    sc = scenario(config)
+    chip = sc.build_chip(chip_seed)
+    task = sc.build_task(chip, seed).to(torch.float64)
+    theta = _offline_sat(task, chip.exact_model(dtype=torch.float64), chip.space,
+                         sc.initial(chip, seed), seed)  # fmt: skip
+    chip.reset()
+    return {"accuracy": 100 * accuracy(task, chip, theta)}
+
+
+def query_only_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str, Any]:
+    row = run_one("blacksat", scenario(config), seed, chip_seed, budget)
+    return {"accuracy": 100 * row["test_accuracy"], "reconfigurations": row["reconfigurations"]}
+
+
+def run(study: Study, quick: bool) -> None:
+    for config, (_, _, budgets) in CONFIGS.items():
+        if quick and config not in ("crossbar", "mzi"):
+            continue
+        check_only = budgets == (CHECK_BUDGET,)
+        pairs = CHECK_RUNS if check_only else [(s, c) for s in SEEDS for c in CHIPS]
+        if quick:
+            budgets, pairs = (min(budgets[0], 100),), [(0, 0)]
+        for seed, chip in pairs:
+            if not check_only:
+                study.run(
+                    lambda c=config, s=seed, ch=chip: white_box_run(c, s, ch),
+                    config=config, method="white box", budget=0, seed=seed, chip=chip,
+                )  # fmt: skip
+            for budget in budgets:
+                r = study.run(
+                    lambda c=config, b=budget, s=seed, ch=chip: surrogate_run(c, b, s, ch),
+                    config=config, method="linear_response", budget=budget, seed=seed, chip=chip,
+                )  # fmt: skip
+                print(f"{config} N={budget} seed {seed} chip {chip}: {r['accuracy']:.1f} % "
+                      f"(fit R^2 {r['fit_r2']:.3f}, {r['response']})", flush=True)  # fmt: skip
+                if not check_only:
+                    study.run(
+                        lambda c=config, b=budget, s=seed, ch=chip: query_only_run(c, b, s, ch),
+                        config=config, method="query-only default", budget=budget, seed=seed,
+                        chip=chip,
+                    )  # fmt: skip
+
+
+def _cell(rows: list[dict[str, Any]], key: str = "accuracy", digits: int = 1) -> str:
+    m, s, n = summary([r[key] for r in rows])
+    if n == 0:
+        return "-"
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
+
+
+def section(study: Study) -> str:
+    rows = study.rows()
+    pick = lambda **kw: [r for r in rows if all(r.get(k) == v for k, v in kw.items())]  # noqa: E731
+    lines = [
+        "## Physics-free surrogates: linear response, local controls, tuning curves",
+        "",
+        study.header(
+            "python benchmarks/physics_free.py",
+            "Set-up in the script's docstring: a space-filling design of N reconfigurations, "
+            "each read with B inputs; `LinearResponse()` with its defaults (nothing declared); "
+            "offline SAT on it inside the range its data covers; deployed on the chip. Test "
+            "accuracy (%, full test split), mean ± sample std over 3 seeds x 3 chips (9 runs); "
+            "*fit R²*: readings at 50 fresh settings.",
+        ),
+        "",
+        "| device | N (reconfigurations) | inputs per setting | physics-free surrogate | fit R² "
+        "| query-only default | white box |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for config, (_, _, budgets) in CONFIGS.items():
+        if budgets == (CHECK_BUDGET,):
+            continue
+        white = pick(config=config, method="white box")
+        for b in budgets:
+            sur = pick(config=config, method="linear_response", budget=b)
+            zo = pick(config=config, method="query-only default", budget=b)
+            if not sur:
+                continue
+            lines.append(
+                f"| {config} | {b} | {sur[0]['inputs']} | {_cell(sur)} | "
+                f"{_cell(sur, 'fit_r2', 3)} | {_cell(zo)} | {_cell(white)} |"
+            )
+    lines += [
+        "",
+        "Assumption checks (the surrogate's report; 3 runs each, seed = chip = 0, 1, 2, "
+        f"N = {CHECK_BUDGET}): R² of each check on data it was not fitted on (a check holds at "
+        "0.95 for the response, 0.9 for locality + tuning curves), the response chosen, the fit "
+        "R² at fresh settings and the accuracy of offline SAT on the surrogate deployed on the "
+        "chip.",
+        "",
+        "| device | linear response | intensity response | locality + tuning curves | chosen "
+        "| fit R² | on the chip |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for config in CONFIGS:
+        sur = pick(config=config, method="linear_response", budget=CHECK_BUDGET)
+        if not sur:
+            continue
+
+        def check(name: str, rs: list[dict[str, Any]] = sur) -> str:
+            vals = [c["r2"] for r in rs for c in r["checks"] if c["assumption"] == name]
+            if not vals:
+                return "-"
+            m, _, n = summary(vals)
+            held = sum(c["holds"] for r in rs for c in r["checks"] if c["assumption"] == name)
+            return f"{m:.3f} ({held}/{n} hold)"
+
+        chosen = sorted({r["response"] for r in sur})
+        lines.append(
+            f"| {config} | {check('linear response')} | {check('intensity response')} | "
+            f"{check('locality + tuning curves')} | {', '.join(chosen)} | "
+            f"{_cell(sur, 'fit_r2', 3)} | {_cell(sur)} |"
+        )
+    fits = [r["fit_s"] for r in rows if r["method"] == "linear_response"]
+    if fits:
+        lines += ["", f"Fit time (closed form, one thread): median {np.median(fits):.1f} s, "
+                  f"longest {max(fits):.1f} s."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser(__doc__).parse_args(argv)
+    torch.set_num_threads(1)
+    study = Study("physics_free", "physics_free", quick=args.quick)
+    if args.force:
+        study.reset()
+    if not args.report_only:
+        run(study, args.quick)
+    study.write(section(study))
+
+
+if __name__ == "__main__":
+    main()
