@@ -62,9 +62,13 @@ class EstimatorSpec:
     name: EstimatorName = "autograd"
     model: str = "nominal"
     args: Mapping[str, Any] = field(default_factory=dict)
+    #: where offline training on a surrogate file may go: ``"covered"`` (the range its data
+    #: covers, a trust region) or ``"all"`` (the whole control space)
+    region: Literal["covered", "all"] = "covered"
 
     def __post_init__(self) -> None:
         check_choice("estimator.name", self.name, [*sorted(ESTIMATORS), AUTO])
+        check_choice("estimator.region", self.region, ["covered", "all"])
         is_path = isinstance(self.model, str) and (
             "/" in self.model or "\\" in self.model or Path(self.model).suffix != ""
         )

@@ -159,7 +159,8 @@ def _surrogate_safeguards(es: Any, model: Any, space: Any) -> tuple[Any, tuple[s
     contradicted = getattr(model, "contradicted", None)
     for check in contradicted() if callable(contradicted) else ():
         notes.append(f"the surrogate's data contradicted an assumption: {check}")
-    region = coverage.region(space) if es.name == "autograd" else space
+    covered = es.name == "autograd" and es.region == "covered"
+    region = coverage.region(space) if covered else space
     if region is not space:
         notes.append(
             "training on the surrogate stays inside the range its data covers (+5 % of each "

@@ -23,6 +23,8 @@ or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming t
     model = "nominal"              # what autograd / physics_aware differentiate: "exact" or a
                                    # surrogate file from `blacksat calibrate`
     args = { q = 4, sigma = 0.05 } # keyword arguments of the estimator
+    region = "covered"             # training on a surrogate file stays in the range its data
+                                   # covers ("covered", default) or may go anywhere ("all")
 
     [sat]                          # omit rho and perturbation for plain training
     perturbation = "phase_drift"   # a name of the device's perturbation_models(), or rho = 0.3

@@ -246,9 +246,13 @@ def test_train_evaluate_calibrate_round_trip(tmp_path, capsys):
     sur = tmp_path / "sur.pt"
     argv = ["calibrate", "--log", str(run / "queries.sqlite"), "--config", str(run / "config.toml")]
     assert main([*argv, "--kind", "greybox", "--out", str(sur), "--steps", "5"]) == 0
-    assert "greybox surrogate of mzi: fit on" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "greybox surrogate of mzi: fit on" in out
+    # 16 settings around one start: the log of one short run, and calibrate says so
+    assert "WARNING: the surrogate's data covers a narrow region" in out
     report = json.loads((tmp_path / "sur.json").read_text())
     assert report["kind"] == "greybox" and report["fit"]["n_settings"] > 0
+    assert report["coverage"]["spread"] < 0.25 and len(report["warnings"]) == 1
     from blacksat.product.calibrate_cmd import load_surrogate
 
     surrogate, fitted_for = load_surrogate(sur)
@@ -262,6 +266,19 @@ def test_train_evaluate_calibrate_round_trip(tmp_path, capsys):
     assert main(["train", "--config", cfg2, "--out", str(tmp_path / "offline"), "--quiet"]) == 0
     res2 = json.loads((tmp_path / "offline" / "result.json").read_text())
     assert res2["ledger"]["reconfigurations"] == 0 and 0.0 <= res2["accuracy"]["chip"] <= 1.0
+    # told before training, and kept inside the range the surrogate's data covers
+    assert any("narrow region" in w for w in res2["warnings"])
+    assert any("stays inside the range" in w for w in res2["warnings"])
+    region = surrogate.coverage_.region(fitted_for["space"])
+    theta = np.asarray(res2["theta"])
+    assert np.all(theta >= region.lower - 1e-9) and np.all(theta <= region.upper + 1e-9)
+    assert np.any(region.upper - region.lower < fitted_for["space"].span)
+    anywhere = offline.replace('model = "SUR"', 'model = "SUR"\nregion = "all"')
+    cfg3 = write(tmp_path / "anywhere.toml", anywhere.replace("SUR", str(sur)))
+    assert main(["train", "--config", cfg3, "--out", str(tmp_path / "anywhere"), "--quiet"]) == 0
+    res3 = json.loads((tmp_path / "anywhere" / "result.json").read_text())
+    assert not any("stays inside" in w for w in res3["warnings"])
+    assert any("narrow region" in w for w in res3["warnings"])
     bad = write(tmp_path / "bad.toml", offline.replace("SUR", str(tmp_path / "missing.pt")))
     fails(["train", "--config", bad, "--out", str(tmp_path / "x")], capsys, "no surrogate file")
 
