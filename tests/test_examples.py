@@ -110,3 +110,12 @@ def test_white_box_sat_example_shows_sat_holding_under_drift(capsys):
     for t in ("-2", "+2"):
         assert out[f"SAT {t} K"] >= out[f"BP {t} K"] + 0.15, out
     assert "white-box BP vs SAT against 'phase_drift'" in capsys.readouterr().out
+
+
+def test_physics_free_surrogate_example_trains_an_opaque_array_from_100_settings(capsys):
+    out = load("physics_free_surrogate").main(["--budget", "100"])
+    assert out["reconfigurations"] == 100  # the design, and nothing more
+    assert out["device"] >= 0.80  # digits, 10 classes; the white box reaches about 84 %
+    assert abs(out["device"] - out["surrogate"]) < 0.05
+    text = capsys.readouterr().out
+    assert "linear response: holds" in text and "locality + tuning curves: holds" in text
