@@ -1,24 +1,11 @@
 """Smoke test of benchmarks/characterize.py: a tiny run is scored on the fresh-chip rule, and the
 study's harness saves runs as they complete, resumes and re-renders from disk."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from bench_loader import load_bench
 
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("characterize_study", BENCH / "characterize.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["characterize_study"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load()
+M = load_bench("characterize.py", "characterize_study")
 
 
 def test_a_run_is_scored_on_the_fresh_chips_of_its_training_chip(monkeypatch):

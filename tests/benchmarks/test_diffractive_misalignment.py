@@ -1,28 +1,12 @@
 """benchmarks/diffractive_misalignment.py with tiny settings: runs persisted into a tmp folder as
 they complete, resumed without re-running, re-rendered from disk, on the library's fresh chips."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from bench_loader import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(
-        "diffractive_misalignment", BENCH / "diffractive_misalignment.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve annotations through the module
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load()
+M = load_bench("diffractive_misalignment.py", "diffractive_misalignment")
 
 TINY = M.Settings(
     seeds=(0, 1),

@@ -1,24 +1,9 @@
 """Smoke test of benchmarks/mrr_drift.py with tiny settings (a few steps, one chip)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
+from bench_loader import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("mrr_drift", BENCH / "mrr_drift.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mrr_drift"] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load()
+M = load_bench("mrr_drift.py", "mrr_drift")
 
 
 def test_component_stability_penalty_is_the_lorentzian_slope_norm():

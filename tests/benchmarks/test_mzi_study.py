@@ -1,27 +1,13 @@
 """benchmarks/mzi_hybrid.py: its readout re-fit, its runs saved through ``_study.Study`` as they
 complete (resume, report from disk alone) and the one fresh-chip rule, on tiny settings."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from bench_loader import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("mzi_hybrid", BENCH / "mzi_hybrid.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mzi_hybrid"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load()
+M = load_bench("mzi_hybrid.py", "mzi_hybrid")
 
 # tiny: one seed, one training chip, two fresh chips, a few steps, no Hessians
 TINY = {

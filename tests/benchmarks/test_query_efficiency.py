@@ -1,26 +1,13 @@
 """benchmarks/query_efficiency.py: its budget groups, the reach interpolation, the device-seconds
 arithmetic and the report from synthetic rows (no training)."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
+from bench_loader import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("query_efficiency", BENCH / "query_efficiency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load()
+M = load_bench("query_efficiency.py", "query_efficiency")
 
 
 def test_every_method_runs_every_budget_up_to_its_cap():

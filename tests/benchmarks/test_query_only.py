@@ -1,24 +1,10 @@
 """Smoke test of benchmarks/query_only.py: its fixed front end, its drift probe, a tiny run."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
+from bench_loader import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("query_only", BENCH / "query_only.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load()
+M = load_bench("query_only.py", "query_only")
 
 
 def test_dct_front_end_is_orthonormal_and_ignores_the_mean_brightness():

@@ -1,28 +1,15 @@
 """Smoke test of benchmarks/remote.py: a tiny load test against `blacksat serve`, and the report
 (the fuzzing of every endpoint runs in tests/remote/test_remote_fuzz.py)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from bench_loader import load_bench
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("remote_bench", BENCH / "remote.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load()
+M = load_bench("remote.py", "remote_bench")
 
 
 def test_a_tiny_load_run_loses_nothing_and_charges_once(tmp_path):

@@ -2,24 +2,11 @@
 study's harness (runs saved as they complete, resumed, re-rendered from disk)."""
 
 import dataclasses
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from bench_loader import load_bench
 
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("saf_study", BENCH / "saf.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["saf_study"] = mod  # dataclasses look their module up while it executes
-    spec.loader.exec_module(mod)
-    return mod
-
-
-M = _load()
+M = load_bench("saf.py", "saf_study")
 
 
 def test_every_method_runs_within_its_budget_and_is_scored_on_the_fresh_chip_rule(monkeypatch):

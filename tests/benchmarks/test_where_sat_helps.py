@@ -1,24 +1,11 @@
 """The cross-study table: cells gathered from the studies, margins as figures (no verdicts)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from bench_loader import load_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("where_sat_helps", BENCH / "where_sat_helps.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-W = _load()
+W = load_bench("where_sat_helps.py", "where_sat_helps")
 
 
 def _cell(method, acc, std=1.0, n=15, error="common-mode drift", device="mrr"):
