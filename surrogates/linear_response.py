@@ -188,7 +188,9 @@ class LinearResponse(Surrogate):
              "m": self.max_controls, "n_basis": knots + 3, "response": response}
         )  # fmt: skip
         fitter = _TuningCurves(thetas, lo, step, knots + 3, self.ridge)
-        controls, mask, coef, intercept = fitter.fit(coefs, self.max_controls, self.min_gain)
+        controls, mask, coef, intercept = fitter.fit(
+            coefs, self.max_controls, self.min_gain, progress=self.progress
+        )
         with torch.no_grad():
             self.lo_.copy_(torch.as_tensor(lo))
             self.step_.copy_(torch.as_tensor(step))
@@ -351,29 +353,41 @@ class _TuningCurves:
         centred = self.basis - self.basis.mean(0, keepdims=True)
         # an orthonormal basis of each control's (centred) tuning-curve space: (d, N, nb)
         self.q = np.linalg.qr(centred.transpose(1, 0, 2))[0]
-        # the share of a pure-noise residual the best of d controls explains by chance (an
-        # the typical largest of d chi-square(nb) / N draws): a control joins only when it
+        # the share of a pure-noise residual the best of d controls explains by chance (the
+        # typical largest of d chi-square(nb) / N draws): a control joins only when it
         # explains more of what is left than that
         log_d = math.log(max(self.d, 2))
         self.chance = (n_basis + 2 * math.sqrt(n_basis * log_d) + log_d) / self.n
 
     def fit(
-        self, coefs: np.ndarray, m: int, min_gain: float
+        self, coefs: np.ndarray, m: int, min_gain: float, *, progress: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``coefs (N, P)`` -> ``controls (P, m)``, ``mask (P, m)``, ``coef (P, m, nb)``,
-        ``intercept (P,)``."""
+        ``intercept (P,)``; ``progress``: a bar (stderr) over the screening and the fits."""
+        from tqdm import tqdm
+
+        big_p = coefs.shape[1]
+        chunk = max(1, int(2e7 // max(1, self.n * self.nb * big_p)))
+        n_chunks = -(-self.d // chunk)
+        self.bar = tqdm(total=m * n_chunks + big_p, disable=not progress, desc="fit LinearResponse")
+        with self.bar:
+            return self._fit(coefs, m, min_gain, chunk)
+
+    def _fit(
+        self, coefs: np.ndarray, m: int, min_gain: float, chunk: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         big_p = coefs.shape[1]
         resid = coefs - coefs.mean(0)
         total = np.sum(resid**2, axis=0)
         controls = np.zeros((big_p, m), dtype=np.int64)
         mask = np.zeros((big_p, m), dtype=bool)
         active = total > 1e-12 * max(float(total.max()), 1e-300)
-        chunk = max(1, int(2e7 // max(1, self.n * self.nb * big_p)))
         for s in range(m):
             energy = np.empty((self.d, big_p))
             for k0 in range(0, self.d, chunk):  # bounded memory: d x nb x P per chunk
                 proj = np.einsum("knb,np->kbp", self.q[k0 : k0 + chunk], resid)
                 energy[k0 : k0 + chunk] = np.sum(proj**2, axis=1)
+                self.bar.update(1)
             for t in range(s):  # a control is chosen once per coefficient
                 energy[controls[:, t], np.arange(big_p)] = np.where(
                     mask[:, t], -np.inf, energy[controls[:, t], np.arange(big_p)]
@@ -401,6 +415,7 @@ class _TuningCurves:
         coef = np.zeros((big_p, m, self.nb))
         intercept = coefs.mean(0).copy()
         for j in range(big_p):
+            self.bar.update(1)
             chosen = controls[j][mask[j]]
             if len(chosen) == 0:
                 continue

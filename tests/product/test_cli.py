@@ -533,3 +533,46 @@ def test_an_interrupted_demo_resumes_with_the_seeds_it_finished(tmp_path, capsys
     assert calls == [1]  # only the seed that had not finished
     r = json.loads((out / "results.json").read_text())
     assert r["seeds"] == [0, 1] and len(r["runs"]) == 2
+
+
+CROSSBAR_RUN = """
+[device]
+name = "crossbar"
+kwargs = { layer_sizes = [4, 3] }
+
+[task]
+dataset = "iris"
+
+[estimator]
+name = "zeroth_order"
+args = { q = 4, sigma = 0.1 }
+
+[train]
+lr = 0.05
+max_steps = 6
+batch_size = 32
+
+[budget]
+reconfigurations = 100
+"""
+
+
+def test_calibrate_a_physics_free_surrogate_from_a_log(tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg = write(tmp_path / "run.toml", CROSSBAR_RUN)
+    assert main(["train", "--config", cfg, "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    sur = tmp_path / "lr.pt"
+    argv = ["calibrate", "--log", str(run / "queries.sqlite"), "--config", str(run / "config.toml")]
+    assert main([*argv, "--kind", "linear_response", "--out", str(sur), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "linear_response surrogate of crossbar: fit on" in out
+    assert "linear response: holds" in out  # 32 inputs per setting identify a 4 -> 3 array
+    report = json.loads((tmp_path / "lr.json").read_text())
+    assert {c["assumption"] for c in report["checks"]} >= {"linear response"}
+    from blacksat.product.calibrate_cmd import load_surrogate
+
+    surrogate, _ = load_surrogate(sur)  # no physics model needed to load it
+    assert type(surrogate).__name__ == "LinearResponse" and surrogate.coverage_ is not None
+    fails([*argv, "--kind", "linear_response", "--out", str(tmp_path / "x.pt"), "--steps", "5"],
+          capsys, "closed form")  # fmt: skip
