@@ -30,9 +30,11 @@ from blacksat.surrogates.residual import Residual
 from blacksat.surrogates.workflows import (
     ActiveResult,
     Calibration,
+    TrustRegionResult,
     calibrate,
     refine,
     train_active,
+    train_trust_region,
 )
 
 #: surrogate kinds by name (benchmarks and the CLI iterate over them)
@@ -56,6 +58,7 @@ __all__ = [
     "Residual",
     "StructureCheck",
     "Surrogate",
+    "TrustRegionResult",
     "calibrate",
     "collect",
     "input_subset",
@@ -66,5 +69,6 @@ __all__ = [
     "refine",
     "sobol",
     "train_active",
+    "train_trust_region",
     "uniform",
 ]

@@ -11,7 +11,13 @@ The four ways a surrogate enters training (``DESIGN.md``, data flow), each a com
     members disagree, then refits; :func:`train_active` alternates training on the surrogate
     with refinement;
 (d) **surrogate ascent + device descent** in one SAT step:
-    ``sat(descent=PhysicsAware(meter, surrogate, task), ascent=Autograd(surrogate, task), ...)``.
+    ``sat(descent=PhysicsAware(meter, surrogate, task), ascent=Autograd(surrogate, task), ...)``;
+(e) **trust region with device checks**: :func:`train_trust_region` trains on the surrogate
+    only inside a box around the iterate, checks each proposed move on the device (the loss
+    before and after, on the same inputs), keeps it and grows the box only when the device
+    confirms the surrogate's predicted decrease, shrinks it otherwise, and refits on a local
+    design around the iterate each round: the surrogate is trusted only where queries said it
+    was right.
 
 Everything that reaches the device goes through it as given: wrap it in a
 :class:`~blacksat.MeteredDevice` (with a :class:`~blacksat.QueryLog` observer) to enforce the
@@ -29,7 +35,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from blacksat.errors import ConfigError
+from blacksat.errors import BudgetExhausted, ConfigError
 from blacksat.meter import Ledger
 from blacksat.objective import add_costs
 from blacksat.querydata import QueryData
@@ -228,4 +234,139 @@ def train_active(
     return result
 
 
-__all__ = ["ActiveResult", "Calibration", "calibrate", "refine", "train_active"]
+@dataclass
+class TrustRegionResult:
+    """The end of :func:`train_trust_region`: final controls, the calibration, one record per
+    round (``radius``, ``predicted`` and ``actual`` decrease of the loss, ``ratio``,
+    ``accepted``, ``spent``)."""
+
+    theta: np.ndarray
+    calibration: Calibration
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def spent(self) -> Ledger:
+        """Device cost of the checks and refinements (the initial calibration excluded)."""
+        return add_costs(*(r["spent"] for r in self.rounds)) if self.rounds else Ledger()
+
+
+def _box(space: Any, centre: np.ndarray, half: np.ndarray) -> Any:
+    """``space`` cut to ``centre +- half`` (bounded controls clipped; a periodic control whose
+    box spans less than its period becomes bounded)."""
+    from blacksat.space import ParamSpace
+
+    lower, upper = np.asarray(space.lower, float), np.asarray(space.upper, float)
+    lo, hi = np.maximum(lower, centre - half), np.minimum(upper, centre + half)
+    period = np.asarray(space.period, float)
+    whole = (period > 0) & (2 * half >= period)
+    lo, hi = np.where(whole, lower, lo), np.where(whole, upper, hi)
+    return ParamSpace(lo, hi, names=space.names, period=np.where(whole, period, 0.0))
+
+
+def train_trust_region(
+    task: Any,
+    calibration: Calibration,
+    device: Any,
+    x: ArrayLike,
+    theta0: ArrayLike,
+    *,
+    make_estimator: Callable[[Any, Any], Any],
+    config: Any,
+    rounds: int = 10,
+    radius: float = 0.05,
+    max_radius: float = 0.5,
+    n_local: int = 16,
+    eval_samples: int = 256,
+    accept: float = 0.1,
+    seed: int = 0,
+) -> TrustRegionResult:
+    """Surrogate-assisted descent that trusts the surrogate only where the device confirms it.
+
+    Each round: train on the surrogate (``Trainer`` with ``make_estimator(surrogate, task)``
+    and ``config``) inside the box ``theta +- radius * span``; read the device's loss at the
+    current and the proposed setting on the same ``eval_samples`` training inputs (two settings;
+    the current one's reading is reused when nothing moved); with ``ratio`` = actual / predicted
+    decrease, keep the move when ``ratio > accept`` (the box doubles, up to ``max_radius``, when
+    ``ratio > 0.75``), else undo it (digital layers included) and halve the box; then refit on
+    a local design of ``n_local`` settings around the iterate (:func:`refine`). Stops when the
+    rounds are done or the budget cuts a collection. ``radius`` and ``max_radius`` are fractions
+    of each control's range.
+    """
+    from blacksat.estimators import Autograd, ZerothOrder
+    from blacksat.objective import StepContext
+    from blacksat.trainer import Trainer
+
+    check_int("rounds", rounds, low=1)
+    space = device.space
+    span = np.asarray(space.upper, float) - np.asarray(space.lower, float)
+    theta = np.asarray(space.project(np.asarray(theta0, dtype=np.float64)), dtype=np.float64)
+    n_train = len(task.data.split("train")[1])
+    idx = np.random.default_rng([seed, 17]).choice(n_train, min(eval_samples, n_train), False)
+    batch = task.batch("train", idx)
+    ctx = StepContext(np.random.default_rng([seed, 18]))
+    on_device = ZerothOrder(device, task, q=1)
+    params = [p for p in task.digital_parameters() if p.requires_grad]
+
+    def device_loss(th: np.ndarray) -> tuple[float, Ledger]:
+        losses, cost = on_device.evaluate(torch.as_tensor(th)[None], batch, ctx)
+        return float(losses[0]), cost
+
+    def model_loss(th: np.ndarray) -> float:
+        losses, _ = Autograd(calibration.surrogate, task).evaluate(
+            torch.as_tensor(th)[None], batch, ctx
+        )
+        return float(losses[0])
+
+    result = TrustRegionResult(theta, calibration)
+    r = float(radius)
+    current, spent0 = device_loss(theta)
+    for k in range(rounds):
+        saved = [p.detach().clone() for p in params]
+        before_model = model_loss(theta)
+        box = _box(space, theta, r * span)
+        cfg = dataclasses.replace(config, seed=config.seed + k)
+        est = make_estimator(calibration.surrogate, task)
+        proposal = np.asarray(Trainer(task, est, box, cfg).fit(theta).theta, dtype=np.float64)
+        predicted = before_model - model_loss(proposal)
+        try:
+            after, cost = device_loss(proposal)
+        except BudgetExhausted:  # no reconfiguration left to check the move: keep theta
+            with torch.no_grad():
+                for p, v in zip(params, saved, strict=True):
+                    p.copy_(v)
+            break
+        actual = current - after
+        ratio = actual / predicted if predicted > 0 else (1.0 if actual > 0 else -1.0)
+        accepted = bool(ratio > accept and actual > 0)
+        if accepted:
+            theta, current = proposal, after
+            if ratio > 0.75:
+                r = min(2.0 * r, float(max_radius))
+        else:
+            with torch.no_grad():
+                for p, v in zip(params, saved, strict=True):
+                    p.copy_(v)
+            r *= 0.5
+        calibration = refine(calibration, device, x, theta, n_local=n_local, radius=r * span,
+                             seed=[seed, k])  # fmt: skip
+        spent = add_costs(cost, calibration.spent, *([spent0] if k == 0 else []))
+        result.rounds.append(
+            {"round": k, "radius": r, "predicted": predicted, "actual": actual, "ratio": ratio,
+             "accepted": accepted, "device_loss": current, "spent": spent,
+             "reason": calibration.reason}
+        )  # fmt: skip
+        result.theta, result.calibration = theta, calibration
+        if calibration.reason == "budget":
+            break
+    return result
+
+
+__all__ = [
+    "ActiveResult",
+    "Calibration",
+    "TrustRegionResult",
+    "calibrate",
+    "refine",
+    "train_active",
+    "train_trust_region",
+]

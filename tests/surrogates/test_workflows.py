@@ -8,6 +8,7 @@ independent :class:`CountingDevice` tally underneath it.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -21,7 +22,15 @@ from blacksat.devices.tasks import default_task
 from blacksat.estimators import Autograd, PhysicsAware
 from blacksat.querylog import log_queries
 from blacksat.sat import sat
-from blacksat.surrogates import Ensemble, GreyBox, calibrate, local, refine, train_active
+from blacksat.surrogates import (
+    Ensemble,
+    GreyBox,
+    calibrate,
+    local,
+    refine,
+    train_active,
+    train_trust_region,
+)
 from blacksat.trainer import TrainConfig, Trainer
 
 BATCH = 16
@@ -274,3 +283,42 @@ def test_surrogate_ascent_with_device_descent(task, chip, calibrated):
     _one_step(task, sat(descent=PhysicsAware(meter2, calibrated, task), rho=0.1), chip, meter2)
     assert meter2.ledger.reconfigurations == 2 and meter2.ledger.samples == 2 * BATCH
     _same_tally(meter2, counting2)
+
+
+# ---------------------------------------------------------------------- trust region
+def _trust(task, chip, x, rounds, **budget):
+    meter, counting = _metered(chip, **budget)
+    cal = calibrate(_grey(chip), meter, x, 24, seed=0)
+    before = meter.ledger
+    result = train_trust_region(
+        task, cal, meter, x, chip.initial_controls(0), make_estimator=Autograd, config=CONFIG,
+        rounds=rounds, radius=0.05, n_local=4, eval_samples=32, seed=0,
+    )  # fmt: skip
+    return result, meter, counting, before
+
+
+def test_trust_region_moves_only_where_the_device_confirms_and_charges_every_check(task, chip, x):
+    result, meter, counting, before = _trust(task, chip, x, rounds=4)
+    rounds = result.rounds
+    assert [r["round"] for r in rounds] == [0, 1, 2, 3]
+    # every round: the proposal read once, plus 4 local settings; the start read once
+    assert result.spent.reconfigurations == 1 + 4 * (1 + 4)
+    assert meter.ledger.reconfigurations - before.reconfigurations == result.spent.reconfigurations
+    _same_tally(meter, counting)
+    for prev, r in zip([None, *rounds], rounds, strict=False):
+        if r["accepted"]:
+            assert r["actual"] > 0 and r["ratio"] > 0.1
+        r0 = 0.05 if prev is None else prev["radius"]
+        grown = min(2 * r0, 0.5) if r["ratio"] > 0.75 else r0
+        assert r["radius"] == pytest.approx(grown if r["accepted"] else r0 / 2)
+    # the device loss never rises: only confirmed moves are kept
+    losses = [r["device_loss"] for r in rounds]
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(losses))
+    assert chip.space.contains(result.theta) and any(r["accepted"] for r in rounds)
+
+
+def test_trust_region_stops_cleanly_when_the_budget_ends(task, chip, x):
+    result, meter, counting, _ = _trust(task, chip, x, rounds=10, max_reconfigurations=24 + 8)
+    assert meter.ledger.reconfigurations <= 32
+    assert len(result.rounds) < 10
+    _same_tally(meter, counting)
