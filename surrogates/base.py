@@ -342,6 +342,30 @@ class Surrogate(nn.Module):
         self.report_ = self._report(train, test, steps, time.perf_counter() - t0)
         return self
 
+    def uncertainty(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """A standard deviation of each reading, shaped like ``self(theta, x)`` (no autograd).
+
+        The default for every kind: the held-out RMSE of the fit where the data is (inside the
+        covered range), growing with the distance outside it: ``rmse * (1 + 10 m)`` with ``m``
+        the mean over controls of how far the setting lies beyond the covered range, in units
+        of that range. Kinds with a better measure (the ensemble's disagreement) override it."""
+        if self.report_ is None or self.coverage_ is None:
+            raise ConfigError(f"{type(self).__name__} is not fitted: call fit(data) first")
+        rmse = self.report_.held_out_rmse
+        if not math.isfinite(rmse):
+            rmse = self.report_.train_rmse
+        theta = torch.as_tensor(theta, dtype=torch.float64)
+        batched = theta if theta.ndim == 2 else theta[None]
+        lo = torch.as_tensor(self.coverage_.theta_low, dtype=torch.float64)
+        hi = torch.as_tensor(self.coverage_.theta_high, dtype=torch.float64)
+        width = (hi - lo).clamp_min(1e-12)
+        beyond = ((lo - batched).clamp_min(0) + (batched - hi).clamp_min(0)) / width
+        factor = 1.0 + 10.0 * beyond.mean(-1)  # (K,)
+        with torch.no_grad():
+            shape = self.forward_many(batched, torch.as_tensor(x)).shape
+        out = (rmse * factor).reshape(-1, *([1] * (len(shape) - 1))).expand(shape).clone()
+        return out if theta.ndim == 2 else out[0]
+
     def score(self, data: Any) -> dict[str, float]:
         """``{"rmse", "r2", "relative_error"}`` of this surrogate on other recorded queries."""
         return quality(self, data)

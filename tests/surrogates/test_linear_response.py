@@ -128,3 +128,15 @@ def test_coverage_tells_a_design_from_a_trajectory_and_bounds_training():
     assert Coverage.from_dict(log.to_dict()) == log
     with pytest.raises(ConfigError):
         Coverage.from_dict({"theta_low": [0.0]})
+
+
+def test_uncertainty_is_the_fit_error_inside_the_data_and_grows_outside_it():
+    sur = LinearResponse(seed=0).fit([data(local_device, 200)])
+    x = torch.ones(3, N_IN, dtype=torch.float64)
+    inside = sur.uncertainty(torch.full((D,), 0.5, dtype=torch.float64), x)
+    assert inside.shape == (3, N_OUT)
+    assert torch.allclose(inside, torch.full_like(inside, sur.report_.held_out_rmse))
+    far = sur.uncertainty(torch.full((2, D), 3.0, dtype=torch.float64), x)
+    assert far.shape == (2, 3, N_OUT) and torch.all(far > 10 * inside[0, 0])
+    with pytest.raises(ConfigError, match="not fitted"):
+        LinearResponse().uncertainty(torch.zeros(D), x)

@@ -176,15 +176,19 @@ def test_refine_where_the_ensemble_is_uncertain(chip, x):
     _same_tally(meter, counting)
 
 
-def test_refine_by_uncertainty_needs_an_uncertainty(chip, x):
+def test_refine_by_the_default_uncertainty_goes_where_the_data_is_not(chip, x):
+    """Every surrogate has an uncertainty: the grey box's grows outside its data's range."""
     meter, counting = _metered(chip)
-    cal = calibrate(_grey(chip), meter, x, 16)
+    cal = calibrate(_grey(chip), meter, x, 16, design="local", radius=0.05,
+                    center=chip.space.center)  # fmt: skip
     spent = meter.ledger
-    with pytest.raises(ConfigError, match="uncertainty"):
-        refine(cal, meter, x, chip.space.center, n_local=4, n_uncertain=2)
     with pytest.raises(ConfigError):
         refine(cal, meter, x, chip.space.center, n_local=0)
     assert meter.ledger == spent  # nothing was sent
+    covered = cal.surrogate.coverage_  # refine refits the same surrogate
+    new = refine(cal, meter, x, chip.space.center, n_local=0, n_uncertain=2, radius=0.3, seed=1)
+    picked = new.data.groups[-1][0]
+    assert len(picked) == 2 and np.all(covered.inside(picked) < 1.0)
     _same_tally(meter, counting)
 
 
