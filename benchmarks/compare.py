@@ -97,15 +97,13 @@ def report(result: CompareResult, *, command: str, minutes: float, workers: str)
         "",
         f"Target {verdict}.",
         "",
-        "The nevergrad figures are far below the internal measurement quoted in the issue "
-        "(OnePlusOne 67 / 78 / 83 %, default CMA 32 / 44 / 80 %), whose setup (chip, "
-        "initialisation, front end, noise) is not recorded; this table is the reproducible "
-        "one (every run is a pure function of its seeds).",
+        "Every run is a pure function of its seeds.",
         "",
         f"### Robustness of each result at {top} reconfigurations (accuracy %, mean over seeds)",
         "",
         "Temperature drift of the same chip (every phase shifter moves by 0.1 rad/K), and a "
-        "fresh chip of the same process (seed + 10000).",
+        "fresh chip of the same process (the library's rule, "
+        "`blacksat.evaluation.fresh_chip_seeds`: chip c + 1000).",
         "",
         robustness_table(summary, result.scenario),
         "",
