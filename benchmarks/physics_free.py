@@ -6,8 +6,9 @@
 
 Per run (training seed ``s`` on chip ``c``; seeds 0, 1, 2 x chips 0, 1, 2): ``N`` settings drawn
 uniformly over the device's control space (a space-filling design) are each read with ``B``
-inputs (the task's encoded training inputs; ``B`` = 1.25 x the coefficients of an intensity
-response + 4 for devices of at most 32 inputs, of a linear response beyond, at least 64).
+probe inputs (uniform over the device's declared input range, else over each feature's range
+in the task's encoded training inputs; ``B`` = 2 x the coefficients of an intensity response
++ 4 for devices of at most 32 inputs, of a linear response beyond, at least 64).
 :class:`~blacksat.surrogates.LinearResponse` is fitted on them with its defaults
 (``response="auto"``: nothing about the device is declared); then offline SAT on the surrogate
 (an L2 ball of radius 0.02 of the control box's diagonal, Adam lr 0.02, 600 steps of batch 64,
@@ -73,12 +74,21 @@ def scenario(config: str) -> Scenario:
     return Scenario(device=device, device_kwargs=kwargs)
 
 
-def _inputs(task: Any, b: int, seed: int) -> np.ndarray:
+def _inputs(chip: Any, task: Any, b: int, seed: int) -> np.ndarray:
+    """``b`` probe inputs ``(b, *input_shape)``: uniform over the device's declared
+    ``input_range``, else over each feature's range in the task's encoded training inputs (what
+    the device will be driven with; a lab chooses its probe inputs)."""
+    rng = np.random.default_rng([seed, 3])
+    shape = tuple(chip.input_shape)
+    declared = getattr(chip, "input_range", None)
+    if declared is not None:
+        return rng.uniform(declared[0], declared[1], (b, *shape))
     x, _ = task.data.split("train")
-    idx = np.random.default_rng([seed, 3]).choice(len(x), size=min(b, len(x)), replace=False)
     with torch.no_grad():
-        enc = task.encode(torch.as_tensor(x[idx], dtype=task.dtype))
-    return enc.detach().double().numpy()
+        enc = task.encode(torch.as_tensor(x, dtype=task.dtype)).double().numpy()
+    enc = enc.reshape(len(enc), -1)
+    lo, hi = enc.min(0), enc.max(0)
+    return (lo + (hi - lo) * rng.random((b, lo.size))).reshape(b, *shape)
 
 
 def _read(chip: Any, thetas: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -87,10 +97,10 @@ def _read(chip: Any, thetas: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def n_inputs(n_in: int) -> int:
-    """Inputs per setting: enough to identify an intensity response where that is affordable
-    (``n_in <= 32``), else a linear one (1.25 x its coefficients + 4), at least 64."""
+    """Inputs per setting: twice the coefficients of an intensity response where that is
+    affordable (``n_in <= 32``), else of a linear one, + 4; at least 64."""
     p = n_in * (n_in + 1) // 2 + n_in + 1 if n_in <= 32 else n_in + 1
-    return max(64, p * 5 // 4 + 4)
+    return max(64, 2 * p + 4)
 
 
 def _offline_sat(task: Any, model: Any, space: Any, start: np.ndarray, seed: int) -> np.ndarray:
@@ -106,8 +116,7 @@ def surrogate_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[s
     chip = sc.build_chip(chip_seed)
     task = sc.build_task(chip, seed).to(torch.float64)
     n_in = int(np.prod(chip.input_shape))
-    x = _inputs(task, n_inputs(n_in), seed)
-    x = x.reshape(len(x), *chip.input_shape)
+    x = _inputs(chip, task, n_inputs(n_in), seed)
     rng = np.random.default_rng([seed, chip_seed, budget])
     thetas = chip.space.sample(rng, budget)
     t0 = time.perf_counter()
