@@ -595,7 +595,7 @@ def section(rows: list[Mapping[str, Any]], header: str, files: list[str]) -> str
         "paper's 64; the error level is the paper's.",
         "",
         f"Chip rule: training seeds {seeds}, each with {nc} training chips (fabrication draws "
-        f"`10 s + j`, j = 0..{nc - 1}). An on-chip method trains on one training chip `c` "
+        f"`200 + 10 s + j`, j = 0..{nc - 1}). An on-chip method trains on one training chip `c` "
         f"({ns * nc} runs per method) and is scored on `c` and on the fresh chips "
         f"`blacksat.evaluation.fresh_chip_seeds(c, {nf})` (`c + 1000 + i`, i = 0..{nf - 1}). "
         f"Offline methods train once per seed on the nominal model ({ns} runs per method) and "
@@ -638,16 +638,16 @@ def section(rows: list[Mapping[str, Any]], header: str, files: list[str]) -> str
         f"reads only {REFIT_FEW} random training samples in that one configuration.",
         "",
         "Columns: *runs* = trainings pooled; *nominal model* = accuracy on the nominal model "
-        "(one value per run); *training chips* = the 0.15/0.15 chips `10 s + j` (on-chip "
+        "(one value per run); *training chips* = the 0.15/0.15 chips `200 + 10 s + j` (on-chip "
         "methods: the chip each trained on; offline methods: the same chips, deployed "
         "unchanged); *fresh chips* = the chip rule above; *fresh chips − offline BP* = per "
         "(seed, training chip) the method's fresh-chip value minus offline BP's on the same "
-        "fresh chips; *+ readout re-fit*, *coupler / phase errors only* (chips `10 s + j` with "
-        "`s_ps = 0` / `s_bs = 0`) = offline methods; *error-free chip* = `s_bs = s_ps = 0`, "
-        "hidden effects at default in all three; *dT = ±2 K* = the training chip at the worse "
-        "of -2 / +2 K; Hessian = top eigenvalue of the control-space Hessian of the training "
-        "loss (Lanczos) on the nominal model and on the exact model of the first training chip "
-        "of each seed (one value per seed).",
+        "fresh chips; *+ readout re-fit*, *coupler / phase errors only* (chips `200 + 10 s + j`"
+        " with `s_ps = 0` / `s_bs = 0`) = offline methods; *error-free chip* = `s_bs = s_ps = "
+        "0`, hidden effects at default in all three; *dT = ±2 K* = the training chip at the "
+        "worse of -2 / +2 K; Hessian = top eigenvalue of the control-space Hessian of the "
+        "training loss (Lanczos) on the nominal model and on the exact model of the first "
+        "training chip of each seed (one value per seed).",
     ]
     for dev, rs in devs.items():
         lines += ["", f"### {LABELS[dev]} (`{dev}`)", "", *device_table(rs)]
