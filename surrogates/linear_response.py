@@ -353,6 +353,7 @@ class _TuningCurves:
         centred = self.basis - self.basis.mean(0, keepdims=True)
         # an orthonormal basis of each control's (centred) tuning-curve space: (d, N, nb)
         self.q = np.linalg.qr(centred.transpose(1, 0, 2))[0]
+        self.qt = np.ascontiguousarray(self.q.transpose(0, 2, 1))  # (d, nb, N): for BLAS
         # the share of a pure-noise residual the best of d controls explains by chance (the
         # typical largest of d chi-square(nb) / N draws): a control joins only when it
         # explains more of what is left than that
@@ -385,7 +386,8 @@ class _TuningCurves:
         for s in range(m):
             energy = np.empty((self.d, big_p))
             for k0 in range(0, self.d, chunk):  # bounded memory: d x nb x P per chunk
-                proj = np.einsum("knb,np->kbp", self.q[k0 : k0 + chunk], resid)
+                block = self.qt[k0 : k0 + chunk]
+                proj = (block.reshape(-1, self.n) @ resid).reshape(len(block), self.nb, -1)
                 energy[k0 : k0 + chunk] = np.sum(proj**2, axis=1)
                 self.bar.update(1)
             for t in range(s):  # a control is chosen once per coefficient
