@@ -13,7 +13,14 @@ held-out fit quality in ``report_``) and is a differentiable :class:`~blacksat.M
 ``surrogate(theta (d,), x (B, *in)) -> (B, *out)``, batched ``(K, d) -> (K, B, *out)``.
 """
 
-from blacksat.surrogates.base import Coverage, FitReport, Surrogate, narrow_data_warning, quality
+from blacksat.surrogates.base import (
+    Coverage,
+    FitReport,
+    Surrogate,
+    input_coverage_warning,
+    narrow_data_warning,
+    quality,
+)
 from blacksat.surrogates.designs import (
     Collected,
     collect,
@@ -61,6 +68,7 @@ __all__ = [
     "TrustRegionResult",
     "calibrate",
     "collect",
+    "input_coverage_warning",
     "input_subset",
     "latin_hypercube",
     "local",

@@ -177,6 +177,31 @@ def narrow_data_warning(
     )
 
 
+def input_coverage_warning(
+    coverage: Coverage | None, x: Any, *, tolerance: float = 0.1
+) -> str | None:
+    """A sentence for the user when the inputs ``x (B, *in)`` a task will drive the device
+    with leave the range of the inputs the surrogate was fitted on (by more than ``tolerance``
+    of that range on any feature that varies), else ``None``."""
+    if coverage is None:
+        return None
+    xs = np.asarray(x, dtype=float).reshape(len(x), -1)
+    lo, hi = np.asarray(coverage.x_low), np.asarray(coverage.x_high)
+    if xs.shape[1] != lo.size:
+        return None
+    pad = tolerance * np.maximum(hi - lo, 1e-12)
+    out = (xs.min(0) < lo - pad) | (xs.max(0) > hi + pad)
+    if not out.any():
+        return None
+    return (
+        f"the task drives {int(out.sum())} of {lo.size} input features outside the range the "
+        f"surrogate's data covers (e.g. feature {int(np.argmax(out))}: task "
+        f"[{xs[:, np.argmax(out)].min():.3g}, {xs[:, np.argmax(out)].max():.3g}], data "
+        f"[{lo[np.argmax(out)]:.3g}, {hi[np.argmax(out)]:.3g}]); its readings there are "
+        f"extrapolated"
+    )
+
+
 def as_groups(data: Any) -> list[Group]:
     """``QueryData`` or a sequence of ``(thetas (K, d), x (B, *in), y (K, B, *out))`` ->
     a validated list of float64 groups (all ``d``, input and output shapes consistent)."""
@@ -519,6 +544,7 @@ __all__ = [
     "Group",
     "Surrogate",
     "as_groups",
+    "input_coverage_warning",
     "narrow_data_warning",
     "predict",
     "quality",

@@ -117,7 +117,7 @@ def build(config: RunConfig) -> Setup:
                 f"estimator.model {es.model!r} is a surrogate of a {fitted_for.get('name')!r} "
                 f"device, the run's device is {config.device.name!r}"
             )
-    space, notes = _surrogate_safeguards(es, model, chip.space)
+    space, notes = _surrogate_safeguards(es, model, chip.space, task)
     b = config.budget
     meter = MeteredDevice(chip, max_reconfigurations=b.reconfigurations, max_samples=b.samples)
     theta0 = np.asarray(space.project(_initial_controls(config, chip)), dtype=np.float64)
@@ -137,17 +137,20 @@ def build(config: RunConfig) -> Setup:
     )
 
 
-def _surrogate_safeguards(es: Any, model: Any, space: Any) -> tuple[Any, tuple[str, ...]]:
+def _surrogate_safeguards(
+    es: Any, model: Any, space: Any, task: Any
+) -> tuple[Any, tuple[str, ...]]:
     """Where training on a surrogate may go, and what the user is told first.
 
     Offline training (``autograd``) on a surrogate stays inside the region its data covers
     (:meth:`~blacksat.surrogates.Coverage.region`: a trust region, since a surrogate is evidence
     about the device only where it was fitted); each warning (data from the neighbourhood of
     one trajectory, an assumption the data contradicted) is issued before training and kept in
-    ``result.json``."""
+    ``result.json``. The task's training inputs (as encoded at the start) are checked against
+    the inputs the surrogate was fitted on too."""
     import warnings
 
-    from blacksat.surrogates import narrow_data_warning
+    from blacksat.surrogates import input_coverage_warning, narrow_data_warning
 
     coverage = getattr(model, "coverage_", None)
     if coverage is None:
@@ -156,6 +159,12 @@ def _surrogate_safeguards(es: Any, model: Any, space: Any) -> tuple[Any, tuple[s
     narrow = narrow_data_warning(coverage, space)
     if narrow is not None:
         notes.append(narrow)
+    with torch.no_grad():
+        features = torch.as_tensor(task.data.split("train")[0], dtype=task.dtype)
+        inputs = task.encode(features).double().numpy()
+    outside = input_coverage_warning(coverage, inputs)
+    if outside is not None:
+        notes.append(outside)
     contradicted = getattr(model, "contradicted", None)
     for check in contradicted() if callable(contradicted) else ():
         notes.append(f"the surrogate's data contradicted an assumption: {check}")

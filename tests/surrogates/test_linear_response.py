@@ -140,3 +140,18 @@ def test_uncertainty_is_the_fit_error_inside_the_data_and_grows_outside_it():
     assert far.shape == (2, 3, N_OUT) and torch.all(far > 10 * inside[0, 0])
     with pytest.raises(ConfigError, match="not fitted"):
         LinearResponse().uncertainty(torch.zeros(D), x)
+
+
+def test_inputs_outside_the_data_are_reported():
+    from blacksat.surrogates import input_coverage_warning
+
+    cov = Coverage.of([data(local_device, 30)])
+    lo, hi = np.asarray(cov.x_low), np.asarray(cov.x_high)
+    assert input_coverage_warning(cov, np.stack([lo, hi, (lo + hi) / 2])) is None
+    edge = hi + 0.05 * (hi - lo)  # within the tolerance of 10 % of the range
+    assert input_coverage_warning(cov, edge[None]) is None
+    far = np.zeros((4, N_IN))
+    far[:, 2] = 3.0
+    msg = input_coverage_warning(cov, far)
+    assert msg is not None and "1 of 5 input features" in msg and "feature 2" in msg
+    assert input_coverage_warning(None, far) is None
