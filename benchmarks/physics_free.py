@@ -19,6 +19,9 @@ quality is measured on 50 fresh settings read with the same inputs (not charged)
 Against, at the same chip and seed:
 
 - ``white box``: the same offline SAT through the chip's exact model (the ceiling);
+- ``grey box``: the same design fitted by :class:`~blacksat.surrogates.GreyBox` (the device's
+  nominal physics with fitted error parameters, its defaults) and trained on the same way:
+  what knowing the physics adds;
 - ``query-only default``: ``blacksat``'s query-only default (``compare`` method ``blacksat``)
   with ``N`` reconfigurations on the chip.
 
@@ -47,7 +50,7 @@ from blacksat.estimators import Autograd
 from blacksat.evaluation import accuracy
 from blacksat.product.compare import Scenario, run_one
 from blacksat.sat import sat
-from blacksat.surrogates import LinearResponse
+from blacksat.surrogates import GreyBox, LinearResponse
 from blacksat.train_config import TrainConfig
 from blacksat.trainer import Trainer
 
@@ -111,7 +114,8 @@ def _offline_sat(task: Any, model: Any, space: Any, start: np.ndarray, seed: int
     return Trainer(task, est, space, cfg).fit(np.asarray(space.project(start))).theta
 
 
-def surrogate_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str, Any]:
+def _design(config: str, budget: int, seed: int, chip_seed: int) -> tuple[Any, ...]:
+    """The chip, task, design settings, probe inputs and readings of one run."""
     sc = scenario(config)
     chip = sc.build_chip(chip_seed)
     task = sc.build_task(chip, seed).to(torch.float64)
@@ -121,10 +125,12 @@ def surrogate_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[s
     thetas = chip.space.sample(rng, budget)
     t0 = time.perf_counter()
     y = _read(chip, thetas, x)
-    read_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sur = LinearResponse(seed=seed).fit([(thetas, x, y)])
-    fit_s = time.perf_counter() - t0
+    return sc, chip, task, thetas, x, y, time.perf_counter() - t0
+
+
+def _deploy(sc: Any, chip: Any, task: Any, sur: Any, x: Any, seed: int, chip_seed: int) -> dict:
+    """Fit quality at fresh settings, offline SAT inside the covered range, the chip's
+    accuracy."""
     fresh = chip.space.sample(np.random.default_rng([seed, chip_seed, 99]), FRESH)
     fit_r2 = sur.score([(fresh, x, _read(chip, fresh, x))])["r2"]
     region = sur.coverage_.region(chip.space)
@@ -135,12 +141,32 @@ def surrogate_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[s
         "surrogate_accuracy": 100 * accuracy(task, sur, theta),
         "fit_r2": fit_r2,
         "held_out_r2": sur.report_.held_out_r2,
+        "inputs": len(x),
+    }
+
+
+def surrogate_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str, Any]:
+    sc, chip, task, thetas, x, y, read_s = _design(config, budget, seed, chip_seed)
+    t0 = time.perf_counter()
+    sur = LinearResponse(seed=seed).fit([(thetas, x, y)])
+    fit_s = time.perf_counter() - t0
+    return {
+        **_deploy(sc, chip, task, sur, x, seed, chip_seed),
         "response": sur.response_,
         "checks": [{"assumption": c.assumption, "r2": c.r2, "holds": c.holds} for c in sur.checks_],
-        "inputs": len(x),
         "read_s": read_s,
         "fit_s": fit_s,
     }
+
+
+def greybox_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str, Any]:
+    """The same design fitted by a grey box (the device's nominal physics with fitted error
+    parameters, its defaults): what knowing the physics adds."""
+    sc, chip, task, thetas, x, y, read_s = _design(config, budget, seed, chip_seed)
+    t0 = time.perf_counter()
+    grey = GreyBox(chip.nominal_model(dtype=torch.float64), seed=seed).fit([(thetas, x, y)])
+    fit_s = time.perf_counter() - t0
+    return {**_deploy(sc, chip, task, grey, x, seed, chip_seed), "read_s": read_s, "fit_s": fit_s}
 
 
 def white_box_run(config: str, seed: int, chip_seed: int) -> dict[str, Any]:
@@ -181,6 +207,10 @@ def run(study: Study, quick: bool) -> None:
                       f"(fit R^2 {r['fit_r2']:.3f}, {r['response']})", flush=True)  # fmt: skip
                 if not check_only:
                     study.run(
+                        lambda c=config, b=budget, s=seed, ch=chip: greybox_run(c, b, s, ch),
+                        config=config, method="grey box", budget=budget, seed=seed, chip=chip,
+                    )  # fmt: skip
+                    study.run(
                         lambda c=config, b=budget, s=seed, ch=chip: query_only_run(c, b, s, ch),
                         config=config, method="query-only default", budget=budget, seed=seed,
                         chip=chip,
@@ -210,8 +240,8 @@ def section(study: Study) -> str:
         ),
         "",
         "| device | N (reconfigurations) | inputs per setting | physics-free surrogate | fit R² "
-        "| query-only default | white box |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| grey box (nominal physics + fitted errors) | fit R² | query-only default | white box |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for config, (_, _, budgets) in CONFIGS.items():
         if budgets == (CHECK_BUDGET,):
@@ -220,11 +250,13 @@ def section(study: Study) -> str:
         for b in budgets:
             sur = pick(config=config, method="linear_response", budget=b)
             zo = pick(config=config, method="query-only default", budget=b)
+            grey = pick(config=config, method="grey box", budget=b)
             if not sur:
                 continue
             lines.append(
                 f"| {config} | {b} | {sur[0]['inputs']} | {_cell(sur)} | "
-                f"{_cell(sur, 'fit_r2', 3)} | {_cell(zo)} | {_cell(white)} |"
+                f"{_cell(sur, 'fit_r2', 3)} | {_cell(grey)} | {_cell(grey, 'fit_r2', 3)} | "
+                f"{_cell(zo)} | {_cell(white)} |"
             )
     lines += [
         "",
