@@ -26,7 +26,7 @@ from blacksat.evaluation import fresh_chip_seeds
 
 RESULTS = ROOT / "benchmarks" / "results"
 
-__all__ = ["RESULTS", "Study", "fresh_chip_seeds", "machine", "parser", "summary"]
+__all__ = ["RESULTS", "Study", "fresh_chip_seeds", "machine", "main", "parser", "summary"]
 
 
 def parser(doc: str | None, *, report_only: bool = True) -> argparse.ArgumentParser:
@@ -128,3 +128,27 @@ class Study:
             return
         write_section(self.key, body)
         print(f"wrote the {self.key} section of BENCHMARKS.md")
+
+
+def main(
+    doc: str | None,
+    name: str,
+    run: Callable[[Study, bool], None],
+    section: Callable[[Study], str],
+    argv: list[str] | None = None,
+    *,
+    key: str | None = None,
+) -> None:
+    """The command line of a study: ``--force`` discards its saved runs, ``run(study, quick)``
+    runs what is not on disk (skipped with ``--report-only``), ``section(study)`` is written
+    (printed with ``--quick``); one torch thread."""
+    import torch
+
+    args = parser(doc).parse_args(argv)
+    torch.set_num_threads(1)
+    study = Study(name, key or name, quick=args.quick)
+    if args.force:
+        study.reset()
+    if not args.report_only:
+        run(study, args.quick)
+    study.write(section(study))

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import Study, fresh_chip_seeds, parser, summary
+from _study import Study, fresh_chip_seeds, summary
+from _study import main as run_study
 
 from blacksat import MeteredDevice, TrainConfig, Trainer
 from blacksat.characterize import characterize
@@ -226,14 +227,7 @@ def section(study: Study) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser(__doc__).parse_args(argv)
-    torch.set_num_threads(1)
-    study = Study("characterize", "characterize", quick=args.quick)
-    if args.force:
-        study.reset()
-    if not args.report_only:
-        run(study, args.quick)
-    study.write(section(study))
+    run_study(__doc__, "characterize", run, section, argv)
 
 
 if __name__ == "__main__":

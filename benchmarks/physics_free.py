@@ -44,7 +44,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import Study, parser, summary
+from _study import Study, summary
+from _study import main as run_study
 
 from blacksat.estimators import Autograd
 from blacksat.evaluation import accuracy
@@ -297,14 +298,7 @@ def section(study: Study) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser(__doc__).parse_args(argv)
-    torch.set_num_threads(1)
-    study = Study("physics_free", "physics_free", quick=args.quick)
-    if args.force:
-        study.reset()
-    if not args.report_only:
-        run(study, args.quick)
-    study.write(section(study))
+    run_study(__doc__, "physics_free", run, section, argv)
 
 
 if __name__ == "__main__":

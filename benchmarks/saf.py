@@ -55,7 +55,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import Study, fresh_chip_seeds, parser, summary
+from _study import Study, fresh_chip_seeds, summary
+from _study import main as run_study
 
 from blacksat import MeteredDevice, TrainConfig, Trainer, ZerothOrder, sat
 from blacksat.data import load_digits
@@ -390,14 +391,7 @@ def section(study: Study) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser(__doc__).parse_args(argv)
-    torch.set_num_threads(1)
-    study = Study("saf", "saf", quick=args.quick)
-    if args.force:
-        study.reset()
-    if not args.report_only:
-        run(study, args.quick)
-    study.write(section(study))
+    run_study(__doc__, "saf", run, section, argv)
 
 
 if __name__ == "__main__":

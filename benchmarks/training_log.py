@@ -33,10 +33,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import ROOT, Study, parser, summary
+from _study import ROOT, Study, summary
+from _study import main as run_study
 
 from blacksat.estimators import Autograd
 from blacksat.evaluation import accuracy
@@ -173,18 +172,15 @@ def section(study: Study) -> str:
     )
 
 
+def run(study: Study, quick: bool) -> None:
+    for chip in CHIPS[:1] if quick else CHIPS:
+        r = study.run(lambda c=chip: one_chip(c, quick), chip=chip)
+        print(f"chip {chip}: online {r['online']:.1f} %, covered {r['offline_covered']:.1f} %, "
+              f"all {r['offline_all']:.1f} %", flush=True)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser(__doc__).parse_args(argv)
-    torch.set_num_threads(1)
-    study = Study("training_log", "training_log", quick=args.quick)
-    if args.force:
-        study.reset()
-    if not args.report_only:
-        for chip in CHIPS[:1] if args.quick else CHIPS:
-            r = study.run(lambda c=chip: one_chip(c, args.quick), chip=chip)
-            print(f"chip {chip}: online {r['online']:.1f} %, covered {r['offline_covered']:.1f} %, "
-                  f"all {r['offline_all']:.1f} %", flush=True)  # fmt: skip
-    study.write(section(study))
+    run_study(__doc__, "training_log", run, section, argv)
 
 
 if __name__ == "__main__":

@@ -131,17 +131,10 @@ class Coverage:
         ``margin`` of each control's full range on each side: a trust region for training on
         the surrogate. ``space`` itself where the data spans (nearly) every control's range or
         the controls are discrete; a periodic control that is narrowed becomes bounded."""
-        from blacksat.space import ParamSpace
-
-        lower, upper = np.asarray(space.lower, float), np.asarray(space.upper, float)
-        span = upper - lower
-        lo = np.maximum(lower, np.asarray(self.theta_low) - margin * span)
-        hi = np.minimum(upper, np.asarray(self.theta_high) + margin * span)
-        narrowed = (lo > lower + 1e-12) | (hi < upper - 1e-12)
-        if space.levels is not None or not narrowed.any():
-            return space
-        period = np.where(narrowed, 0.0, np.asarray(space.period, float))
-        return ParamSpace(lo, hi, names=space.names, period=period)
+        span = np.asarray(space.upper, float) - np.asarray(space.lower, float)
+        lo = np.asarray(self.theta_low) - margin * span
+        hi = np.asarray(self.theta_high) + margin * span
+        return space if space.levels is not None else sub_space(space, lo, hi)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -156,6 +149,21 @@ class Coverage:
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"a damaged coverage record: {exc}") from None
+
+
+def sub_space(space: Any, lo: Any, hi: Any) -> Any:
+    """``space`` cut to the box ``[lo, hi]`` (clipped to its bounds; levels not kept): a
+    periodic control keeps its period only where the box spans all of it, a narrowed one
+    becomes bounded. ``space`` itself when nothing is narrowed."""
+    from blacksat.space import ParamSpace
+
+    lower, upper = np.asarray(space.lower, float), np.asarray(space.upper, float)
+    lo, hi = np.maximum(lower, lo), np.minimum(upper, hi)
+    narrowed = (lo > lower + 1e-12) | (hi < upper - 1e-12)
+    if not narrowed.any():
+        return space
+    period = np.where(narrowed, 0.0, np.asarray(space.period, float))
+    return ParamSpace(lo, hi, names=space.names, period=period)
 
 
 def narrow_data_warning(
@@ -549,4 +557,5 @@ __all__ = [
     "predict",
     "quality",
     "split_groups",
+    "sub_space",
 ]

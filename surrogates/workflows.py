@@ -40,7 +40,7 @@ from blacksat.meter import Ledger
 from blacksat.objective import add_costs
 from blacksat.querydata import QueryData
 from blacksat.surrogates import designs
-from blacksat.surrogates.base import FitReport, Surrogate
+from blacksat.surrogates.base import FitReport, Surrogate, sub_space
 from blacksat.validation import check_int
 
 Design = Literal["sobol", "latin_hypercube", "uniform", "local"]
@@ -251,16 +251,13 @@ class TrustRegionResult:
 
 
 def _box(space: Any, centre: np.ndarray, half: np.ndarray) -> Any:
-    """``space`` cut to ``centre +- half`` (bounded controls clipped; a periodic control whose
-    box spans less than its period becomes bounded)."""
-    from blacksat.space import ParamSpace
-
-    lower, upper = np.asarray(space.lower, float), np.asarray(space.upper, float)
-    lo, hi = np.maximum(lower, centre - half), np.minimum(upper, centre + half)
+    """``space`` cut to ``centre +- half`` (:func:`~blacksat.surrogates.base.sub_space`; a
+    periodic control whose box spans its whole period keeps it)."""
     period = np.asarray(space.period, float)
     whole = (period > 0) & (2 * half >= period)
-    lo, hi = np.where(whole, lower, lo), np.where(whole, upper, hi)
-    return ParamSpace(lo, hi, names=space.names, period=np.where(whole, period, 0.0))
+    lo = np.where(whole, np.asarray(space.lower, float), centre - half)
+    hi = np.where(whole, np.asarray(space.upper, float), centre + half)
+    return sub_space(space, lo, hi)
 
 
 def train_trust_region(
@@ -317,6 +314,11 @@ def train_trust_region(
         )
         return float(losses[0])
 
+    def restore(saved: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, v in zip(params, saved, strict=True):
+                p.copy_(v)
+
     result = TrustRegionResult(theta, calibration)
     r = float(radius)
     current, spent0 = device_loss(theta)
@@ -331,9 +333,7 @@ def train_trust_region(
         try:
             after, cost = device_loss(proposal)
         except BudgetExhausted:  # no reconfiguration left to check the move: keep theta
-            with torch.no_grad():
-                for p, v in zip(params, saved, strict=True):
-                    p.copy_(v)
+            restore(saved)
             break
         actual = current - after
         ratio = actual / predicted if predicted > 0 else (1.0 if actual > 0 else -1.0)
@@ -343,9 +343,7 @@ def train_trust_region(
             if ratio > 0.75:
                 r = min(2.0 * r, float(max_radius))
         else:
-            with torch.no_grad():
-                for p, v in zip(params, saved, strict=True):
-                    p.copy_(v)
+            restore(saved)
             r *= 0.5
         calibration = refine(calibration, device, x, theta, n_local=n_local, radius=r * span,
                              seed=[seed, k])  # fmt: skip
