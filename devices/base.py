@@ -33,9 +33,10 @@ from torch import nn
 
 from blacksat.device import check_inputs
 from blacksat.devices.perturbations import rated_nuisances
-from blacksat.errors import ConfigError, ShapeError
+from blacksat.errors import ConfigError
 from blacksat.perturbations import PerturbationModel
 from blacksat.space import ParamSpace
+from blacksat.torch_device import call_batched, module_device, resolve_torch_device
 from blacksat.validation import check_int
 
 Self = TypeVar("Self", bound="SimulatedDevice")
@@ -67,13 +68,14 @@ class PhysicsModel(nn.Module, ABC):
     """
 
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        theta = torch.as_tensor(theta)
-        x = torch.as_tensor(x)
-        if theta.ndim == 1:
-            return self.forward_many(theta[None], x)[0]
-        if theta.ndim != 2:
-            raise ShapeError(f"theta must be (d,) or (K, d), got shape {tuple(theta.shape)}")
-        return self.forward_many(theta, x)
+        """Evaluated where the model lives (``model.to("cuda")``); the result comes back to
+        the torch device ``theta`` came from (gradients flow across the move)."""
+        return call_batched(self.forward_many, theta, x, self.torch_device)
+
+    @property
+    def torch_device(self) -> torch.device | None:
+        """The torch device of this model's tensors (``None`` for a model without any)."""
+        return module_device(self)
 
     @abstractmethod
     def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -104,6 +106,15 @@ class SimulatedDevice(ABC):
         drift_time: correlation time of the drift, in reconfigurations.
         dtype: real dtype of the simulation, ``torch.float32`` / ``torch.float64`` or their
             names (complex fields use the matching complex dtype).
+        torch_device: where the simulation runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...). The
+            device's answers are numpy arrays wherever it runs, and readout noise and drift are
+            drawn on the CPU, so a chip answers the same queries with the same readings on any
+            torch device (up to the floating-point differences of the two backends). Its
+            models (:meth:`exact_model`, :meth:`nominal_model`) live there too.
+
+    ``query_many`` evaluates ``K`` settings at once, in chunks of settings whose working memory
+    stays under :attr:`max_chunk_bytes` (an estimate per setting, :meth:`bytes_per_setting`);
+    chunking changes no reading (noise is drawn per setting).
     """
 
     name: ClassVar[str] = "device"
@@ -114,6 +125,9 @@ class SimulatedDevice(ABC):
     #: constructor arguments that switch every stochastic effect off (readout noise, drift,
     #: and any device-specific noise); the exact model then equals the device's readings.
     quiet_config: ClassVar[dict[str, float]] = {"noise": 0.0, "drift": 0.0}
+    #: working-memory bound of one chunk of ``query_many`` (bytes); set it on an instance to
+    #: trade speed for memory.
+    max_chunk_bytes: int = 2 * 2**30
 
     def __init__(
         self,
@@ -123,9 +137,11 @@ class SimulatedDevice(ABC):
         drift: float = 0.0,
         drift_time: float = 1000.0,
         dtype: torch.dtype | str = torch.float32,
+        torch_device: torch.device | str = "cpu",
         **nuisance: float,
     ) -> None:
         check_int("seed", seed, low=0)
+        self.torch_device = resolve_torch_device(torch_device)
         dtype = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
         if dtype not in (torch.float32, torch.float64):
             raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -153,7 +169,8 @@ class SimulatedDevice(ABC):
         self._fab_seed = fab
         self._noise_seed = int(noise_ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
         self._drift_seed = drift_ss
-        self._truth = self._build_truth(np.random.default_rng(fab)).to(dtype).eval()
+        truth = self._build_truth(np.random.default_rng(fab))
+        self._truth = truth.to(device=self.torch_device, dtype=dtype).eval()
         for p in self._truth.parameters():
             p.requires_grad_(False)
         self.reset()
@@ -203,15 +220,36 @@ class SimulatedDevice(ABC):
         """
         thetas = self.space.validate_many(thetas)
         x = check_inputs(x, self.input_shape)
-        applied = thetas + self._advance_drift(thetas.shape[0])
+        k = thetas.shape[0]
+        applied = self._tensor(thetas + self._advance_drift(k))
+        xt = self._tensor(x)
+        out = np.empty((k, x.shape[0], *self.output_shape))
         with torch.no_grad():
-            y = self._truth.forward_many(
-                torch.as_tensor(applied, dtype=self.dtype),
-                torch.as_tensor(x if x.flags.writeable else x.copy(), dtype=self.dtype),
-            )
-            if self.noise > 0:
-                y = self._draw_noise(y.shape, y.dtype).mul_(self.noise * self.full_scale).add_(y)
-        return y.double().numpy()
+            for lo, hi in self._chunks(k, x.shape[0]):
+                y = self._truth.forward_many(applied[lo:hi], xt)
+                if self.noise > 0:
+                    noise = self._draw_noise(y.shape, y.dtype).to(y.device)
+                    y = noise.mul_(self.noise * self.full_scale).add_(y)
+                out[lo:hi] = y.double().cpu().numpy()
+        return out
+
+    def bytes_per_setting(self, batch: int) -> int:
+        """Estimated working memory (bytes) of evaluating one setting on ``batch`` inputs:
+        the bound :meth:`query_many` chunks by. Default: a few real buffers of the inputs and
+        outputs per input, plus the controls; devices with large intermediates (fields,
+        matrices) override it."""
+        per_input = int(np.prod(self.input_shape)) + 4 * int(np.prod(self.output_shape))
+        return 8 * (batch * per_input + 4 * self.space.dim)
+
+    def _chunks(self, k: int, batch: int) -> list[tuple[int, int]]:
+        """``[(lo, hi), ...]`` covering ``range(k)`` in chunks within :attr:`max_chunk_bytes`."""
+        size = max(1, int(self.max_chunk_bytes // max(1, self.bytes_per_setting(batch))))
+        return [(lo, min(k, lo + size)) for lo in range(0, k, size)]
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """A numpy array as a tensor of this device's dtype, on its torch device."""
+        array = array if array.flags.writeable else array.copy()
+        return torch.as_tensor(array, dtype=self.dtype, device=self.torch_device)
 
     def initial_controls(self, rng: np.random.Generator | int | None = None) -> np.ndarray:
         """A sensible starting point for training, ``(d,)`` in bounds (default: the box
@@ -220,7 +258,8 @@ class SimulatedDevice(ABC):
 
     # ------------------------------------------------------------------ models
     def exact_model(self, dtype: torch.dtype | None = None) -> PhysicsModel:
-        """The differentiable truth of this chip (current nuisance values; no noise, no drift).
+        """The differentiable truth of this chip (current nuisance values; no noise, no drift),
+        on this device's torch device.
 
         A fresh copy: changing it never changes the device.
         """
@@ -230,9 +269,11 @@ class SimulatedDevice(ABC):
         """The differentiable model a user would believe: all errors and hidden effects
         omitted; at the nominal nuisance values unless some are given (e.g.
         ``mrr.nominal_model(temperature=1.5)``, so that a nuisance adversary can run offline on
-        the nominal physics). Unknown names raise :class:`ConfigError`."""
+        the nominal physics). On this device's torch device. Unknown names raise
+        :class:`ConfigError`."""
         values = self._nuisance_values(nuisance, {n.name: n.default for n in self.nuisances})
-        return self._build_nominal(**values).to(dtype or self.dtype)
+        model = self._build_nominal(**values)
+        return model.to(device=self.torch_device, dtype=dtype or self.dtype)
 
     def model_family(
         self,

@@ -99,6 +99,7 @@ class Crossbar(SimulatedDevice):
         drift: float = 0.0,
         drift_time: float = 1000.0,
         dtype: torch.dtype | str = torch.float32,
+        torch_device: torch.device | str = "cpu",
         **nuisance: float,
     ) -> None:
         try:
@@ -137,7 +138,13 @@ class Crossbar(SimulatedDevice):
         self._space = ParamSpace.box(len(names), 0.0, 1.0, names=names)
         self.full_scale = self.adc_range * sizes[-2]
         super().__init__(
-            seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
+            seed=seed,
+            noise=noise,
+            drift=drift,
+            drift_time=drift_time,
+            dtype=dtype,
+            torch_device=torch_device,
+            **nuisance,
         )
 
     # ------------------------------------------------------------------ spec
@@ -204,6 +211,7 @@ class Crossbar(SimulatedDevice):
             "drift": self.drift,
             "drift_time": self.drift_time,
             "dtype": "float64" if self.dtype == torch.float64 else "float32",
+            "torch_device": str(self.torch_device),
             **self.nuisance_values,
         }
 
@@ -317,18 +325,18 @@ class Crossbar(SimulatedDevice):
             rn = None
             if self.noise > 0:
                 per = x.shape[0] * sum(self.layer_sizes[1:])
-                rn = self._draw_noise(torch.Size((k, per)), self.dtype)
+                rn = self._draw_noise(torch.Size((k, per)), self.dtype).to(self.torch_device)
                 rn = rn.reshape(k, x.shape[0], -1).mul_(self.noise * self.full_scale)
             y = self._truth.forward_noisy(
-                torch.as_tensor(all_applied, dtype=self.dtype),
-                torch.as_tensor(x if x.flags.writeable else x.copy(), dtype=self.dtype),
-                program_noise=torch.as_tensor(all_noise, dtype=self.dtype),
+                self._tensor(all_applied),
+                self._tensor(x),
+                program_noise=self._tensor(all_noise),
                 read_noise=rn,
-                ages=torch.as_tensor(ages, dtype=self.dtype),
+                ages=self._tensor(ages),
             )
         self._held = (thetas[-1].copy(), all_applied[-1].copy(), all_noise[-1].copy())
         self._reads = int(reads[-1]) + 1
-        return y.double().numpy()
+        return y.double().cpu().numpy()
 
 
 def _check(

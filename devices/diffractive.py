@@ -316,6 +316,7 @@ class DiffractiveNetwork(SimulatedDevice):
         drift: float = 0.01,
         drift_time: float = 1000.0,
         dtype: torch.dtype | str = torch.float32,
+        torch_device: torch.device | str = "cpu",
         **nuisance: float,
     ) -> None:
         self.n, self.n_layers = _int("n", n, 4), _int("n_layers", n_layers, 1)
@@ -361,7 +362,13 @@ class DiffractiveNetwork(SimulatedDevice):
             periodic=2 * np.pi,  # the levels cover a full period: level L - 1 neighbours 0
         )
         super().__init__(
-            seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
+            seed=seed,
+            noise=noise,
+            drift=drift,
+            drift_time=drift_time,
+            dtype=dtype,
+            torch_device=torch_device,
+            **nuisance,
         )
 
     # ------------------------------------------------------------------ spec
@@ -376,6 +383,11 @@ class DiffractiveNetwork(SimulatedDevice):
     @property
     def output_shape(self) -> tuple[int, ...]:
         return (self.n_classes,)
+
+    def bytes_per_setting(self, batch: int) -> int:
+        """The setting's complex masks on the padded grid (a few buffers per layer); the
+        fields of the ``batch`` inputs are bounded separately, ``max_fields`` at a time."""
+        return 4 * 16 * self.n_layers * self.grid * self.grid + 8 * batch * (self.n_classes + 1)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -399,6 +411,7 @@ class DiffractiveNetwork(SimulatedDevice):
             "drift": self.drift,
             "drift_time": self.drift_time,
             "dtype": str(self.dtype).removeprefix("torch."),
+            "torch_device": str(self.torch_device),
             **self.nuisance_values,
         }
 

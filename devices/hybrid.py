@@ -165,6 +165,7 @@ class MZIHybrid(SimulatedDevice):
         drift: float = 0.005,
         drift_time: float = 1000.0,
         dtype: torch.dtype | str = torch.float32,
+        torch_device: torch.device | str = "cpu",
         **nuisance: float,
     ) -> None:
         errors = MeshErrors(
@@ -185,7 +186,13 @@ class MZIHybrid(SimulatedDevice):
         names = [f"m{i}.{name}" for i in (1, 2) for name in errors.control_names()]
         self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names, periodic=True)
         super().__init__(
-            seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
+            seed=seed,
+            noise=noise,
+            drift=drift,
+            drift_time=drift_time,
+            dtype=dtype,
+            torch_device=torch_device,
+            **nuisance,
         )
 
     @property
@@ -248,6 +255,12 @@ class MZIHybrid(SimulatedDevice):
         """
         return phase_perturbations(self, super().perturbation_models())
 
+    def bytes_per_setting(self, batch: int) -> int:
+        """Two meshes' matrices and scratch (complex, ``N x N``), and the fields, powers and
+        noise of ``batch`` inputs, per setting."""
+        n = self.n_modes
+        return 2 * 16 * (3 * n * n + 4 * batch * n) + 8 * 4 * self.space.dim
+
     def config(self) -> dict[str, Any]:
         """Every constructor argument (JSON-friendly; ``dtype`` as a string)."""
         return {
@@ -257,6 +270,7 @@ class MZIHybrid(SimulatedDevice):
             "drift": self.drift,
             "drift_time": self.drift_time,
             "dtype": "float64" if self.dtype == torch.float64 else "float32",
+            "torch_device": str(self.torch_device),
             **self.nuisance_values,
         }
 

@@ -293,6 +293,7 @@ class MRRWeightBank(SimulatedDevice):
         drift: float = 0.002,
         drift_time: float = 1000.0,
         dtype: torch.dtype | str = torch.float32,
+        torch_device: torch.device | str = "cpu",
         **nuisance: float,
     ) -> None:
         try:
@@ -328,7 +329,13 @@ class MRRWeightBank(SimulatedDevice):
         self._space = ParamSpace.box(d, -1.0, 1.0, names=names)
         self.full_scale = float(sizes[-2])
         super().__init__(
-            seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
+            seed=seed,
+            noise=noise,
+            drift=drift,
+            drift_time=drift_time,
+            dtype=dtype,
+            torch_device=torch_device,
+            **nuisance,
         )
 
     def initial_controls(self, rng: np.random.Generator | int | None = None) -> np.ndarray:
@@ -388,6 +395,7 @@ class MRRWeightBank(SimulatedDevice):
             "drift": self.drift,
             "drift_time": self.drift_time,
             "dtype": "float64" if self.dtype == torch.float64 else "float32",
+            "torch_device": str(self.torch_device),
             **self.nuisance_values,
         }
 

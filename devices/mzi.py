@@ -52,7 +52,7 @@ from blacksat.space import ParamSpace
 from blacksat.validation import check_int
 
 from .base import Nuisance, PhysicsModel, SimulatedDevice
-from .clements import crosstalk_adjacency, mesh_layout, n_mzis, pack_controls
+from .clements import crosstalk_adjacency, crosstalk_neighbours, mesh_layout, n_mzis, pack_controls
 from .perturbations import rated_extent
 
 _BS_MARGIN = 1e-3  # |e| <= 1 - margin: a coupler never becomes a perfect bar/cross (no NaN)
@@ -125,7 +125,9 @@ class MZIPhysics(PhysicsModel):
         self.register_buffer("phase_offsets", _vec(phase_offsets, (2 * m,), "phase_offsets"))
         self.register_buffer("arm_imbalance_db", _vec(arm_imbalance_db, (m,), "arm_imbalance_db"))
         self.register_buffer("responsivity", _vec(resp, (self.n_modes,), "responsivity"))
-        self.register_buffer("adjacency", torch.as_tensor(crosstalk_adjacency(self.n_modes)))
+        index, mask = crosstalk_neighbours(self.n_modes)  # derived from n_modes: not saved
+        self.register_buffer("neighbours", torch.as_tensor(index), persistent=False)
+        self.register_buffer("neighbour_mask", torch.as_tensor(mask), persistent=False)
         for name, value in (
             ("crosstalk", crosstalk),
             ("insertion_loss_db", insertion_loss_db),
@@ -143,8 +145,14 @@ class MZIPhysics(PhysicsModel):
         """Phases the light actually sees ``(K, d)`` for controls ``thetas (K, d)``."""
         phases = thetas + (self.phase_offsets + self.phase_shift)
         if self.crosstalk.requires_grad or float(self.crosstalk) != 0.0:
-            phases = phases + self.crosstalk * (thetas @ self.adjacency.to(thetas.dtype))
+            heard = (thetas[:, self.neighbours] * self.neighbour_mask.to(thetas.dtype)).sum(-1)
+            phases = phases + self.crosstalk * heard  # thetas @ crosstalk_adjacency, in O(d)
         return phases
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        # files written before the neighbour lists replaced the dense (d, d) matrix hold it
+        state_dict.pop(prefix + "adjacency", None)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def mzi_transfers(self, thetas: torch.Tensor) -> torch.Tensor:
         """Complex 2x2 transfer matrices ``(K, M, 2, 2)`` of every MZI for ``thetas (K, d)``."""
@@ -183,7 +191,7 @@ class MZIPhysics(PhysicsModel):
         k, n = thetas.shape[0], self.n_modes
         if not transfers.requires_grad:  # no autograd graph to keep
             return self._unitaries_inplace(transfers)
-        u = torch.eye(n, dtype=transfers.dtype).expand(k, n, n)
+        u = torch.eye(n, dtype=transfers.dtype, device=transfers.device).expand(k, n, n)
         for start, count, offset in self._columns:
             stop = start + 2 * count
             t = transfers[:, offset : offset + count, :, :, None]  # (K, count, 2, 2, 1)
@@ -196,9 +204,9 @@ class MZIPhysics(PhysicsModel):
     def _unitaries_inplace(self, transfers: torch.Tensor) -> torch.Tensor:
         """:meth:`unitaries` without an autograd graph: rows updated in place."""
         k, n = transfers.shape[0], self.n_modes
-        u = torch.zeros(k, n, n, dtype=transfers.dtype)
+        u = torch.zeros(k, n, n, dtype=transfers.dtype, device=transfers.device)
         u.diagonal(dim1=1, dim2=2).fill_(1.0)
-        scratch = torch.empty(k, (n + 1) // 2, n, dtype=transfers.dtype)
+        scratch = torch.empty_like(u[:, : (n + 1) // 2])
         t = transfers[..., None]  # (K, M, 2, 2, 1)
         for start, count, offset in self._columns:
             stop = start + 2 * count
@@ -381,6 +389,7 @@ class MZIMesh(SimulatedDevice):
         drift: float = 0.005,
         drift_time: float = 1000.0,
         dtype: torch.dtype | str = torch.float32,
+        torch_device: torch.device | str = "cpu",
         **nuisance: float,
     ) -> None:
         if detection not in _DETECTIONS:
@@ -403,7 +412,13 @@ class MZIMesh(SimulatedDevice):
         names = errors.control_names()
         self._space = ParamSpace.box(len(names), 0.0, 2.0 * np.pi, names=names, periodic=True)
         super().__init__(
-            seed=seed, noise=noise, drift=drift, drift_time=drift_time, dtype=dtype, **nuisance
+            seed=seed,
+            noise=noise,
+            drift=drift,
+            drift_time=drift_time,
+            dtype=dtype,
+            torch_device=torch_device,
+            **nuisance,
         )
 
     @property
@@ -460,6 +475,12 @@ class MZIMesh(SimulatedDevice):
         """
         return phase_perturbations(self, super().perturbation_models())
 
+    def bytes_per_setting(self, batch: int) -> int:
+        """The mesh matrix and its scratch (complex, ``N x N``), and the fields, powers and
+        noise of ``batch`` inputs, per setting."""
+        n = self.n_modes
+        return 16 * (3 * n * n + 4 * batch * n) + 8 * 4 * self.space.dim
+
     def config(self) -> dict[str, Any]:
         """Every constructor argument (JSON-friendly; ``dtype`` as a string)."""
         return {
@@ -478,6 +499,7 @@ class MZIMesh(SimulatedDevice):
             "drift": self.drift,
             "drift_time": self.drift_time,
             "dtype": "float64" if self.dtype == torch.float64 else "float32",
+            "torch_device": str(self.torch_device),
             **self.nuisance_values,
         }
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from blacksat.errors import ConfigError, NonFiniteError, ShapeError
+from blacksat.torch_device import call_batched, module_device
 from blacksat.validation import check_int, check_real
 
 Group = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -349,14 +350,16 @@ class Surrogate(nn.Module):
 
     # ------------------------------------------------------------------ call convention
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``theta (d,)``, ``x (B, *in)`` -> ``(B, *out)``; ``(K, d)`` -> ``(K, B, *out)``."""
-        theta = torch.as_tensor(theta)
-        x = torch.as_tensor(x)
-        if theta.ndim == 1:
-            return self.forward_many(theta[None], x)[0]
-        if theta.ndim != 2:
-            raise ShapeError(f"theta must be (d,) or (K, d), got shape {tuple(theta.shape)}")
-        return self.forward_many(theta, x)
+        """``theta (d,)``, ``x (B, *in)`` -> ``(B, *out)``; ``(K, d)`` -> ``(K, B, *out)``.
+
+        Evaluated on the surrogate's torch device (``surrogate.to("cuda")``, or the device of
+        the physics model it was built on); the result comes back to ``theta``'s."""
+        return call_batched(self.forward_many, theta, x, self.torch_device)
+
+    @property
+    def torch_device(self) -> torch.device | None:
+        """The torch device of this surrogate's tensors (``None`` before any exist)."""
+        return module_device(self)
 
     def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``thetas (K, d)``, ``x (B, *in)`` -> ``(K, B, *out)``."""
@@ -395,7 +398,7 @@ class Surrogate(nn.Module):
         beyond = ((lo - batched).clamp_min(0) + (batched - hi).clamp_min(0)) / width
         factor = 1.0 + 10.0 * beyond.mean(-1)  # (K,)
         with torch.no_grad():
-            shape = self.forward_many(batched, torch.as_tensor(x)).shape
+            shape = self(batched, torch.as_tensor(x)).shape
         out = (rmse * factor).reshape(-1, *([1] * (len(shape) - 1))).expand(shape).clone()
         return out if theta.ndim == 2 else out[0]
 
@@ -491,7 +494,7 @@ class Surrogate(nn.Module):
         return step
 
     def _t(self, a: np.ndarray) -> torch.Tensor:
-        return torch.tensor(a, dtype=self.dtype)
+        return torch.tensor(a, dtype=self.dtype, device=self.torch_device)
 
     def _report(self, train: list[Group], test: list[Group], steps: int, secs: float) -> FitReport:
         tr_rmse, _, _ = _quality(self, train)
@@ -515,7 +518,7 @@ def predict(model: Any, thetas: np.ndarray, x: np.ndarray, dtype: torch.dtype) -
     with torch.no_grad():
         for s in range(0, len(thetas), per):
             t = torch.tensor(thetas[s : s + per], dtype=dtype)
-            out.append(model(t, torch.tensor(x, dtype=dtype)).double().numpy())
+            out.append(model(t, torch.tensor(x, dtype=dtype)).double().cpu().numpy())
     return np.concatenate(out)
 
 

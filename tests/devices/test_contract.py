@@ -115,6 +115,45 @@ def test_vectorized_equals_looped_with_noise_and_drift(make):
     np.testing.assert_allclose(batched, looped, rtol=1e-10, atol=1e-12)
 
 
+def test_chunked_evaluation_changes_no_reading(make):
+    """query_many splits K settings into chunks within max_chunk_bytes; with noise and drift
+    on, one setting per chunk reads exactly what one call for all K reads."""
+    kw = dict(noise=0.02, drift=0.01, drift_time=20.0, seed=2)
+    whole, chunked = make(**kw), make(**kw)
+    chunked.max_chunk_bytes = 1  # one setting per chunk
+    assert chunked._chunks(5, 4) == [(i, i + 1) for i in range(5)]
+    assert whole._chunks(5, 4) == [(0, 5)]
+    assert whole.bytes_per_setting(4) > 0
+    x, t = _inputs(whole, b=4), _thetas(whole, 5)
+    np.testing.assert_array_equal(whole.query_many(t, x), chunked.query_many(t, x))
+    np.testing.assert_array_equal(whole.query_many(t[:2], x), chunked.query_many(t[:2], x))
+
+
+def test_torch_device_is_part_of_the_configuration(make):
+    dev = make(torch_device="cpu")
+    assert dev.torch_device == torch.device("cpu") and dev.config()["torch_device"] == "cpu"
+    assert dev.exact_model().torch_device == torch.device("cpu")
+    assert dev.nominal_model().torch_device == torch.device("cpu")
+    with pytest.raises(ConfigError, match="torch_device"):
+        make(torch_device="abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            make(torch_device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_chip_on_the_gpu_reads_what_it_reads_on_the_cpu(make):
+    kw = dict(dtype=torch.float64, noise=0.02, drift=0.01, seed=3)
+    cpu, gpu = make(**kw), make(**kw, torch_device="cuda")
+    x, t = _inputs(cpu), _thetas(cpu, 3)
+    np.testing.assert_allclose(gpu.query_many(t, x), cpu.query_many(t, x), rtol=1e-9, atol=1e-9)
+    theta = torch.as_tensor(t[0]).requires_grad_(True)
+    y = gpu.exact_model()(theta, torch.as_tensor(x))  # CPU tensors in, CPU tensors out
+    assert y.device.type == "cpu"
+    y.square().sum().backward()
+    assert theta.grad is not None and torch.isfinite(theta.grad).all()
+
+
 def test_noise_and_drift_are_seeded_and_present(make):
     dev = make(noise=0.02, drift=0.0)
     x, t = _inputs(dev), _thetas(dev, 1)[0]

@@ -400,3 +400,39 @@ def test_seeded_determinism_config_roundtrip_and_pickling() -> None:
 def test_invalid_configuration_raises(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         MZIMesh(**kwargs)
+
+
+def test_crosstalk_from_neighbour_lists_equals_the_adjacency_matrix() -> None:
+    from blacksat.devices.clements import crosstalk_adjacency
+
+    n = 6
+    model = MZIPhysics(n, crosstalk=0.07)
+    thetas = torch.as_tensor(np.random.default_rng(0).uniform(0, 6, (3, n * (n - 1))))
+    dense = thetas + 0.07 * (thetas @ torch.as_tensor(crosstalk_adjacency(n)))
+    torch.testing.assert_close(model.applied_phases(thetas), dense, rtol=1e-12, atol=1e-12)
+    # the neighbour lists are derived from n_modes, not saved ...
+    assert "neighbours" not in model.state_dict()
+    # ... and a state written when the dense matrix was a buffer still loads
+    old = {**model.state_dict(), "adjacency": torch.as_tensor(crosstalk_adjacency(n))}
+    MZIPhysics(n).load_state_dict(old, strict=True)
+
+
+def test_a_64_mode_mesh_is_a_unitary_of_4032_phases() -> None:
+    dev = MZIMesh(
+        n_modes=64,
+        s_bs=0.0,
+        s_ps=0.0,
+        crosstalk=0.0,
+        loss_imbalance_db=0.0,
+        insertion_loss_db=0.0,
+        saturation=0.0,
+        responsivity_spread=0.0,
+        noise=0.0,
+        drift=0.0,
+        dtype="float64",
+    )
+    assert dev.space.dim == 4032
+    theta = dev.space.sample(np.random.default_rng(1), 2)
+    u = dev.exact_model().unitaries(torch.as_tensor(theta))
+    eye = torch.eye(64, dtype=u.dtype).expand(2, 64, 64)
+    torch.testing.assert_close(u @ u.conj().transpose(1, 2), eye, rtol=0, atol=1e-10)
