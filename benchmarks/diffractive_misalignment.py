@@ -6,6 +6,10 @@
     python benchmarks/diffractive_misalignment.py --force        # discard the saved runs first
     python benchmarks/diffractive_misalignment.py --quick        # few steps, one seed, prints only
     python benchmarks/diffractive_misalignment.py --tune         # hyperparameter search, seed 100
+    python benchmarks/diffractive_misalignment.py --paper-geometry [--n 64]
+        # the same study at the paper's geometry: the shift range and sweep the paper's fraction
+        # of the aperture (2 px of 128, 1.6 %), rotation +-2 deg and scale 0.9-1.1 as before
+        # (they are fractions of the aperture already); its own results folder and section
 
 A two-mask diffractive network (``DiffractiveNetwork``, 32 x 32 SLM pixels, digits, the default
 task) is trained offline on its *nominal* model with each method (after a shared warm start of
@@ -66,6 +70,10 @@ from blacksat.trainer import Trainer
 #: the results folder (``benchmarks/results/<STUDY>``) and the BENCHMARKS.md section key
 STUDY, KEY = "diffractive_misalignment", "diffractive-misalignment"
 COMMAND = "python benchmarks/diffractive_misalignment.py"
+#: the paper-geometry variant (``--paper-geometry``)
+PAPER_STUDY, PAPER_KEY = "diffractive_paper_geometry", "diffractive-paper-geometry"
+#: the paper's shift as a fraction of its aperture (2 px of a 128 px SLM)
+PAPER_SHIFT_FRACTION = 2.0 / 128.0
 SEEDS = (0, 1, 2)
 TUNING_SEEDS = (100,)
 #: the misalignment every method is robust against: the device's rated ranges
@@ -124,6 +132,27 @@ class Settings:
     grid_rotations: tuple[float, ...] = tuple(np.linspace(0.0, 2.0, 5).tolist())
     grid_shifts: tuple[float, ...] = tuple(np.linspace(0.0, 2.0, 5).tolist())
     device: dict[str, Any] = field(default_factory=dict)
+    #: the shift range (px, both axes) the robust methods train against
+    shift_range: float = 2.0
+
+    @classmethod
+    def paper_geometry(cls, n: int = 32, quick: bool = False) -> Settings:
+        """The paper's geometry on an ``n x n`` SLM: shifts up to the paper's fraction of the
+        aperture (sweeps and training range), the rest as the full (or quick) run."""
+        base = cls.quick() if quick else cls()
+        top = PAPER_SHIFT_FRACTION * n
+        return replace(
+            base,
+            device={**base.device, "n": n},
+            shift_range=top,
+            shifts=tuple(np.linspace(0.0, top, len(base.shifts)).tolist()),
+            grid_shifts=tuple(np.linspace(0.0, top, len(base.grid_shifts)).tolist()),
+        )
+
+    @property
+    def n(self) -> int:
+        """SLM pixels per side."""
+        return int(self.device.get("n", 32))
 
     @classmethod
     def quick(cls) -> Settings:
@@ -151,8 +180,10 @@ class Settings:
 def misalignment(s: Settings, factor: float = 1.0) -> NuisanceModel:
     """The finite-difference adversary over the rated misalignment ranges (scaled by
     ``factor`` about the nominal alignment)."""
+    ranges = {**RANGES, "shift_x": (-s.shift_range, s.shift_range)}
+    ranges["shift_y"] = ranges["shift_x"]
     model = NuisanceModel(
-        RANGES, center=NOMINAL, steps=s.adversary_steps, step_size=s.adversary_step_size
+        ranges, center=NOMINAL, steps=s.adversary_steps, step_size=s.adversary_step_size
     )
     return model.scaled(factor)
 
@@ -462,7 +493,7 @@ def cells(runs: Sequence[dict[str, Any]], s: Settings) -> list[dict[str, Any]]:
                 "acc_std": sd,
                 "n": n,
                 "clean": pooled(runs, m, key(), "nominal")[0],
-                "device": "diffractive 32x32, 2 masks",
+                "device": f"diffractive {s.n}x{s.n}, 2 masks",
             }
         )
     return out
@@ -576,15 +607,20 @@ def section(study: Study, runs: Sequence[dict[str, Any]], s: Settings, files: li
         f"seed {seed}: {', '.join(str(c) for c in fresh_chip_seeds(seed, s.chips))}"
         for seed in seeds
     )
+    paper = study.key.startswith(PAPER_KEY)
+    command = COMMAND + (f" --paper-geometry --n {s.n}" if paper else "")
+    top = s.shifts[-1]
     lines = [
-        "## Diffractive network: misalignment",
+        "## Diffractive network: misalignment" + (" at the paper's geometry" if paper else ""),
         "",
-        study.header(COMMAND, f"`--report-only` re-renders this section from `{folder}`."),
+        study.header(command, f"`--report-only` re-renders this section from `{folder}`."),
         "",
-        "Setup: `DiffractiveNetwork` with its defaults: 2 phase masks of **32 x 32** SLM pixels "
-        "(8 um pitch, 532 nm, 2 mm spacing, 256 levels). The paper's network has 128 x 128 "
-        "pixels: here a 2 px shift is 6 % of the aperture (paper: 1.6 %) and a 2 deg rotation "
-        "moves the mask edge by 0.56 px (paper: 2.2 px). Digits (1347 train / 450 test), the "
+        f"Setup: `DiffractiveNetwork`, 2 phase masks of **{s.n} x {s.n}** SLM pixels "
+        "(8 um pitch, 532 nm, 2 mm spacing, 256 levels; other arguments at their defaults). The "
+        f"paper's network has 128 x 128 pixels: here a {top:g} px shift is "
+        f"{100 * top / s.n:.1f} % of the aperture (paper: 2 px, 1.6 %) and a 2 deg rotation "
+        f"moves the mask edge by {np.radians(2.0) * s.n / 2:.2f} px (paper: 2.2 px; the same "
+        "fraction of the aperture). Digits (1347 train / 450 test), the "
         f"default task. Training is offline on the nominal model, Adam lr {s.lr:g}, batches of "
         f"{s.batch_size}: {s.warmup} steps of plain backprop from the box centre (shared by the "
         f"methods of a seed), then {s.steps - s.warmup} steps of each method (BP included, fresh "
@@ -599,9 +635,9 @@ def section(study: Study, runs: Sequence[dict[str, Any]], s: Settings, files: li
         f"sample std over the {len(seeds)} seeds (nominal model under the misalignment alone) "
         f"or over the {len(pairs)} seed x chip pairs (chips under the misalignment).",
         "",
-        "Methods; those trained against misalignment use the device's rated ranges, all four "
-        "parameters at once: rotation ±2 deg, shift ±2 px on both axes, scale 0.9-1.1 (covering "
-        "the sweeps):",
+        "Methods; those trained against misalignment use these ranges, all four parameters at "
+        f"once: rotation ±2 deg, shift ±{s.shift_range:g} px on both axes, scale 0.9-1.1 "
+        "(covering the sweeps):",
         "",
         "- **BP**: backprop on the nominal model.",
         f"- **noise-aware**: average case, {s.draws} uniformly random misalignments per step "
@@ -617,12 +653,19 @@ def section(study: Study, runs: Sequence[dict[str, Any]], s: Settings, files: li
         "that misalignment.",
         "",
         f"Hyperparameters were chosen on tuning seed {', '.join(map(str, TUNING_SEEDS))} "
-        f"(`--tune`, `{folder}/tuning.json`; score: mean accuracy on the nominal model with no "
-        "misalignment and at the three sweep ends), never on the reported seeds: the "
-        "adversary's step count, step size and range, the noise-aware draws per step and "
-        "range, and the SAM radius; the warm start and the step count were set there too.",
+        f"(`--tune`, `benchmarks/results/{STUDY}/tuning.json`, at 32 x 32 pixels and ±2 px "
+        "shifts; score: mean accuracy on the nominal model with no misalignment and at the "
+        "three sweep ends), never on the reported seeds: the adversary's step count, step size "
+        "and range, the noise-aware draws per step and range, and the SAM radius; the warm "
+        "start and the step count were set there too"
+        + (
+            " (not re-tuned for this geometry; the adversary's steps are fractions of each "
+            "range's width, so they follow the smaller shift range)."
+            if paper
+            else "."
+        ),
         "",
-        *tuning_table(study.dir),
+        *([] if paper else tuning_table(study.dir)),
         "### Worst sweep points, nominal model under the misalignment alone (%)",
         "",
         "| method | none | " + " | ".join(both) + " | train (s) |",
@@ -673,9 +716,17 @@ def saved_settings(study: Study) -> Settings | None:
 def main(argv: Sequence[str] | None = None, study: Study | None = None) -> None:
     ap = parser(__doc__)
     ap.add_argument("--tune", action="store_true", help="hyperparameter search on tuning seed 100")
+    ap.add_argument(
+        "--paper-geometry", action="store_true", help="shift as the paper's aperture fraction"
+    )
+    ap.add_argument("--n", type=int, default=32, help="SLM pixels per side (--paper-geometry)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    study = study or Study(STUDY, KEY, quick=args.quick)
+    if study is None:
+        name, key_ = STUDY, KEY
+        if args.paper_geometry:  # one folder and section per SLM size
+            name, key_ = f"{PAPER_STUDY}_{args.n}", f"{PAPER_KEY}-{args.n}"
+        study = Study(name, key_, quick=args.quick)
     if args.tune:
         tune(study.dir)
         return
@@ -688,7 +739,10 @@ def main(argv: Sequence[str] | None = None, study: Study | None = None) -> None:
             raise SystemExit(f"no saved runs in {study.dir}; run without --report-only first")
         runs = load(study.rows())
     else:
-        s = Settings.quick() if args.quick else Settings()
+        if args.paper_geometry:
+            s = Settings.paper_geometry(args.n, quick=args.quick)
+        else:
+            s = Settings.quick() if args.quick else Settings()
         if not study.quick:
             old = saved_settings(study)
             if old is not None and old != s and study.rows():
@@ -704,7 +758,8 @@ def main(argv: Sequence[str] | None = None, study: Study | None = None) -> None:
         study.write(section(study, runs, s, []))
         return
     files = plots(runs, s, study.dir)
-    save_cells(study.name, cells(runs, s))
+    if study.key == KEY:  # the cross-study table takes the main study's cells only
+        save_cells(study.name, cells(runs, s))
     study.write(section(study, runs, s, files))
 
 

@@ -239,7 +239,7 @@ class SimulatedDevice(ABC):
         outputs per input, plus the controls; devices with large intermediates (fields,
         matrices) override it."""
         per_input = int(np.prod(self.input_shape)) + 4 * int(np.prod(self.output_shape))
-        return 8 * (batch * per_input + 4 * self.space.dim)
+        return 8 * (batch * per_input + 8 * self.space.dim)
 
     def _chunks(self, k: int, batch: int) -> list[tuple[int, int]]:
         """``[(lo, hi), ...]`` covering ``range(k)`` in chunks within :attr:`max_chunk_bytes`."""

@@ -384,6 +384,40 @@ class DiffractiveNetwork(SimulatedDevice):
     def output_shape(self) -> tuple[int, ...]:
         return (self.n_classes,)
 
+    # ------------------------------------------------------------------ units
+    @property
+    def aperture(self) -> float:
+        """Side of the SLM aperture (m): ``n * pitch``."""
+        return self.n * self.pitch
+
+    def pixels(self, *, fraction: float | None = None, meters: float | None = None) -> float:
+        """A lateral length in pixels of this SLM, from a fraction of the aperture side or from
+        metres (exactly one): how a misalignment stated for another geometry reads here, e.g.
+        the paper's 2 px shift of a 128 px aperture is ``pixels(fraction=2 / 128)``."""
+        if (fraction is None) == (meters is None):
+            raise ConfigError("give exactly one of fraction= (of the aperture) or meters=")
+        value = float(fraction if fraction is not None else meters)  # type: ignore[arg-type]
+        if not math.isfinite(value):
+            raise ConfigError(f"a length must be finite, got {value!r}")
+        return value * self.n if fraction is not None else value / self.pitch
+
+    def misalignment(self, **nuisance: float) -> dict[str, dict[str, float]]:
+        """Misalignment values (default: this device's) in every unit they are stated in:
+        shifts in pixels, metres and fraction of the aperture; rotation in degrees and as the
+        arc it moves an aperture corner (pixels); scale as a ratio and as the movement of the
+        aperture edge (pixels)."""
+        values = {**self.nuisance_values, **nuisance}
+        half = self.n / 2
+        out: dict[str, dict[str, float]] = {}
+        for axis in ("shift_x", "shift_y"):
+            px = float(values[axis])
+            out[axis] = {"px": px, "m": px * self.pitch, "aperture_fraction": px / self.n}
+        rot = float(values["rotation"])
+        out["rotation"] = {"deg": rot, "corner_px": math.radians(abs(rot)) * half * math.sqrt(2)}
+        sc = float(values["scale"])
+        out["scale"] = {"ratio": sc, "edge_px": abs(sc - 1.0) * half}
+        return out
+
     def bytes_per_setting(self, batch: int) -> int:
         """The setting's complex masks on the padded grid (a few buffers per layer); the
         fields of the ``batch`` inputs are bounded separately, ``max_fields`` at a time."""

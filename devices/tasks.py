@@ -37,13 +37,23 @@ def seeded_linear(n_in: int, n_out: int, seed: int) -> nn.Linear:
     return layer
 
 
-def default_task(device: Any, data: Dataset, *, seed: int = 0, temperature: float = 10.0) -> Task:
+def default_task(
+    device: Any,
+    data: Dataset,
+    *,
+    seed: int = 0,
+    temperature: float = 10.0,
+    front: bool | None = None,
+) -> Task:
     """The default :class:`~blacksat.task.Task` for a device and a dataset: the tuned encoding
     of each photonic simulator (by its registry name), else
     :func:`~blacksat.generic_task.generic_task` from what the device declares (the crossbar, a
     lab's own device).
 
-    ``temperature`` scales normalised port powers into logits (MZI and diffractive).
+    ``temperature`` scales normalised port powers into logits (MZI and diffractive). ``front``
+    (MZI, hybrid, MRR): a trainable digital front end ``Linear(features, inputs)`` always
+    (``True``, the paper's MZI set-up: a digital layer feeds the mesh), never (``False``: the
+    features must match the device's inputs) or only where the widths differ (``None``).
     """
     name = getattr(device, "name", None)
     if name not in ("mzi", "mzi-hybrid", "mrr", "diffractive"):
@@ -54,23 +64,27 @@ def default_task(device: Any, data: Dataset, *, seed: int = 0, temperature: floa
     out = tuple(device.output_shape)
     if out[-1] < c:
         raise ConfigError(f"{name} device has {out[-1]} outputs, fewer than {c} classes")
+    if front is False and name in ("mzi", "mzi-hybrid", "mrr") and f != device.input_shape[0]:
+        raise ConfigError(
+            f"front=False needs {device.input_shape[0]} features for {name}, the data has {f}"
+        )
     if name in ("mzi", "mzi-hybrid"):
         n = device.input_shape[0]
-        front = seeded_linear(f, n, seed) if f != n else None
+        use = front if front is not None else f != n
         return Task(
             data,
             input_shape=device.input_shape,
-            front=front,
+            front=seeded_linear(f, n, seed) if use else None,
             encoder=UnitPower(),
             readout=Ports(c, normalize=True, scale=temperature),
         )
     if name == "mrr":
         n = device.input_shape[0]
-        front = None if f == n else nn.Sequential(seeded_linear(f, n, seed), nn.Sigmoid())
+        use = front if front is not None else f != n
         return Task(
             data,
             input_shape=device.input_shape,
-            front=front,
+            front=nn.Sequential(seeded_linear(f, n, seed), nn.Sigmoid()) if use else None,
             readout=Ports(c, normalize=False),
         )
     if name == "diffractive":

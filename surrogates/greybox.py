@@ -138,7 +138,7 @@ class GreyBox(Surrogate):
     @property
     def errors_(self) -> dict[str, np.ndarray]:
         """The fitted error parameters, by name (float64 copies)."""
-        return {n: self._param(n).detach().double().numpy().copy() for n in self.params}
+        return {n: self._param(n).detach().double().cpu().numpy().copy() for n in self.params}
 
     def __repr__(self) -> str:
         return f"GreyBox({type(self.model).__name__}, params={list(self.params)})"

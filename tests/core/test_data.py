@@ -88,3 +88,37 @@ def test_bad_idx_files_give_clear_errors(tmp_path):
         load_dataset("cifar")
     with pytest.raises(ConfigError, match="test_size"):
         load_digits(test_size=1.5)
+
+
+def test_28x28_mnist_files_feed_devices_of_the_papers_sizes(tmp_path):
+    """MNIST-format files (written here) -> the default task of each device at the paper's size:
+    the front end is sized to the device, and a chip reads every test image."""
+    import torch
+
+    from blacksat.devices import DiffractiveNetwork, MRRWeightBank, MZIMesh
+    from blacksat.devices.tasks import default_task
+
+    rng = np.random.default_rng(2)
+    y_tr, y_te = (np.arange(40) % 10).astype(np.uint8), (np.arange(12) % 10).astype(np.uint8)
+    x_tr = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    x_te = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8)
+    for name, arr in [
+        ("train-images-idx3-ubyte", x_tr),
+        ("train-labels-idx1-ubyte", y_tr),
+        ("t10k-images-idx3-ubyte", x_te),
+        ("t10k-labels-idx1-ubyte", y_te),
+    ]:
+        _write_idx(tmp_path / name, arr)
+    data = load_mnist(tmp_path)
+    assert data.n_features == 784 and data.image_shape == (28, 28)
+    chips = [
+        MZIMesh(n_modes=64, noise=0.0, drift=0.0),
+        MRRWeightBank(layer_sizes=(120, 84, 10), noise=0.0, drift=0.0),
+        DiffractiveNetwork(n=64, noise=0.0, drift=0.0),
+    ]
+    for chip in chips:
+        task = default_task(chip, data)
+        x = task.encode(torch.as_tensor(data.x_test, dtype=task.dtype))
+        assert tuple(x.shape) == (12, *chip.input_shape)
+        acc = task.accuracy(chip, chip.initial_controls())
+        assert 0.0 <= acc <= 1.0

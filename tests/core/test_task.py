@@ -3,7 +3,7 @@ import pytest
 import torch
 from doubles import LinearDevice
 
-from blacksat.data import load_iris
+from blacksat.data import load_digits, load_iris
 from blacksat.devices import MZIMesh
 from blacksat.devices.tasks import default_task
 from blacksat.errors import ConfigError
@@ -116,3 +116,19 @@ def test_ports_default_divides_by_the_total_detected_power():
     # the default MZI task reads its class scores this way too
     task = default_task(MZIMesh(n_modes=4, seed=0), load_iris(seed=0), temperature=1.0)
     torch.testing.assert_close(task.decode(dim), torch.tensor([[0.0075, 0.0025, 0.49]]))
+
+
+def test_default_task_front_end_always_never_or_where_widths_differ():
+    from blacksat.devices import MRRWeightBank
+
+    data = load_digits()  # 64 features
+    mesh = MZIMesh(n_modes=12, noise=0.0, drift=0.0)
+    wide = MZIMesh(n_modes=64, noise=0.0, drift=0.0)
+    assert default_task(mesh, data).front is not None  # 64 -> 12 needs one
+    assert default_task(wide, data).front is None  # widths match
+    forced = default_task(wide, data, front=True)  # the paper's set-up: a digital layer first
+    assert isinstance(forced.front, torch.nn.Linear) and forced.front.weight.shape == (64, 64)
+    bank = MRRWeightBank(layer_sizes=(64, 10), noise=0.0, drift=0.0)
+    assert default_task(bank, data, front=True).front is not None
+    with pytest.raises(ConfigError, match="front=False needs 12 features"):
+        default_task(mesh, data, front=False)

@@ -369,3 +369,24 @@ def test_float64_and_larger_grids_run() -> None:
     y = dev.query(_thetas(dev, 1)[0], _inputs(2, 64))
     assert y.shape == (2, 10) and np.all(np.isfinite(y))
     assert dev.exact_model().lut_gain.dtype == torch.float64
+
+
+def test_misalignment_is_stated_in_pixels_metres_and_aperture_fractions():
+    import pytest
+
+    from blacksat.errors import ConfigError
+
+    dev = DiffractiveNetwork(n=128, pitch=2e-6, noise=0.0, drift=0.0, shift_x=2.0, rotation=1.0)
+    assert dev.aperture == pytest.approx(256e-6)
+    assert dev.pixels(fraction=2 / 128) == pytest.approx(2.0)
+    assert dev.pixels(meters=4e-6) == pytest.approx(2.0)
+    units = dev.misalignment()
+    assert units["shift_x"] == pytest.approx({"px": 2.0, "m": 4e-6, "aperture_fraction": 2 / 128})
+    assert units["rotation"]["corner_px"] == pytest.approx(np.radians(1.0) * 64 * np.sqrt(2))
+    assert dev.misalignment(scale=1.1)["scale"]["edge_px"] == pytest.approx(6.4)
+    # the same physical fraction on the default 32 px grid is a quarter of the pixels
+    assert DiffractiveNetwork(n=32).pixels(fraction=2 / 128) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="exactly one"):
+        dev.pixels()
+    with pytest.raises(ConfigError, match="exactly one"):
+        dev.pixels(fraction=0.1, meters=1e-6)
