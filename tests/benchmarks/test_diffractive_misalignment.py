@@ -138,3 +138,18 @@ def test_changed_settings_refuse_to_mix_with_saved_runs(finished, monkeypatch):
     (study.dir / "settings.json").write_text(json.dumps(TINY.to_json()))
     with pytest.raises(SystemExit, match="--force"):
         M.main([], study=study)  # the default settings differ from the saved tiny ones
+
+
+def test_paper_geometry_states_the_shift_as_the_papers_aperture_fraction():
+    s = M.Settings.paper_geometry(64)
+    assert s.n == 64 and s.device["n"] == 64
+    assert s.shift_range == pytest.approx(1.0)  # 2 px of 128 = 1 px of 64
+    assert s.shifts[0] == 0.0 and s.shifts[-1] == pytest.approx(1.0)
+    assert s.grid_shifts[-1] == pytest.approx(1.0)
+    assert s.rotations == M.Settings().rotations and s.scales == M.Settings().scales
+    model = M.misalignment(s)
+    assert model.ranges["shift_x"] == pytest.approx((-1.0, 1.0))
+    assert model.ranges["shift_y"] == pytest.approx((-1.0, 1.0))
+    assert model.ranges["rotation"] == (-2.0, 2.0)
+    quick = M.Settings.paper_geometry(32, quick=True)
+    assert quick.steps == M.Settings.quick().steps and quick.shifts[-1] == pytest.approx(0.5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.bench_loader import load_bench
+from bench_loader import load_bench
 
 scaling = load_bench("scaling.py", "bench_scaling")
 training = load_bench("scaling_training.py", "bench_scaling_training")
