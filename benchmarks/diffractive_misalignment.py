@@ -43,6 +43,7 @@ the cross-study table from disk alone. The tuning runs (``--tune``) go to ``tuni
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -323,9 +324,14 @@ def evaluate(chip: Any, task: Any, theta: np.ndarray, s: Settings) -> dict[str, 
 
 def run_all(study: Study, s: Settings) -> list[dict[str, Any]]:
     """Every (seed, method) run of ``s`` through ``study``: a saved one is read back, a missing
-    one runs and is saved as it completes -> the runs, loaded (:func:`load`)."""
+    one runs and is saved as it completes -> the runs, loaded (:func:`load`).
+    ``STUDY_SEEDS=2`` (or ``1,2``) in the environment restricts this process to those seeds,
+    so that a second process can take some of them on another core."""
     rows = []
+    only = os.environ.get("STUDY_SEEDS")  # e.g. "2": a second process shares the work
     for seed in s.seeds:
+        if only and str(seed) not in only.split(","):
+            continue
         for method in s.methods:
             fn = lambda seed=seed, method=method: run_one(seed, method, s)  # noqa: E731
             rows.append(study.run(fn, method=method, seed=seed))
