@@ -325,8 +325,10 @@ def evaluate(chip: Any, task: Any, theta: np.ndarray, s: Settings) -> dict[str, 
 def run_all(study: Study, s: Settings) -> list[dict[str, Any]]:
     """Every (seed, method) run of ``s`` through ``study``: a saved one is read back, a missing
     one runs and is saved as it completes -> the runs, loaded (:func:`load`).
-    ``STUDY_SEEDS=2`` (or ``1,2``) in the environment restricts this process to those seeds,
-    so that a second process can take some of them on another core."""
+    ``STUDY_SEEDS=2`` (or ``0,1``) in the environment restricts this process to those seeds,
+    so that two processes can share the seeds on two cores; give each process its own seeds (a
+    run is on disk only once it has finished, so two processes given the same seed would both
+    run it)."""
     rows = []
     only = os.environ.get("STUDY_SEEDS")  # e.g. "2": a second process shares the work
     for seed in s.seeds:

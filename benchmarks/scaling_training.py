@@ -155,7 +155,7 @@ def run_path(path: str, n: int, seed: int, budget: int, quick: bool) -> dict[str
 
 def runs(quick: bool) -> list[tuple[str, int, int, int]]:
     """Every run; ``SCALING_MODES=64`` (or ``16,32``) in the environment restricts this process
-    to some sizes, so that two processes can share the work on two cores."""
+    to some sizes, so that two processes given disjoint sizes share the work on two cores."""
     seeds, modes = ((0,), (16,)) if quick else (SEEDS, MODES)
     only = os.environ.get("SCALING_MODES")
     if only:
