@@ -4,7 +4,6 @@ on a machine without a GPU."""
 import numpy as np
 import pytest
 import torch
-
 from bench_loader import load_bench
 
 scaling = load_bench("scaling.py", "bench_scaling")

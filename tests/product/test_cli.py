@@ -436,6 +436,10 @@ def test_a_run_file_without_a_device_is_refused(tmp_path, capsys):
         ('[train]\nlr = "fast"\n', "train.lr must be a number"),
         ('[device]\nname = "nope"\n', "unknown device 'nope'"),
         ("[device]\nkwargs = { n_mode = 4 }\n", "unknown key device.kwargs.n_mode"),
+        (
+            TINY_RUN.replace("kwargs = { n_modes", 'kwargs = { torch_device = "abacus", n_modes'),
+            "torch_device must name a torch device",
+        ),
         ("[estimator]\nargs = { q = 2 }\n", "unknown key estimator.args.q"),
         (TINY_RUN.replace('"phase_drift"', '"nope"'), "no perturbation model 'nope'"),
         (TINY_RUN.replace('"iris"', '"digits"'), "4 outputs, fewer than 10 classes"),
