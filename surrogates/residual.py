@@ -20,6 +20,7 @@ from torch import nn
 
 from blacksat.errors import ConfigError
 from blacksat.surrogates.base import Group, Surrogate, _check_int, predict
+from blacksat.torch_device import module_device
 
 
 def mlp(n_in: int, hidden: Sequence[int], n_out: int, gen: torch.Generator) -> nn.Sequential:
@@ -166,6 +167,7 @@ class Residual(Surrogate):
             base.allocate(shapes["base"])
         n_in, out_shape = int(shapes["n_in"]), tuple(int(s) for s in shapes["out_shape"])
         n_out = int(np.prod(out_shape))
+        where = module_device(base) if isinstance(base, nn.Module) else None  # with its base
         with torch.no_grad():
             for name, size, fill in (
                 ("feat_mean", n_in, 0.0),
@@ -174,10 +176,12 @@ class Residual(Surrogate):
                 ("bias", n_out, 0.0),
                 ("out_scale", n_out, 1.0),
             ):
-                self.register_buffer(name, torch.full((size,), fill, dtype=self.dtype))
+                self.register_buffer(
+                    name, torch.full((size,), fill, dtype=self.dtype, device=where)
+                )
             self.out_shape = out_shape
             gen = torch.Generator().manual_seed(self.seed)
-            self.correction = mlp(n_in, self.hidden, n_out, gen).to(self.dtype)
+            self.correction = mlp(n_in, self.hidden, n_out, gen).to(where, self.dtype)
             self.correction[-1].weight.zero_()  # start exactly at the base
             self.correction[-1].bias.zero_()
 
