@@ -52,7 +52,7 @@ from blacksat.space import ParamSpace
 from blacksat.validation import check_int
 
 from .base import Nuisance, PhysicsModel, SimulatedDevice
-from .clements import crosstalk_adjacency, crosstalk_neighbours, mesh_layout, n_mzis, pack_controls
+from .clements import crosstalk_adjacency, mesh_layout, n_mzis, pack_controls
 from .perturbations import rated_extent
 
 _BS_MARGIN = 1e-3  # |e| <= 1 - margin: a coupler never becomes a perfect bar/cross (no NaN)
@@ -125,9 +125,13 @@ class MZIPhysics(PhysicsModel):
         self.register_buffer("phase_offsets", _vec(phase_offsets, (2 * m,), "phase_offsets"))
         self.register_buffer("arm_imbalance_db", _vec(arm_imbalance_db, (m,), "arm_imbalance_db"))
         self.register_buffer("responsivity", _vec(resp, (self.n_modes,), "responsivity"))
-        index, mask = crosstalk_neighbours(self.n_modes)  # derived from n_modes: not saved
-        self.register_buffer("neighbours", torch.as_tensor(index), persistent=False)
-        self.register_buffer("neighbour_mask", torch.as_tensor(mask), persistent=False)
+        # heater neighbours, derived from n_modes (not saved): the MZIs directly above and
+        # below in a column are the previous and next in the canonical order
+        pos = {cm: k for k, cm in enumerate(layout)}
+        above = [pos.get((col, row - 2)) is not None for col, row in layout]
+        below = [pos.get((col, row + 2)) is not None for col, row in layout]
+        for name, flags in (("has_above", above), ("has_below", below)):
+            self.register_buffer(name, torch.tensor(flags, dtype=torch.float64), persistent=False)
         for name, value in (
             ("crosstalk", crosstalk),
             ("insertion_loss_db", insertion_loss_db),
@@ -145,9 +149,19 @@ class MZIPhysics(PhysicsModel):
         """Phases the light actually sees ``(K, d)`` for controls ``thetas (K, d)``."""
         phases = thetas + (self.phase_offsets + self.phase_shift)
         if self.crosstalk.requires_grad or float(self.crosstalk) != 0.0:
-            heard = (thetas[:, self.neighbours] * self.neighbour_mask.to(thetas.dtype)).sum(-1)
-            phases = phases + self.crosstalk * heard  # thetas @ crosstalk_adjacency, in O(d)
+            phases = phases + self.crosstalk * self._heard(thetas)
         return phases
+
+    def _heard(self, thetas: torch.Tensor) -> torch.Tensor:
+        """``thetas @ crosstalk_adjacency`` in O(d): each heater hears its MZI's other heater
+        and the same-kind heaters of the MZIs above and below in its column, which are the
+        neighbours in the canonical order (``neighbour_mask`` marks who has them)."""
+        k = thetas.shape[0]
+        v = thetas.reshape(k, -1, 2)  # (K, M, [theta, phi])
+        zero = v.new_zeros(k, 1, 2)
+        above = torch.cat([zero, v[:, :-1]], dim=1) * self.has_above.to(v.dtype)[:, None]
+        below = torch.cat([v[:, 1:], zero], dim=1) * self.has_below.to(v.dtype)[:, None]
+        return (v.flip(-1) + above + below).reshape(k, -1)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
         # files written before the neighbour lists replaced the dense (d, d) matrix hold it
@@ -178,6 +192,9 @@ class MZIPhysics(PhysicsModel):
         e_th = torch.complex(torch.cos(th), torch.sin(th))[..., None, None]  # (K, M, 1, 1)
         e_ph = torch.complex(torch.cos(ph), torch.sin(ph))[..., None]  # (K, M, 1)
         by_col = coef_a * e_th + coef_b  # (K, M, k, j)
+        if not by_col.requires_grad:  # no autograd graph: scale column 0 in place
+            by_col[:, :, 0].mul_(e_ph)
+            return by_col.transpose(-1, -2)  # (K, M, j, k), a view
         return torch.stack([by_col[:, :, 0] * e_ph, by_col[:, :, 1]], dim=-1)  # (K, M, j, k)
 
     def unitaries(self, thetas: torch.Tensor) -> torch.Tensor:

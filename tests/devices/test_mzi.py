@@ -402,16 +402,20 @@ def test_invalid_configuration_raises(kwargs: dict[str, Any]) -> None:
         MZIMesh(**kwargs)
 
 
-def test_crosstalk_from_neighbour_lists_equals_the_adjacency_matrix() -> None:
+@pytest.mark.parametrize("n", [2, 3, 5, 6, 9])
+def test_crosstalk_from_neighbour_lists_equals_the_adjacency_matrix(n: int) -> None:
     from blacksat.devices.clements import crosstalk_adjacency
 
-    n = 6
     model = MZIPhysics(n, crosstalk=0.07)
     thetas = torch.as_tensor(np.random.default_rng(0).uniform(0, 6, (3, n * (n - 1))))
     dense = thetas + 0.07 * (thetas @ torch.as_tensor(crosstalk_adjacency(n)))
     torch.testing.assert_close(model.applied_phases(thetas), dense, rtol=1e-12, atol=1e-12)
     # the neighbour lists are derived from n_modes, not saved ...
-    assert "neighbours" not in model.state_dict()
+    assert "has_above" not in model.state_dict()
+    # the in-place transfer matrices (no autograd) equal the differentiable ones
+    free = model.mzi_transfers(thetas)
+    tracked = model.mzi_transfers(thetas.clone().requires_grad_(True))
+    torch.testing.assert_close(free, tracked.detach(), rtol=0, atol=0)
     # ... and a state written when the dense matrix was a buffer still loads
     old = {**model.state_dict(), "adjacency": torch.as_tensor(crosstalk_adjacency(n))}
     MZIPhysics(n).load_state_dict(old, strict=True)
