@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # A CPU build of torch; a bare `torch` would pull several GB of CUDA packages.
 TORCH  ?= torch==2.13.0
 
-.PHONY: env demo test test-all lint bench clean
+.PHONY: env demo test test-all lint bench gpu-check clean
 
 $(BIN)/activate-done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test-all: env
 
 bench: env
 	$(BIN)/python benchmarks/devices.py
+
+# On a machine with a CUDA device (and a CUDA build of torch in the environment): the contract
+# suite's CPU/GPU agreement test, then benchmarks/gpu.py (writes its BENCHMARKS.md section).
+gpu-check: env
+	$(BIN)/python -m pytest -q tests/devices/test_contract.py -k gpu -rs
+	$(BIN)/python benchmarks/gpu.py --require
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
