@@ -4,9 +4,9 @@
     python benchmarks/scaling_training.py --quick    # 16 modes, tiny budgets, prints only
 
 The MZI mesh at the paper's error level (s_bs = s_ps = 0.15, readout noise and drift on) at
-16, 32 and 64 modes (d = 240, 992, 4,032 phases), on the digits (64 features: a fixed seeded
-front end to 16 or 32 modes, none at 64), trained from the device's initial controls along
-each of blacksat's paths:
+16, 32 and 64 modes (d = 240, 992, 4,032 phases), on the digits (64 features), with a digital
+front end ``Linear(64, N)`` before the mesh at every size (``default_task(front=True)``, the
+paper's set-up), trained from the device's initial controls along each of blacksat's paths:
 
 - **autograd (nominal)**: backprop through the nominal model, offline, no chip query (front end
   and phases); this is also where every other path starts;
