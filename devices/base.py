@@ -204,7 +204,21 @@ class SimulatedDevice(ABC):
 
     @abstractmethod
     def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this device (JSON-friendly values)."""
+        """Constructor arguments that rebuild this device (JSON-friendly values); subclasses
+        list their own and end with :meth:`shared_config`."""
+
+    def shared_config(self) -> dict[str, Any]:
+        """The constructor arguments every simulated device shares (seed, noise, drift, dtype,
+        torch device) and the current nuisance values, JSON-friendly."""
+        return {
+            "seed": self.seed,
+            "noise": self.noise,
+            "drift": self.drift,
+            "drift_time": self.drift_time,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "torch_device": str(self.torch_device),
+            **self.nuisance_values,
+        }
 
     # ------------------------------------------------------------------ Device protocol
     def query(self, theta: ArrayLike, x: ArrayLike) -> np.ndarray:

@@ -25,7 +25,8 @@ they act on the light. The mesh matrix is ``U = diag(exp(i gamma)) . T_{M-1} ...
 detection.
 
 Control layout shared with the device: ``pack_controls`` interleaves ``(theta_k, phi_k)`` per
-MZI; ``crosstalk_adjacency`` lists the neighbouring heaters of the thermal-crosstalk model.
+MZI; ``crosstalk_adjacency`` lists the neighbouring heaters of the thermal-crosstalk model
+(``column_neighbours`` is the same relation in O(M)).
 """
 
 from __future__ import annotations
@@ -56,46 +57,32 @@ def mesh_layout(n_modes: int) -> list[tuple[int, int]]:
     return [(c, m) for c in range(n_modes) for m in range(c % 2, n_modes - 1, 2)]
 
 
-def crosstalk_neighbours(n_modes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Heater neighbours of every control, in control order: ``index (d, 3)`` (int64) and
-    ``mask (d, 3)`` (1.0 where ``index`` names a neighbour, 0.0 for padding), ``d = N (N - 1)``.
-
-    Neighbours: ``theta``/``phi`` of the same MZI, and the same-kind heater of the MZIs directly
-    above and below in the same column (so at most 3 per heater; the relation is symmetric).
-    ``sum_j mask[i, j] * theta[index[i, j]]`` is row ``i`` of :func:`crosstalk_adjacency`
-    applied to ``theta``, in O(d) instead of O(d^2).
-    """
+def column_neighbours(n_modes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(has_above (M,), has_below (M,))`` bool: whether each MZI (canonical order) has an MZI
+    directly above / below it in its column. Those are the previous / next MZIs in the
+    canonical order, so heater crosstalk can be applied as shifted copies of the controls."""
     layout = mesh_layout(n_modes)
-    d = 2 * len(layout)
-    index = np.zeros((d, 3), dtype=np.int64)
-    mask = np.zeros((d, 3))
-    position = {cm: k for k, cm in enumerate(layout)}
-    for k, (c, m) in enumerate(layout):
-        for h in (0, 1):
-            row = 2 * k + h
-            neighbours = [2 * k + 1 - h]
-            neighbours += [
-                2 * j + h
-                for j in (position.get((c, m - 2)), position.get((c, m + 2)))
-                if j is not None
-            ]
-            index[row, : len(neighbours)] = neighbours
-            mask[row, : len(neighbours)] = 1.0
-    return index, mask
+    position = set(layout)
+    above = np.array([(c, m - 2) in position for c, m in layout], dtype=bool)
+    below = np.array([(c, m + 2) in position for c, m in layout], dtype=bool)
+    return above, below
 
 
 def crosstalk_adjacency(n_modes: int) -> np.ndarray:
     """Symmetric 0/1 heater-neighbour matrix ``(d, d)``, ``d = N (N - 1)``, control order
-    (dense: ``d^2`` entries; the simulator uses :func:`crosstalk_neighbours`).
+    (dense: ``d^2`` entries; the simulator applies it in O(d) from :func:`column_neighbours`).
 
     Neighbours: ``theta``/``phi`` of the same MZI, and the same-kind heater of the MZIs directly
     above and below in the same column.
     """
-    index, mask = crosstalk_neighbours(n_modes)
-    d = index.shape[0]
+    _, below = column_neighbours(n_modes)
+    d = 2 * len(below)
     adj = np.zeros((d, d))
-    rows = np.repeat(np.arange(d), 3)
-    adj[rows[mask.ravel() > 0], index.ravel()[mask.ravel() > 0]] = 1.0
+    for k in range(len(below)):
+        adj[2 * k, 2 * k + 1] = adj[2 * k + 1, 2 * k] = 1.0
+        if below[k]:  # the MZI below is the next one in the canonical order
+            for h in (0, 1):
+                adj[2 * k + h, 2 * k + 2 + h] = adj[2 * k + 2 + h, 2 * k + h] = 1.0
     return adj
 
 
@@ -225,9 +212,9 @@ def clements_decompose(u: ArrayLike, *, atol: float = 1e-8) -> tuple[np.ndarray,
 __all__ = [
     "clements_decompose",
     "clements_reconstruct",
+    "column_neighbours",
     "coupler_matrix",
     "crosstalk_adjacency",
-    "crosstalk_neighbours",
     "mesh_layout",
     "modes_from_mzis",
     "mzi_matrix",

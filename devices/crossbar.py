@@ -206,13 +206,7 @@ class Crossbar(SimulatedDevice):
             "ir_drop": self.ir_drop,
             "adc_bits": self.adc_bits,
             "adc_range": self.adc_range,
-            "seed": self.seed,
-            "noise": self.noise,
-            "drift": self.drift,
-            "drift_time": self.drift_time,
-            "dtype": "float64" if self.dtype == torch.float64 else "float32",
-            "torch_device": str(self.torch_device),
-            **self.nuisance_values,
+            **self.shared_config(),
         }
 
     # ------------------------------------------------------------------ physics

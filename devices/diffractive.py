@@ -440,13 +440,7 @@ class DiffractiveNetwork(SimulatedDevice):
             "illumination": self.illumination,
             "saturation": self.saturation,
             "gain_spread": self.gain_spread,
-            "seed": self.seed,
-            "noise": self.noise,
-            "drift": self.drift,
-            "drift_time": self.drift_time,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "torch_device": str(self.torch_device),
-            **self.nuisance_values,
+            **self.shared_config(),
         }
 
     # ------------------------------------------------------------------ physics

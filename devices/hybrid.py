@@ -265,13 +265,7 @@ class MZIHybrid(SimulatedDevice):
         """Every constructor argument (JSON-friendly; ``dtype`` as a string)."""
         return {
             **self._mesh_args,
-            "seed": self.seed,
-            "noise": self.noise,
-            "drift": self.drift,
-            "drift_time": self.drift_time,
-            "dtype": "float64" if self.dtype == torch.float64 else "float32",
-            "torch_device": str(self.torch_device),
-            **self.nuisance_values,
+            **self.shared_config(),
         }
 
 

@@ -390,13 +390,7 @@ class MRRWeightBank(SimulatedDevice):
             "saturation": self.saturation,
             "activation": self.activation,
             "oeo_gain": self.oeo_gain,
-            "seed": self.seed,
-            "noise": self.noise,
-            "drift": self.drift,
-            "drift_time": self.drift_time,
-            "dtype": "float64" if self.dtype == torch.float64 else "float32",
-            "torch_device": str(self.torch_device),
-            **self.nuisance_values,
+            **self.shared_config(),
         }
 
     # ------------------------------------------------------------------ physics

@@ -52,7 +52,7 @@ from blacksat.space import ParamSpace
 from blacksat.validation import check_int
 
 from .base import Nuisance, PhysicsModel, SimulatedDevice
-from .clements import crosstalk_adjacency, mesh_layout, n_mzis, pack_controls
+from .clements import column_neighbours, crosstalk_adjacency, mesh_layout, n_mzis, pack_controls
 from .perturbations import rated_extent
 
 _BS_MARGIN = 1e-3  # |e| <= 1 - margin: a coupler never becomes a perfect bar/cross (no NaN)
@@ -125,13 +125,12 @@ class MZIPhysics(PhysicsModel):
         self.register_buffer("phase_offsets", _vec(phase_offsets, (2 * m,), "phase_offsets"))
         self.register_buffer("arm_imbalance_db", _vec(arm_imbalance_db, (m,), "arm_imbalance_db"))
         self.register_buffer("responsivity", _vec(resp, (self.n_modes,), "responsivity"))
-        # heater neighbours, derived from n_modes (not saved): the MZIs directly above and
-        # below in a column are the previous and next in the canonical order
-        pos = {cm: k for k, cm in enumerate(layout)}
-        above = [pos.get((col, row - 2)) is not None for col, row in layout]
-        below = [pos.get((col, row + 2)) is not None for col, row in layout]
+        # heater neighbours, derived from n_modes (not saved)
+        above, below = column_neighbours(self.n_modes)
         for name, flags in (("has_above", above), ("has_below", below)):
-            self.register_buffer(name, torch.tensor(flags, dtype=torch.float64), persistent=False)
+            self.register_buffer(
+                name, torch.as_tensor(flags, dtype=torch.float64), persistent=False
+            )
         for name, value in (
             ("crosstalk", crosstalk),
             ("insertion_loss_db", insertion_loss_db),
@@ -155,7 +154,7 @@ class MZIPhysics(PhysicsModel):
     def _heard(self, thetas: torch.Tensor) -> torch.Tensor:
         """``thetas @ crosstalk_adjacency`` in O(d): each heater hears its MZI's other heater
         and the same-kind heaters of the MZIs above and below in its column, which are the
-        neighbours in the canonical order (``neighbour_mask`` marks who has them)."""
+        neighbours in the canonical order (``has_above`` / ``has_below`` mark who has them)."""
         k = thetas.shape[0]
         v = thetas.reshape(k, -1, 2)  # (K, M, [theta, phi])
         zero = v.new_zeros(k, 1, 2)
@@ -511,13 +510,7 @@ class MZIMesh(SimulatedDevice):
             "responsivity_spread": self.responsivity_spread,
             "thermal_coeff": self.thermal_coeff,
             "detection": self.detection,
-            "seed": self.seed,
-            "noise": self.noise,
-            "drift": self.drift,
-            "drift_time": self.drift_time,
-            "dtype": "float64" if self.dtype == torch.float64 else "float32",
-            "torch_device": str(self.torch_device),
-            **self.nuisance_values,
+            **self.shared_config(),
         }
 
 

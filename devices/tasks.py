@@ -64,13 +64,12 @@ def default_task(
     out = tuple(device.output_shape)
     if out[-1] < c:
         raise ConfigError(f"{name} device has {out[-1]} outputs, fewer than {c} classes")
-    if front is False and name in ("mzi", "mzi-hybrid", "mrr") and f != device.input_shape[0]:
-        raise ConfigError(
-            f"front=False needs {device.input_shape[0]} features for {name}, the data has {f}"
-        )
-    if name in ("mzi", "mzi-hybrid"):
+    if name in ("mzi", "mzi-hybrid", "mrr"):
         n = device.input_shape[0]
-        use = front if front is not None else f != n
+        use = f != n if front is None else front
+        if not use and f != n:
+            raise ConfigError(f"front=False needs {n} features for {name}, the data has {f}")
+    if name in ("mzi", "mzi-hybrid"):
         return Task(
             data,
             input_shape=device.input_shape,
@@ -79,8 +78,6 @@ def default_task(
             readout=Ports(c, normalize=True, scale=temperature),
         )
     if name == "mrr":
-        n = device.input_shape[0]
-        use = front if front is not None else f != n
         return Task(
             data,
             input_shape=device.input_shape,

@@ -422,19 +422,7 @@ def test_crosstalk_from_neighbour_lists_equals_the_adjacency_matrix(n: int) -> N
 
 
 def test_a_64_mode_mesh_is_a_unitary_of_4032_phases() -> None:
-    dev = MZIMesh(
-        n_modes=64,
-        s_bs=0.0,
-        s_ps=0.0,
-        crosstalk=0.0,
-        loss_imbalance_db=0.0,
-        insertion_loss_db=0.0,
-        saturation=0.0,
-        responsivity_spread=0.0,
-        noise=0.0,
-        drift=0.0,
-        dtype="float64",
-    )
+    dev = MZIMesh(n_modes=64, dtype="float64", **OFF)
     assert dev.space.dim == 4032
     theta = dev.space.sample(np.random.default_rng(1), 2)
     u = dev.exact_model().unitaries(torch.as_tensor(theta))
