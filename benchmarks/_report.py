@@ -24,8 +24,9 @@ HEADER = (
 
 def machine() -> str:
     """A one-line description of where the figures were measured."""
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
+        f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
     )
 

@@ -101,6 +101,7 @@ class Study:
         t0 = time.perf_counter()
         row = {**ids, **fn()}
         row.setdefault("wall_s", time.perf_counter() - t0)
+        row.setdefault("machine", machine())
         return self.add(row)
 
     def reset(self) -> None:
@@ -118,8 +119,15 @@ class Study:
         """``Command: `...` (N min of runs on <machine>). <what>`` — the first line of a section."""
         return (
             f"Command: `{command}` ({self.minutes():.1f} min of runs, summed wall time, on "
-            f"{machine()}; runs in `benchmarks/results/{self.name}/rows.jsonl`). {what}"
+            f"{self.machines()}; runs in `benchmarks/results/{self.name}/rows.jsonl`). {what}"
         ).rstrip()
+
+    def machines(self) -> str:
+        """Where the runs ran, as their rows record it (rows from before machines were
+        recorded count as this machine's)."""
+        here = machine()
+        seen = dict.fromkeys(str(r.get("machine", here)) for r in self.rows())
+        return " and ".join(seen) or here
 
     def write(self, body: str) -> None:
         """Write the generated section (a quick run prints it instead)."""

@@ -617,6 +617,9 @@ def section(study: Study, runs: Sequence[dict[str, Any]], s: Settings, files: li
     )
     paper = study.key.startswith(PAPER_KEY)
     command = COMMAND + (f" --paper-geometry --n {s.n}" if paper else "")
+    where = s.device.get("torch_device", "cpu")
+    if where != "cpu":
+        command += f" --torch-device {where}"
     top = s.shifts[-1]
     lines = [
         "## Diffractive network: misalignment" + (" at the paper's geometry" if paper else ""),
@@ -728,6 +731,9 @@ def main(argv: Sequence[str] | None = None, study: Study | None = None) -> None:
         "--paper-geometry", action="store_true", help="shift as the paper's aperture fraction"
     )
     ap.add_argument("--n", type=int, default=32, help="SLM pixels per side (--paper-geometry)")
+    ap.add_argument(
+        "--torch-device", default="cpu", help="where the simulations run (cpu, cuda); saved"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if study is None:
@@ -751,6 +757,8 @@ def main(argv: Sequence[str] | None = None, study: Study | None = None) -> None:
             s = Settings.paper_geometry(args.n, quick=args.quick)
         else:
             s = Settings.quick() if args.quick else Settings()
+        if args.torch_device != "cpu":  # part of the settings: a resume must run there too
+            s = replace(s, device={**s.device, "torch_device": args.torch_device})
         if not study.quick:
             old = saved_settings(study)
             if old is not None and old != s and study.rows():

@@ -126,6 +126,7 @@ class MZIPhysics(PhysicsModel):
         self.register_buffer("arm_imbalance_db", _vec(arm_imbalance_db, (m,), "arm_imbalance_db"))
         self.register_buffer("responsivity", _vec(resp, (self.n_modes,), "responsivity"))
         # heater neighbours, derived from n_modes (not saved)
+        self._register_column_stack(layout)
         above, below = column_neighbours(self.n_modes)
         for name, flags in (("has_above", above), ("has_below", below)):
             self.register_buffer(
@@ -138,6 +139,25 @@ class MZIPhysics(PhysicsModel):
             ("phase_shift", phase_shift),
         ):
             self.register_buffer(name, torch.tensor(float(value), dtype=torch.float64))
+
+    def _register_column_stack(self, layout: list[tuple[int, int]]) -> None:
+        """Where each MZI's 2x2 entries sit in the stack of column matrices ``(N_cols, N, N)``
+        (``column_index``, in the order of ``mzi_transfers(...).reshape(K, 4 M)``) and the ones
+        of the modes a column leaves alone (``column_identity``); derived, not saved."""
+        n = self.n_modes
+        index, identity = [], np.zeros((len(self._columns), n, n))
+        for c, (start, count, _) in enumerate(self._columns):
+            for i in range(count):
+                top = start + 2 * i
+                index += [c * n * n + (top + j) * n + top + k for j in (0, 1) for k in (0, 1)]
+            covered = set(range(start, start + 2 * count))
+            for mode in set(range(n)) - covered:
+                identity[c, mode, mode] = 1.0
+        assert len(index) == 4 * len(layout)
+        self.register_buffer("column_index", torch.as_tensor(index), persistent=False)
+        self.register_buffer(
+            "column_identity", torch.as_tensor(identity.reshape(-1)), persistent=False
+        )
 
     @property
     def out_features(self) -> int:
@@ -199,11 +219,15 @@ class MZIPhysics(PhysicsModel):
     def unitaries(self, thetas: torch.Tensor) -> torch.Tensor:
         """Mesh matrices ``(K, N, N)`` (complex; unitary when lossless) for ``thetas (K, d)``.
 
-        Column by column, every MZI of a column at once: the rows ``(m, m + 1)`` of the
-        partial product are mixed by the ``(K, count)`` transfer entries (elementwise, which on
-        CPU beats a batched matmul of 2x2 blocks). Without autograd it works in place.
+        On the CPU, column by column, every MZI of a column at once: the rows ``(m, m + 1)`` of
+        the partial product are mixed by the ``(K, count)`` transfer entries (elementwise, which
+        on CPU beats a batched matmul of 2x2 blocks). Without autograd it works in place. On an
+        accelerator, where that sequence of ``N`` small steps is bound by kernel launches, the
+        column matrices are multiplied as a balanced tree instead (:meth:`unitaries_by_tree`).
         """
         transfers = self.mzi_transfers(thetas)
+        if transfers.device.type != "cpu":
+            return self.unitaries_by_tree(transfers)
         k, n = thetas.shape[0], self.n_modes
         if not transfers.requires_grad:  # no autograd graph to keep
             return self._unitaries_inplace(transfers)
@@ -216,6 +240,22 @@ class MZIPhysics(PhysicsModel):
             parts = [u[:, :start], block.reshape(k, 2 * count, n), u[:, stop:]]
             u = torch.cat([p for p in parts if p.shape[1] > 0], dim=1)
         return u
+
+    def unitaries_by_tree(self, transfers: torch.Tensor) -> torch.Tensor:
+        """Mesh matrices ``(K, N, N)`` from ``transfers (K, M, 2, 2)`` in ``ceil(log2 N)``
+        batched matrix products: every column's ``N x N`` matrix at once, then neighbours
+        multiplied pairwise (later @ earlier). ``O(N^4)`` arithmetic in a few dozen kernels,
+        against ``O(N^3)`` in ``~10 N``: the better trade where launches cost more than
+        arithmetic (a GPU). The same matrices as the column sweep up to rounding."""
+        k, n, cols = transfers.shape[0], self.n_modes, len(self._columns)
+        flat = self.column_identity.to(transfers.dtype).expand(k, -1)
+        mats = flat.index_add(1, self.column_index, transfers.reshape(k, -1))
+        mats = mats.reshape(k, cols, n, n)
+        while mats.shape[1] > 1:
+            pairs = mats.shape[1] // 2
+            merged = mats[:, 1 : 2 * pairs : 2] @ mats[:, 0 : 2 * pairs : 2]
+            mats = torch.cat([merged, mats[:, 2 * pairs :]], dim=1) if mats.shape[1] % 2 else merged
+        return mats[:, 0]
 
     def _unitaries_inplace(self, transfers: torch.Tensor) -> torch.Tensor:
         """:meth:`unitaries` without an autograd graph: rows updated in place."""
@@ -495,7 +535,10 @@ class MZIMesh(SimulatedDevice):
         """The mesh matrix and its scratch (complex, ``N x N``), and the fields, powers and
         noise of ``batch`` inputs, per setting."""
         n = self.n_modes
-        return 16 * (3 * n * n + 4 * batch * n) + 8 * 4 * self.space.dim
+        per = 16 * (3 * n * n + 4 * batch * n) + 8 * 4 * self.space.dim
+        if self.torch_device.type != "cpu":  # the stack of column matrices and its first level
+            per += 16 * 2 * n * n * n
+        return per
 
     def config(self) -> dict[str, Any]:
         """Every constructor argument (JSON-friendly; ``dtype`` as a string)."""

@@ -307,7 +307,7 @@ def separable_blur(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     h, w = images.shape[-2:]
     r = k // 2
     flat = images.reshape(-1, 1, h, w)
-    kern = kernel.to(images.dtype)
+    kern = kernel.to(device=images.device, dtype=images.dtype)
     flat = F.conv2d(F.pad(flat, (r, r, 0, 0), mode="replicate"), kern.view(1, 1, 1, k))
     flat = F.conv2d(F.pad(flat, (0, 0, r, r), mode="replicate"), kern.view(1, 1, k, 1))
     return flat.reshape(images.shape)

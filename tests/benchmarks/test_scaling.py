@@ -73,3 +73,14 @@ def test_training_runs_cover_every_path_and_size():
     assert {r[1] for r in runs} == set(training.MODES)
     assert len(runs) == len(training.MODES) * len(training.SEEDS) * (2 + 9)
     assert np.all([r[3] >= 0 for r in runs])
+
+
+def test_gpu_script_measures_agreement_and_speed_when_pointed_at_a_device(monkeypatch):
+    """The measuring code itself, run with the CPU standing in for the accelerator: the same
+    chip on both sides reads and differentiates identically, and both timings are taken."""
+    monkeypatch.setattr(gpu, "ACCEL", "cpu")
+    same = gpu.agreement("mzi", {"n_modes": 4})
+    assert same == {"readings": 0.0, "gradient": 0.0}
+    fast = gpu.speed("mzi", {"n_modes": 4}, k=2, rounds=1)
+    assert {"query_cpu_s", "query_accel_s", "step_cpu_s", "step_accel_s"} <= set(fast)
+    assert all(np.isfinite(v) and v > 0 for v in fast.values())
