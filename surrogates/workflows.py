@@ -26,6 +26,7 @@ budget and keep every reading.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from blacksat.objective import add_costs
 from blacksat.querydata import QueryData
 from blacksat.surrogates import designs
 from blacksat.surrogates.base import FitReport, Surrogate, sub_space
-from blacksat.validation import check_int
+from blacksat.validation import check_choice, check_int
 
 Design = Literal["sobol", "latin_hypercube", "uniform", "local"]
 
@@ -243,6 +244,9 @@ class TrustRegionResult:
     theta: np.ndarray
     calibration: Calibration
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    #: the training samples the device checks read (set apart from training with
+    #: ``check="held_out"``)
+    check_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def spent(self) -> Ledger:
@@ -260,6 +264,16 @@ def _box(space: Any, centre: np.ndarray, half: np.ndarray) -> Any:
     return sub_space(space, lo, hi)
 
 
+def _without(task: Any, idx: np.ndarray) -> Any:
+    """A shallow copy of ``task`` (its digital layers shared) whose training split lacks the
+    samples ``idx``."""
+    data = task.data
+    keep = np.setdiff1d(np.arange(len(data.y_train)), idx)
+    view = copy.copy(task)
+    view.data = dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
+    return view
+
+
 def train_trust_region(
     task: Any,
     calibration: Calibration,
@@ -274,6 +288,7 @@ def train_trust_region(
     max_radius: float = 0.5,
     n_local: int = 16,
     eval_samples: int = 256,
+    check: str = "held_out",
     accept: float = 0.1,
     seed: int = 0,
 ) -> TrustRegionResult:
@@ -282,7 +297,11 @@ def train_trust_region(
     Each round: train on the surrogate (``Trainer`` with ``make_estimator(surrogate, task)``
     and ``config``) inside the box ``theta +- radius * span``; read the device's loss at the
     current and the proposed setting on the same ``eval_samples`` training inputs (two settings;
-    the current one's reading is reused when nothing moved); with ``ratio`` = actual / predicted
+    the current one's reading is reused when nothing moved). With ``check="held_out"`` (the
+    default) those inputs are set apart: the surrogate is trained on the rest of the training
+    split, so a move is kept only when it lowers the device's loss on data it was not fitted
+    to; ``check="train"`` draws them from the data the surrogate trains on (a move that
+    overfits the surrogate's training data can then pass). With ``ratio`` = actual / predicted
     decrease, keep the move when ``ratio > accept`` (the box doubles, up to ``max_radius``, when
     ``ratio > 0.75``), else undo it (digital layers included) and halve the box; then refit on
     a local design of ``n_local`` settings around the iterate (:func:`refine`). Stops when the
@@ -297,9 +316,17 @@ def train_trust_region(
     space = device.space
     span = np.asarray(space.upper, float) - np.asarray(space.lower, float)
     theta = np.asarray(space.project(np.asarray(theta0, dtype=np.float64)), dtype=np.float64)
+    check_choice("check", check, ("held_out", "train"))
     n_train = len(task.data.split("train")[1])
+    check_int("eval_samples", eval_samples, low=1)
+    if check == "held_out" and eval_samples >= n_train:
+        raise ConfigError(
+            f"check='held_out' sets eval_samples = {eval_samples} training inputs apart, which "
+            f"leaves none of the {n_train} to train on: lower eval_samples or use check='train'"
+        )
     idx = np.random.default_rng([seed, 17]).choice(n_train, min(eval_samples, n_train), False)
     batch = task.batch("train", idx)
+    fit_task = _without(task, idx) if check == "held_out" else task
     ctx = StepContext(np.random.default_rng([seed, 18]))
     on_device = ZerothOrder(device, task, q=1)
     params = [p for p in task.digital_parameters() if p.requires_grad]
@@ -319,7 +346,7 @@ def train_trust_region(
             for p, v in zip(params, saved, strict=True):
                 p.copy_(v)
 
-    result = TrustRegionResult(theta, calibration)
+    result = TrustRegionResult(theta, calibration, check_index=idx)
     r = float(radius)
     current, spent0 = device_loss(theta)
     for k in range(rounds):
@@ -327,8 +354,8 @@ def train_trust_region(
         before_model = model_loss(theta)
         box = _box(space, theta, r * span)
         cfg = dataclasses.replace(config, seed=config.seed + k)
-        est = make_estimator(calibration.surrogate, task)
-        proposal = np.asarray(Trainer(task, est, box, cfg).fit(theta).theta, dtype=np.float64)
+        est = make_estimator(calibration.surrogate, fit_task)
+        proposal = np.asarray(Trainer(fit_task, est, box, cfg).fit(theta).theta, dtype=np.float64)
         predicted = before_model - model_loss(proposal)
         try:
             after, cost = device_loss(proposal)

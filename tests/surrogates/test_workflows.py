@@ -326,3 +326,42 @@ def test_trust_region_stops_cleanly_when_the_budget_ends(task, chip, x):
     assert meter.ledger.reconfigurations <= 32
     assert len(result.rounds) < 10
     _same_tally(meter, counting)
+
+
+@pytest.mark.parametrize("check", ["held_out", "train"])
+def test_trust_region_checks_moves_on_inputs_the_surrogate_did_not_train_on(task, chip, x, check):
+    seen = []
+
+    def recording(model, t):
+        seen.append(t)
+        return Autograd(model, t)
+
+    cal = calibrate(_grey(chip), chip, x, 24, seed=0)
+    result = train_trust_region(
+        task, cal, chip, x, chip.initial_controls(0), make_estimator=recording, config=CONFIG,
+        rounds=2, n_local=4, eval_samples=20, check=check, seed=0,
+    )  # fmt: skip
+    assert len(result.check_index) == 20 and len(set(result.check_index.tolist())) == 20
+    checked = task.data.x_train[result.check_index]
+    for t in seen:
+        x_fit = t.data.x_train
+        overlap = (x_fit[:, None, :] == checked[None]).all(-1).any()
+        if check == "held_out":
+            assert t is not task and t.front is task.front  # digital layers shared
+            assert len(x_fit) == len(task.data.x_train) - 20 and not overlap
+        else:
+            assert t is task and overlap
+
+
+def test_trust_region_refuses_a_held_out_check_that_leaves_nothing_to_train_on(task, chip, x):
+    cal = calibrate(_grey(chip), chip, x, 24, seed=0)
+    with pytest.raises(ConfigError, match="eval_samples = 48"):
+        train_trust_region(
+            task, cal, chip, x, chip.initial_controls(0), make_estimator=Autograd, config=CONFIG,
+            eval_samples=48,
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="check"):
+        train_trust_region(
+            task, cal, chip, x, chip.initial_controls(0), make_estimator=Autograd, config=CONFIG,
+            check="test",
+        )  # fmt: skip
