@@ -249,10 +249,10 @@ def section(study: Study) -> str:
             "Set-up in the script's docstring: a space-filling design of N reconfigurations, "
             "each read with B inputs; `LinearResponse()` with its defaults (nothing declared); "
             "offline SAT on it inside the range its data covers; deployed on the chip. Test "
-            "accuracy (%, full test split), mean ± sample std over the runs: 3 seeds x 3 chips "
-            "(9 runs) on the crossbar and the MRR bank, the 3 check pairs (seed = chip = 0, 1, 2) "
-            "on the MRR network, the MZI and the diffractive network; *fit R²*: readings at 50 fresh "
-            "settings.",
+            "accuracy (%, full test split), mean ± sample std over the runs: 3 seeds x 3 "
+            "chips (9 runs) on the crossbar and the MRR bank, the 3 check pairs (seed = chip = "
+            "0, 1, 2) on the MRR network, the MZI and the diffractive network; *fit R²*: "
+            "readings at 50 fresh settings.",
         ),
         "",
         "| device | runs | N (reconfigurations) | inputs per setting | physics-free surrogate "

@@ -13,14 +13,26 @@ has:
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
 the noise (RMS difference >= ``snr * sqrt(2) * noise``): below that, finite differences measure
-the noise, not the slope. The step size follows the radius (Adam, ``lr = lr_per_sigma * sigma``,
-cosine over the steps the rest of the budget allows), so a device whose loss moves on a small
-scale takes small steps and a noisy one takes large ones. Every calibration query goes through
-the metered device and is charged to the budget (typically 10-40 reconfigurations).
+the noise, not the slope.
 
-The constants (``q = 4`` antithetic directions, ``snr = 3``, ``lr_per_sigma = 3``) were chosen on
-tuning chips of two device families and are frozen; ``benchmarks/query_efficiency.py`` reports
-them on other chips, seeds and devices.
+The step size is the smaller of two lengths. One follows the radius (Adam, ``lr = lr_per_sigma
+* sigma``, never below ``lr_floor`` of the span), so a device whose loss moves on a small scale
+takes small steps and a noisy one takes large ones. The other bounds the run's random walk: Adam
+moves every control by about its learning rate each step, whatever the estimate's quality, and
+with a few random directions in many dimensions most of an estimate is noise; over ``T`` steps
+that walk spans about ``lr * sqrt(T d)``, which the plan keeps at ``walk`` spans
+(``lr <= walk * span / sqrt(T d)``). A step that suits 240 controls is a random walk across 2,368:
+without this bound the MRR network stayed at chance. The radius is the calibrated one, at most
+``sigma_per_lr`` learning rates (a radius picked large because the loss is flat where training
+starts, a ring on resonance, would smooth away what the steps must resolve), never below one
+level step. Cosine over the steps the rest of the budget allows. Every calibration query goes
+through the metered device and is charged to the budget (typically 10-40 reconfigurations).
+
+The constants (``q = 4`` antithetic directions, ``snr = 3``, ``lr_per_sigma = 3``, ``lr_floor =
+0.02``; then ``walk = 8`` and ``sigma_per_lr = 3``, added when the MRR network failed) were chosen
+on tuning chips 100-103 of three device families (the MZI at s = 0.05, the crossbar and the MRR
+network) and are frozen; ``benchmarks/query_efficiency.py`` reports them on other chips, seeds
+and devices.
 """
 
 from __future__ import annotations
@@ -42,9 +54,13 @@ Q = 4
 SNR = 3.0
 #: Adam's learning rate as a multiple of the smoothing radius
 LR_PER_SIGMA = 3.0
-#: Adam's learning rate is never below this fraction of the span (a radius picked low by a chance
-#: reading must not freeze the run)
+#: ... never below this fraction of the span (a radius picked low by a chance reading must not
+#: freeze the run)
 LR_FLOOR = 0.02
+#: the run's random walk, ``lr * sqrt(steps * d)``, is at most this many spans
+WALK = 8.0
+#: the radius is at most this many learning rates
+SIGMA_PER_LR = 3.0
 #: the smallest radius tried, as a fraction of the span; each rung doubles it
 FIRST_RUNG = 1.0 / 400.0
 #: rungs of the ladder (the last is 1/400 * 2**7 = 32 % of the span)
@@ -177,7 +193,7 @@ class QueryPlan:
 
     Attributes:
         q: antithetic Gaussian directions per step (``2 q`` settings a step).
-        sigma: smoothing radius, in the controls' units.
+        sigma: smoothing radius, in the controls' units (the calibrated one, capped).
         lr: Adam's learning rate (cosine to 0 over ``steps``).
         batch_size: samples per reconfiguration (``None``: the full training split).
         steps: optimization steps the rest of the budget allows.
@@ -190,6 +206,7 @@ class QueryPlan:
         reason: why this radius (``"first above the noise"``, ``"noise-free"``, ``"largest
             difference"``).
         cost_model: the cost model used for the batch and a seconds budget, if any.
+        calibrated_sigma: the radius the calibration found (``sigma`` before the cap).
     """
 
     q: int
@@ -204,6 +221,7 @@ class QueryPlan:
     ladder: list[dict[str, float]] = field(default_factory=list)
     reason: str = ""
     cost_model: CostModel | None = None
+    calibrated_sigma: float = math.nan
 
     def estimator_spec(self) -> Any:
         """The ``[estimator]`` of this plan (:class:`~blacksat.builder.EstimatorSpec`)."""
@@ -269,6 +287,8 @@ def plan_query_only(
     snr: float = SNR,
     lr_per_sigma: float = LR_PER_SIGMA,
     lr_floor: float = LR_FLOOR,
+    walk: float = WALK,
+    sigma_per_lr: float = SIGMA_PER_LR,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -288,7 +308,10 @@ def plan_query_only(
         q: antithetic directions per step.
         snr: how far above the noise the radius's loss differences must rise.
         lr_per_sigma: Adam's learning rate per unit of radius.
-        lr_floor: the smallest learning rate, as a fraction of the span.
+        lr_floor: ... never below this fraction of the span.
+        walk: the run's random walk ``lr * sqrt(steps * d)`` is at most this many spans (this
+            bound wins over the two above).
+        sigma_per_lr: the radius is at most this many learning rates (never below a level).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -300,6 +323,8 @@ def plan_query_only(
     check_real("snr", snr, low=0.0)
     check_real("lr_per_sigma", lr_per_sigma, low=0.0, low_open=True)
     check_real("lr_floor", lr_floor, low=0.0)
+    check_real("walk", walk, low=0.0, low_open=True)
+    check_real("sigma_per_lr", sigma_per_lr, low=0.0, low_open=True)
     rng = as_generator(seed)
     cm = cost_model if cost_model is not None else cost_model_of(device)
     n_train = len(task.data.split("train")[1])
@@ -403,10 +428,13 @@ def plan_query_only(
     else:
         chosen, reason = rungs[0] * span, "no budget to calibrate: smallest radius"
     steps = max((budget - spent) // (2 * q), 0)
+    lr = min(
+        max(lr_per_sigma * chosen, lr_floor * span), walk * span / math.sqrt(max(steps, 1) * d)
+    )
     return QueryPlan(
         q=int(q),
-        sigma=float(chosen),
-        lr=float(max(lr_per_sigma * chosen, lr_floor * span)),
+        sigma=float(max(min(chosen, sigma_per_lr * lr), floor)),
+        lr=float(lr),
         batch_size=None if batch >= n_train else int(batch),
         steps=int(steps),
         budget=int(budget),
@@ -416,6 +444,7 @@ def plan_query_only(
         ladder=ladder,
         reason=reason,
         cost_model=cm,
+        calibrated_sigma=float(chosen),
     )
 
 

@@ -397,8 +397,9 @@ class Surrogate(nn.Module):
         width = (hi - lo).clamp_min(1e-12)
         beyond = ((lo - batched).clamp_min(0) + (batched - hi).clamp_min(0)) / width
         factor = 1.0 + 10.0 * beyond.mean(-1)  # (K,)
-        with torch.no_grad():
-            shape = self(batched, torch.as_tensor(x)).shape
+        x = torch.as_tensor(x)
+        with torch.no_grad():  # the reading's shape, from one setting and one input
+            shape = (len(batched), len(x), *self(batched[:1], x[:1]).shape[2:])
         out = (rmse * factor).reshape(-1, *([1] * (len(shape) - 1))).expand(shape).clone()
         return out if theta.ndim == 2 else out[0]
 

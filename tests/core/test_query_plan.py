@@ -79,8 +79,27 @@ def test_calibration_is_charged_and_capped():
     assert 0 < plan.calibration_reconfigurations <= 1000 // 4
     assert plan.steps == (1000 - plan.calibration_reconfigurations) // (2 * plan.q)
     assert plan.batch_size == 256
-    assert plan.lr >= 3.0 * plan.sigma - 1e-12 and plan.lr >= 0.02 * plan.span - 1e-12
+    walk = 8.0 * plan.span / np.sqrt(plan.steps * chip.space.dim)
+    by_radius = max(3.0 * plan.calibrated_sigma, 0.02 * plan.span)
+    assert plan.lr == pytest.approx(min(by_radius, walk))
+    assert plan.sigma == pytest.approx(min(plan.calibrated_sigma, 3.0 * plan.lr))
     assert plan.ladder and all(r["needed"] == plan.ladder[0]["needed"] for r in plan.ladder)
+
+
+def test_the_random_walk_bounds_the_step_and_the_step_bounds_the_radius():
+    """Adam moves every control by about lr a step whatever the estimate's quality: the plan
+    keeps lr * sqrt(steps * d) at `walk` spans, and the radius within sigma_per_lr steps."""
+    chip, task = _setup()
+    free = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=1000, seed=0,
+                           walk=1e6)  # fmt: skip
+    chip, task = _setup()  # a fresh chip: the same readings
+    tight = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=1000, seed=0,
+                            walk=0.05)  # fmt: skip
+    assert tight.calibrated_sigma == free.calibrated_sigma  # the same calibration
+    assert free.lr == pytest.approx(max(3.0 * free.calibrated_sigma, 0.02 * free.span))
+    assert tight.lr == pytest.approx(0.05 * tight.span / np.sqrt(tight.steps * chip.space.dim))
+    assert tight.lr < free.lr and tight.sigma == pytest.approx(3.0 * tight.lr)
+    assert tight.sigma < tight.calibrated_sigma
 
 
 def test_a_noise_free_device_gets_the_smallest_radius():
