@@ -76,6 +76,8 @@ CHECK_RUNS = ((0, 0), (1, 1), (2, 2))
 def pairs_of(config: str) -> list[tuple[int, int]]:
     """The (seed, chip) runs of a configuration: 3 x 3, or the 3 check pairs."""
     return [(s, c) for s in SEEDS for c in CHIPS] if CONFIGS[config][2] else list(CHECK_RUNS)
+
+
 #: the offline SAT recipe, frozen for every device and method: an L2 ball of RHO_REL x the
 #: control box's diagonal, Adam at LR_REL x the median control span, STEPS steps. Chosen on
 #: tuning seed and chip 100 of all five configurations from (RHO_REL, STEPS) in {0.02, 0.005,

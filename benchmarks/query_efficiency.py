@@ -157,7 +157,7 @@ def scenario(name: str, *, full_split: bool = False) -> Scenario:
         # (blacksat.evaluation.FRESH_CHIP_OFFSET) moved to 1000; kept so that every row of a
         # sweep names the same fresh chips (this section reports no fresh-chip accuracy)
         fresh_chip_offset=SWEEP_FRESH_CHIP_OFFSET,
-        ng_batch_size=None if full_split else SAMPLES
+        ng_batch_size=None if full_split else SAMPLES,
     )
 
 
