@@ -54,8 +54,8 @@ Q = 4
 SNR = 3.0
 #: Adam's learning rate as a multiple of the smoothing radius
 LR_PER_SIGMA = 3.0
-#: ... never below this fraction of the span (a radius picked low by a chance reading must not
-#: freeze the run)
+#: the radius-based learning rate is never below this fraction of the span (a radius picked low
+#: by a chance reading must not freeze the run)
 LR_FLOOR = 0.02
 #: the run's random walk, ``lr * sqrt(steps * d)``, is at most this many spans
 WALK = 8.0
@@ -308,7 +308,7 @@ def plan_query_only(
         q: antithetic directions per step.
         snr: how far above the noise the radius's loss differences must rise.
         lr_per_sigma: Adam's learning rate per unit of radius.
-        lr_floor: ... never below this fraction of the span.
+        lr_floor: the radius-based learning rate is never below this fraction of the span.
         walk: the run's random walk ``lr * sqrt(steps * d)`` is at most this many spans (this
             bound wins over the two above).
         sigma_per_lr: the radius is at most this many learning rates (never below a level).

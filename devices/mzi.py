@@ -125,8 +125,8 @@ class MZIPhysics(PhysicsModel):
         self.register_buffer("phase_offsets", _vec(phase_offsets, (2 * m,), "phase_offsets"))
         self.register_buffer("arm_imbalance_db", _vec(arm_imbalance_db, (m,), "arm_imbalance_db"))
         self.register_buffer("responsivity", _vec(resp, (self.n_modes,), "responsivity"))
+        self._register_column_stack()
         # heater neighbours, derived from n_modes (not saved)
-        self._register_column_stack(layout)
         above, below = column_neighbours(self.n_modes)
         for name, flags in (("has_above", above), ("has_below", below)):
             self.register_buffer(
@@ -140,7 +140,7 @@ class MZIPhysics(PhysicsModel):
         ):
             self.register_buffer(name, torch.tensor(float(value), dtype=torch.float64))
 
-    def _register_column_stack(self, layout: list[tuple[int, int]]) -> None:
+    def _register_column_stack(self) -> None:
         """Where each MZI's 2x2 entries sit in the stack of column matrices ``(N_cols, N, N)``
         (``column_index``, in the order of ``mzi_transfers(...).reshape(K, 4 M)``) and the ones
         of the modes a column leaves alone (``column_identity``); derived, not saved."""
@@ -153,7 +153,6 @@ class MZIPhysics(PhysicsModel):
             covered = set(range(start, start + 2 * count))
             for mode in set(range(n)) - covered:
                 identity[c, mode, mode] = 1.0
-        assert len(index) == 4 * len(layout)
         self.register_buffer("column_index", torch.as_tensor(index), persistent=False)
         self.register_buffer(
             "column_identity", torch.as_tensor(identity.reshape(-1)), persistent=False
