@@ -543,7 +543,12 @@ def publish(minutes: float | None) -> None:
             f"{fmt_reach(theirs, first)}{f' ({top})' if top and not math.isinf(theirs) else ''} "
             f"| {ratio} |"
         )
-    when = "" if minutes is None else f" ({minutes:.0f} min)"
+    del minutes  # a partial re-run's time says nothing of the table: the runs' own times do
+    run_hours = sum(
+        float(r.get("wall_s", 0.0)) for rows_file in OUT.glob("*/*/rows.jsonl")
+        for r in load_rows(rows_file.parent)
+    ) / 3600  # fmt: skip
+    when = f" ({run_hours:.1f} h of runs, summed wall time)"
     body = [
         "## Query efficiency: the query-only default against in-situ and ES baselines",
         "",
@@ -557,7 +562,7 @@ def publish(minutes: float | None) -> None:
         "on the full test split of the chip; mean ± sample std (ddof 1) over the seeds. "
         "`blacksat` is the default of `blacksat.query_plan` (calibration charged to its "
         "budget); its constants were chosen on tuning chips 100-103 of `mzi-0.05` and "
-        "`crossbar` and frozen. `zo-adam` is the zeroth-order recipe tuned on MZI tuning chips "
+        "`crossbar` (the random-walk bound also on `mrr`) and frozen. `zo-adam` is the zeroth-order recipe tuned on MZI tuning chips "
         "(shown for reference, not a baseline). Baselines run with their published or library "
         "defaults through `blacksat.ng.adapter` (one generation = popsize reconfigurations). "
         f"Full-covariance `lra-cma` and `uh-cma` are left out above d = "
