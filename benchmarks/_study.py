@@ -37,7 +37,23 @@ def parser(doc: str | None, *, report_only: bool = True) -> argparse.ArgumentPar
     ap.add_argument("--force", action="store_true", help="discard the saved runs first")
     if report_only:
         ap.add_argument("--report-only", action="store_true", help="re-render from saved runs")
+    ap.add_argument(
+        "--redo", action="append", default=[], metavar="FIELD=VALUE[,VALUE]",
+        help="discard the saved runs whose FIELD is one of the VALUEs (all given fields must "
+        "match; repeatable), so they run again: e.g. --redo method=linear_response",
+    )  # fmt: skip
     return ap
+
+
+def redo_filter(items: Iterable[str]) -> dict[str, set[str]]:
+    """``["method=a,b", "budget=100"]`` -> ``{"method": {"a", "b"}, "budget": {"100"}}``."""
+    out: dict[str, set[str]] = {}
+    for item in items:
+        field, sep, values = item.partition("=")
+        if not sep or not field or not values:
+            raise SystemExit(f"--redo takes FIELD=VALUE[,VALUE], got {item!r}")
+        out.setdefault(field, set()).update(v for v in values.split(",") if v)
+    return out
 
 
 class Study:
@@ -104,6 +120,22 @@ class Study:
         row.setdefault("machine", machine())
         return self.add(row)
 
+    def drop(self, match: Mapping[str, set[str]]) -> int:
+        """Discard the saved runs whose fields all match (``str(row[field])`` in the set), so
+        they run again; the others are kept. The file is replaced atomically. Returns how many
+        runs were dropped."""
+        if self.quick or not match or not self.path.exists():
+            return 0
+        rows = self.rows()
+        keep = [r for r in rows if not all(str(r.get(k)) in v for k, v in match.items())]
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        return len(rows) - len(keep)
+
     def reset(self) -> None:
         """Discard the saved runs (``--force``)."""
         if self.path.exists() and not self.quick:
@@ -147,7 +179,8 @@ def main(
     *,
     key: str | None = None,
 ) -> None:
-    """The command line of a study: ``--force`` discards its saved runs, ``run(study, quick)``
+    """The command line of a study: ``--force`` discards its saved runs (``--redo`` those that
+    match), ``run(study, quick)``
     runs what is not on disk (skipped with ``--report-only``), ``section(study)`` is written
     (printed with ``--quick``); one torch thread."""
     import torch
@@ -157,6 +190,8 @@ def main(
     study = Study(name, key or name, quick=args.quick)
     if args.force:
         study.reset()
+    if args.redo and not args.report_only:
+        print(f"discarded {study.drop(redo_filter(args.redo))} saved runs to run again")
     if not args.report_only:
         run(study, args.quick)
     study.write(section(study))

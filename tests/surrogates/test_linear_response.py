@@ -8,7 +8,7 @@ import torch
 from blacksat.errors import ConfigError, ShapeError
 from blacksat.space import ParamSpace
 from blacksat.surrogates import Coverage, LinearResponse, narrow_data_warning
-from blacksat.surrogates.linear_response import bspline
+from blacksat.surrogates.linear_response import _orthonormal, bspline, bspline_combine
 
 N_IN, N_OUT = 5, 3
 D = 2 * N_IN * N_OUT  # a differential pair of controls per weight, like a crossbar
@@ -107,6 +107,45 @@ def test_bspline_basis_is_a_partition_of_unity_inside_the_range_and_zero_far_out
     b = bspline(u, 8)
     assert torch.allclose(b.sum(-1), torch.ones(51, dtype=torch.float64))
     assert torch.all(bspline(torch.tensor([-3.0, 9.0], dtype=torch.float64), 8) == 0)
+
+
+def _dense_bspline(u: torch.Tensor, n: int) -> torch.Tensor:
+    """The cubic B-spline basis written out over every basis function (the reference)."""
+    t = (u[..., None] - torch.arange(n, dtype=u.dtype) + 1.0).abs()
+    inner = 2.0 / 3.0 - t**2 + 0.5 * t**3
+    return torch.where(t < 1.0, inner, (2.0 - t).clamp_min(0.0) ** 3 / 6.0)
+
+
+@pytest.mark.parametrize("n_basis", [4, 9, 27])
+def test_the_local_bspline_evaluations_match_the_dense_basis_in_value_and_gradient(n_basis):
+    gen = torch.Generator().manual_seed(n_basis)
+    # knots, the data range and far outside it on both sides
+    u = torch.rand(5, 6, 3, generator=gen, dtype=torch.float64) * (n_basis + 10) - 7
+    u[0, 0, :] = torch.tensor([0.0, 1.0, float(n_basis - 3)])
+    u.requires_grad_()
+    coef = torch.randn(6, 3, n_basis, generator=gen, dtype=torch.float64, requires_grad=True)
+    ref = torch.einsum("kpmb,pmb->kpm", _dense_bspline(u, n_basis), coef)
+    for got in (bspline_combine(u, coef), torch.einsum("kpmb,pmb->kpm", bspline(u, n_basis), coef)):
+        assert torch.allclose(got, ref, atol=1e-14)
+        g_ref = torch.autograd.grad(ref.sum(), (u, coef), retain_graph=True)
+        g_got = torch.autograd.grad(got.sum(), (u, coef), retain_graph=True)
+        for a, b in zip(g_got, g_ref, strict=True):
+            assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_the_screening_basis_is_orthonormal_and_spans_each_controls_centred_curves():
+    gen = torch.Generator().manual_seed(0)
+    u = torch.rand(7, 300, generator=gen, dtype=torch.float64) * 6  # d = 7 controls, N = 300
+    basis = bspline(u, 9)  # (d, N, nb)
+    q = torch.as_tensor(_orthonormal(basis))
+    centred = basis - basis.mean(1, keepdim=True)
+    for k in range(7):
+        kept = q[k][:, q[k].norm(dim=0) > 0]
+        # the centred splines sum to zero: one direction of nb is not spanned
+        assert kept.shape[1] == 8
+        assert torch.allclose(kept.T @ kept, torch.eye(8, dtype=torch.float64), atol=1e-10)
+        proj = kept @ (kept.T @ centred[k])  # projecting the curves onto the basis keeps them
+        assert torch.allclose(proj, centred[k], atol=1e-10)
 
 
 def test_coverage_tells_a_design_from_a_trajectory_and_bounds_training():

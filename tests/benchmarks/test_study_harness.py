@@ -1,0 +1,39 @@
+"""benchmarks/_study.py: ``--redo`` discards exactly the saved runs it names, and they run again."""
+
+import importlib
+import sys
+
+import pytest
+from bench_loader import BENCH
+
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+S = importlib.import_module("_study")  # the module the studies import, not a second copy
+
+
+def test_redo_discards_only_the_matching_runs_and_they_run_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "RESULTS", tmp_path)
+    calls = []
+
+    def run(study, quick):
+        for method in ("a", "b"):
+            for budget in (100, 500):
+                study.run(lambda m=method, b=budget: calls.append((m, b)) or {"acc": b},
+                          method=method, budget=budget)  # fmt: skip
+
+    written = []
+    monkeypatch.setattr(S.Study, "write", lambda self, body: written.append(body))
+    section = lambda study: str(len(study.rows()))  # noqa: E731
+    S.main(None, "toy", run, section, [])
+    assert len(calls) == 4 and written[-1] == "4"
+    S.main(None, "toy", run, section, [])  # everything on disk: nothing runs
+    assert len(calls) == 4
+    S.main(None, "toy", run, section, ["--redo", "method=a", "--redo", "budget=500"])
+    assert calls[4:] == [("a", 500)]  # both fields must match
+    S.main(None, "toy", run, section, ["--redo", "method=a,b", "--redo", "budget=100"])
+    assert sorted(calls[5:]) == [("a", 100), ("b", 100)]
+    study = S.Study("toy", "toy")
+    assert len(study.rows()) == 4  # the rest kept, nothing duplicated
+    assert S.redo_filter(["method=x,y", "budget=1"]) == {"method": {"x", "y"}, "budget": {"1"}}
+    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+        S.redo_filter(["method"])
