@@ -313,7 +313,16 @@ def section(study: Study) -> str:
     fits = [r["fit_s"] for r in rows if r["method"] == "linear_response"]
     if fits:
         lines += ["", f"Fit time (closed form, one thread): median {np.median(fits):.1f} s, "
-                  f"longest {max(fits):.1f} s."]  # fmt: skip
+                  f"longest {max(fits):.1f} s. Per device (s, median over its runs; controls d):",
+                  "", "| device | d | " + " | ".join(f"N = {b}" for b in BUDGETS) + " |",
+                  "| --- | ---: | " + " | ".join("---:" for _ in BUDGETS) + " |"]  # fmt: skip
+        for config in CONFIGS:
+            per = [[r["fit_s"] for r in pick(config=config, method="linear_response", budget=b)]
+                   for b in BUDGETS]  # fmt: skip
+            if any(per):
+                dim = scenario(config).build_chip(0).space.dim
+                cells = " | ".join(f"{np.median(v):.1f}" if v else "-" for v in per)
+                lines.append(f"| {config} | {dim} | {cells} |")
     return "\n".join(lines)
 
 
