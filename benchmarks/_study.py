@@ -26,7 +26,17 @@ from blacksat.evaluation import fresh_chip_seeds
 
 RESULTS = ROOT / "benchmarks" / "results"
 
-__all__ = ["RESULTS", "Study", "fresh_chip_seeds", "machine", "main", "parser", "summary"]
+__all__ = [
+    "RESULTS",
+    "Study",
+    "field_filter",
+    "fresh_chip_seeds",
+    "machine",
+    "main",
+    "parser",
+    "redo",
+    "summary",
+]
 
 
 def parser(doc: str | None, *, report_only: bool = True) -> argparse.ArgumentParser:
@@ -38,6 +48,12 @@ def parser(doc: str | None, *, report_only: bool = True) -> argparse.ArgumentPar
     if report_only:
         ap.add_argument("--report-only", action="store_true", help="re-render from saved runs")
     ap.add_argument(
+        "--only", action="append", default=[], metavar="FIELD=VALUE[,VALUE]",
+        help="run only the runs whose FIELD is one of the VALUEs (the field a study's loop "
+        "filters on: its docstring says which); the others are skipped, not discarded, so two "
+        "processes given disjoint values share the work on two cores",
+    )  # fmt: skip
+    ap.add_argument(
         "--redo", action="append", default=[], metavar="FIELD=VALUE[,VALUE]",
         help="discard the saved runs whose FIELD is one of the VALUEs (all given fields must "
         "match; repeatable), so they run again: e.g. --redo method=linear_response",
@@ -45,13 +61,13 @@ def parser(doc: str | None, *, report_only: bool = True) -> argparse.ArgumentPar
     return ap
 
 
-def redo_filter(items: Iterable[str]) -> dict[str, set[str]]:
+def field_filter(items: Iterable[str], option: str = "--redo") -> dict[str, set[str]]:
     """``["method=a,b", "budget=100"]`` -> ``{"method": {"a", "b"}, "budget": {"100"}}``."""
     out: dict[str, set[str]] = {}
     for item in items:
         field, sep, values = item.partition("=")
         if not sep or not field or not values:
-            raise SystemExit(f"--redo takes FIELD=VALUE[,VALUE], got {item!r}")
+            raise SystemExit(f"{option} takes FIELD=VALUE[,VALUE], got {item!r}")
         out.setdefault(field, set()).update(v for v in values.split(",") if v)
     return out
 
@@ -63,10 +79,19 @@ class Study:
         name: the results folder (``benchmarks/results/<name>``).
         key: the ``BENCHMARKS.md`` section key (``<!-- key:begin -->``).
         quick: a smoke run: rows are kept in memory only and nothing is written.
+        only: ``--only``: field -> the values of the runs this process runs (:meth:`skips`).
     """
 
-    def __init__(self, name: str, key: str, *, quick: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        key: str,
+        *,
+        quick: bool = False,
+        only: Mapping[str, set[str]] | None = None,
+    ) -> None:
         self.name, self.key, self.quick = name, key, quick
+        self.only = dict(only or {})
         self.dir = RESULTS / name
         self.path = self.dir / "rows.jsonl"
         self._memory: list[dict[str, Any]] = []
@@ -120,6 +145,11 @@ class Study:
         row.setdefault("machine", machine())
         return self.add(row)
 
+    def skips(self, **ids: Any) -> bool:
+        """Whether ``--only`` leaves out runs with these fields (a field it does not name never
+        does): the study's loop asks before running them."""
+        return any(k in self.only and str(v) not in self.only[k] for k, v in ids.items())
+
     def drop(self, match: Mapping[str, set[str]]) -> int:
         """Discard the saved runs whose fields all match (``str(row[field])`` in the set), so
         they run again; the others are kept. The file is replaced atomically. Returns how many
@@ -170,6 +200,12 @@ class Study:
         print(f"wrote the {self.key} section of BENCHMARKS.md")
 
 
+def redo(study: Study, args: argparse.Namespace) -> None:
+    """``--redo``: discard the matching saved runs (not with ``--report-only``)."""
+    if args.redo and not getattr(args, "report_only", False):
+        print(f"discarded {study.drop(field_filter(args.redo))} saved runs to run again")
+
+
 def main(
     doc: str | None,
     name: str,
@@ -187,11 +223,10 @@ def main(
 
     args = parser(doc).parse_args(argv)
     torch.set_num_threads(1)
-    study = Study(name, key or name, quick=args.quick)
+    study = Study(name, key or name, quick=args.quick, only=field_filter(args.only, "--only"))
     if args.force:
         study.reset()
-    if args.redo and not args.report_only:
-        print(f"discarded {study.drop(redo_filter(args.redo))} saved runs to run again")
+    redo(study, args)
     if not args.report_only:
         run(study, args.quick)
     study.write(section(study))

@@ -43,7 +43,6 @@ the cross-study table from disk alone. The tuning runs (``--tune``) go to ``tuni
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -56,7 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import save_cells
-from _study import Study, parser, summary
+from _study import Study, field_filter, parser, redo, summary
 
 from blacksat.data import load_digits
 from blacksat.devices import DEVICES
@@ -325,14 +324,12 @@ def evaluate(chip: Any, task: Any, theta: np.ndarray, s: Settings) -> dict[str, 
 def run_all(study: Study, s: Settings) -> list[dict[str, Any]]:
     """Every (seed, method) run of ``s`` through ``study``: a saved one is read back, a missing
     one runs and is saved as it completes -> the runs, loaded (:func:`load`).
-    ``STUDY_SEEDS=2`` (or ``0,1``) in the environment restricts this process to those seeds,
-    so that two processes can share the seeds on two cores; give each process its own seeds (a
-    run is on disk only once it has finished, so two processes given the same seed would both
-    run it)."""
+    ``--only seed=2`` (or ``seed=0,1``) restricts this process to those seeds, so that two
+    processes can share the seeds on two cores; give each process its own seeds (a run is on
+    disk only once it has finished, so two processes given the same seed would both run it)."""
     rows = []
-    only = os.environ.get("STUDY_SEEDS")  # e.g. "2": a second process shares the work
     for seed in s.seeds:
-        if only and str(seed) not in only.split(","):
+        if study.skips(seed=seed):
             continue
         for method in s.methods:
             fn = lambda seed=seed, method=method: run_one(seed, method, s)  # noqa: E731
@@ -740,13 +737,14 @@ def main(argv: Sequence[str] | None = None, study: Study | None = None) -> None:
         name, key_ = STUDY, KEY
         if args.paper_geometry:  # one folder and section per SLM size
             name, key_ = f"{PAPER_STUDY}_{args.n}", f"{PAPER_KEY}-{args.n}"
-        study = Study(name, key_, quick=args.quick)
+        study = Study(name, key_, quick=args.quick, only=field_filter(args.only, "--only"))
     if args.tune:
         tune(study.dir)
         return
     if args.force:
         study.reset()
         (study.dir / "settings.json").unlink(missing_ok=True)
+    redo(study, args)
     if args.report_only:
         s = saved_settings(study)
         if s is None or not study.rows():

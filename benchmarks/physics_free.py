@@ -3,6 +3,7 @@
     python benchmarks/physics_free.py                # runs what is not on disk, writes its section
     python benchmarks/physics_free.py --report-only  # re-renders from the saved runs
     python benchmarks/physics_free.py --quick        # one run, tiny budgets; prints only
+    python benchmarks/physics_free.py --only config=mzi,mrr   # this process's share of the runs
 
 Per run (training seed ``s`` on chip ``c``; seeds 0, 1, 2 x chips 0, 1, 2): ``N`` settings drawn
 uniformly over the device's control space (a space-filling design) are each read with ``B``
@@ -36,7 +37,6 @@ contradicts, and the rows show what training on it anyway gives.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -205,11 +205,10 @@ def query_only_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[
 
 
 def run(study: Study, quick: bool) -> None:
-    only = os.environ.get("PHYSICS_FREE_CONFIGS")  # e.g. "mzi,mrr": a second process shares
     for config in CONFIGS:
         if quick and config not in ("crossbar", "mzi"):
             continue
-        if only and config not in only.split(","):
+        if study.skips(config=config):  # --only config=mzi,mrr: a second process shares
             continue
         budgets, pairs = ((100,), [(0, 0)]) if quick else (BUDGETS, pairs_of(config))
         for seed, chip in pairs:

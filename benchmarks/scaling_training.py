@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import os
 import sys
 import time
 from pathlib import Path
@@ -154,12 +153,9 @@ def run_path(path: str, n: int, seed: int, budget: int, quick: bool) -> dict[str
 
 
 def runs(quick: bool) -> list[tuple[str, int, int, int]]:
-    """Every run; ``SCALING_MODES=64`` (or ``16,32``) in the environment restricts this process
-    to some sizes, so that two processes given disjoint sizes share the work on two cores."""
+    """Every run (``--only modes=64`` restricts a process to some sizes, so that two processes
+    given disjoint sizes share the work on two cores)."""
     seeds, modes = ((0,), (16,)) if quick else (SEEDS, MODES)
-    only = os.environ.get("SCALING_MODES")
-    if only:
-        modes = tuple(int(m) for m in only.split(","))
     out = []
     for n in modes:
         for seed in seeds:
@@ -173,6 +169,8 @@ def runs(quick: bool) -> list[tuple[str, int, int, int]]:
 
 def run(study: Study, quick: bool) -> None:
     for path, n, seed, budget in runs(quick):
+        if study.skips(modes=n):
+            continue
         row = study.run(
             lambda: run_path(path, n, seed, budget, quick),  # noqa: B023
             path=path, modes=n, seed=seed, budget=budget,

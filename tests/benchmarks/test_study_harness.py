@@ -34,6 +34,28 @@ def test_redo_discards_only_the_matching_runs_and_they_run_again(tmp_path, monke
     assert sorted(calls[5:]) == [("a", 100), ("b", 100)]
     study = S.Study("toy", "toy")
     assert len(study.rows()) == 4  # the rest kept, nothing duplicated
-    assert S.redo_filter(["method=x,y", "budget=1"]) == {"method": {"x", "y"}, "budget": {"1"}}
+    assert S.field_filter(["method=x,y", "budget=1"]) == {"method": {"x", "y"}, "budget": {"1"}}
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
-        S.redo_filter(["method"])
+        S.field_filter(["method"])
+
+
+def test_only_runs_the_named_values_and_keeps_the_others_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "RESULTS", tmp_path)
+    monkeypatch.setattr(S.Study, "write", lambda self, body: None)
+    ran = []
+
+    def run(study, quick):
+        for config in ("x", "y", "z"):
+            if study.skips(config=config):
+                continue
+            study.run(lambda c=config: ran.append(c) or {"acc": 1.0}, config=config)
+
+    section = lambda study: ""  # noqa: E731
+    S.main(None, "toy", run, section, ["--only", "config=x,z"])
+    assert ran == ["x", "z"]
+    S.main(None, "toy", run, section, ["--only", "config=y"])  # the second process's share
+    assert ran == ["x", "z", "y"]
+    assert sorted(r["config"] for r in S.Study("toy", "toy").rows()) == ["x", "y", "z"]
+    # a field the filter does not name never skips
+    assert not S.Study("toy", "toy", only={"config": {"x"}}).skips(seed=3)
+    assert S.Study("toy", "toy", only={"seed": {"1"}}).skips(seed=3)
