@@ -16,7 +16,12 @@ the data contradicted (:attr:`LinearResponse.checks_`):
    more of the remainder than the best of ``d`` controls would explain of pure noise.
 3. **Tuning curves**: each control acts through a smooth response, learned per control as a
    cubic B-spline over the range the data covers (the way labs calibrate heaters and memristors);
-   the effects of a coefficient's few controls add.
+   the effects of a coefficient's few controls add. The check ``"additive tuning curves"`` says
+   how far any such sum can go: the share of the coefficients' variance that every control's own
+   tuning curve explains, all of them summed (first-order effects, chance removed; meaningful
+   for a space-filling design, whose controls vary independently). Where it is small, the
+   coefficients are interactions of many controls (interference), and no surrogate of this
+   structure, with however many controls per coefficient, can fit them.
 
 The fit is closed-form (least squares and ridge regression, no gradient steps): seconds for
 thousands of controls. The model is differentiable in ``theta`` and in ``x``:
@@ -222,6 +227,19 @@ class LinearResponse(Surrogate):
         controls, mask, coef, intercept = fitter.fit(
             coefs, self.max_controls, self.min_gain, progress=self.progress
         )
+        if math.isfinite(fitter.additive):
+            self.checks_ = [
+                *self.checks_,
+                StructureCheck(
+                    "additive tuning curves",
+                    fitter.additive,
+                    LOCALITY_R2,
+                    "share of the response coefficients' variance over the fitted settings "
+                    "that the controls' own tuning curves explain, each on its own and summed "
+                    "(first-order effects, chance removed): the most that any sum of per-control "
+                    "tuning curves can explain",
+                ),
+            ]
         with torch.no_grad():
             self.lo_.copy_(torch.as_tensor(lo))
             self.step_.copy_(torch.as_tensor(step))
@@ -399,6 +417,10 @@ class _TuningCurves:
         self.nb = n_basis
         self.ridge = ridge
         self.q = _orthonormal(torch.from_numpy(self.basis))  # (d, N, nb)
+        # the dimension of each control's centred tuning-curve space (nb - 1 where the data
+        # spans it): what a pure-noise coefficient's projection on it explains by chance
+        self.ranks = (np.abs(self.q).sum(axis=1) > 0).sum(axis=1)
+        self.additive = math.nan
         self.qt = np.ascontiguousarray(self.q.transpose(0, 2, 1))  # (d, nb, N): for BLAS
         # the share of a pure-noise residual the best of d controls explains by chance (the
         # typical largest of d chi-square(nb) / N draws): a control joins only when it
@@ -438,6 +460,16 @@ class _TuningCurves:
                 proj = (block.reshape(-1, self.n) @ resid).reshape(len(block), self.nb, -1)
                 energy[k0 : k0 + chunk] = np.sum(proj**2, axis=1)
                 self.bar.update(1)
+            if s == 0 and active.any():
+                # the first-order share: every control's own tuning curve on its own, summed
+                # (the controls of a space-filling design are independent, so these parts of a
+                # coefficient's variance are orthogonal), less what they explain by chance
+                # E[share of control j] = S_j + c_j (1 - S_j), c_j = rank_j / (N - 1) the share
+                # of what j does not explain that its curve picks up by chance
+                explained = float(energy[:, active].sum()) / float(total[active].sum())
+                chance = self.ranks / (self.n - 1)
+                estimate = (explained - float(chance.sum())) / (1.0 - float(chance.mean()))
+                self.additive = min(estimate, 1.0)  # sampling noise can carry it past 1
             for t in range(s):  # a control is chosen once per coefficient
                 energy[controls[:, t], np.arange(big_p)] = np.where(
                     mask[:, t], -np.inf, energy[controls[:, t], np.arange(big_p)]

@@ -56,6 +56,9 @@ def test_recovers_a_local_device_and_discovers_which_controls_drive_each_weight(
             assert found == {o * N_IN + i, N_OUT * N_IN + o * N_IN + i}
     bias = N_IN * N_OUT  # the constant term depends on no control
     assert all(sur.coef_[bias + o].abs().sum() == 0 for o in range(N_OUT))
+    # a weight is the sum of its two cells' curves: first-order effects explain it all
+    additive = {c.assumption: c for c in sur.checks_}["additive tuning curves"]
+    assert additive.holds and additive.r2 > 0.9
 
 
 def test_the_model_is_differentiable_in_the_controls():
@@ -76,6 +79,10 @@ def test_a_global_device_contradicts_locality_and_the_report_says_so():
     bad = [c.assumption for c in sur.contradicted()]
     assert bad == ["locality + tuning curves"]
     assert "CONTRADICTED" in str(sur.contradicted()[0])
+    # why: every weight is an interaction of all the controls, and the controls' own curves,
+    # all of them summed, explain little of it (no number of controls per weight would do)
+    additive = {c.assumption: c for c in sur.checks_}["additive tuning curves"]
+    assert not additive.holds and additive.r2 < 0.6
 
 
 def test_auto_picks_the_intensity_response_of_a_detected_field():
