@@ -107,8 +107,9 @@ def bspline(u: torch.Tensor, n_basis: int) -> torch.Tensor:
 def _local_bspline(u: torch.Tensor, n_basis: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """The four cubic B-splines that can be non-zero at each ``u``: ``(f, weights)`` with basis
     ``f + k`` weighted ``weights[k]`` (``k = 0..3``). ``f = floor(u)`` clamped to
-    ``[-4, n_basis]``: beyond that every one of the four lies outside ``0..n_basis - 1``."""
-    f = torch.floor(u).clamp(-4.0, float(n_basis))
+    ``[-4, n_basis]``: beyond that every one of the four lies outside ``0..n_basis - 1``. A NaN
+    ``u`` gets NaN weights on bases 0..3, so it comes out NaN rather than raising."""
+    f = torch.nan_to_num(torch.floor(u), nan=0.0).clamp(-4.0, float(n_basis))
     t = u - f
     s = 1.0 - t
     return f, (

@@ -140,6 +140,14 @@ def test_the_local_bspline_evaluations_match_the_dense_basis_in_value_and_gradie
             assert torch.allclose(a, b, atol=1e-12)
 
 
+def test_a_nan_point_gives_nan_not_an_indexing_error():
+    coef = torch.ones(2, 6, dtype=torch.float64)
+    u = torch.tensor([[0.5, float("nan")]], dtype=torch.float64)
+    out = bspline_combine(u, coef)
+    assert torch.isfinite(out[0, 0]) and torch.isnan(out[0, 1])
+    assert torch.isnan(bspline(u, 6)[0, 1]).any()
+
+
 def test_the_screening_basis_is_orthonormal_and_spans_each_controls_centred_curves():
     gen = torch.Generator().manual_seed(0)
     u = torch.rand(7, 300, generator=gen, dtype=torch.float64) * 6  # d = 7 controls, N = 300
