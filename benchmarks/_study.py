@@ -61,7 +61,7 @@ def parser(doc: str | None, *, report_only: bool = True) -> argparse.ArgumentPar
     return ap
 
 
-def field_filter(items: Iterable[str], option: str = "--redo") -> dict[str, set[str]]:
+def field_filter(items: Iterable[str], option: str) -> dict[str, set[str]]:
     """``["method=a,b", "budget=100"]`` -> ``{"method": {"a", "b"}, "budget": {"100"}}``."""
     out: dict[str, set[str]] = {}
     for item in items:
@@ -203,7 +203,8 @@ class Study:
 def redo(study: Study, args: argparse.Namespace) -> None:
     """``--redo``: discard the matching saved runs (not with ``--report-only``)."""
     if args.redo and not getattr(args, "report_only", False):
-        print(f"discarded {study.drop(field_filter(args.redo))} saved runs to run again")
+        dropped = study.drop(field_filter(args.redo, "--redo"))
+        print(f"discarded {dropped} saved runs to run again")
 
 
 def main(
@@ -216,9 +217,9 @@ def main(
     key: str | None = None,
 ) -> None:
     """The command line of a study: ``--force`` discards its saved runs (``--redo`` those that
-    match), ``run(study, quick)``
-    runs what is not on disk (skipped with ``--report-only``), ``section(study)`` is written
-    (printed with ``--quick``); one torch thread."""
+    match), ``run(study, quick)`` runs what is not on disk (``--only``: this process's share;
+    skipped with ``--report-only``), ``section(study)`` is written (printed with ``--quick``);
+    one torch thread."""
     import torch
 
     args = parser(doc).parse_args(argv)

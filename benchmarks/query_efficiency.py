@@ -509,7 +509,7 @@ def plot(figs: dict[str, Any]) -> Path | None:
     return path
 
 
-def publish(minutes: float | None) -> None:
+def publish() -> None:
     tables, figs = [], {}
     for name in CONFIGS:
         if not load_rows(OUT / name / "equal-samples"):
@@ -543,7 +543,7 @@ def publish(minutes: float | None) -> None:
             f"{fmt_reach(theirs, first)}{f' ({top})' if top and not math.isinf(theirs) else ''} "
             f"| {ratio} |"
         )
-    del minutes  # a partial re-run's time says nothing of the table: the runs' own times do
+    # the runs' own times: a partial re-run's wall time says nothing of the table
     run_hours = sum(
         float(r.get("wall_s", 0.0)) for rows_file in OUT.glob("*/*/rows.jsonl")
         for r in load_rows(rows_file.parent)
@@ -625,7 +625,6 @@ def main() -> None:
         import tempfile
 
         OUT = Path(tempfile.mkdtemp(prefix="blacksat-qe-quick-"))
-    t0 = time.perf_counter()
     if args.white_box:
         for name in [c for c in args.configs.split(",") if c] or list(CONFIGS):
             wb = {str(c): white_box(name, c) for c in SEEDS}
@@ -640,7 +639,7 @@ def main() -> None:
     if args.quick:
         print(f"quick run in {OUT}")
         return
-    publish(None if args.report_only else (time.perf_counter() - t0) / 60)
+    publish()
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_the_report_renders_from_rows(tmp_path, monkeypatch):
     (d / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     wb = {str(s): {"acc": 0.95, "lr_fraction": 0.01, "train_loss": 0.1} for s in range(3)}
     (tmp_path / "crossbar" / "white_box.json").write_text(json.dumps(wb))
-    M.publish(1.0)
+    M.publish()
     body = written["query_efficiency"]
     assert "| crossbar | 100 | 51.0 | cma 61.0 | -10.0 | 95.0 |" in body
     assert "| crossbar | 1,000 | 91.0 | cma 81.0 | +10.0 | 95.0 |" in body

@@ -34,9 +34,12 @@ def test_redo_discards_only_the_matching_runs_and_they_run_again(tmp_path, monke
     assert sorted(calls[5:]) == [("a", 100), ("b", 100)]
     study = S.Study("toy", "toy")
     assert len(study.rows()) == 4  # the rest kept, nothing duplicated
-    assert S.field_filter(["method=x,y", "budget=1"]) == {"method": {"x", "y"}, "budget": {"1"}}
+    assert S.field_filter(["method=x,y", "budget=1"], "--redo") == {
+        "method": {"x", "y"},
+        "budget": {"1"},
+    }
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
-        S.field_filter(["method"])
+        S.field_filter(["method"], "--redo")
 
 
 def test_only_runs_the_named_values_and_keeps_the_others_on_disk(tmp_path, monkeypatch):
