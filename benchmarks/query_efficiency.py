@@ -5,6 +5,7 @@ baselines on six device configurations, four reconfiguration budgets and two sam
     python benchmarks/query_efficiency.py --force       # discard the saved runs first
     python benchmarks/query_efficiency.py --report-only # re-render from the saved runs
     python benchmarks/query_efficiency.py --quick       # tiny budgets, one seed; prints only
+    python benchmarks/query_efficiency.py --redo method=blacksat  # re-run the default's rows
 
 Every run goes through :func:`blacksat.product.compare.compare` (one process per run, each
 finished run appended to ``rows.jsonl`` as it completes, so an interrupted sweep resumes).
@@ -44,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import ROOT, machine, summary, write_section
+from _study import Study, field_filter
 
 from blacksat.product.compare import Scenario, compare
 from blacksat.query_plan import CostModel
@@ -301,6 +303,21 @@ def seconds_regime(
         out_dir=base / "seconds-full-split", force=force, resume=not force, progress=False,
     )  # fmt: skip
     print(f"{name} device seconds: {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+
+
+REGIME_DIRS = {"equal": ("equal-samples",), "seconds": ("seconds-blacksat", "seconds-full-split")}
+
+
+def redo(match: dict[str, set[str]], only: list[str], regimes: tuple[str, ...]) -> None:
+    """``--redo``: discard the saved runs that match in the selected configurations and
+    regimes (each ``rows.jsonl`` rewritten atomically); the rest are kept."""
+    for name in only or list(CONFIGS):
+        for regime in regimes:
+            for sub in REGIME_DIRS.get(regime, ()):
+                study = Study(f"query_efficiency/{name}/{sub}", "query_efficiency")
+                dropped = study.drop(match)
+                if dropped:
+                    print(f"{name} {sub}: discarded {dropped} saved runs", flush=True)
 
 
 # ---------------------------------------------------------------------- report
@@ -618,6 +635,11 @@ def main() -> None:
     ap.add_argument("--configs", default="", help="comma-separated configurations (default all)")
     ap.add_argument("--white-box", action="store_true", help="(re)compute the white boxes only")
     ap.add_argument("--methods", default="", help="run only these methods (default all)")
+    ap.add_argument(
+        "--redo", action="append", default=[], metavar="FIELD=VALUE[,VALUE]",
+        help="discard the saved runs whose fields match (all must match; repeatable) in the "
+        "configurations and regimes selected, so they run again: e.g. --redo method=blacksat",
+    )  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     global OUT
@@ -635,6 +657,8 @@ def main() -> None:
     if not args.report_only:
         only = [c for c in args.configs.split(",") if c]
         methods = [m for m in args.methods.split(",") if m] or None
+        if args.redo and not args.quick:
+            redo(field_filter(args.redo, "--redo"), only, tuple(args.regimes.split(",")))
         run_all(args.quick, args.force, tuple(args.regimes.split(",")), only, methods)
     if args.quick:
         print(f"quick run in {OUT}")

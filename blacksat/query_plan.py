@@ -28,11 +28,17 @@ starts, a ring on resonance, would smooth away what the steps must resolve), nev
 level step. Cosine over the steps the rest of the budget allows. Every calibration query goes
 through the metered device and is charged to the budget (typically 10-40 reconfigurations).
 
+Adam's momentum is short (``beta1 = 0.5``, a horizon of two steps, not the usual ten). With a few
+random directions in many dimensions each estimate is mostly noise, which Adam's normalization
+turns into steps of the same size, so a long momentum buys little averaging; what it does do is
+apply each estimate over the next ``1 / (1 - beta1)`` steps, and in a short run with a cosine
+schedule the estimates of the last ten steps are applied at a learning rate near zero.
+
 The constants (``q = 4`` antithetic directions, ``snr = 3``, ``lr_per_sigma = 3``, ``lr_floor =
-0.02``; then ``walk = 8`` and ``sigma_per_lr = 3``, added when the MRR network failed) were chosen
-on tuning chips 100-103 of three device families (the MZI at s = 0.05, the crossbar and the MRR
-network) and are frozen; ``benchmarks/query_efficiency.py`` reports them on other chips, seeds
-and devices.
+0.02``; then ``walk = 8`` and ``sigma_per_lr = 3``, added when the MRR network failed; then
+``beta1 = 0.5``, when the crossbar lost at small budgets) were chosen on tuning chips 100-103 of
+three device families (the MZI at s = 0.05, the crossbar and the MRR network) and are frozen;
+``benchmarks/query_efficiency.py`` reports them on other chips, seeds and devices.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ LR_FLOOR = 0.02
 WALK = 8.0
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
+#: Adam's first-moment decay (a momentum horizon of 1 / (1 - BETA1) = 2 steps)
+BETA1 = 0.5
+#: what plans saved before ``beta1`` was a field ran with (torch's default)
+_LEGACY_BETA1 = 0.9
 #: the smallest radius tried, as a fraction of the span; each rung doubles it
 FIRST_RUNG = 1.0 / 400.0
 #: rungs of the ladder (the last is 1/400 * 2**7 = 32 % of the span)
@@ -207,6 +217,7 @@ class QueryPlan:
             difference"``).
         cost_model: the cost model used for the batch and a seconds budget, if any.
         calibrated_sigma: the radius the calibration found (``sigma`` before the cap).
+        beta1: Adam's first-moment decay (its second stays at torch's 0.999).
     """
 
     q: int
@@ -222,6 +233,7 @@ class QueryPlan:
     reason: str = ""
     cost_model: CostModel | None = None
     calibrated_sigma: float = math.nan
+    beta1: float = BETA1
 
     def estimator_spec(self) -> Any:
         """The ``[estimator]`` of this plan (:class:`~blacksat.builder.EstimatorSpec`)."""
@@ -232,12 +244,12 @@ class QueryPlan:
 
     def configure(self, cfg: Any, *, max_steps: int | None = None) -> Any:
         """``cfg`` (a :class:`~blacksat.train_config.TrainConfig`) with the fields this plan
-        owns set: Adam at the plan's ``lr``, cosine, its ``batch_size`` and ``max_steps``
+        owns set: Adam at the plan's ``lr`` and ``beta1``, cosine, its ``batch_size`` and ``max_steps``
         (default: the plan's ``steps``); the other fields (seed, logging, ...) are kept."""
         return replace(
             cfg,
             optimizer="adam",
-            optimizer_kwargs={},
+            optimizer_kwargs={"betas": (self.beta1, 0.999)},
             lr=self.lr,
             schedule="cosine",
             schedule_kwargs={},
@@ -266,6 +278,7 @@ class QueryPlan:
         """Inverse of :meth:`to_dict`; :class:`~blacksat.ConfigError` for anything else."""
         try:
             fields = dict(data)
+            fields.setdefault("beta1", _LEGACY_BETA1)  # saved before it was a field
             cm = fields.get("cost_model")
             fields["cost_model"] = None if cm is None else CostModel(**cm)
             return cls(**fields)
@@ -289,6 +302,7 @@ def plan_query_only(
     lr_floor: float = LR_FLOOR,
     walk: float = WALK,
     sigma_per_lr: float = SIGMA_PER_LR,
+    beta1: float = BETA1,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -312,6 +326,7 @@ def plan_query_only(
         walk: the run's random walk ``lr * sqrt(steps * d)`` is at most this many spans (this
             bound wins over the two above).
         sigma_per_lr: the radius is at most this many learning rates (never below a level).
+        beta1: Adam's first-moment decay, in ``[0, 1)``.
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -325,6 +340,8 @@ def plan_query_only(
     check_real("lr_floor", lr_floor, low=0.0)
     check_real("walk", walk, low=0.0, low_open=True)
     check_real("sigma_per_lr", sigma_per_lr, low=0.0, low_open=True)
+    if check_real("beta1", beta1, low=0.0, high=1.0) == 1.0:
+        raise ConfigError("beta1 must be in [0, 1) (1 would never update the momentum), got 1.0")
     rng = as_generator(seed)
     cm = cost_model if cost_model is not None else cost_model_of(device)
     n_train = len(task.data.split("train")[1])
@@ -445,6 +462,7 @@ def plan_query_only(
         reason=reason,
         cost_model=cm,
         calibrated_sigma=float(chosen),
+        beta1=float(beta1),
     )
 
 

@@ -145,6 +145,8 @@ def test_a_budget_in_device_seconds():
         ({"seconds": 1.0}, "cost model"),
         ({"budget": 0}, "budget"),
         ({"budget": 100, "q": 0}, "q"),
+        ({"budget": 100, "beta1": 1.0}, "beta1"),
+        ({"budget": 100, "beta1": -0.1}, "beta1"),
     ],
 )
 def test_plan_arguments_are_checked(kwargs, match):
@@ -161,6 +163,21 @@ def test_plan_round_trips_and_rejects_junk():
     assert again == plan
     with pytest.raises(ConfigError, match="not a query plan"):
         QueryPlan.from_dict({"q": 4})
+
+
+def test_the_plan_sets_adams_momentum_and_old_plans_keep_theirs():
+    chip, task = _setup()
+    plan = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=300, seed=0)
+    assert plan.beta1 == 0.5
+    cfg = plan.train_config(seed=0, progress=False, train_digital=False)
+    assert tuple(cfg.optimizer_kwargs["betas"]) == (0.5, 0.999)
+    other = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=300, seed=0,
+                            beta1=0.9)  # fmt: skip
+    assert tuple(other.train_config(seed=0).optimizer_kwargs["betas"]) == (0.9, 0.999)
+    # a plan saved before beta1 was a field resumes with the momentum it ran with
+    saved = plan.to_dict()
+    del saved["beta1"]
+    assert QueryPlan.from_dict(saved).beta1 == 0.9
 
 
 def test_the_plan_is_reproducible():
