@@ -244,8 +244,9 @@ class QueryPlan:
 
     def configure(self, cfg: Any, *, max_steps: int | None = None) -> Any:
         """``cfg`` (a :class:`~blacksat.train_config.TrainConfig`) with the fields this plan
-        owns set: Adam at the plan's ``lr`` and ``beta1``, cosine, its ``batch_size`` and ``max_steps``
-        (default: the plan's ``steps``); the other fields (seed, logging, ...) are kept."""
+        owns set: Adam at the plan's ``lr`` and ``beta1``, cosine, its ``batch_size`` and
+        ``max_steps`` (default: the plan's ``steps``); the other fields (seed, logging, ...) are
+        kept."""
         return replace(
             cfg,
             optimizer="adam",
