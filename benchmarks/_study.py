@@ -18,6 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from _report import ROOT, machine, summary, write_section
@@ -80,6 +81,7 @@ class Study:
         key: the ``BENCHMARKS.md`` section key (``<!-- key:begin -->``).
         quick: a smoke run: rows are kept in memory only and nothing is written.
         only: ``--only``: field -> the values of the runs this process runs (:meth:`skips`).
+        directory: where the runs live, if not ``benchmarks/results/<name>``.
     """
 
     def __init__(
@@ -89,10 +91,11 @@ class Study:
         *,
         quick: bool = False,
         only: Mapping[str, set[str]] | None = None,
+        directory: Path | None = None,
     ) -> None:
         self.name, self.key, self.quick = name, key, quick
         self.only = dict(only or {})
-        self.dir = RESULTS / name
+        self.dir = RESULTS / name if directory is None else Path(directory)
         self.path = self.dir / "rows.jsonl"
         self._memory: list[dict[str, Any]] = []
         self._t0 = time.perf_counter()

@@ -16,8 +16,9 @@ finished run appended to ``rows.jsonl`` as it completes, so an interrupted sweep
   uncertainty handling), ``pepg``, ``flops`` and ``mixedtrain``, each with its published or
   library defaults. The default's constants were chosen on tuning chips 100-103 of two
   configurations (the MZI at s = 0.05 and the crossbar) and frozen before any reported run;
-  its random-walk bound (``walk``) was added after the MRR network failed, chosen on tuning
-  chips 100-103 of those two and of the MRR network (the reported MRR chips are 0-2).
+  its random-walk bound (``walk``) was added after the MRR network failed, and its short momentum
+  (``beta1 = 0.5``) after the crossbar lost at small budgets, both chosen on tuning chips 100-103
+  of those two and of the MRR network (the reported MRR chips are 0-2).
 - **Regime 1, equal samples**: 256 samples per reconfiguration for every method.
 - **Regime 2, device seconds**: each configuration declares a cost model (seconds per
   reconfiguration and per sample, typical of its hardware); the budget is the device time of
@@ -314,8 +315,7 @@ def redo(match: dict[str, set[str]], only: list[str], regimes: tuple[str, ...]) 
     for name in only or list(CONFIGS):
         for regime in regimes:
             for sub in REGIME_DIRS.get(regime, ()):
-                study = Study(f"query_efficiency/{name}/{sub}", "query_efficiency")
-                dropped = study.drop(match)
+                dropped = Study(sub, "query_efficiency", directory=OUT / name / sub).drop(match)
                 if dropped:
                     print(f"{name} {sub}: discarded {dropped} saved runs", flush=True)
 
@@ -579,7 +579,8 @@ def publish() -> None:
         "on the full test split of the chip; mean ± sample std (ddof 1) over the seeds. "
         "`blacksat` is the default of `blacksat.query_plan` (calibration charged to its "
         "budget); its constants were chosen on tuning chips 100-103 of `mzi-0.05` and "
-        "`crossbar` (the random-walk bound also on `mrr`) and frozen. `zo-adam` is the "
+        "`crossbar` (the random-walk bound and Adam's short momentum also on `mrr`) and frozen. "
+        "`zo-adam` is the "
         "zeroth-order recipe tuned on MZI tuning chips "
         "(shown for reference, not a baseline). Baselines run with their published or library "
         "defaults through `blacksat.ng.adapter` (one generation = popsize reconfigurations). "

@@ -60,3 +60,22 @@ def test_the_report_renders_from_rows(tmp_path, monkeypatch):
     assert "| crossbar | 1,000 | 91.0 | cma 81.0 | +10.0 | 95.0 |" in body
     assert "blacksat >= the best baseline in 1 of 2" in body
     assert (tmp_path / "accuracy_vs_reconfigurations.png").is_file()
+
+
+def test_redo_discards_only_the_matching_saved_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(M, "OUT", tmp_path)
+    rows = [{"method": m, "budget": b, "seed": 0} for m in ("blacksat", "cma") for b in (250, 1000)]
+    for sub in ("equal-samples", "seconds-blacksat"):
+        (tmp_path / "crossbar" / sub).mkdir(parents=True)
+        (tmp_path / "crossbar" / sub / "rows.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows)
+        )
+    M.redo({"method": {"blacksat"}, "budget": {"250"}}, ["crossbar"], ("equal",))
+    kept = M.load_rows(tmp_path / "crossbar" / "equal-samples")
+    assert [(r["method"], r["budget"]) for r in kept] == [
+        ("blacksat", 1000),
+        ("cma", 250),
+        ("cma", 1000),
+    ]
+    # a regime not selected is left alone
+    assert len(M.load_rows(tmp_path / "crossbar" / "seconds-blacksat")) == 4
