@@ -159,15 +159,25 @@ class Study:
         runs were dropped."""
         if self.quick or not match or not self.path.exists():
             return 0
-        rows = self.rows()
-        keep = [r for r in rows if not all(str(r.get(k)) in v for k, v in match.items())]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        keep = []  # the kept runs' lines as they were written (a cut line is kept as well)
+        for line in lines:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                keep.append(line)
+                continue
+            if not all(str(r.get(k)) in v for k, v in match.items()):
+                keep.append(line)
+        if len(keep) == len(lines):
+            return 0
         tmp = self.path.with_suffix(".jsonl.tmp")
         with open(tmp, "w") as f:
-            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+            f.writelines(line + "\n" for line in keep)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        return len(rows) - len(keep)
+        return len(lines) - len(keep)
 
     def reset(self) -> None:
         """Discard the saved runs (``--force``)."""

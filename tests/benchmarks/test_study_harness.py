@@ -62,3 +62,15 @@ def test_only_runs_the_named_values_and_keeps_the_others_on_disk(tmp_path, monke
     # a field the filter does not name never skips
     assert not S.Study("toy", "toy", only={"config": {"x"}}).skips(seed=3)
     assert S.Study("toy", "toy", only={"seed": {"1"}}).skips(seed=3)
+
+
+def test_drop_keeps_the_other_lines_as_written_and_leaves_a_file_without_matches(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    lines = ['{"method": "a", "budget": 1}', '{"budget": 2, "method": "b"}', '{"method": "a", "bu']
+    path.write_text("\n".join(lines) + "\n")
+    study = S.Study("x", "x", directory=tmp_path)
+    before = path.stat().st_mtime_ns
+    assert study.drop({"method": {"zzz"}}) == 0
+    assert path.stat().st_mtime_ns == before and path.read_text() == "\n".join(lines) + "\n"
+    assert study.drop({"method": {"a"}}) == 1  # the cut line is not a run: kept as it was
+    assert path.read_text().splitlines() == lines[1:]
