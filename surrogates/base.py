@@ -130,12 +130,13 @@ class Coverage:
     def region(self, space: Any, margin: float = 0.05) -> Any:
         """The part of ``space`` (a :class:`~blacksat.ParamSpace`) the data covers, widened by
         ``margin`` of each control's full range on each side: a trust region for training on
-        the surrogate. ``space`` itself where the data spans (nearly) every control's range or
-        the controls are discrete; a periodic control that is narrowed becomes bounded."""
+        the surrogate. ``space`` itself where the data spans (nearly) every control's range; a
+        periodic control that is narrowed becomes bounded; discrete levels are kept (each end
+        moved outward to a level, :func:`sub_space`)."""
         span = np.asarray(space.upper, float) - np.asarray(space.lower, float)
         lo = np.asarray(self.theta_low) - margin * span
         hi = np.asarray(self.theta_high) + margin * span
-        return space if space.levels is not None else sub_space(space, lo, hi)
+        return sub_space(space, lo, hi)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,18 +154,48 @@ class Coverage:
 
 
 def sub_space(space: Any, lo: Any, hi: Any) -> Any:
-    """``space`` cut to the box ``[lo, hi]`` (clipped to its bounds; levels not kept): a
-    periodic control keeps its period only where the box spans all of it, a narrowed one
-    becomes bounded. ``space`` itself when nothing is narrowed."""
+    """``space`` cut to the box ``[lo, hi]`` (clipped to its bounds): a periodic control keeps its
+    period only where the box spans all of it, a narrowed one becomes bounded. ``space`` itself
+    when nothing is narrowed.
+
+    Discrete levels are kept: each narrowed control's ends move outward to the nearest levels
+    (so the cut box holds at least two levels, and a value in it snaps to a level in it), and the
+    levels outside every control's box are dropped."""
     from blacksat.space import ParamSpace
 
     lower, upper = np.asarray(space.lower, float), np.asarray(space.upper, float)
     lo, hi = np.maximum(lower, lo), np.minimum(upper, hi)
+    levels = space.levels
+    if levels is not None:
+        lo, hi = _outward_to_levels(np.asarray(levels, float), lo, hi, lower, upper)
     narrowed = (lo > lower + 1e-12) | (hi < upper - 1e-12)
     if not narrowed.any():
         return space
     period = np.where(narrowed, 0.0, np.asarray(space.period, float))
-    return ParamSpace(lo, hi, names=space.names, period=period)
+    if levels is not None:
+        tol = 1e-12 * max(1.0, float(np.max(np.abs(levels))))
+        levels = levels[(levels >= lo.min() - tol) & (levels <= hi.max() + tol)]
+    return ParamSpace(lo, hi, levels, names=space.names, period=period)
+
+
+def _outward_to_levels(
+    lv: np.ndarray, lo: np.ndarray, hi: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``[lo, hi]`` (per control) widened to the largest level <= ``lo`` and the smallest level
+    >= ``hi`` (an end stays where no such level exists), holding at least two levels, within
+    ``[lower, upper]``."""
+    tol = 1e-12 * max(1.0, float(np.max(np.abs(lv))))
+    n = lv.size
+    i = np.searchsorted(lv, lo + tol, side="right") - 1  # the largest level <= lo, or -1
+    j = np.searchsorted(lv, hi - tol, side="left")  # the smallest level >= hi, or n
+    a, b = np.maximum(i, 0), np.minimum(j, n - 1)  # the first and last level inside
+    one = b <= a  # fewer than two levels inside: one more above, else below
+    up = one & (a < n - 1)
+    b = np.where(up, a + 1, b)
+    a = np.where(one & ~up, n - 2, a)
+    new_lo = np.where((i >= 0) | one, lv[a], lo)
+    new_hi = np.where((j < n) | one, lv[b], hi)
+    return np.maximum(lower, np.minimum(new_lo, lo)), np.minimum(upper, np.maximum(new_hi, hi))
 
 
 def narrow_data_warning(

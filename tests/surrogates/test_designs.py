@@ -294,3 +294,32 @@ def test_collect_rejects_bad_arguments():
         collect(meter, _design(4), np.zeros((3, 2)))
     with pytest.raises(ConfigError, match="ParamSpace"):
         collect(object(), _design(4), X)
+
+
+def test_a_cut_discrete_space_keeps_its_levels_and_contains_the_box():
+    from blacksat.surrogates.base import Coverage, sub_space
+
+    step = 2 * np.pi / 16
+    levels = np.arange(16) * step
+    space = ParamSpace(np.zeros(5), np.full(5, 2 * np.pi), levels, period=np.full(5, 2 * np.pi))
+    lo = np.array([0.5, 0.0, 3.0, 1.0, 6.2])
+    hi = np.array([1.0, 2 * np.pi, 3.05, 1.0, 2 * np.pi])
+    cut = sub_space(space, lo, hi)
+    assert cut.levels is not None and np.all(np.isin(cut.levels, levels))
+    assert np.all(cut.lower <= lo + 1e-12) and np.all(cut.upper >= hi - 1e-12)
+    assert np.allclose(cut.lower / step, [1, 0, 7, 2, 14])  # ends moved out to levels
+    assert np.allclose(cut.upper / step, [3, 16, 8, 3, 16])
+    assert list(cut.period) == [0.0, 2 * np.pi, 0.0, 0.0, 0.0]  # the whole period kept
+    for j in range(5):  # two levels at least in every control's box
+        assert np.sum((levels >= cut.lower[j] - 1e-9) & (levels <= cut.upper[j] + 1e-9)) >= 2
+    draws = cut.sample(np.random.default_rng(0), 500)  # snapped draws stay in the cut box
+    assert np.all(draws >= cut.lower - 1e-12) and np.all(draws <= cut.upper + 1e-12)
+    assert sub_space(space, np.zeros(5), np.full(5, 2 * np.pi)) is space
+    # a bounded discrete space: levels outside every box are dropped
+    box = ParamSpace.box(3, 0.0, 1.0, levels=np.linspace(0.0, 1.0, 9))
+    small = sub_space(box, np.full(3, 0.3), np.full(3, 0.4))
+    assert np.allclose(small.lower, 0.25) and np.allclose(small.upper, 0.5)
+    assert np.allclose(small.levels, [0.25, 0.375, 0.5])
+    # the region a narrow log covers is cut on a discrete space too (it was left whole)
+    log = Coverage((0.3,) * 3, (0.4,) * 3, (0.01,) * 3, (0.0,), (1.0,), 10)
+    assert log.region(box, margin=0.0) == small
