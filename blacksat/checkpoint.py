@@ -3,8 +3,9 @@
 :class:`TrainState` holds **everything** a run needs to continue exactly where it stopped: the
 controls, the optimizer and scheduler state, the digital layers, the position in the data (the
 current epoch's permutation and the next batch offset), the run's random generator, the device
-budget ledger, the history and the SAF memory. Resuming from it ends bitwise identical to an
-uninterrupted run (``DESIGN.md``, boundary 4).
+budget ledger, the history, the SAF memory and a simulated device's random streams. Resuming from
+it ends bitwise identical to an uninterrupted run (``DESIGN.md``, boundary 4); a physical device,
+whose noise no file can replay, continues from the same state with fresh noise.
 
 :func:`save_checkpoint` writes it atomically (a temporary file in the same directory, ``fsync``,
 ``os.replace``): a crash mid-write leaves the previous checkpoint intact and no partial file.
@@ -59,6 +60,10 @@ class TrainState:
         estimator: the estimator's own memory (its ``state_dict()``, nested: a wrapper holds what
             it wraps under ``"inner_state"``; e.g. a
             :class:`~blacksat.nonfinite.NonFinitePolicy`'s failure count), or ``None``.
+        device_rng: the simulated device's random streams and held state
+            (``rng_state()`` of the device behind the meter), or ``None`` (a physical device,
+            or no meter): a resumed run restores them, so that on a simulator it meets the same
+            noise as an uninterrupted run.
         elapsed: wall-clock seconds spent in training so far (over all resumes).
         meta: what the run was configured with (checked when resuming); ``meta["space"]``
             is the control space (:meth:`~blacksat.ParamSpace.to_dict`), see :attr:`space`.
@@ -77,6 +82,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     saf: dict[str, Any] | None = None
     estimator: dict[str, Any] | None = None
+    device_rng: dict[str, Any] | None = None
     elapsed: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 

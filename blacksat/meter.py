@@ -376,6 +376,20 @@ class MeteredDevice:
     def __getstate__(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
+    def rng_state(self) -> dict[str, Any] | None:
+        """The random state of a simulated device behind the meter (its ``rng_state()``: noise
+        streams and what it holds between queries), for training checkpoints; ``None`` for a
+        device that has none (a physical one). It tells nothing about the device's response."""
+        fn = getattr(self._device, "rng_state", None)
+        return fn() if callable(fn) else None
+
+    def set_rng_state(self, state: Any) -> None:
+        """Restore a state :meth:`rng_state` returned (resuming a run on a fresh simulator, so
+        that it meets the noise an uninterrupted run would); nothing for a device without one."""
+        fn = getattr(self._device, "set_rng_state", None)
+        if callable(fn):
+            fn(state)
+
     def restore(self, ledger: Ledger) -> None:
         """Set what has been spent to ``ledger`` (resuming a run from its checkpoint in a new
         process: the budgets then count the run's whole spend). Replaces the current ledger;

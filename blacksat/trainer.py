@@ -84,6 +84,13 @@ class TrainResult:
         return self.state.step
 
 
+def _device_rng(meter: Any) -> dict[str, Any] | None:
+    """The random state of the simulator behind ``meter`` (``None`` without a meter, or for a
+    device that has none)."""
+    fn = getattr(meter, "rng_state", None)
+    return fn() if callable(fn) else None
+
+
 class Trainer:
     """Trains the controls (and digital layers) of a PNN task with a gradient estimator.
 
@@ -218,6 +225,7 @@ class Trainer:
             history=self._history,
             saf=None if self.saf is None else self.saf.state_dict(),
             estimator=estimator_state(self.estimator),
+            device_rng=_device_rng(self.meter),
             elapsed=self._elapsed,
             meta=self._meta(),
         )
@@ -251,6 +259,9 @@ class Trainer:
             else:
                 self.saf.load_state_dict(state.saf)
         load_estimator_state(self.estimator, state.estimator)
+        restore_rng = getattr(self.meter, "set_rng_state", None)
+        if callable(restore_rng) and state.device_rng is not None:
+            restore_rng(state.device_rng)
         self._ledger = state.ledger
         if self.meter is not None:
             self._ledger = self._restore_meter(state.ledger)

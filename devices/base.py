@@ -362,6 +362,38 @@ class SimulatedDevice(ABC):
         noise = torch.randn((k, row), generator=self._noise_gen, dtype=dtype)
         return noise[:, :per].reshape(shape)
 
+    def rng_state(self) -> dict[str, Any]:
+        """The state of this simulator's random streams (readout noise, drift) and of what it
+        holds between queries, as tensors and plain values: what a training checkpoint saves so
+        that a resumed run meets the noise an uninterrupted one would (:meth:`set_rng_state`).
+        A physical device has nothing of the kind."""
+        return {
+            "noise": self._noise_gen.get_state(),
+            "drift": copy.deepcopy(self._drift_rng.bit_generator.state),
+            "drift_state": torch.as_tensor(self._drift_state.copy()),
+        }
+
+    def set_rng_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`rng_state` returned (of this device class and size).
+
+        Raises:
+            ConfigError: ``state`` is not such a state.
+        """
+        try:
+            noise = torch.Generator()
+            noise.set_state(state["noise"])
+            drift = np.random.default_rng()
+            drift.bit_generator.state = copy.deepcopy(dict(state["drift"]))
+            drift_state = torch.as_tensor(state["drift_state"], dtype=torch.float64).numpy().copy()
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"not a random state of {type(self).__name__}: {exc}") from None
+        if drift_state.shape != (self.space.dim,):
+            raise ConfigError(
+                f"the random state's drift has shape {drift_state.shape}, this "
+                f"{type(self).__name__} has {self.space.dim} controls"
+            )
+        self._noise_gen, self._drift_rng, self._drift_state = noise, drift, drift_state
+
     def _advance_drift(self, k: int) -> np.ndarray:
         """Drift offsets ``(k, d)`` for the next ``k`` reconfigurations (zeros if disabled)."""
         d = self.space.dim

@@ -17,9 +17,10 @@ per read. Readings are taken ``age`` seconds after programming (the nuisance, de
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -269,6 +270,37 @@ class Crossbar(SimulatedDevice):
         self._program_rng = np.random.default_rng(program)
         self._held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._reads = 0  # reads of the held programming so far
+
+    def rng_state(self) -> dict[str, Any]:
+        """The base streams, the programming-noise stream and the held programming (setting,
+        applied conductances, their programming noise) with its read count."""
+        held = None if self._held is None else [torch.as_tensor(a.copy()) for a in self._held]
+        return {
+            **super().rng_state(),
+            "program": copy.deepcopy(self._program_rng.bit_generator.state),
+            "held": held,
+            "reads": int(self._reads),
+        }
+
+    def set_rng_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`rng_state` returned."""
+        try:
+            program = np.random.default_rng()
+            program.bit_generator.state = copy.deepcopy(dict(state["program"]))
+            raw = state["held"]
+            held = (
+                None
+                if raw is None
+                else tuple(torch.as_tensor(a, dtype=torch.float64).numpy().copy() for a in raw)
+            )
+            reads = int(state["reads"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a random state of {type(self).__name__}: {exc}") from None
+        d = self.space.dim
+        if held is not None and (len(held) != 3 or any(a.shape != (d,) for a in held)):
+            raise ConfigError(f"the held programming must be three ({d},) arrays")
+        super().set_rng_state(state)
+        self._program_rng, self._held, self._reads = program, held, reads  # type: ignore[assignment]
 
     def _writes(self, thetas: np.ndarray) -> np.ndarray:
         """``(K,)`` which settings are written (all of them when re-programming)."""

@@ -15,6 +15,7 @@ from blacksat import (
     InvalidReading,
     NonFiniteError,
     OutOfBoundsError,
+    ParamSpace,
     ShapeError,
 )
 from blacksat.meter import Budget, Ledger, MeteredDevice
@@ -245,3 +246,28 @@ def test_nan_and_infinite_budgets():
     unlimited = MeteredDevice(chip, max_reconfigurations=math.inf, max_samples=math.inf)
     assert unlimited.budget.reconfigurations is None and unlimited.budget.samples is None
     assert MeteredDevice(chip, max_reconfigurations=5.0).budget.reconfigurations == 5
+
+
+def test_the_random_state_of_a_simulator_passes_through_and_a_plain_device_has_none():
+    from blacksat.devices import DEVICES
+
+    chip = DEVICES["crossbar"](seed=1)
+    meter = MeteredDevice(chip)
+    x = np.zeros((2, 16))
+    meter.query(chip.space.center, x)
+    state = meter.rng_state()
+    assert state is not None and set(state) >= {"noise", "drift", "program", "held"}
+    fresh = MeteredDevice(DEVICES["crossbar"](seed=1))
+    fresh.set_rng_state(state)
+    theta = chip.space.center + 0.1
+    np.testing.assert_array_equal(meter.query(theta, x), fresh.query(theta, x))
+
+    class Plain:
+        space = ParamSpace.box(2, 0.0, 1.0)
+
+        def query(self, theta, x):
+            return np.zeros((len(x), 1))
+
+    plain = MeteredDevice(Plain())
+    assert plain.rng_state() is None
+    plain.set_rng_state({"anything": 1})  # nothing to restore: no error

@@ -1,5 +1,6 @@
 """One contract suite, run over every registered simulated device (small configurations)."""
 
+import io
 import json
 import pickle
 
@@ -172,6 +173,27 @@ def test_pickling_preserves_state(make):
     dev.query_many(t, x)
     clone = pickle.loads(pickle.dumps(dev))
     np.testing.assert_array_equal(dev.query_many(t, x), clone.query_many(t, x))
+
+
+def test_a_fresh_chip_given_the_random_state_reads_what_the_first_one_reads(make):
+    """What a training checkpoint saves: a chip rebuilt from its configuration and given
+    ``rng_state()`` continues the noise, drift and held state of the first, bit for bit; the
+    state holds only tensors and plain values (a checkpoint loads it with weights_only)."""
+    kw = dict(noise=0.02, drift=0.01, drift_time=20.0, seed=4)
+    dev = make(**kw)
+    x, t = _inputs(dev), _thetas(dev, 3)
+    dev.query_many(t, x)
+    dev.query(t[1], x)
+    buf = io.BytesIO()
+    torch.save(dev.rng_state(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    fresh = make(**kw)
+    fresh.set_rng_state(state)
+    np.testing.assert_array_equal(dev.query_many(t, x), fresh.query_many(t, x))
+    np.testing.assert_array_equal(dev.query(t[2], x), fresh.query(t[2], x))
+    with pytest.raises(ConfigError, match="random state"):
+        fresh.set_rng_state({"noise": 1})
 
 
 def test_exact_model_is_the_noise_free_truth(make):

@@ -144,3 +144,31 @@ def test_the_readme_seconds_budget_snippet_builds(tmp_path):
     setup = build(RunConfig.load(path))
     assert setup.query_plan["batch_size"] == 100  # 1 ms / 10 us
     assert setup.meter.budget.reconfigurations == 60_000  # 120 s / (1 ms + 100 x 10 us)
+
+
+def test_an_interrupted_query_default_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """The plan (its momentum included) and the optimizer state come back from disk: an
+    interrupted run resumed ends where an uninterrupted one does, bit for bit."""
+    from blacksat.product.cli import main
+    from blacksat.trainer import Trainer
+
+    _load(tmp_path, "[budget]\nreconfigurations = 200\n")
+    cfg = str(tmp_path / "run.toml")
+    assert main(["train", "--config", cfg, "--out", str(tmp_path / "whole"), "--quiet"]) == 0
+    real, done = Trainer._one_step, [0]
+
+    def step(self):
+        if done[0] == 5:
+            raise KeyboardInterrupt
+        done[0] += 1
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "_one_step", step)
+    with pytest.raises(SystemExit):
+        main(["train", "--config", cfg, "--out", str(tmp_path / "part"), "--quiet"])
+    monkeypatch.setattr(Trainer, "_one_step", real)
+    assert json.loads((tmp_path / "part" / "plan.json").read_text())["beta1"] == 0.5
+    assert main(["train", "--out", str(tmp_path / "part"), "--resume", "--quiet"]) == 0
+    a, b = (json.loads((tmp_path / r / "result.json").read_text()) for r in ("whole", "part"))
+    assert a["query_plan"] == b["query_plan"] and a["steps"] == b["steps"]
+    assert a["theta"] == b["theta"]
