@@ -165,6 +165,8 @@ class Trainer:
             )
         self.task, self.estimator, self.space, self.config = task, estimator, space, config
         self.meter, self.saf = meter, saf
+        #: a simulated device's random state before the step that failed (None after a good one)
+        self._device_rng_good: dict[str, Any] | None = None
         self.log_path = None if log_path is None else Path(log_path)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.n_train = len(task.data.split("train")[1])
@@ -225,11 +227,18 @@ class Trainer:
             history=self._history,
             saf=None if self.saf is None else self.saf.state_dict(),
             estimator=estimator_state(self.estimator),
-            device_rng=_device_rng(self.meter),
+            device_rng=self._device_rng_now(),
             elapsed=self._elapsed,
             meta=self._meta(),
         )
         return state.copy()
+
+    def _device_rng_now(self) -> dict[str, Any] | None:
+        """A simulated device's random state for a snapshot: as it was before the step that
+        just failed (the snapshot is then the last good state), else as it is now."""
+        if self._device_rng_good is not None:
+            return self._device_rng_good
+        return _device_rng(self.meter)
 
     def load_state(self, state: TrainState) -> None:
         """Make ``state`` the trainer's live state (controls, optimizer, scheduler, digital
@@ -262,6 +271,7 @@ class Trainer:
         restore_rng = getattr(self.meter, "set_rng_state", None)
         if callable(restore_rng) and state.device_rng is not None:
             restore_rng(state.device_rng)
+        self._device_rng_good = None
         self._ledger = state.ledger
         if self.meter is not None:
             self._ledger = self._restore_meter(state.ledger)
@@ -333,6 +343,7 @@ class Trainer:
     def _one_step(self) -> dict[str, Any]:
         rng_before = self._rng.bit_generator.state
         order_before = self._order
+        device_before = _device_rng(self.meter)  # a simulator's noise, for a failed step
         try:  # nothing below mutates the run before the estimate is in and checked
             if self._order is None:
                 self._order = self._rng.permutation(self.n_train)
@@ -346,7 +357,10 @@ class Trainer:
         except BaseException:
             self._rng.bit_generator.state = rng_before
             self._order = order_before
+            # the last good state holds the simulator's streams as they were before this step
+            self._device_rng_good = device_before
             raise
+        self._device_rng_good = None
         # ---- commit (no call below reaches a device)
         self._clean = False  # a failure from here on leaves no state worth checkpointing
         lr = float(self._opt.param_groups[0]["lr"])

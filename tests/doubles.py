@@ -76,6 +76,16 @@ class CountingDevice:
         """The held setting becomes unknown (the next setting counts as a reconfiguration)."""
         self._last = None
 
+    def rng_state(self):
+        """The wrapped simulator's random state (``None`` when it has none)."""
+        fn = getattr(self.inner, "rng_state", None)
+        return fn() if callable(fn) else None
+
+    def set_rng_state(self, state) -> None:
+        fn = getattr(self.inner, "set_rng_state", None)
+        if callable(fn):
+            fn(state)
+
     def query(self, theta, x):
         self.calls += 1
         self._apply(theta, len(x))
@@ -158,6 +168,16 @@ class _Wrapper:
         self.input_shape = getattr(inner, "input_shape", None)
         self.output_shape = getattr(inner, "output_shape", None)
         self.calls = 0
+
+    def rng_state(self):
+        """The wrapped simulator's random state (``None`` when it has none)."""
+        fn = getattr(self.inner, "rng_state", None)
+        return fn() if callable(fn) else None
+
+    def set_rng_state(self, state) -> None:
+        fn = getattr(self.inner, "set_rng_state", None)
+        if callable(fn):
+            fn(state)
 
     def _before(self, k: int) -> None:
         pass

@@ -41,9 +41,10 @@ def data():
     return load_iris(seed=0)
 
 
-def build(crash_at=None, path=None):
-    """A fresh run: chip, task, counting double, meter, trainer."""
-    chip = MZIMesh(n_modes=4, seed=0, noise=0.0, drift=0.0)
+def build(crash_at=None, path=None, noisy=False):
+    """A fresh run: chip (quiet, or with its readout noise and drift), task, counting double,
+    meter, trainer."""
+    chip = MZIMesh(n_modes=4, seed=0, **({} if noisy else {"noise": 0.0, "drift": 0.0}))
     raising = RaisingDevice(chip, at=crash_at if crash_at is not None else ())
     counter = CountingDevice(raising)
     meter = MeteredDevice(counter)
@@ -54,9 +55,9 @@ def build(crash_at=None, path=None):
     return trainer, meter, counter
 
 
-@functools.lru_cache(maxsize=1)
-def reference():
-    trainer, meter, _ = build()
+@functools.lru_cache(maxsize=2)
+def reference(noisy=False):
+    trainer, meter, _ = build(noisy=noisy)
     res = trainer.fit(MZIMesh(n_modes=4).space.center)
     return res.state.theta.clone(), [h["loss"] for h in res.history], meter.ledger
 
@@ -69,8 +70,8 @@ def tally(*counters):
     return (sum(c.reconfigurations for c in counters), sum(c.samples for c in counters))
 
 
-def check_resumed(res, ledger, counters):
-    ref_theta, ref_losses, ref_ledger = reference()
+def check_resumed(res, ledger, counters, noisy=False):
+    ref_theta, ref_losses, ref_ledger = reference(noisy)
     assert res.reason == "completed" and res.steps == 14
     assert torch.equal(res.state.theta, ref_theta)  # bitwise
     assert [h["loss"] for h in res.history] == ref_losses
@@ -95,6 +96,22 @@ def test_device_crash_at_any_call_resumes_bitwise_in_a_new_process(tmp_path, k):
     assert res.ledger == meter2.ledger == add_costs(saved.ledger, spent_after)
     check_resumed(res, res.ledger, [counter, counter2])
     assert res.ledger.failures == 1
+
+
+@pytest.mark.parametrize("k", [1, 6, 13])
+def test_a_noisy_simulator_resumes_bitwise_too(tmp_path, k):
+    """With readout noise and drift on, the checkpoint holds the simulator's streams as they
+    were before the failed step (its ascent, for odd k, had already drawn noise), so the fresh
+    chip of the resumed run draws what the uninterrupted run drew."""
+    path = tmp_path / "run.ckpt"
+    trainer, _, counter = build(crash_at=k, path=path, noisy=True)
+    with pytest.raises(DeviceError):
+        trainer.fit(theta0())
+    assert load_checkpoint(path).device_rng is not None
+    again, _, counter2 = build(path=path, noisy=True)
+    res = again.resume(path)
+    check_resumed(res, res.ledger, [counter, counter2], noisy=True)
+    assert not torch.equal(res.state.theta, reference(False)[0])  # the noise mattered
 
 
 @pytest.fixture
