@@ -460,11 +460,28 @@ def result_markdown(report: dict[str, Any], out: str | Path) -> str:
     led = report["ledger"]
     acc_model = report["accuracy"]["model"]
     on_model = "" if acc_model is None else f", on the {report['model']} model {acc_model:.4f}"
-    return (
+    text = (
         f"run {str(out)!r}: {report['reason']} after {report['steps']} steps; accuracy on the "
         f"chip {report['accuracy']['chip']:.4f} (full test split){on_model}; training spent "
         f"{led['reconfigurations']} reconfigurations, {led['samples']} samples in "
         f"{led['queries']} queries"
+    )
+    plan = report.get("query_plan")
+    return text if not plan else f"{text}\n{plan_markdown(plan)}"
+
+
+def plan_markdown(plan: dict[str, Any]) -> str:
+    """One line on what the query-only default chose on the device (``plan.json``): what a
+    user checks first when a run on an unfamiliar device goes wrong."""
+    span = float(plan["span"]) or 1.0
+    batch = plan.get("batch_size")
+    return (
+        f"query-only plan: radius {100 * plan['sigma'] / span:.3g} % of the span "
+        f"({plan.get('reason') or 'calibrated'}), Adam lr {100 * plan['lr'] / span:.3g} % "
+        f"(beta1 {plan.get('beta1', 0.9):g}), {plan['steps']} steps of {2 * plan['q']} settings, "
+        f"{'the full training split' if batch is None else f'{batch} samples'} per setting; "
+        f"the calibration spent {plan['calibration_reconfigurations']} of "
+        f"{plan['budget']} reconfigurations (loss noise {plan['noise']:.3g})"
     )
 
 
@@ -633,6 +650,7 @@ __all__ = [
     "evaluate",
     "evaluation_markdown",
     "load_run",
+    "plan_markdown",
     "result_markdown",
     "train",
 ]

@@ -86,6 +86,12 @@ def test_the_query_default_trains_within_its_budget_and_resumes_its_plan(tmp_pat
     assert report["ledger"]["reconfigurations"] <= 400
     assert report["ledger"]["reconfigurations"] > 400 - 2 * plan["q"]
     assert report["accuracy"]["chip"] > 0.3  # chance 0.1; the untrained centre reads ~0.1
+    from blacksat.product.run import result_markdown
+
+    line = result_markdown(report, out).splitlines()[-1]  # what the CLI prints
+    assert line.startswith("query-only plan: radius ") and "(beta1 0.5)" in line
+    assert f"{plan['steps']} steps of {2 * plan['q']} settings" in line
+    assert f"spent {plan['calibration_reconfigurations']} of 400 reconfigurations" in line
     # resuming reloads the plan (no new calibration queries) instead of planning again
     spent = report["ledger"]["reconfigurations"]
     (out / "result.json").unlink()
