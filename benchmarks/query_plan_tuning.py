@@ -1,0 +1,153 @@
+"""The query-only default's tuning sweep: its constants against alternatives, on tuning chips.
+
+    python benchmarks/query_plan_tuning.py                    # run what is missing, write it
+    python benchmarks/query_plan_tuning.py --report-only      # re-render from the saved runs
+    python benchmarks/query_plan_tuning.py --only variant=beta1=0.9   # this process's share
+    python benchmarks/query_plan_tuning.py --quick            # one chip, small budgets; prints
+
+Where the constants of :mod:`blacksat.query_plan` come from. Each run is ``compare``'s method
+``blacksat`` (:func:`blacksat.product.compare.run_one`, 256 samples per reconfiguration, the
+same scenarios as ``benchmarks/query_efficiency.py``) with :func:`~blacksat.query_plan.
+plan_query_only` given one variant's keyword arguments; seed ``c`` on chip ``c`` for the
+tuning chips 100-103, never the reported chips 0-2. A variant is chosen here, frozen, and only
+then reported by ``query_efficiency.py`` on other chips.
+
+- ``default``: the plan as it ships;
+- ``beta1=0.9``: Adam's momentum at torch's default (the plan before ``beta1 = 0.5``);
+- ``beta1=0.7``: in between;
+- ``q=2``: two antithetic directions a step instead of four (twice the steps).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _study import Study, summary
+from _study import main as run_study
+
+#: variant -> keyword arguments of plan_query_only
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "beta1=0.9": {"beta1": 0.9},
+    "beta1=0.7": {"beta1": 0.7},
+    "q=2": {"q": 2},
+}
+#: configuration of query_efficiency.py -> budgets (reconfigurations)
+CELLS: dict[str, tuple[int, ...]] = {
+    "crossbar": (250, 1000, 5000),
+    "mzi-0.05": (250, 1000, 5000, 20000),
+    "mrr": (250, 1000, 5000, 20000),
+}
+#: the tuning chips (seed = chip); the reported ones are 0, 1, 2
+CHIPS = (100, 101, 102, 103)
+
+
+def tuning_run(variant: str, config: str, budget: int, chip: int) -> dict[str, Any]:
+    """One run of the default with ``variant``'s plan arguments: its test accuracy (%)."""
+    import query_efficiency as qe
+
+    import blacksat.query_plan as qp
+    from blacksat.product.compare import run_one
+
+    original = qp.plan_query_only
+    qp.plan_query_only = functools.partial(original, **VARIANTS[variant])
+    try:
+        row = run_one("blacksat", qe.scenario(config), chip, chip, budget)
+    finally:
+        qp.plan_query_only = original
+    return {
+        "accuracy": 100 * row["test_accuracy"],
+        "reconfigurations": row["reconfigurations"],
+        "wall_s": row["wall_s"],
+    }
+
+
+def run(study: Study, quick: bool) -> None:
+    chips = CHIPS[:1] if quick else CHIPS
+    for variant in VARIANTS:
+        for config, budgets in CELLS.items():
+            for budget in (b // 10 for b in budgets[:2]) if quick else budgets:
+                if study.skips(variant=variant, config=config):
+                    continue
+                for chip in chips:
+                    row = study.run(
+                        lambda v=variant, c=config, b=budget, ch=chip: tuning_run(v, c, b, ch),
+                        variant=variant, config=config, budget=budget, chip=chip,
+                    )  # fmt: skip
+                    print(f"{variant:>10} {config:>9} {budget:>6} chip {chip}: "
+                          f"{row['accuracy']:.1f} %", flush=True)  # fmt: skip
+
+
+def section(study: Study) -> str:
+    rows = study.rows()
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+    order = list(CELLS)
+    cells = sorted(
+        {(r["config"], r["budget"]) for r in rows}, key=lambda cb: (order.index(cb[0]), cb[1])
+    )
+
+    def accs(variant: str, config: str, budget: int) -> dict[int, float]:
+        return {
+            r["chip"]: r["accuracy"]
+            for r in rows
+            if r["variant"] == variant and r["config"] == config and r["budget"] == budget
+        }
+
+    lines = [
+        "## Query-only default: the tuning sweep behind its constants (tuning chips only)",
+        "",
+        study.header(
+            "python benchmarks/query_plan_tuning.py",
+            "The default (`compare` method `blacksat`, 256 samples per reconfiguration) with "
+            "`plan_query_only` given each variant's arguments; seed = chip = "
+            f"{', '.join(map(str, CHIPS))} (tuning chips; `query_efficiency` reports chips 0-2). "
+            "Accuracy on the full test split (%), mean ± sample std over the chips; in "
+            "brackets, the mean of the per-chip differences from the default.",
+        ),
+        "",
+        "| configuration | budget | " + " | ".join(variants) + " |",
+        "| --- | ---: |" + " ---: |" * len(variants),
+    ]
+    for config, budget in cells:
+        base = accs("default", config, budget)
+        out = []
+        for v in variants:
+            a = accs(v, config, budget)
+            m, s, n = summary(list(a.values()))
+            text = "—" if n == 0 else f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
+            paired = [a[c] - base[c] for c in a if c in base]
+            if v != "default" and paired:
+                text += f" ({np.mean(paired):+.1f})"
+            out.append(text)
+        lines.append(f"| {config} | {budget:,} | " + " | ".join(out) + " |")
+    lines += ["", "Mean difference from the default over the cells where both ran (points):", ""]
+    for v in variants:
+        if v == "default":
+            continue
+        diffs = []
+        for config, budget in cells:
+            a, base = accs(v, config, budget), accs("default", config, budget)
+            paired = [a[c] - base[c] for c in a if c in base]
+            if paired:
+                diffs.append(float(np.mean(paired)))
+        if diffs:
+            lines.append(
+                f"- `{v}`: {np.mean(diffs):+.1f} over {len(diffs)} cells "
+                f"(ahead of the default in {sum(d > 0 for d in diffs)}, behind in "
+                f"{sum(d < 0 for d in diffs)})"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_study(__doc__, "query_plan_tuning", run, section, argv)
+
+
+if __name__ == "__main__":
+    main()
