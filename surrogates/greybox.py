@@ -50,10 +50,10 @@ class GreyBox(Surrogate):
             :class:`~blacksat.surrogates.base.Surrogate` (defaults suited to a few hundred
             settings: 400 Adam steps of 16,384 readings at ``lr = 0.02``). The cost of a fit
             is about ``steps * batch_samples`` forward and backward passes of ``model``: on the
-            16 x 16 diffractive network, where each reading is a pair of FFT propagations, the
-            default takes about 40 min on one core and ``batch_samples=2048`` 2-6 min (512
-            and 2,048 fitted alike there; the default was not run to the end; BENCHMARKS.md,
-            "Physics-free surrogates").
+            16 x 16 diffractive network, where each reading is a pair of FFT propagations,
+            ``batch_samples=2048`` took 2-6 min on one core, and the default would take about 8
+            times as long (512 and 2,048 fitted alike there; BENCHMARKS.md, "Physics-free
+            surrogates").
 
     Fitted attributes: ``model_`` (the calibrated physics model: a fresh copy of ``model`` at
     every :meth:`fit` unless ``warm_start``), ``errors_`` (the fitted parameters by name,
