@@ -23,7 +23,7 @@ Against, at the same chip and seed:
 - ``white box``: the same offline SAT through the chip's exact model (the ceiling);
 - ``grey box``: the same design fitted by :class:`~blacksat.surrogates.GreyBox` (the device's
   nominal physics with fitted error parameters, its defaults but 2,048 readings a step on the
-  diffractive network, where the default's 16,384 would take 8 times as long a fit) and trained
+  diffractive network, where the default's 16,384 give every step 8 times the work) and trained
   on the same way:
   what knowing the physics adds;
 - ``query-only default``: ``blacksat``'s query-only default (``compare`` method ``blacksat``)
@@ -73,10 +73,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], bool]] = {
 }
 #: configurations without a grey-box run, and why
 NO_GREY_BOX: dict[str, str] = {}
-#: grey-box arguments other than its defaults, and why: the diffractive network's default fit
-#: (16,384 readings a step, each a pair of FFT propagations) would take 8 times as long as the
-#: 2-6 min of 2,048. Chosen for time alone: on tuning seed and chip 100 at N = 500, batches of
-#: 512 and 2,048 fitted the same (held-out R^2 -0.02) and ended at 14 % on the chip
+#: grey-box arguments other than its defaults, and why: on the diffractive network the default
+#: (16,384 readings a step, each a pair of FFT propagations) gives every step 8 times the work
+#: of 2,048 (2-6 min a fit). Chosen for time alone: on tuning seed and chip 100 at N = 500,
+#: batches of 512 and 2,048 fitted the same (held-out R^2 -0.02) and ended at 14 % on the chip
 GREY_BOX_KWARGS: dict[str, dict[str, Any]] = {"diffractive": {"batch_samples": 2048}}
 #: (seed, chip) pairs of the devices where the structure does not hold (the assumption checks)
 CHECK_RUNS = ((0, 0), (1, 1), (2, 2))
@@ -290,8 +290,8 @@ def section(study: Study) -> str:
     lines += [
         f"Grey box on the {c}: "
         + ", ".join(f"`{k}={v}`" for k, v in kw.items())
-        + " (the default, 16,384 readings a step, makes a fit 8 times as long: well past the "
-        "2-6 min these took; chosen for time, not accuracy)."
+        + " (the default, 16,384 readings a step, gives every step 8 times the work; these fits "
+        "took 2-6 min; chosen for time, not accuracy)."
         for c, kw in GREY_BOX_KWARGS.items()
     ]
     lines += [

@@ -51,8 +51,8 @@ class GreyBox(Surrogate):
             settings: 400 Adam steps of 16,384 readings at ``lr = 0.02``). The cost of a fit
             is about ``steps * batch_samples`` forward and backward passes of ``model``: on the
             16 x 16 diffractive network, where each reading is a pair of FFT propagations,
-            ``batch_samples=2048`` took 2-6 min on one core, and the default would take about 8
-            times as long (512 and 2,048 fitted alike there; BENCHMARKS.md, "Physics-free
+            ``batch_samples=2048`` took 2-6 min on one core, and the default gives every step 8
+            times the work (512 and 2,048 fitted alike there; BENCHMARKS.md, "Physics-free
             surrogates").
 
     Fitted attributes: ``model_`` (the calibrated physics model: a fresh copy of ``model`` at
