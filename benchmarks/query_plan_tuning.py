@@ -15,7 +15,9 @@ then reported by ``query_efficiency.py`` on other chips.
 - ``default``: the plan as it ships;
 - ``beta1=0.9``: Adam's momentum at torch's default (the plan before ``beta1 = 0.5``);
 - ``beta1=0.7``: in between;
-- ``q=2``: two antithetic directions a step instead of four (twice the steps).
+- ``q=2``: two antithetic directions a step instead of four (twice the steps);
+- ``no walk bound``: ``walk`` = 1e9, so the step follows the radius alone (as before the
+  random-walk bound was added, with today's momentum).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "beta1=0.9": {"beta1": 0.9},
     "beta1=0.7": {"beta1": 0.7},
     "q=2": {"q": 2},
+    "no walk bound": {"walk": 1e9},
 }
 #: configuration of query_efficiency.py -> budgets (reconfigurations)
 CELLS: dict[str, tuple[int, ...]] = {
