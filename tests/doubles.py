@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,24 @@ class LinearDevice:
         return np.stack([self.query(t, x) for t in thetas])
 
 
-class CountingDevice:
+class _ForwardsRandomState:
+    """A wrapper of ``self.inner`` that passes a simulator's random state through (what a
+    training checkpoint saves), like :class:`~blacksat.meter.MeteredDevice`."""
+
+    inner: Any
+
+    def rng_state(self):
+        """The wrapped simulator's random state (``None`` when it has none)."""
+        fn = getattr(self.inner, "rng_state", None)
+        return fn() if callable(fn) else None
+
+    def set_rng_state(self, state) -> None:
+        fn = getattr(self.inner, "set_rng_state", None)
+        if callable(fn):
+            fn(state)
+
+
+class CountingDevice(_ForwardsRandomState):
     """Wraps a device and tallies reconfigurations and samples independently of the meter.
 
     Every setting sent counts (also when the device then fails: it was commanded). After the
@@ -75,16 +93,6 @@ class CountingDevice:
     def forget(self) -> None:
         """The held setting becomes unknown (the next setting counts as a reconfiguration)."""
         self._last = None
-
-    def rng_state(self):
-        """The wrapped simulator's random state (``None`` when it has none)."""
-        fn = getattr(self.inner, "rng_state", None)
-        return fn() if callable(fn) else None
-
-    def set_rng_state(self, state) -> None:
-        fn = getattr(self.inner, "set_rng_state", None)
-        if callable(fn):
-            fn(state)
 
     def query(self, theta, x):
         self.calls += 1
@@ -155,7 +163,7 @@ def _when(at: Calls) -> Callable[[int], bool]:
     return lambda k: k in chosen
 
 
-class _Wrapper:
+class _Wrapper(_ForwardsRandomState):
     """Forwards to ``inner``; counts calls (``query`` and ``query_many`` alike, 0-based) and
     lets a subclass act before the call (:meth:`_before`) or on the reading (:meth:`_after`,
     always ``(K, B, *out)``)."""
@@ -168,16 +176,6 @@ class _Wrapper:
         self.input_shape = getattr(inner, "input_shape", None)
         self.output_shape = getattr(inner, "output_shape", None)
         self.calls = 0
-
-    def rng_state(self):
-        """The wrapped simulator's random state (``None`` when it has none)."""
-        fn = getattr(self.inner, "rng_state", None)
-        return fn() if callable(fn) else None
-
-    def set_rng_state(self, state) -> None:
-        fn = getattr(self.inner, "set_rng_state", None)
-        if callable(fn):
-            fn(state)
 
     def _before(self, k: int) -> None:
         pass
