@@ -22,11 +22,25 @@ HEADER = (
 )
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux, else the platform's), or ``""``:
+    ratios of batched to single calls depend on it, not only on the core count."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor().strip()
+
+
 def machine() -> str:
     """A one-line description of where the figures were measured."""
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    cpu = cpu_model()
     return (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}, torch {torch.__version__} "
+        f"{platform.machine()}{f' ({cpu})' if cpu else ''}, {os.cpu_count()} CPU cores{gpu}, "
+        f"torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
     )
 

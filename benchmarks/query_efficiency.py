@@ -457,10 +457,12 @@ def plan_table(budget: int = 5000) -> str:
     from blacksat.query_plan import plan_query_only
 
     lines = [
-        f"| configuration | radius (% of span) | Adam lr (% of span) | noise of the loss | "
-        f"calibration reconfigurations (of {budget:,}) | why |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| configuration | surrogate start (its reconfigurations) | radius (% of span) | Adam lr "
+        f"(% of span) | noise of the loss | calibration reconfigurations, start included (of "
+        f"{budget:,}) | why this radius |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    reasons: dict[str, list[str]] = {}
     for name in CONFIGS:
         if not load_rows(OUT / name / "equal-samples"):
             continue
@@ -478,7 +480,12 @@ def plan_table(budget: int = 5000) -> str:
         noise = ", ".join(f"{p.noise:.3f}" for p in plans)
         cal = ", ".join(str(p.calibration_reconfigurations) for p in plans)
         why = "; ".join(sorted({p.reason for p in plans}))
-        lines.append(f"| {name} | {sig} | {lr} | {noise} | {cal} | {why} |")
+        starts = [p.start or {"outcome": "not tried", "reconfigurations": 0} for p in plans]
+        start = ", ".join(f"{st['outcome']} ({st['reconfigurations']})" for st in starts)
+        reasons[name] = sorted({st.get("reason", "") for st in starts})
+        lines.append(f"| {name} | {start} | {sig} | {lr} | {noise} | {cal} | {why} |")
+    lines += ["", "Why the surrogate start did what it did (its report, per configuration):", ""]
+    lines += [f"- {name}: {'; '.join(r)}" for name, r in reasons.items()]
     return "\n".join(lines)
 
 
@@ -577,9 +584,10 @@ def publish() -> None:
         "Every method starts from the centre of the box with the same frozen digital front end "
         "and trains the device's controls only; seeds 0, 1, 2 (seed `s` on chip `s`); accuracy "
         "on the full test split of the chip; mean ± sample std (ddof 1) over the seeds. "
-        "`blacksat` is the default of `blacksat.query_plan` (calibration charged to its "
-        "budget); its constants were chosen on tuning chips 100-103 of `mzi-0.05` and "
-        "`crossbar` (the random-walk bound and Adam's short momentum also on `mrr`) and frozen. "
+        "`blacksat` is the default of `blacksat.query_plan` (its surrogate start and "
+        "calibration charged to its budget); its constants were chosen on tuning chips 100-103 "
+        "of `mzi-0.05` and `crossbar` (the random-walk bound, Adam's short momentum and the "
+        "surrogate start's rules also on `mrr`) and frozen. "
         "`zo-adam` is the "
         "zeroth-order recipe tuned on MZI tuning chips "
         "(shown for reference, not a baseline). Baselines run with their published or library "
@@ -594,7 +602,8 @@ def publish() -> None:
         "### Regime 1: 256 samples per reconfiguration for every method (accuracy %)",
         "",
         *[t + "\n" for t in tables],
-        "What the calibration chose on chips 0, 1, 2 (a 5,000-reconfiguration plan):",
+        "What the surrogate start and the calibration chose on chips 0, 1, 2 (a "
+        "5,000-reconfiguration plan):",
         "",
         plan_table(),
         "",

@@ -12,12 +12,15 @@ plan_query_only` given one variant's keyword arguments; seed ``c`` on chip ``c``
 tuning chips 100-103, never the reported chips 0-2. A variant is chosen here, frozen, and only
 then reported by ``query_efficiency.py`` on other chips.
 
-- ``default``: the plan as it ships;
-- ``beta1=0.9``: Adam's momentum at torch's default (the plan before ``beta1 = 0.5``);
-- ``beta1=0.7``: in between;
-- ``q=2``: two antithetic directions a step instead of four (twice the steps);
-- ``no walk bound``: ``walk`` = 1e9, so the step follows the radius alone (as before the
-  random-walk bound was added, with today's momentum).
+- ``default``: the plan as it ships, surrogate start included;
+- ``no surrogate start``: ``start=False``, the zeroth-order plan alone (the default before the
+  surrogate start of :mod:`blacksat.surrogate_start`);
+- the variants of the zeroth-order plan, measured before the surrogate start existed and so
+  compared with ``no surrogate start`` (each is that plan with one argument changed):
+  ``beta1=0.9`` (Adam's momentum at torch's default, the plan before ``beta1 = 0.5``),
+  ``beta1=0.7`` (in between), ``q=2`` (two antithetic directions a step instead of four, twice
+  the steps) and ``no walk bound`` (``walk`` = 1e9, so the step follows the radius alone, as
+  before the random-walk bound was added, with today's momentum).
 """
 
 from __future__ import annotations
@@ -36,11 +39,18 @@ from _study import main as run_study
 #: variant -> keyword arguments of plan_query_only
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "beta1=0.9": {"beta1": 0.9},
-    "beta1=0.7": {"beta1": 0.7},
-    "q=2": {"q": 2},
-    "no walk bound": {"walk": 1e9},
+    "no surrogate start": {"start": False},
+    "beta1=0.9": {"beta1": 0.9, "start": False},
+    "beta1=0.7": {"beta1": 0.7, "start": False},
+    "q=2": {"q": 2, "start": False},
+    "no walk bound": {"walk": 1e9, "start": False},
 }
+#: what each variant is compared with: the plan it changes one thing of
+REFERENCE: dict[str, str] = {
+    v: ("no surrogate start" if args.get("start") is False and v != "no surrogate start"
+        else "default")
+    for v, args in VARIANTS.items()
+}  # fmt: skip
 #: configuration of query_efficiency.py -> budgets (reconfigurations)
 CELLS: dict[str, tuple[int, ...]] = {
     "crossbar": (250, 1000, 5000),
@@ -111,17 +121,18 @@ def section(study: Study) -> str:
             "`plan_query_only` given each variant's arguments; seed = chip = "
             f"{', '.join(map(str, CHIPS))} (tuning chips; `query_efficiency` reports chips 0-2). "
             "Accuracy on the full test split (%), mean ± sample std over the chips; in "
-            "brackets, the mean of the per-chip differences from the default.",
+            "brackets, the mean of the per-chip differences from the plan the variant changes "
+            "(the default for `no surrogate start`; `no surrogate start` for the others, which "
+            "change one argument of the zeroth-order plan).",
         ),
         "",
         "| configuration | budget | " + " | ".join(variants) + " |",
         "| --- | ---: |" + " ---: |" * len(variants),
     ]
     for config, budget in cells:
-        base = accs("default", config, budget)
         out = []
         for v in variants:
-            a = accs(v, config, budget)
+            a, base = accs(v, config, budget), accs(REFERENCE[v], config, budget)
             m, s, n = summary(list(a.values()))
             text = "—" if n == 0 else f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
             paired = [a[c] - base[c] for c in a if c in base]
@@ -129,20 +140,21 @@ def section(study: Study) -> str:
                 text += f" ({np.mean(paired):+.1f})"
             out.append(text)
         lines.append(f"| {config} | {budget:,} | " + " | ".join(out) + " |")
-    lines += ["", "Mean difference from the default over the cells where both ran (points):", ""]
+    lines += ["", "Mean difference from the plan each variant changes, over the cells where both "
+              "ran (points):", ""]  # fmt: skip
     for v in variants:
         if v == "default":
             continue
         diffs = []
         for config, budget in cells:
-            a, base = accs(v, config, budget), accs("default", config, budget)
+            a, base = accs(v, config, budget), accs(REFERENCE[v], config, budget)
             paired = [a[c] - base[c] for c in a if c in base]
             if paired:
                 diffs.append(float(np.mean(paired)))
         if diffs:
             lines.append(
-                f"- `{v}`: {np.mean(diffs):+.1f} over {len(diffs)} cells "
-                f"(ahead of the default in {sum(d > 0 for d in diffs)}, behind in "
+                f"- `{v}` against `{REFERENCE[v]}`: {np.mean(diffs):+.1f} over {len(diffs)} "
+                f"cells (ahead in {sum(d > 0 for d in diffs)}, behind in "
                 f"{sum(d < 0 for d in diffs)})"
             )
     return "\n".join(lines)

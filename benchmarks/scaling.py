@@ -2,6 +2,11 @@
 
     python benchmarks/scaling.py            # every size, writes the "scaling" section
     python benchmarks/scaling.py --quick    # the smallest sizes, prints only
+    python benchmarks/scaling.py --report-only   # re-render the section from the saved runs
+
+Each machine's run is kept (``results/scaling/simulators.json``): a batching ratio depends on
+the processor, so the targets are reported for every machine measured; a re-run on the same
+machine replaces that machine's run.
 
 For each device family and size (MZI 16 / 32 / 64 modes, the two-mesh hybrid, MRR networks up
 to the paper's LeNet-5 head and beyond, crossbars, the diffractive network at 32 / 64 / 128 px),
@@ -122,7 +127,25 @@ def growth(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def section(rows: list[dict], quick: bool) -> str:
+#: the machine of the first run, whose file predates recording it (its section said so)
+FIRST_MACHINE = "x86_64, 2 CPU cores, torch 2.13.0+cpu (2 threads), Python 3.11.7"
+
+
+def load_runs(path: Path) -> list[dict]:
+    """Every recorded run, oldest first: ``[{"machine", "rows"}, ...]``. A file written before
+    runs were kept per machine (a bare list of rows) is the first machine's run."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    if isinstance(data, list):
+        return [{"machine": FIRST_MACHINE, "rows": data}]
+    return list(data["runs"])
+
+
+def section(rows: list[dict], quick: bool, runs: list[dict] | None = None) -> str:
+    """The section: ``rows`` (this run) in full; the targets for every run in ``runs`` (each
+    machine's run, this one last)."""
+    runs = runs if runs is not None else [{"machine": machine(), "rows": rows}]
     cmd = "python benchmarks/scaling.py" + (" --quick" if quick else "")
     lines = [
         "## Scaling: simulator cost and memory vs device size",
@@ -130,7 +153,7 @@ def section(rows: list[dict], quick: bool) -> str:
         f"Command: `{cmd}` (B = {B} inputs; K = 64 settings, 16 for the diffractive network; "
         "each configuration in a fresh process with 2 torch threads; readout noise and drift at "
         "their defaults; times are medians of interleaved rounds). Machine: "
-        f"{machine()}.",
+        f"{runs[-1]['machine']}.",
         "",
         "| family | size | controls | K | `query_many` K (ms) | one setting (ms) | loop of K (ms) "
         "| per additional setting (ms) | speed-up vs loop (min..max) | peak memory of the K "
@@ -157,24 +180,40 @@ def section(rows: list[dict], quick: bool) -> str:
         lines.append(f"| {fam} | {slope:.2f} |")
     lines += [
         "",
-        "Targets (64-mode MZI and 128 px diffractive network, K x B vectorized vs a loop):",
+        "Targets (64-mode MZI and 128 px diffractive network, K x B vectorized vs a loop), on "
+        "every machine this script has run on (the table above is the last):",
         "",
     ]
     for name, size, need in TARGETS:
-        hit = [r for r in rows if r["name"] == name and r["size"] == size]
-        if hit:
-            got = hit[0]["speedup"]
-            verdict = "met" if got >= need else f"not met ({need - got:.1f}x short)"
-            lines.append(f"- {name} {size}: >= {need:g}x; measured {got:.1f}x -> **{verdict}**")
-        else:
-            lines.append(f"- {name} {size}: >= {need:g}x; not measured in this run")
+        for run in runs:
+            hit = [r for r in run["rows"] if r["name"] == name and r["size"] == size]
+            where = run["machine"]
+            if hit:
+                got = hit[0]["speedup"]
+                verdict = "met" if got >= need else f"not met ({need - got:.1f}x short)"
+                lines.append(
+                    f"- {name} {size} on {where}: >= {need:g}x; measured {got:.1f}x "
+                    f"-> **{verdict}**"
+                )
+            else:
+                lines.append(f"- {name} {size} on {where}: >= {need:g}x; not measured")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smallest sizes, few rounds; prints")
+    ap.add_argument(
+        "--report-only", action="store_true", help="re-render the section from the saved runs"
+    )
     args = ap.parse_args(argv)
+    path = ROOT / "benchmarks" / "results" / "scaling" / "simulators.json"
+    if args.report_only:
+        runs = load_runs(path)
+        if not runs:
+            raise SystemExit(f"no saved runs in {path.relative_to(ROOT)}; run the script first")
+        write_section("scaling", section(runs[-1]["rows"], False, runs))
+        return
     smallest = [c for i, c in enumerate(CONFIGS) if c[0] not in {p[0] for p in CONFIGS[:i]}]
     configs = smallest if args.quick else CONFIGS
     ctx = multiprocessing.get_context("spawn")
@@ -193,14 +232,15 @@ def main(argv: list[str] | None = None) -> None:
                 {k: row[k] for k in ("name", "size", "per_setting_ms", "speedup", "peak_mb")}
             )
         )
-    body = section(rows, args.quick)
     if args.quick:
-        print(body)
+        print(section(rows, args.quick))
         return
-    out = ROOT / "benchmarks" / "results" / "scaling"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "simulators.json").write_text(json.dumps(rows, indent=1))
-    write_section("scaling", body)
+    here = machine()
+    # one run per machine: a re-run on the same machine replaces its run, others are kept
+    runs = [r for r in load_runs(path) if r["machine"] != here] + [{"machine": here, "rows": rows}]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"runs": runs}, indent=1))
+    write_section("scaling", section(rows, args.quick, runs))
     print("wrote the scaling section of BENCHMARKS.md")
 
 

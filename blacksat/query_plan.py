@@ -221,6 +221,11 @@ class QueryPlan:
         cost_model: the cost model used for the batch and a seconds budget, if any.
         calibrated_sigma: the radius the calibration found (``sigma`` before the cap).
         beta1: Adam's first-moment decay (its second stays at torch's 0.999).
+        start: what the surrogate start did (:class:`~blacksat.surrogate_start.StartReport`
+            as a dict; ``None``: not tried). Its reconfigurations are part of
+            ``calibration_reconfigurations``.
+        start_theta: the setting the zeroth-order run starts from when the surrogate start
+            moved it (``None``: the ``theta`` the plan was given); see :meth:`initial`.
     """
 
     q: int
@@ -237,6 +242,14 @@ class QueryPlan:
     cost_model: CostModel | None = None
     calibrated_sigma: float = math.nan
     beta1: float = BETA1
+    start: dict[str, Any] | None = None
+    start_theta: list[float] | None = None
+
+    def initial(self, theta: Any) -> np.ndarray:
+        """Where training starts: the surrogate start's setting if it moved, else ``theta``."""
+        if self.start_theta is None:
+            return np.asarray(theta, dtype=np.float64)
+        return np.asarray(self.start_theta, dtype=np.float64)
 
     def estimator_spec(self) -> Any:
         """The ``[estimator]`` of this plan (:class:`~blacksat.builder.EstimatorSpec`)."""
@@ -307,8 +320,15 @@ def plan_query_only(
     walk: float = WALK,
     sigma_per_lr: float = SIGMA_PER_LR,
     beta1: float = BETA1,
+    start: bool = True,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
+
+    With ``start`` (the default), :func:`~blacksat.surrogate_start.surrogate_start` first tries
+    a physics-free surrogate (a probe of the device's structure, a design, offline training and
+    a device check; it stops early and spends little where the structure does not hold); the
+    calibration and the run then continue from the setting it returns (:meth:`QueryPlan.initial`)
+    with what it left of the budget.
 
     Args:
         task: the training task (its loss, encoder and decoder).
@@ -331,6 +351,7 @@ def plan_query_only(
             bound wins over the two above).
         sigma_per_lr: the radius is at most this many learning rates (never below a level).
         beta1: Adam's first-moment decay, in ``[0, 1)``.
+        start: try the surrogate start first.
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -367,6 +388,14 @@ def plan_query_only(
         budget = cm.reconfigurations_for(float(seconds), batch)
     budget = check_int("budget", budget, low=1)
     space = device.space
+    start_report, start_theta, start_spent = None, None, 0
+    if start:
+        from blacksat.surrogate_start import surrogate_start
+
+        moved, report = surrogate_start(task, device, theta, budget=budget, batch=batch, seed=rng)
+        start_report, start_spent = report.to_dict(), report.reconfigurations
+        if report.outcome == "trained":
+            theta = start_theta = moved
     th0 = torch.as_tensor(space.project(np.asarray(theta, dtype=np.float64)))
     span = float(np.median(space.span))
     floor = level_step(space)
@@ -376,9 +405,10 @@ def plan_query_only(
     batch_obj = task.batch("train", index)
     ctx = StepContext(rng)
     probe = ZerothOrder(device, task, q=q, sigma=max(span * FIRST_RUNG, floor))
-    k_dir = PROBE_DIRECTIONS if budget >= 400 else max(PROBE_DIRECTIONS // 2, 2)
+    left = budget - start_spent  # what the surrogate start left
+    k_dir = PROBE_DIRECTIONS if left >= 400 else max(PROBE_DIRECTIONS // 2, 2)
     spent = 0
-    cap = budget // 4  # calibration never takes more than a quarter of the budget
+    cap = left // 4  # calibration never takes more than a quarter of the budget
     # the noise: one setting read `repeats` times on the same minibatch (one reconfiguration,
     # or one per reading on a device that re-programs at every query)
     reprograms = bool(getattr(device, "reprograms_on_query", False))
@@ -448,10 +478,12 @@ def plan_query_only(
         chosen, reason = rungs[k] * span, "largest difference (none above the noise)"
     else:
         chosen, reason = rungs[0] * span, "no budget to calibrate: smallest radius"
-    steps = max((budget - spent) // (2 * q), 0)
+    steps = max((left - spent) // (2 * q), 0)
     lr = min(
         max(lr_per_sigma * chosen, lr_floor * span), walk * span / math.sqrt(max(steps, 1) * d)
     )
+    if start_theta is not None:  # fine-tuning a trained start: no more than the floor
+        lr = min(lr, lr_floor * span)
     return QueryPlan(
         q=int(q),
         sigma=float(max(min(chosen, sigma_per_lr * lr), floor)),
@@ -459,7 +491,7 @@ def plan_query_only(
         batch_size=None if batch >= n_train else int(batch),
         steps=int(steps),
         budget=int(budget),
-        calibration_reconfigurations=int(spent),
+        calibration_reconfigurations=int(start_spent + spent),
         noise=noise,
         span=span,
         ladder=ladder,
@@ -467,6 +499,8 @@ def plan_query_only(
         cost_model=cm,
         calibrated_sigma=float(chosen),
         beta1=float(beta1),
+        start=start_report,
+        start_theta=None if start_theta is None else [float(v) for v in start_theta],
     )
 
 

@@ -388,7 +388,8 @@ def _run_blacksat(
             progress=False,
             train_digital=False,
         )
-    result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(theta0)
+    start = theta0 if plan is None else plan.initial(theta0)
+    result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(start)
     return result.theta, result.reason, recorder.rows
 
 

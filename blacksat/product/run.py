@@ -400,7 +400,7 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             setup.meter.restore(_fieldwise_max(state.ledger, logged))
             result = trainer.resume(state)
         else:
-            result = trainer.fit(setup.theta0)
+            result = trainer.fit(setup.theta0 if plan is None else plan.initial(setup.theta0))
         _atomic_write(out / "task.pt", lambda p: torch.save(_digital_state(setup.task), p))
         ev = MeteredDevice(setup.chip)
         if qlog is not None:
@@ -482,6 +482,17 @@ def plan_markdown(plan: dict[str, Any]) -> str:
         f"{'the full training split' if batch is None else f'{batch} samples'} per setting; "
         f"the calibration spent {plan['calibration_reconfigurations']} of "
         f"{plan['budget']} reconfigurations (loss noise {plan['noise']:.3g})"
+        + _start_markdown(plan.get("start"))
+    )
+
+
+def _start_markdown(start: dict[str, Any] | None) -> str:
+    """The surrogate start's outcome, as a clause of :func:`plan_markdown`."""
+    if not start:
+        return ""
+    return (
+        f"; surrogate start {start['outcome']}: {start['reason']} "
+        f"({start['reconfigurations']} reconfigurations)"
     )
 
 

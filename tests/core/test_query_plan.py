@@ -74,7 +74,8 @@ def test_level_step():
 def test_calibration_is_charged_and_capped():
     chip, task = _setup()
     meter = MeteredDevice(chip, max_reconfigurations=1000)
-    plan = plan_query_only(task, meter, chip.space.center, budget=1000, seed=0)
+    plan = plan_query_only(task, meter, chip.space.center, budget=1000, seed=0, start=False)
+    assert plan.start is None and plan.start_theta is None
     assert meter.ledger.reconfigurations == plan.calibration_reconfigurations
     assert 0 < plan.calibration_reconfigurations <= 1000 // 4
     assert plan.steps == (1000 - plan.calibration_reconfigurations) // (2 * plan.q)
@@ -91,10 +92,10 @@ def test_the_random_walk_bounds_the_step_and_the_step_bounds_the_radius():
     keeps lr * sqrt(steps * d) at `walk` spans, and the radius within sigma_per_lr steps."""
     chip, task = _setup()
     free = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=1000, seed=0,
-                           walk=1e6)  # fmt: skip
+                           walk=1e6, start=False)  # fmt: skip
     chip, task = _setup()  # a fresh chip: the same readings
     tight = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=1000, seed=0,
-                            walk=0.05)  # fmt: skip
+                            walk=0.05, start=False)  # fmt: skip
     assert tight.calibrated_sigma == free.calibrated_sigma  # the same calibration
     assert free.lr == pytest.approx(max(3.0 * free.calibrated_sigma, 0.02 * free.span))
     assert tight.lr == pytest.approx(0.05 * tight.span / np.sqrt(tight.steps * chip.space.dim))

@@ -1,0 +1,165 @@
+"""The surrogate start of the query-only default: where the structure holds it trains offline and
+the device confirms; where it does not, it stops early and says why; every query is charged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blacksat import MeteredDevice
+from blacksat.evaluation import accuracy
+from blacksat.query_plan import QueryPlan, plan_query_only
+from blacksat.surrogate_start import (
+    MAX_SHARE,
+    PROBE,
+    StartReport,
+    design_size,
+    probe_inputs,
+    surrogate_start,
+)
+
+
+def _crossbar(seed: int = 0):
+    from blacksat.data import load_dataset
+    from blacksat.devices import Crossbar
+    from blacksat.devices.tasks import default_task
+
+    chip = Crossbar(seed=seed)
+    task = default_task(chip, load_dataset("digits"), seed=seed)
+    for p in task.digital_parameters():
+        p.requires_grad_(False)
+    return chip, task
+
+
+def _mesh(seed: int = 0):
+    from blacksat.data import load_dataset
+    from blacksat.devices import MZIMesh
+    from blacksat.devices.tasks import default_task
+
+    chip = MZIMesh(n_modes=10, seed=seed)
+    task = default_task(chip, load_dataset("digits"), seed=seed)
+    for p in task.digital_parameters():
+        p.requires_grad_(False)
+    return chip, task
+
+
+def test_design_size_grows_with_log_d():
+    assert design_size(320) == 93
+    assert design_size(2368) == 125
+    assert design_size(2) == 2 * PROBE  # never below two probes
+
+
+def test_probe_inputs_span_the_declared_range_else_the_encoded_training_range():
+    import torch
+
+    chip, task = _crossbar()  # declares the inputs it accepts
+    lo, hi = chip.input_range
+    x = probe_inputs(task, chip, 300, np.random.default_rng(0))
+    assert x.shape == (300, *chip.input_shape)
+    assert x.min() >= lo and x.max() <= hi and x.max() - x.min() > 0.9 * (hi - lo)
+    chip, task = _mesh()  # declares nothing: the range of what the task sends
+    assert getattr(chip, "input_range", None) is None
+    x = probe_inputs(task, chip, 300, np.random.default_rng(0))
+    with torch.no_grad():
+        enc = task.encode(torch.as_tensor(task.data.split("train")[0], dtype=task.dtype)).numpy()
+    assert np.all(x >= enc.min(0) - 1e-6) and np.all(x <= enc.max(0) + 1e-6)
+
+
+def test_on_a_crossbar_it_trains_and_the_device_confirms():
+    chip, task = _crossbar()
+    meter = MeteredDevice(chip, max_reconfigurations=1000)
+    start = chip.space.center.copy()
+    theta, rep = surrogate_start(task, meter, start, budget=1000, batch=256, seed=0)
+    assert rep.outcome == "trained", rep
+    assert rep.response == "linear" and rep.fit_r2 is not None and rep.fit_r2 > 0.9
+    assert rep.loss_after < rep.loss_before
+    # the design, then one reconfiguration per setting of the device check
+    assert rep.reconfigurations == design_size(chip.space.dim) + 2
+    assert meter.ledger.reconfigurations == rep.reconfigurations
+    assert chip.space.contains(theta)
+    assert accuracy(task, chip, theta) > accuracy(task, chip, start) + 0.5
+
+
+def test_a_budget_too_small_for_the_design_spends_nothing():
+    chip, task = _crossbar()
+    meter = MeteredDevice(chip, max_reconfigurations=100)
+    theta, rep = surrogate_start(task, meter, chip.space.center, budget=100, batch=256, seed=0)
+    assert rep.outcome == "skipped" and f"{MAX_SHARE:.0%}" in rep.reason
+    assert meter.ledger.reconfigurations == 0 and rep.reconfigurations == 0
+    np.testing.assert_array_equal(theta, chip.space.center)
+
+
+def test_too_few_inputs_per_setting_to_identify_a_response_spend_nothing():
+    chip, task = _crossbar()
+    meter = MeteredDevice(chip)
+    _, rep = surrogate_start(task, meter, chip.space.center, budget=10_000, batch=12, seed=0)
+    assert rep.outcome == "skipped" and "cannot identify" in rep.reason
+    assert meter.ledger.reconfigurations == 0
+
+
+def test_an_interfering_mesh_stops_after_the_probe():
+    chip, task = _mesh()
+    meter = MeteredDevice(chip)
+    start = chip.space.center.copy()
+    theta, rep = surrogate_start(task, meter, start, budget=10_000, batch=256, seed=0)
+    assert rep.outcome == "skipped"
+    assert rep.reconfigurations == PROBE == meter.ledger.reconfigurations
+    assert "interact" in rep.reason or "no linear or intensity response" in rep.reason
+    np.testing.assert_array_equal(theta, start)
+
+
+def test_the_device_check_keeps_the_start_when_the_trained_setting_is_worse(monkeypatch):
+    """The surrogate's setting is kept only when the device confirms it: here the offline
+    training is made to return a setting far from anything good."""
+    from blacksat import trainer as trainer_mod
+
+    chip, task = _crossbar()
+    bad = chip.space.lower.copy()
+
+    class _Result:
+        theta = bad
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", lambda self, theta: _Result())
+    meter = MeteredDevice(chip)
+    start = chip.space.center.copy()
+    theta, rep = surrogate_start(task, meter, start, budget=1000, batch=256, seed=0)
+    assert rep.outcome == "kept" and rep.loss_after >= rep.loss_before
+    np.testing.assert_array_equal(theta, start)
+
+
+def test_the_plan_continues_from_the_start_and_charges_it():
+    chip, task = _crossbar()
+    meter = MeteredDevice(chip, max_reconfigurations=1000)
+    plan = plan_query_only(task, meter, chip.space.center, budget=1000, seed=0)
+    assert plan.start is not None and plan.start["outcome"] == "trained"
+    assert plan.start_theta is not None
+    assert meter.ledger.reconfigurations == plan.calibration_reconfigurations
+    assert plan.calibration_reconfigurations > plan.start["reconfigurations"]
+    assert plan.steps == (1000 - plan.calibration_reconfigurations) // (2 * plan.q)
+    # fine-tuning a trained start: steps no larger than the floor's share of the span
+    assert plan.lr <= 0.02 * plan.span + 1e-12
+    np.testing.assert_array_equal(plan.initial(chip.space.center), plan.start_theta)
+    again = QueryPlan.from_dict(plan.to_dict())
+    assert again == plan
+    # a plan saved before the start existed resumes without one
+    old = {k: v for k, v in plan.to_dict().items() if k not in ("start", "start_theta")}
+    legacy = QueryPlan.from_dict(old)
+    assert legacy.start is None
+    np.testing.assert_array_equal(legacy.initial(chip.space.center), chip.space.center)
+
+
+def test_report_round_trip_and_text():
+    rep = StartReport("skipped", "why", 24, design=93, additive=0.1, response="intensity")
+    assert StartReport.from_dict(rep.to_dict()) == rep
+    assert "skipped" in str(rep) and "24" in str(rep)
+
+
+@pytest.mark.parametrize("budget", [250, 1000])
+def test_the_start_is_the_default_of_the_compare_method(budget):
+    """The ``compare`` method ``blacksat`` (the query-only default) starts from the surrogate
+    on a crossbar: far above where zeroth-order steps alone get at these budgets."""
+    from blacksat.product.compare import Scenario, run_one
+
+    row = run_one("blacksat", Scenario(device="crossbar"), 0, 0, budget)
+    assert row["reconfigurations"] <= budget
+    assert row["test_accuracy"] > 0.75
