@@ -10,6 +10,14 @@ has:
   device that re-programs at every query shows its programming noise too);
 - the **budget**, in reconfigurations or in device seconds through a :class:`CostModel`.
 
+Before any of that, the plan tries a **surrogate start** (:mod:`blacksat.surrogate_start`): a
+probe of the device's structure, and where a linear response of local controls holds and the
+budget affords a design, a physics-free surrogate, offline training on it and a device check.
+It stops early where the structure does not hold (24 reconfigurations on an interfering mesh,
+none where the inputs are too many to identify); the calibration below then starts from the
+setting it returns, and after a trained start the step is never above the floor (the run
+fine-tunes).
+
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
 the noise (RMS difference >= ``snr * sqrt(2) * noise``): below that, finite differences measure
