@@ -55,6 +55,7 @@ from blacksat.estimators import Autograd
 from blacksat.evaluation import accuracy
 from blacksat.product.compare import Scenario, run_one
 from blacksat.sat import sat
+from blacksat.surrogate_start import probe_inputs
 from blacksat.surrogates import GreyBox, LinearResponse
 from blacksat.train_config import TrainConfig
 from blacksat.trainer import Trainer
@@ -107,17 +108,7 @@ def _inputs(chip: Any, task: Any, b: int, seed: int) -> np.ndarray:
     """``b`` probe inputs ``(b, *input_shape)``: uniform over the device's declared
     ``input_range``, else over each feature's range in the task's encoded training inputs (what
     the device will be driven with; a lab chooses its probe inputs)."""
-    rng = np.random.default_rng([seed, 3])
-    shape = tuple(chip.input_shape)
-    declared = getattr(chip, "input_range", None)
-    if declared is not None:
-        return rng.uniform(declared[0], declared[1], (b, *shape))
-    x, _ = task.data.split("train")
-    with torch.no_grad():
-        enc = task.encode(torch.as_tensor(x, dtype=task.dtype)).double().numpy()
-    enc = enc.reshape(len(enc), -1)
-    lo, hi = enc.min(0), enc.max(0)
-    return (lo + (hi - lo) * rng.random((b, lo.size))).reshape(b, *shape)
+    return probe_inputs(task, chip, b, np.random.default_rng([seed, 3]))
 
 
 def _read(chip: Any, thetas: np.ndarray, x: np.ndarray) -> np.ndarray:

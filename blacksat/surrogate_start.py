@@ -180,14 +180,10 @@ def surrogate_start(
     rng = as_generator(seed)
     x = probe_inputs(task, device, batch, rng)
     thetas = designs.latin_hypercube(space, n, seed=rng)
-    spent0 = device.ledger.reconfigurations if hasattr(device, "ledger") else 0
-
-    def spent() -> int:
-        return (device.ledger.reconfigurations - spent0) if hasattr(device, "ledger") else 0
-
     probe = designs.collect(device, thetas[:PROBE], x)
+    used = probe.ledger_spent.reconfigurations  # what the start has spent so far
     if probe.reason != "completed":
-        return skipped("the budget ran out during the probe", spent(), design=n)
+        return skipped("the budget ran out during the probe", used, design=n)
     sur = LinearResponse(seed=int(rng.integers(2**31))).fit(probe.data)
     checks = {c.assumption: c.r2 for c in sur.checks_}
     response = str(sur.response_)
@@ -197,17 +193,18 @@ def surrogate_start(
         return skipped(
             f"no linear or intensity response at the probe (best {response}, R² "
             f"{checks.get(f'{response} response', math.nan):.2f})",
-            spent(),
+            used,
             **info,
         )
     if not additive >= PROBE_ADDITIVE:
         return skipped(
             f"the controls' own tuning curves explain {additive:.2f} of the response at the "
             f"probe (needs {PROBE_ADDITIVE}): the controls interact",
-            spent(),
+            used,
             **info,
         )
     rest = designs.collect(device, thetas[PROBE:], x)
+    used += rest.ledger_spent.reconfigurations
     data = probe.data + rest.data if rest.data.n_settings else probe.data
     sur = LinearResponse(seed=int(rng.integers(2**31))).fit(data)
     r2 = float(sur.report_.held_out_r2) if sur.report_ is not None else math.nan
@@ -215,7 +212,7 @@ def surrogate_start(
     if not r2 >= MIN_R2:
         return skipped(
             f"the surrogate predicts held-out settings with R² {r2:.2f} (needs {MIN_R2})",
-            spent(),
+            used,
             **info,
         )
     region = sur.coverage_.region(space) if sur.coverage_ is not None else space
@@ -235,17 +232,16 @@ def surrogate_start(
     n_train = len(task.data.split("train")[1])
     index = rng.choice(n_train, size=min(batch, n_train), replace=False)
     check = ZerothOrder(device, task, q=1, sigma=1.0)
-    losses, _ = check.evaluate(
+    losses, cost = check.evaluate(
         torch.as_tensor(np.stack([theta, trained])), task.batch("train", index), StepContext(rng)
     )
     before, after = (float(v) for v in losses.detach().numpy())
+    used += cost.reconfigurations
     info.update(loss_before=before, loss_after=after)
     if after < before:
-        return trained, StartReport(
-            "trained", "the device confirmed the surrogate", spent(), **info
-        )
+        return trained, StartReport("trained", "the device confirmed the surrogate", used, **info)
     return theta, StartReport(
-        "kept", "the device found the start better than the trained setting", spent(), **info
+        "kept", "the device found the start better than the trained setting", used, **info
     )
 
 
