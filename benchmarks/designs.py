@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import physics_free as pf
@@ -49,7 +50,7 @@ def max_correlation(thetas: np.ndarray) -> float:
 def design_run(config: str, design: str, budget: int, seed: int) -> dict[str, Any]:
     sc = pf.scenario(config)
     chip = sc.build_chip(seed)
-    task = sc.build_task(chip, seed).to(pf.torch.float64)
+    task = sc.build_task(chip, seed).to(torch.float64)
     n_in = int(np.prod(chip.input_shape))
     x = pf._inputs(chip, task, pf.n_inputs(n_in), seed)
     maker = getattr(designs, design)
