@@ -13,7 +13,7 @@ has:
 Before any of that, the plan tries a **surrogate start** (:mod:`blacksat.surrogate_start`): a
 probe of the device's structure, and where a linear response of local controls holds and the
 budget affords a design, a physics-free surrogate, offline training on it and a device check.
-It stops early where the structure does not hold (24 reconfigurations on an interfering mesh,
+It stops early where the structure does not hold (24-30 reconfigurations on an interfering mesh,
 none where the inputs are too many to identify); the calibration below then starts from the
 setting it returns, and after a trained start the step is never above the floor (the run
 fine-tunes).

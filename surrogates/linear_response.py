@@ -389,6 +389,19 @@ def _per_setting(
     return np.concatenate(out), r2
 
 
+def response_coefficients(x: np.ndarray, y: np.ndarray, response: str) -> np.ndarray:
+    """Each setting's least-squares response: ``x (B, *input_shape)`` read at ``K`` settings,
+    ``y (K, B, *output_shape)`` -> coefficients ``(K, p * n_out)`` (the layout of
+    :attr:`LinearResponse.coefficients`' flattened rows). Needs ``B >= p``."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    y = np.asarray(y, dtype=np.float64)
+    y = y.reshape(y.shape[0], y.shape[1], -1)
+    p = n_features(x.shape[1], response)
+    if len(x) < p:
+        raise ShapeError(f"a {response} response has {p} coefficients: needs >= {p} inputs")
+    return _per_setting([(np.zeros((len(y), 0)), x, y)], response, p, check=False)[0]
+
+
 def _orthonormal(basis: torch.Tensor) -> np.ndarray:
     """An orthonormal basis of each control's centred tuning-curve space: ``basis (d, N, nb)``
     -> ``(d, N, nb)`` numpy, a zero column for each direction the data does not span (the
@@ -518,5 +531,6 @@ __all__ = [
     "StructureCheck",
     "bspline",
     "bspline_combine",
+    "response_coefficients",
     "response_features",
 ]

@@ -10,9 +10,13 @@ from blacksat import MeteredDevice
 from blacksat.evaluation import accuracy
 from blacksat.query_plan import QueryPlan, plan_query_only
 from blacksat.surrogate_start import (
+    BLOCK_READS,
+    MAX_BLOCK_RATIO,
     MAX_SHARE,
     PROBE,
+    REPEAT_READS,
     StartReport,
+    block_ratio,
     design_size,
     probe_inputs,
     surrogate_start,
@@ -74,7 +78,7 @@ def test_on_a_crossbar_it_trains_and_the_device_confirms():
     assert rep.response == "linear" and rep.fit_r2 is not None and rep.fit_r2 > 0.9
     assert rep.loss_after < rep.loss_before
     # the design, then one reconfiguration per setting of the device check
-    assert rep.reconfigurations == design_size(chip.space.dim) + 2
+    assert rep.reconfigurations == design_size(chip.space.dim) + BLOCK_READS + REPEAT_READS + 2
     assert meter.ledger.reconfigurations == rep.reconfigurations
     assert chip.space.contains(theta)
     assert accuracy(task, chip, theta) > accuracy(task, chip, start) + 0.5
@@ -102,10 +106,48 @@ def test_an_interfering_mesh_stops_after_the_probe():
     meter = MeteredDevice(chip)
     start = chip.space.center.copy()
     theta, rep = surrogate_start(task, meter, start, budget=10_000, batch=256, seed=0)
-    assert rep.outcome == "skipped"
-    assert rep.reconfigurations == PROBE == meter.ledger.reconfigurations
-    assert "interact" in rep.reason or "no linear or intensity response" in rep.reason
+    assert rep.outcome == "skipped" and rep.response == "intensity"
+    # the intensity response holds, the locality test turns it away
+    assert rep.locality is not None and rep.locality >= MAX_BLOCK_RATIO
+    assert "every coefficient" in rep.reason
+    n = PROBE + BLOCK_READS + REPEAT_READS
+    assert rep.reconfigurations == n == meter.ledger.reconfigurations
     np.testing.assert_array_equal(theta, start)
+
+
+def test_the_locality_test_passes_a_crossbar_and_a_noiseless_one():
+    """A local device passes the locality test whether or not its readings are noisy (changes
+    below 1 % of a coefficient's spread count as none)."""
+    from blacksat.devices import Crossbar
+
+    for noise in (None, 0.0):
+        chip, task = _crossbar()
+        if noise is not None:
+            chip = Crossbar(seed=0, noise=noise, drift=0.0, program_noise=0.0)
+        _, rep = surrogate_start(task, MeteredDevice(chip), chip.space.center, budget=1000,
+                                 batch=256, seed=0)  # fmt: skip
+        assert rep.locality is not None and rep.locality < MAX_BLOCK_RATIO, rep
+        assert rep.outcome in ("trained", "kept")
+
+
+def test_block_ratio_reads_a_redrawn_block_against_a_second_reading():
+    """Synthetic coefficients: moves only in the redrawn reads give a large ratio; moves as large
+    as a second reading's give one."""
+    from blacksat.querydata import QueryData
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 3))
+    w = rng.normal(size=(PROBE, 2, 3))
+    y = np.einsum("koi,bi->kbo", w, x)
+    probe = QueryData.from_arrays(rng.random((PROBE, 5)), x, y)
+    n = BLOCK_READS + REPEAT_READS
+    w_test = w[:n].copy()
+    w_test[:BLOCK_READS] += rng.normal(size=(BLOCK_READS, 2, 3))  # every coefficient moves
+    test = QueryData.from_arrays(rng.random((n, 5)), x, np.einsum("koi,bi->kbo", w_test, x))
+    assert block_ratio(probe, test, "linear") > 10
+    w_test[:BLOCK_READS] = w[:BLOCK_READS]  # nothing moves: a local device's untouched median
+    test = QueryData.from_arrays(rng.random((n, 5)), x, np.einsum("koi,bi->kbo", w_test, x))
+    assert block_ratio(probe, test, "linear") == pytest.approx(1.0)
 
 
 def test_the_device_check_keeps_the_start_when_the_trained_setting_is_worse(monkeypatch):
@@ -114,7 +156,7 @@ def test_the_device_check_keeps_the_start_when_the_trained_setting_is_worse(monk
     from blacksat import trainer as trainer_mod
 
     chip, task = _crossbar()
-    bad = chip.space.lower.copy()
+    bad = np.random.default_rng(1).uniform(chip.space.lower, chip.space.upper)  # loss ~2.6
 
     class _Result:
         theta = bad
