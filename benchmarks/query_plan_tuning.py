@@ -15,6 +15,10 @@ then reported by ``query_efficiency.py`` on other chips.
 - ``default``: the plan as it ships, surrogate start included;
 - ``no surrogate start``: ``start=False``, the zeroth-order plan alone (the default before the
   surrogate start of :mod:`blacksat.surrogate_start`);
+- ``fine-tune at 2 %`` and ``fine-tune at 0.5 %``: the step after a trained surrogate start
+  capped at 2 % of the span (the floor: the plan before ``fine_tune_lr``) or 0.5 %, against
+  the default's 1 %; run only where the start trains (the crossbar and an MRR weight bank, the
+  ``mrr-bank`` of ``benchmarks/physics_free.py``): elsewhere the cap is never used;
 - the variants of the zeroth-order plan, measured before the surrogate start existed and so
   compared with ``no surrogate start`` (each is that plan with one argument changed):
   ``beta1=0.9`` (Adam's momentum at torch's default, the plan before ``beta1 = 0.5``),
@@ -44,6 +48,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "beta1=0.7": {"beta1": 0.7, "start": False},
     "q=2": {"q": 2, "start": False},
     "no walk bound": {"walk": 1e9, "start": False},
+    "fine-tune at 2 %": {"fine_tune_lr": 0.02},
+    "fine-tune at 0.5 %": {"fine_tune_lr": 0.005},
+}
+#: variants run only on some configurations (where what they change is used)
+ONLY: dict[str, tuple[str, ...]] = {
+    "fine-tune at 2 %": ("crossbar", "mrr-bank"),
+    "fine-tune at 0.5 %": ("crossbar", "mrr-bank"),
 }
 #: what each variant is compared with: the plan it changes one thing of
 REFERENCE: dict[str, str] = {
@@ -56,6 +67,7 @@ CELLS: dict[str, tuple[int, ...]] = {
     "crossbar": (250, 1000, 5000),
     "mzi-0.05": (250, 1000, 5000, 20000),
     "mrr": (250, 1000, 5000, 20000),
+    "mrr-bank": (500, 2000),
 }
 #: the tuning chips (seed = chip); the reported ones are 0, 1, 2
 CHIPS = (100, 101, 102, 103)
@@ -63,6 +75,7 @@ CHIPS = (100, 101, 102, 103)
 
 def tuning_run(variant: str, config: str, budget: int, chip: int) -> dict[str, Any]:
     """One run of the default with ``variant``'s plan arguments: its test accuracy (%)."""
+    import physics_free as pf
     import query_efficiency as qe
 
     import blacksat.query_plan as qp
@@ -70,8 +83,9 @@ def tuning_run(variant: str, config: str, budget: int, chip: int) -> dict[str, A
 
     original = qp.plan_query_only
     qp.plan_query_only = functools.partial(original, **VARIANTS[variant])
+    sc = pf.scenario(config) if config == "mrr-bank" else qe.scenario(config)
     try:
-        row = run_one("blacksat", qe.scenario(config), chip, chip, budget)
+        row = run_one("blacksat", sc, chip, chip, budget)
     finally:
         qp.plan_query_only = original
     return {
@@ -88,6 +102,10 @@ def run(study: Study, quick: bool) -> None:
             for budget in (b // 10 for b in budgets[:2]) if quick else budgets:
                 if study.skips(variant=variant, config=config):
                     continue
+                if config not in ONLY.get(variant, (config,)):
+                    continue
+                if config == "mrr-bank" and variant not in ("default", *ONLY):
+                    continue  # added with the fine-tuning cap: the default and its variants
                 for chip in chips:
                     row = study.run(
                         lambda v=variant, c=config, b=budget, ch=chip: tuning_run(v, c, b, ch),
@@ -122,8 +140,10 @@ def section(study: Study) -> str:
             f"{', '.join(map(str, CHIPS))} (tuning chips; `query_efficiency` reports chips 0-2). "
             "Accuracy on the full test split (%), mean ± sample std over the chips; in "
             "brackets, the mean of the per-chip differences from the plan the variant changes "
-            "(the default for `no surrogate start`; `no surrogate start` for the others, which "
-            "change one argument of the zeroth-order plan).",
+            "(the default for `no surrogate start` and the fine-tuning caps; `no surrogate start` "
+            "for the others, which change one argument of the zeroth-order plan). `mrr-bank`: "
+            "one MRR weight bank (64 -> 10, 640 rings, `benchmarks/physics_free.py`), added with "
+            "the fine-tuning cap, so only the default and its caps ran there.",
         ),
         "",
         "| configuration | budget | " + " | ".join(variants) + " |",

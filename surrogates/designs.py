@@ -72,7 +72,7 @@ def local(
     n: int,
     *,
     seed: Seed,
-    kind: Literal["sobol", "gaussian"] = "sobol",
+    kind: Literal["sobol", "latin_hypercube", "gaussian"] = "latin_hypercube",
 ) -> np.ndarray:
     """``n`` settings around ``center``, ``(n, d)``, projected into the space (clipped into
     the box; a periodic control wraps around its circle).
@@ -83,9 +83,15 @@ def local(
         radius: in control units, a scalar or one per control ``(d,)``, all ``> 0``.
         n: number of settings.
         seed: ``None``, an int or a ``numpy.random.Generator``.
-        kind: ``"sobol"``: scrambled Sobol points filling the cube
-            ``|theta - center| <= radius`` (per control); ``"gaussian"``: independent normal
-            draws with standard deviation ``radius`` per control.
+        kind: ``"latin_hypercube"`` (default): Latin-hypercube points filling the cube
+            ``|theta - center| <= radius`` (per control; every control's range cut into ``n``
+            strata, one point in each, the controls varying independently); ``"sobol"``:
+            scrambled Sobol points in the same cube (a prefix of few points in many dimensions
+            moves pairs of controls together: at 100 settings of 320 controls a pair correlates
+            at 0.94, and a physics-free fit around the centre of the crossbar predicts fresh
+            settings of the cube with R² 0.42 against 0.87 from a Latin hypercube,
+            ``benchmarks/designs.py``); ``"gaussian"``: independent normal draws with
+            standard deviation ``radius`` per control.
     """
     space = _check_space(space)
     n = _check_n(n)
@@ -98,10 +104,15 @@ def local(
     if kind == "sobol":
         engine = qmc.Sobol(space.dim, scramble=True, **{_QMC_RNG: _rng(seed)})
         step = 2.0 * engine.random_base2(max(math.ceil(math.log2(n)), 0))[:n] - 1.0
+    elif kind == "latin_hypercube":
+        engine = qmc.LatinHypercube(space.dim, **{_QMC_RNG: _rng(seed)})
+        step = 2.0 * engine.random(n) - 1.0
     elif kind == "gaussian":
         step = _rng(seed).standard_normal((n, space.dim))
     else:
-        raise ConfigError(f"local design kind must be 'sobol' or 'gaussian', got {kind!r}")
+        raise ConfigError(
+            f"local design kind must be 'sobol', 'latin_hypercube' or 'gaussian', got {kind!r}"
+        )
     return space.snap(space.project(c + r * step))
 
 

@@ -148,7 +148,7 @@ def refine(
     chunk: int = 64,
 ) -> Calibration:
     """Active refinement around the iterate ``theta (d,)``: ``n_local`` settings of a local
-    Sobol design within ``radius``, plus the ``n_uncertain`` settings of a ``pool``-point
+    Latin-hypercube design within ``radius``, plus the ``n_uncertain`` settings of a ``pool``-point
     local candidate set (within ``2 * radius``) where the surrogate is least certain (needs an
     ``uncertainty(thetas, x)`` method, e.g. :class:`~blacksat.surrogates.Ensemble`); collected
     against the budget, appended to the data, refitted."""

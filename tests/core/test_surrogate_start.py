@@ -8,7 +8,7 @@ import pytest
 
 from blacksat import MeteredDevice
 from blacksat.evaluation import accuracy
-from blacksat.query_plan import QueryPlan, plan_query_only
+from blacksat.query_plan import FINE_TUNE_LR, QueryPlan, plan_query_only
 from blacksat.surrogate_start import (
     BLOCK_READS,
     MAX_BLOCK_RATIO,
@@ -178,8 +178,15 @@ def test_the_plan_continues_from_the_start_and_charges_it():
     assert meter.ledger.reconfigurations == plan.calibration_reconfigurations
     assert plan.calibration_reconfigurations > plan.start["reconfigurations"]
     assert plan.steps == (1000 - plan.calibration_reconfigurations) // (2 * plan.q)
-    # fine-tuning a trained start: steps no larger than the floor's share of the span
-    assert plan.lr <= 0.02 * plan.span + 1e-12
+    # fine-tuning a trained start: steps no larger than FINE_TUNE_LR of the span, whatever the
+    # radius-based step would have been
+    assert plan.lr <= FINE_TUNE_LR * plan.span + 1e-12
+    capped = plan_query_only(
+        task, MeteredDevice(chip, max_reconfigurations=1000), chip.space.center, budget=1000,
+        seed=0, fine_tune_lr=0.001,
+    )  # fmt: skip
+    assert capped.lr == pytest.approx(0.001 * capped.span)
+    assert capped.sigma <= 3 * capped.lr + 1e-12  # the radius follows the step down
     np.testing.assert_array_equal(plan.initial(chip.space.center), plan.start_theta)
     again = QueryPlan.from_dict(plan.to_dict())
     assert again == plan

@@ -71,16 +71,36 @@ def test_designs_snap_to_levels(design):
     assert np.all(np.isin(loc, levels))
 
 
-def test_local_sobol_stays_within_radius_and_box():
+@pytest.mark.parametrize("kind", ["latin_hypercube", "sobol"])
+def test_local_cube_designs_stay_within_radius_and_box(kind):
     radius = np.array([0.1, 0.05, 0.2, 1.0])
     center = np.array([0.95, 0.25, 2.5, 0.0])  # control 0 near its upper bound
-    pts = local(SPACE, center, radius, 200, seed=1)
+    pts = local(SPACE, center, radius, 200, seed=1, kind=kind)
     assert pts.shape == (200, 4) and SPACE.contains(pts)
     assert np.all(np.abs(pts - center) <= radius + 1e-12)
     assert np.any(pts[:, 0] == 1.0)  # clipped into the box rather than leaving it
     spread = (pts.max(axis=0) - pts.min(axis=0))[1:] / (2 * radius[1:])
     assert np.all(spread > 0.95)  # fills the cube
-    np.testing.assert_array_equal(pts, local(SPACE, center, radius, 200, seed=1))
+    np.testing.assert_array_equal(pts, local(SPACE, center, radius, 200, seed=1, kind=kind))
+
+
+def test_local_default_is_a_latin_hypercube_whose_controls_vary_independently():
+    """One point per stratum of every control (within the cube), and no pair of controls moving
+    together the way a Sobol prefix of 100 points in 320 dimensions does."""
+    space = ParamSpace.box(320, 0.0, 1.0)
+    center, radius, n = np.full(320, 0.5), 0.1, 100
+    pts = local(space, center, radius, n, seed=0)
+    strata = np.floor((pts - (center - radius)) / (2 * radius) * n).astype(int)
+    for j in range(0, 320, 37):
+        assert sorted(strata[:, j]) == list(range(n))
+
+    def max_corr(t):
+        c = np.corrcoef(t.T)
+        np.fill_diagonal(c, 0.0)
+        return np.abs(c).max()
+
+    sobol_pts = local(space, center, radius, n, seed=0, kind="sobol")
+    assert max_corr(pts) < 0.6 < 0.9 < max_corr(sobol_pts)
 
 
 def test_local_gaussian_has_radius_as_std():
