@@ -47,8 +47,10 @@ changed little at 5,000-20,000.
 
 The constants (``q = 4`` antithetic directions, ``snr = 3``, ``lr_per_sigma = 3``, ``lr_floor =
 0.02``; then ``walk = 8`` and ``sigma_per_lr = 3``, added when the MRR network failed; then
-``beta1 = 0.5``, when the crossbar lost at small budgets) were chosen on tuning chips 100-103 of
-three device families (the MZI at s = 0.05, the crossbar and the MRR network) and are frozen;
+``beta1 = 0.5``, when the crossbar lost at small budgets; then ``fine_tune_lr = 0.01``, when
+fine-tuning walked an MRR weight bank off its surrogate start) were chosen on tuning chips 100-103
+of three device families (the MZI at s = 0.05, the crossbar and the MRR network; the last also on
+an MRR weight bank) and are frozen;
 ``benchmarks/query_efficiency.py`` reports them on other chips, seeds and devices.
 """
 

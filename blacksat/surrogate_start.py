@@ -60,8 +60,9 @@ REPEAT_READS = 2
 #: share of the controls the locality test redraws (at least one)
 BLOCK = 1.0 / 16.0
 #: the locality test passes while a redrawn block moves the median response coefficient less than
-#: this many times as much as a second reading of one setting does (changes below 1 % of a
-#: coefficient's spread over the probe count as none, so a noiseless device can pass). On
+#: this many times as much as a second reading of one setting does (1 % of a coefficient's spread
+#: over the probe is added to both medians, so a noiseless device can pass; with fewer than 16
+#: controls the block is one control, and with one control the test cannot fail). On
 #: tuning chips 100-103 (two probes each): 1.05-1.29 on the crossbar and the MRR weight bank,
 #: 1.74-2.10 on the MRR network (whose coefficients are products of two banks), 1.97-3.19 on the
 #: 16-mode meshes
@@ -222,7 +223,13 @@ def surrogate_start(
         return skipped("the budget ran out during the locality test", used, **info)
     ratio = block_ratio(probe.data, test.data, response)
     info["locality"] = ratio
-    if not ratio < MAX_BLOCK_RATIO:
+    if d > 1 and not math.isfinite(ratio):
+        return skipped(
+            "no response coefficient varies over the probe: nothing to learn a surrogate of",
+            used,
+            **info,
+        )
+    if d > 1 and not ratio < MAX_BLOCK_RATIO:  # one control: every coefficient is local to it
         return skipped(
             f"a random {BLOCK:.0%} of the controls moves the median response coefficient "
             f"{ratio:.1f}x as much as a second reading does (local controls: below "
@@ -232,8 +239,11 @@ def surrogate_start(
         )
     rest = designs.collect(device, thetas[PROBE:], x)
     used += rest.ledger_spent.reconfigurations
+    if rest.reason != "completed":
+        return skipped("the budget ran out during the design", used, **info)
     # the redrawn settings join the fit; the second reading of a probe setting does not (it
-    # would sit on both sides of the fit's held-out split)
+    # would sit on both sides of the fit's held-out split; a redrawn setting shares 15/16 of its
+    # controls with its probe setting, a milder overlap the fit's few parameters tolerate)
     t_moved, x_moved, y_moved = test.data.groups[0]
     data = probe.data + QueryData.from_arrays(t_moved[:BLOCK_READS], x_moved, y_moved[:BLOCK_READS])
     data = data + rest.data if rest.data.n_settings else data
@@ -280,7 +290,7 @@ def _locality_reads(space: Any, probe: np.ndarray, rng: np.random.Generator) -> 
     """The locality test's settings ``(BLOCK_READS + REPEAT_READS, d)``: the first
     ``BLOCK_READS`` probe settings with a random ``BLOCK`` of their controls redrawn uniformly,
     then the next ``REPEAT_READS`` probe settings again (never next to themselves, so each is a
-    fresh reconfiguration)."""
+    fresh reconfiguration). Redrawn controls land on the space's levels where it has them."""
     d = probe.shape[1]
     size = max(1, round(BLOCK * d))
     out = []
@@ -288,7 +298,7 @@ def _locality_reads(space: Any, probe: np.ndarray, rng: np.random.Generator) -> 
         moved = probe[k].copy()
         idx = rng.choice(d, size=size, replace=False)
         moved[idx] = space.lower[idx] + (space.upper[idx] - space.lower[idx]) * rng.random(size)
-        out.append(np.asarray(space.project(moved)))
+        out.append(np.asarray(space.snap(space.project(moved))))
     out.extend(probe[BLOCK_READS : BLOCK_READS + REPEAT_READS])
     return np.stack(out)
 
@@ -297,7 +307,9 @@ def block_ratio(probe: Any, test: Any, response: str) -> float:
     """The locality test's statistic from the probe's and the test's :class:`QueryData`: the
     median move of a response coefficient when a block of controls is redrawn, over its median
     move between two readings of one setting, each in units of the coefficient's spread over the
-    probe (moves below ``0.01`` of it count as none)."""
+    probe, with a floor of ``0.01`` added to both medians (so that a noiseless device, whose
+    untouched coefficients do not move at all, reads about 1 rather than 0 / 0). ``nan`` when no
+    coefficient varies over the probe."""
     from blacksat.surrogates.linear_response import response_coefficients
 
     _, x, y = probe.groups[0]

@@ -130,6 +130,24 @@ def test_the_locality_test_passes_a_crossbar_and_a_noiseless_one():
         assert rep.outcome in ("trained", "kept")
 
 
+def test_the_locality_test_redraws_a_block_inside_the_space_and_on_its_levels():
+    from blacksat.space import ParamSpace
+    from blacksat.surrogate_start import BLOCK, _locality_reads
+
+    levels = np.linspace(0.0, 1.0, 5)
+    space = ParamSpace.box(64, 0.0, 1.0, levels=levels)
+    probe = np.random.default_rng(0).choice(levels, size=(PROBE, 64))
+    reads = _locality_reads(space, probe, np.random.default_rng(1))
+    assert reads.shape == (BLOCK_READS + REPEAT_READS, 64)
+    assert np.all(np.isin(reads, levels)) and space.contains(reads)
+    moved = (reads[:BLOCK_READS] != probe[:BLOCK_READS]).sum(axis=1)
+    assert np.all(moved <= round(BLOCK * 64))  # only the block moves (a level may repeat)
+    assert np.all(moved >= 1)
+    np.testing.assert_array_equal(
+        reads[BLOCK_READS:], probe[BLOCK_READS : BLOCK_READS + REPEAT_READS]
+    )
+
+
 def test_block_ratio_reads_a_redrawn_block_against_a_second_reading():
     """Synthetic coefficients: moves only in the redrawn reads give a large ratio; moves as large
     as a second reading's give one."""
@@ -198,9 +216,14 @@ def test_the_plan_continues_from_the_start_and_charges_it():
 
 
 def test_report_round_trip_and_text():
-    rep = StartReport("skipped", "why", 24, design=93, additive=0.1, response="intensity")
+    rep = StartReport(
+        "skipped", "why", 30, design=93, additive=0.1, locality=2.2, response="intensity"
+    )
     assert StartReport.from_dict(rep.to_dict()) == rep
-    assert "skipped" in str(rep) and "24" in str(rep)
+    # a report saved before the locality test has no such field
+    old = {k: v for k, v in rep.to_dict().items() if k != "locality"}
+    assert StartReport.from_dict(old).locality is None
+    assert "skipped" in str(rep) and "30" in str(rep)
 
 
 @pytest.mark.parametrize("budget", [250, 1000])
