@@ -168,6 +168,28 @@ def test_block_ratio_reads_a_redrawn_block_against_a_second_reading():
     assert block_ratio(probe, test, "linear") == pytest.approx(1.0)
 
 
+def test_a_meter_that_runs_out_during_the_design_stops_the_start_and_counts_it():
+    """The run's budget says the design is affordable, the meter says otherwise: the start stops
+    where the meter ran out, with no refit on partial data."""
+    chip, task = _crossbar()
+    meter = MeteredDevice(chip, max_reconfigurations=60)
+    theta, rep = surrogate_start(task, meter, chip.space.center, budget=10_000, batch=256, seed=0)
+    assert rep.outcome == "skipped" and "during the design" in rep.reason
+    assert rep.reconfigurations == 60 == meter.ledger.reconfigurations and rep.fit_r2 is None
+    np.testing.assert_array_equal(theta, chip.space.center)
+
+
+def test_a_probe_whose_coefficients_never_vary_stops_the_start(monkeypatch):
+    import blacksat.surrogate_start as ss
+
+    chip, task = _crossbar()
+    monkeypatch.setattr(ss, "block_ratio", lambda *a: float("nan"))
+    meter = MeteredDevice(chip)
+    _, rep = surrogate_start(task, meter, chip.space.center, budget=1000, batch=256, seed=0)
+    assert rep.outcome == "skipped" and "no response coefficient varies" in rep.reason
+    assert rep.reconfigurations == PROBE + BLOCK_READS + REPEAT_READS
+
+
 def test_the_device_check_keeps_the_start_when_the_trained_setting_is_worse(monkeypatch):
     """The surrogate's setting is kept only when the device confirms it: here the offline
     training is made to return a setting far from anything good."""
