@@ -208,7 +208,8 @@ def surrogate_start(
     checks = {c.assumption: c.r2 for c in sur.checks_}
     response = str(sur.response_)
     additive = checks.get("additive tuning curves", math.nan)
-    info: dict[str, Any] = {"design": n, "response": response, "additive": float(additive)}
+    # the report goes into plan.json: what could not be measured is None, never NaN
+    info: dict[str, Any] = {"design": n, "response": response, "additive": _finite(additive)}
     if checks.get(f"{response} response", -math.inf) < RESPONSE_R2:
         return skipped(
             f"no linear or intensity response at the probe (best {response}, R² "
@@ -222,7 +223,7 @@ def surrogate_start(
     if test.reason != "completed":
         return skipped("the budget ran out during the locality test", used, **info)
     ratio = block_ratio(probe.data, test.data, response)
-    info["locality"] = ratio
+    info["locality"] = _finite(ratio)
     if d > 1 and not math.isfinite(ratio):
         return skipped(
             "no response coefficient varies over the probe: nothing to learn a surrogate of",
@@ -284,6 +285,10 @@ def surrogate_start(
     return theta, StartReport(
         "kept", "the device found the start better than the trained setting", used, **info
     )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 def _locality_reads(space: Any, probe: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -188,6 +188,7 @@ def test_a_probe_whose_coefficients_never_vary_stops_the_start(monkeypatch):
     _, rep = surrogate_start(task, meter, chip.space.center, budget=1000, batch=256, seed=0)
     assert rep.outcome == "skipped" and "no response coefficient varies" in rep.reason
     assert rep.reconfigurations == PROBE + BLOCK_READS + REPEAT_READS
+    assert rep.locality is None  # never NaN in a report that goes into plan.json
 
 
 def test_the_device_check_keeps_the_start_when_the_trained_setting_is_worse(monkeypatch):
