@@ -137,6 +137,10 @@ def _cell(rows: list[dict[str, Any]], key: str, digits: int = 1) -> str:
 
 def section(study: Study) -> str:
     rows = study.rows()
+
+    def pick(config: str, design: str, n: int) -> list[dict[str, Any]]:
+        return [r for r in rows if (r["config"], r["design"], r["budget"]) == (config, design, n)]
+
     lines = [
         "## Designs for a physics-free surrogate: Sobol, Latin hypercube, uniform",
         "",
@@ -155,8 +159,7 @@ def section(study: Study) -> str:
     for config in CONFIGS:
         for budget in BUDGETS:
             for design in DESIGNS:
-                rs = [r for r in rows if (r["config"], r["design"], r["budget"]) ==
-                      (config, design, budget)]  # fmt: skip
+                rs = pick(config, design, budget)
                 if rs:
                     lines.append(
                         f"| {config} | {budget} | {design} | {_cell(rs, 'max_corr', 2)} | "
@@ -175,8 +178,7 @@ def section(study: Study) -> str:
     for config in CONFIGS:
         for n in LOCAL_SIZES:
             for kind in LOCAL_KINDS:
-                rs = [r for r in rows if (r["config"], r["design"], r["budget"]) ==
-                      (config, f"local {kind}", n)]  # fmt: skip
+                rs = pick(config, f"local {kind}", n)
                 if rs:
                     lines.append(
                         f"| {config} | {n} | {kind} | {_cell(rs, 'max_corr', 2)} | "
