@@ -7,9 +7,10 @@
     python benchmarks/diffractive_misalignment.py --quick        # few steps, one seed, prints only
     python benchmarks/diffractive_misalignment.py --tune         # hyperparameter search, seed 100
     python benchmarks/diffractive_misalignment.py --paper-geometry [--n 64]
-        # the same study at the paper's geometry: the shift range and sweep the paper's fraction
-        # of the aperture (2 px of 128, 1.6 %), rotation +-2 deg and scale 0.9-1.1 as before
-        # (they are fractions of the aperture already); its own results folder and section
+        # the same study at the paper's geometry: its aperture (128 px at 2 um = 256 um: the
+        # pitch is 256 um / n, so 8 um at 32 px, 4 um at 64, 2 um at 128), the shift range and
+        # sweep the paper's fraction of the aperture (2 px of 128, 1.6 %), rotation +-2 deg and
+        # scale 0.9-1.1 as before (fractions of the aperture already); its own folder and section
 
 A two-mask diffractive network (``DiffractiveNetwork``, 32 x 32 SLM pixels, digits, the default
 task) is trained offline on its *nominal* model with each method (after a shared warm start of
@@ -74,6 +75,13 @@ COMMAND = "python benchmarks/diffractive_misalignment.py"
 PAPER_STUDY, PAPER_KEY = "diffractive_paper_geometry", "diffractive-paper-geometry"
 #: the paper's shift as a fraction of its aperture (2 px of a 128 px SLM)
 PAPER_SHIFT_FRACTION = 2.0 / 128.0
+#: the paper's aperture, m: 128 px at 2 um (PHYSICS.md). With the spacing and the wavelength it
+#: sets how far across the aperture light spreads between masks (Fresnel number about 15); at a
+#: fixed 8 um pitch a 64 px mask is twice as wide (four times the Fresnel number), and each
+#: pixel's light reaches a smaller share of the next mask
+PAPER_APERTURE = 128 * 2e-6
+#: ``DiffractiveNetwork``'s default pitch, m (the 32 px study's)
+DEFAULT_PITCH = 8e-6
 SEEDS = (0, 1, 2)
 TUNING_SEEDS = (100,)
 #: the misalignment every method is robust against: the device's rated ranges
@@ -137,13 +145,16 @@ class Settings:
 
     @classmethod
     def paper_geometry(cls, n: int = 32, quick: bool = False) -> Settings:
-        """The paper's geometry on an ``n x n`` SLM: shifts up to the paper's fraction of the
-        aperture (sweeps and training range), the rest as the full (or quick) run."""
+        """The paper's geometry on an ``n x n`` SLM: the paper's aperture (pitch
+        ``PAPER_APERTURE / n``; not stated where it is the default 8 um, at 32 px), shifts up to
+        the paper's fraction of the aperture (sweeps and training range), the rest as the full
+        (or quick) run."""
         base = cls.quick() if quick else cls()
         top = PAPER_SHIFT_FRACTION * n
+        pitch = round(PAPER_APERTURE / n, 12)
         return replace(
             base,
-            device={**base.device, "n": n},
+            device={**base.device, "n": n, **({} if pitch == DEFAULT_PITCH else {"pitch": pitch})},
             shift_range=top,
             shifts=tuple(np.linspace(0.0, top, len(base.shifts)).tolist()),
             grid_shifts=tuple(np.linspace(0.0, top, len(base.grid_shifts)).tolist()),
@@ -618,14 +629,16 @@ def section(study: Study, runs: Sequence[dict[str, Any]], s: Settings, files: li
     if where != "cpu":
         command += f" --torch-device {where}"
     top = s.shifts[-1]
+    pitch = float(s.device.get("pitch", DEFAULT_PITCH))
     lines = [
         "## Diffractive network: misalignment" + (" at the paper's geometry" if paper else ""),
         "",
         study.header(command, f"`--report-only` re-renders this section from `{folder}`."),
         "",
         f"Setup: `DiffractiveNetwork`, 2 phase masks of **{s.n} x {s.n}** SLM pixels "
-        "(8 um pitch, 532 nm, 2 mm spacing, 256 levels; other arguments at their defaults). The "
-        f"paper's network has 128 x 128 pixels: here a {top:g} px shift is "
+        f"({pitch * 1e6:g} um pitch: a {s.n * pitch * 1e6:g} um aperture, the paper's is "
+        f"{PAPER_APERTURE * 1e6:g} um; 532 nm, 2 mm spacing, 256 levels; other arguments at "
+        f"their defaults). The paper's network has 128 x 128 pixels: here a {top:g} px shift is "
         f"{100 * top / s.n:.1f} % of the aperture (paper: 2 px, 1.6 %) and a 2 deg rotation "
         f"moves the mask edge by {np.radians(2.0) * s.n / 2:.2f} px (paper: 2.2 px; the same "
         "fraction of the aperture). Digits (1347 train / 450 test), the "

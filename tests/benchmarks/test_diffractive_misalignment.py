@@ -143,6 +143,10 @@ def test_changed_settings_refuse_to_mix_with_saved_runs(finished, monkeypatch):
 def test_paper_geometry_states_the_shift_as_the_papers_aperture_fraction():
     s = M.Settings.paper_geometry(64)
     assert s.n == 64 and s.device["n"] == 64
+    # the paper's aperture (128 px at 2 um): 4 um at 64 px; 32 px keeps the default 8 um unstated
+    assert s.device["pitch"] == pytest.approx(4e-6)
+    assert M.Settings.paper_geometry(128).device["pitch"] == pytest.approx(2e-6)
+    assert "pitch" not in M.Settings.paper_geometry(32).device
     assert s.shift_range == pytest.approx(1.0)  # 2 px of 128 = 1 px of 64
     assert s.shifts[0] == 0.0 and s.shifts[-1] == pytest.approx(1.0)
     assert s.grid_shifts[-1] == pytest.approx(1.0)
