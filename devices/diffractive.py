@@ -254,7 +254,9 @@ class DiffractiveNetwork(SimulatedDevice):
 
     Args (defaults in brackets, chosen to be typical of an LCoS SLM + camera bench):
         n: SLM pixels per side [32]; n_layers: number of masks ``L`` [2].
-        pitch: SLM pixel pitch (m) [8e-6, e.g. Holoeye PLUTO]; wavelength (m) [532e-9];
+        pitch: SLM pixel pitch (m) [8e-6, e.g. Holoeye PLUTO]; with ``n`` it sets the aperture
+            ``n * pitch`` and so the Fresnel numbers (:attr:`fresnel_numbers`); wavelength (m)
+            [532e-9];
             distance: ``z`` (m) between consecutive planes (input -> mask 1 -> ... -> mask L ->
             camera), one value or ``L + 1`` [2e-3].
         pad_factor: zero padding, grid side ``N = n + 2 ceil(n (pad_factor - 1) / 2)`` [2.0].
@@ -389,6 +391,18 @@ class DiffractiveNetwork(SimulatedDevice):
     def aperture(self) -> float:
         """Side of the SLM aperture (m): ``n * pitch``."""
         return self.n * self.pitch
+
+    @property
+    def fresnel_numbers(self) -> tuple[float, ...]:
+        """Fresnel number ``(aperture / 2)^2 / (wavelength z)`` of each gap between planes
+        (``L + 1`` values): how far a pixel's light spreads across the aperture before the next
+        plane, the smaller the further. It, not the pixel count, sets how strongly the masks mix
+        the field: the default 32 px at 8 um and 2 mm gives about 15, the paper's 128 px at 2 um
+        the same; 128 px at 8 um gives 246, and the masks then mix far less (BENCHMARKS.md,
+        "misalignment at the paper's geometry"). To add pixels at a fixed geometry, shrink the
+        pitch: ``DiffractiveNetwork(n=128, pitch=2e-6)``."""
+        half = self.aperture / 2.0
+        return tuple(half * half / (self.wavelength * z) for z in self.distances)
 
     def pixels(self, *, fraction: float | None = None, meters: float | None = None) -> float:
         """A lateral length in pixels of this SLM, from a fraction of the aperture side or from

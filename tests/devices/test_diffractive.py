@@ -390,3 +390,21 @@ def test_misalignment_is_stated_in_pixels_metres_and_aperture_fractions():
         dev.pixels()
     with pytest.raises(ConfigError, match="exactly one"):
         dev.pixels(fraction=0.1, meters=1e-6)
+
+
+def test_fresnel_numbers_follow_the_aperture_not_the_pixel_count():
+    import pytest
+
+    default = DiffractiveNetwork(n=32, noise=0.0, drift=0.0)
+    paper = DiffractiveNetwork(n=128, pitch=2e-6, noise=0.0, drift=0.0)
+    wide = DiffractiveNetwork(n=128, noise=0.0, drift=0.0)
+    assert len(default.fresnel_numbers) == default.n_layers + 1
+    # (128 um)^2 / (532 nm * 2 mm) = 15.4 at the default, the same at the paper's 128 px x 2 um
+    assert default.fresnel_numbers[0] == pytest.approx((128e-6) ** 2 / (532e-9 * 2e-3))
+    assert paper.fresnel_numbers == pytest.approx(default.fresnel_numbers)
+    # 128 px at the default 8 um is a 4x wider aperture: 16x the Fresnel number
+    assert wide.fresnel_numbers[0] == pytest.approx(16 * default.fresnel_numbers[0])
+    far = DiffractiveNetwork(n=32, distance=[1e-3, 2e-3, 4e-3], noise=0.0, drift=0.0)
+    assert far.fresnel_numbers == pytest.approx(
+        tuple(default.fresnel_numbers[0] * 2e-3 / z for z in (1e-3, 2e-3, 4e-3))
+    )
