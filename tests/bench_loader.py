@@ -20,3 +20,16 @@ def load_bench(filename: str, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+class SavedRows:
+    """A stand-in for a study in a section test: its saved ``rows()`` and a plain header."""
+
+    def __init__(self, rows: list[dict], name: str = "study") -> None:
+        self._rows, self.name = rows, name
+
+    def rows(self) -> list[dict]:
+        return self._rows
+
+    def header(self, command: str, what: str = "") -> str:
+        return f"Command: `{command}`. {what}"

@@ -1,21 +1,9 @@
 """benchmarks/query_plan_tuning.py: a variant reaches the plan, and the section pairs each
 variant with the default chip by chip (synthetic rows, plus one tiny real run)."""
 
-from bench_loader import load_bench
+from bench_loader import SavedRows, load_bench
 
 M = load_bench("query_plan_tuning.py", "query_plan_tuning")
-
-
-class Rows:
-    def __init__(self, rows):
-        self._rows = rows
-        self.name = "query_plan_tuning"
-
-    def rows(self):
-        return self._rows
-
-    def header(self, command, what=""):
-        return f"Command: `{command}`. {what}"
 
 
 def test_the_section_pairs_each_variant_with_the_plan_it_changes_chip_by_chip():
@@ -30,7 +18,7 @@ def test_the_section_pairs_each_variant_with_the_plan_it_changes_chip_by_chip():
         )
         for c, a in zip((100, 101), accs, strict=True)
     ]
-    body = M.section(Rows(rows))
+    body = M.section(SavedRows(rows, "query_plan_tuning"))
     assert "| crossbar | 250 | 82.0 ± 2.8 | 45.0 ± 7.1 (-37.0) | 37.0 ± 9.9 (-8.0) |" in body
     assert "- `no surrogate start` against `default`: -37.0 over 1 cells" in body
     assert "- `beta1=0.9` against `no surrogate start`: -8.0 over 1 cells (ahead in 0, " in body

@@ -392,19 +392,23 @@ def test_misalignment_is_stated_in_pixels_metres_and_aperture_fractions():
         dev.pixels(fraction=0.1, meters=1e-6)
 
 
-def test_fresnel_numbers_follow_the_aperture_not_the_pixel_count():
+def test_fresnel_numbers_and_spreads_state_the_geometry():
     import pytest
 
     default = DiffractiveNetwork(n=32, noise=0.0, drift=0.0)
     paper = DiffractiveNetwork(n=128, pitch=2e-6, noise=0.0, drift=0.0)
     wide = DiffractiveNetwork(n=128, noise=0.0, drift=0.0)
-    assert len(default.fresnel_numbers) == default.n_layers + 1
+    assert len(default.fresnel_numbers) == len(default.spreads) == default.n_layers + 1
     # (128 um)^2 / (532 nm * 2 mm) = 15.4 at the default, the same at the paper's 128 px x 2 um
     assert default.fresnel_numbers[0] == pytest.approx((128e-6) ** 2 / (532e-9 * 2e-3))
     assert paper.fresnel_numbers == pytest.approx(default.fresnel_numbers)
     # 128 px at the default 8 um is a 4x wider aperture: 16x the Fresnel number
     assert wide.fresnel_numbers[0] == pytest.approx(16 * default.fresnel_numbers[0])
+    # a pixel's light covers wavelength z / pitch: 133 um of the default's 256 um aperture
+    assert default.spreads[0] == pytest.approx(532e-9 * 2e-3 / 8e-6 / 256e-6)
+    assert paper.spreads[0] == pytest.approx(4 * default.spreads[0])  # pitch / 4, same aperture
+    assert wide.spreads[0] == pytest.approx(default.spreads[0] / 4)  # same pitch, 4x aperture
     far = DiffractiveNetwork(n=32, distance=[1e-3, 2e-3, 4e-3], noise=0.0, drift=0.0)
-    assert far.fresnel_numbers == pytest.approx(
-        tuple(default.fresnel_numbers[0] * 2e-3 / z for z in (1e-3, 2e-3, 4e-3))
+    assert far.spreads == pytest.approx(
+        tuple(default.spreads[0] * z / 2e-3 for z in (1e-3, 2e-3, 4e-3))
     )
