@@ -59,6 +59,8 @@ service = DeviceService(
     observers=[lambda record: stall("logged")],
 )
 server = BackgroundServer(service, port=port).start()
-(state / "port").write_text(server.url.rsplit(":", 1)[1])
+# written whole, then renamed: the test polls for the file and must never read it half-written
+(state / "port.tmp").write_text(server.url.rsplit(":", 1)[1])
+(state / "port.tmp").replace(state / "port")
 while True:
     time.sleep(60)
