@@ -47,14 +47,13 @@ SEEDS = (0, 1, 2)
 GEOMETRIES = ((32, 8.0), (64, 4.0), (128, 2.0), (64, 8.0), (128, 8.0), (32, 4.0), (32, 16.0))
 #: the misalignment study's Adam settings
 STEPS, LR, BATCH = 600, 0.05, 64
-#: ``DiffractiveNetwork``'s wavelength and spacing (m), which every geometry here keeps
-WAVELENGTH, SPACING = 532e-9, 2e-3
 
 
 def spread(n: int, pitch_um: float) -> float:
-    """:attr:`DiffractiveNetwork.spreads` of a geometry: how far one pixel's light reaches at
-    the next plane, as a share of the aperture, ``wavelength z / (n pitch^2)``."""
-    return WAVELENGTH * SPACING / (n * (pitch_um * 1e-6) ** 2)
+    """The device's own :attr:`DiffractiveNetwork.spreads` at a geometry (the first gap; every
+    gap here is the default 2 mm): how far one pixel's light reaches at the next plane, as a
+    share of the aperture."""
+    return DiffractiveNetwork(n=n, pitch=pitch_um * 1e-6, noise=0.0, drift=0.0).spreads[0]
 
 
 def label(n: int, pitch_um: float) -> str:

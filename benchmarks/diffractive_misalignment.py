@@ -43,6 +43,7 @@ the cross-study table from disk alone. The tuning runs (``--tune``) go to ``tuni
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
@@ -81,7 +82,7 @@ PAPER_SHIFT_FRACTION = 2.0 / 128.0
 #: pixel's light reaches a smaller share of the next mask
 PAPER_APERTURE = 128 * 2e-6
 #: ``DiffractiveNetwork``'s default pitch, m (the 32 px study's)
-DEFAULT_PITCH = 8e-6
+DEFAULT_PITCH = float(inspect.signature(DEVICES["diffractive"]).parameters["pitch"].default)
 SEEDS = (0, 1, 2)
 TUNING_SEEDS = (100,)
 #: the misalignment every method is robust against: the device's rated ranges

@@ -28,11 +28,3 @@ def test_the_section_lists_each_geometry_with_its_aperture_and_fresnel_number():
     assert "| 64 | 8 | 512 | 61.6 | 0.26 | 1 | 82.0 (one run) | 85.0 (one run) | 9 |" in body
     assert "| 32 | 8 |" not in body  # a geometry without runs has no row
     assert body.index("| 64 | 8 |") < body.index("| 64 | 4 |")  # sorted by the spread
-
-
-def test_the_spread_is_the_devices():
-    from blacksat.devices import DiffractiveNetwork
-
-    for n, pitch in M.GEOMETRIES:
-        chip = DiffractiveNetwork(n=n, pitch=pitch * 1e-6, noise=0.0, drift=0.0)
-        assert M.spread(n, pitch) == pytest.approx(chip.spreads[0])
