@@ -336,14 +336,17 @@ def evaluate(chip: Any, task: Any, theta: np.ndarray, s: Settings) -> dict[str, 
 def run_all(study: Study, s: Settings) -> list[dict[str, Any]]:
     """Every (seed, method) run of ``s`` through ``study``: a saved one is read back, a missing
     one runs and is saved as it completes -> the runs, loaded (:func:`load`).
-    ``--only seed=2`` (or ``seed=0,1``) restricts this process to those seeds, so that two
-    processes can share the seeds on two cores; give each process its own seeds (a run is on
-    disk only once it has finished, so two processes given the same seed would both run it)."""
+    ``--only seed=2`` (or ``seed=0,1``, ``method=BP,SAM``) restricts this process to those runs,
+    so that two processes can share them on two cores; give each process its own runs (a run is
+    on disk only once it has finished, so two processes given the same run would both run it).
+    The warm start is deterministic, so a seed's methods may run in different processes."""
     rows = []
     for seed in s.seeds:
         if study.skips(seed=seed):
             continue
         for method in s.methods:
+            if study.skips(method=method):
+                continue
             fn = lambda seed=seed, method=method: run_one(seed, method, s)  # noqa: E731
             rows.append(study.run(fn, method=method, seed=seed))
     return load(rows)

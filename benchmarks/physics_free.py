@@ -27,7 +27,13 @@ Against, at the same chip and seed:
   on the same way:
   what knowing the physics adds;
 - ``query-only default``: ``blacksat``'s query-only default (``compare`` method ``blacksat``)
-  with ``N`` reconfigurations on the chip.
+  with ``N`` reconfigurations on the chip;
+- ``grey box, readout noise`` and ``white box, readout noise``: the same offline SAT through
+  Gaussian readout noise (:class:`~blacksat.readout_noise.ReadoutNoise`): for the grey box of
+  the noise measured on the chip with one more reconfiguration (the probe inputs read 4 times
+  in one query), for the white box the chip's own (``noisy_model()``; a crossbar's programming
+  noise too). Noise-free training can settle where the class readings differ by less than the
+  detector's noise.
 
 Devices: ``crossbar`` (the default analog array, 16 -> 10, 320 controls, a write per query),
 ``mrr-bank`` (one MRR weight bank 64 -> 10, 640 rings), and, as checks of the assumptions, the
@@ -54,6 +60,7 @@ from _study import main as run_study
 from blacksat.estimators import Autograd
 from blacksat.evaluation import accuracy
 from blacksat.product.compare import Scenario, run_one
+from blacksat.readout_noise import ReadoutNoise, measure_readout_noise
 from blacksat.sat import sat
 from blacksat.surrogate_start import probe_inputs
 from blacksat.surrogates import GreyBox, LinearResponse
@@ -189,12 +196,44 @@ def greybox_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str
     return {**_deploy(sc, chip, task, grey, x, seed, chip_seed), "read_s": read_s, "fit_s": fit_s}
 
 
-def white_box_run(config: str, seed: int, chip_seed: int) -> dict[str, Any]:
+def greybox_noise_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str, Any]:
+    """The grey-box run, its offline SAT through the readout noise measured on the chip (one
+    more reconfiguration: the probe inputs read 4 times in one query at the design's first
+    setting, :func:`~blacksat.readout_noise.measure_readout_noise`)."""
+    sc, chip, task, thetas, x, y, read_s = _design(config, budget, seed, chip_seed)
+    std = measure_readout_noise(chip, x, thetas[0])
+    t0 = time.perf_counter()
+    grey = GreyBox(chip.nominal_model(dtype=torch.float64), seed=seed,
+                   **GREY_BOX_KWARGS.get(config, {}))  # fmt: skip
+    grey.fit([(thetas, x, y)])
+    fit_s = time.perf_counter() - t0
+    noisy = _Noisy(grey, std, seed)
+    return {**_deploy(sc, chip, task, noisy, x, seed, chip_seed), "read_s": read_s,
+            "fit_s": fit_s, "readout_noise": std, "noise_reconfigurations": 1}  # fmt: skip
+
+
+class _Noisy(ReadoutNoise):
+    """A fitted surrogate through readout noise, keeping what :func:`_deploy` reads of it
+    (``score``, ``coverage_``, ``report_``)."""
+
+    def __init__(self, sur: Any, std: float, seed: int) -> None:
+        super().__init__(sur, std, seed=seed)
+        self.score, self.coverage_, self.report_ = sur.score, sur.coverage_, sur.report_
+
+
+def white_box_run(config: str, seed: int, chip_seed: int, noisy: bool = False) -> dict[str, Any]:
+    """Offline SAT through the chip's exact model, or (``noisy``) through the exact model with
+    the chip's per-query randomness (``noisy_model``: its readout noise, a crossbar's
+    programming noise)."""
     sc = scenario(config)
     chip = sc.build_chip(chip_seed)
     task = sc.build_task(chip, seed).to(torch.float64)
-    theta = _offline_sat(task, chip.exact_model(dtype=torch.float64), chip.space,
-                         sc.initial(chip, seed), seed)  # fmt: skip
+    model = (
+        chip.noisy_model(dtype=torch.float64, seed=seed)
+        if noisy
+        else chip.exact_model(dtype=torch.float64)
+    )
+    theta = _offline_sat(task, model, chip.space, sc.initial(chip, seed), seed)
     chip.reset()
     return {"accuracy": 100 * accuracy(task, chip, theta)}
 
@@ -216,6 +255,10 @@ def run(study: Study, quick: bool) -> None:
                 lambda c=config, s=seed, ch=chip: white_box_run(c, s, ch),
                 config=config, method="white box", budget=0, seed=seed, chip=chip,
             )  # fmt: skip
+            study.run(
+                lambda c=config, s=seed, ch=chip: white_box_run(c, s, ch, noisy=True),
+                config=config, method="white box, readout noise", budget=0, seed=seed, chip=chip,
+            )  # fmt: skip
             for budget in budgets:
                 r = study.run(
                     lambda c=config, b=budget, s=seed, ch=chip: surrogate_run(c, b, s, ch),
@@ -227,6 +270,11 @@ def run(study: Study, quick: bool) -> None:
                     study.run(
                         lambda c=config, b=budget, s=seed, ch=chip: greybox_run(c, b, s, ch),
                         config=config, method="grey box", budget=budget, seed=seed, chip=chip,
+                    )  # fmt: skip
+                    study.run(
+                        lambda c=config, b=budget, s=seed, ch=chip: greybox_noise_run(c, b, s, ch),
+                        config=config, method="grey box, readout noise", budget=budget,
+                        seed=seed, chip=chip,
                     )  # fmt: skip
                 study.run(
                     lambda c=config, b=budget, s=seed, ch=chip: query_only_run(c, b, s, ch),
@@ -240,6 +288,39 @@ def _cell(rows: list[dict[str, Any]], key: str = "accuracy", digits: int = 1) ->
     if n == 0:
         return "-"
     return f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
+
+
+def noise_table(pick: Any) -> list[str]:
+    """Offline SAT through the readout noise against without it (the grey box and the white
+    box): the table's lines (none before such runs exist)."""
+    if not pick(method="grey box, readout noise") and not pick(method="white box, readout noise"):
+        return []
+    lines = [
+        "",
+        "Offline SAT through the readout noise (`blacksat.ReadoutNoise`): the grey box of the "
+        "same design, trained through Gaussian noise of the readout noise measured on the chip "
+        "(one more reconfiguration: the probe inputs read 4 times in one query, "
+        "`blacksat.readout_noise.measure_readout_noise`); the white box through the chip's "
+        "`noisy_model()` (its readout noise; on the crossbar also its programming noise). "
+        "Test accuracy on the chip (%), the same runs and pairs as above.",
+        "",
+        "| device | N | grey box | grey box, readout noise | readout noise measured (output "
+        "units) | white box | white box, readout noise |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for config in CONFIGS:
+        white = pick(config=config, method="white box")
+        white_n = pick(config=config, method="white box, readout noise")
+        for b in BUDGETS:
+            grey = pick(config=config, method="grey box", budget=b)
+            grey_n = pick(config=config, method="grey box, readout noise", budget=b)
+            if not grey_n:
+                continue
+            lines.append(
+                f"| {config} | {b} | {_cell(grey)} | {_cell(grey_n)} | "
+                f"{_cell(grey_n, 'readout_noise', 4)} | {_cell(white)} | {_cell(white_n)} |"
+            )
+    return lines
 
 
 def section(study: Study) -> str:
@@ -278,6 +359,7 @@ def section(study: Study) -> str:
                 f"{_cell(zo)} | {_cell(white)} |"
             )
     lines += ["", *[f"No grey box on the {c}: {why}." for c, why in NO_GREY_BOX.items()]]
+    lines += noise_table(pick)
     lines += [
         f"Grey box on the {c}: "
         + ", ".join(f"`{k}={v}`" for k, v in kw.items())

@@ -47,6 +47,7 @@ _LAZY = {
     "plan_query_only": "blacksat.query_plan",
     "QueryData": "blacksat.querydata",
     "QueryLog": "blacksat.querylog",
+    "ReadoutNoise": "blacksat.readout_noise",
     "RetryPolicy": "blacksat.retry",
     "SAT": "blacksat.sat",
     "FreeAscent": "blacksat.sat",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from blacksat.query_plan import CostModel, QueryPlan, plan_query_only
     from blacksat.querydata import QueryData
     from blacksat.querylog import QueryLog
+    from blacksat.readout_noise import ReadoutNoise
     from blacksat.retry import RetryPolicy
     from blacksat.sat import SAT, FreeAscent, sat
     from blacksat.space import ParamSpace
@@ -132,6 +134,7 @@ __all__ = [
     "QueryData",
     "QueryLog",
     "QueryPlan",
+    "ReadoutNoise",
     "RetryPolicy",
     "ShapeError",
     "StepContext",

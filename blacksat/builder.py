@@ -29,6 +29,7 @@ import torch
 from blacksat.errors import ConfigError
 from blacksat.estimators import ESTIMATORS, Autograd
 from blacksat.perturbations import PerturbationModel
+from blacksat.readout_noise import ReadoutNoise
 from blacksat.sat import FreeAscent, sat
 from blacksat.validation import check_choice, check_int, check_real
 
@@ -65,10 +66,22 @@ class EstimatorSpec:
     #: where offline training on a surrogate file may go: ``"covered"`` (the range its data
     #: covers, a trust region) or ``"all"`` (the whole control space)
     region: Literal["covered", "all"] = "covered"
+    #: ``autograd`` only: the device's readout noise, standard deviation in output units (what
+    #: ``blacksat characterize`` reports), added to the model's readings at every step
+    #: (:class:`~blacksat.readout_noise.ReadoutNoise`), so that offline training does not
+    #: settle where the detector cannot tell the classes apart; 0: none
+    readout_noise: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("estimator.name", self.name, [*sorted(ESTIMATORS), AUTO])
         check_choice("estimator.region", self.region, ["covered", "all"])
+        noise = check_real("estimator.readout_noise", self.readout_noise, low=0.0)
+        object.__setattr__(self, "readout_noise", noise)
+        if noise > 0 and self.name != "autograd":
+            raise ConfigError(
+                f"estimator.readout_noise trains autograd through a noisy model; {self.name} "
+                "reads the device's own noise (remove readout_noise or use name = 'autograd')"
+            )
         is_path = isinstance(self.model, str) and (
             "/" in self.model or "\\" in self.model or Path(self.model).suffix != ""
         )
@@ -252,6 +265,9 @@ def build_estimator(
             if spec.model in _MODELS and callable(getattr(chip, "model_family", None)):
                 kw = {} if dtype is None else {"dtype": dtype}
                 family = chip.model_family(spec.model, **kw)
+            if spec.readout_noise > 0:  # one noise stream for the model and its family
+                noisy = ReadoutNoise(resolved, spec.readout_noise)
+                resolved, family = noisy, None if family is None else noisy.family(family)
             base = cls(resolved, task, family=family, space=space, **spec.args)
         elif spec.name == "physics_aware":
             base = cls(device, resolved, task, **spec.args)

@@ -46,6 +46,7 @@ from scipy import stats
 from blacksat.errors import ConfigError
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.perturbations import PerControl
+from blacksat.readout_noise import pooled_readout_variance
 
 MODEL_FORMAT = "blacksat.measured-perturbation/1"
 REPORT_SCHEMA = "blacksat.characterization/1"
@@ -183,8 +184,7 @@ def characterize(
     # ---------------------------------------------------------------- readout noise
     before = meter.ledger
     y = meter.query(theta, tiled).reshape(copies, b, -1)  # (copies, B, m)
-    var_read = float(np.mean(np.var(y, axis=0, ddof=1)))
-    dof = (copies - 1) * y.shape[1] * y.shape[2]
+    var_read, dof = pooled_readout_variance(y)
     readout = Measurement(
         math.sqrt(var_read), _chi2_ci(var_read, dof), "output units", meter.ledger - before,
         {"copies": copies},

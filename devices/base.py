@@ -35,6 +35,7 @@ from blacksat.device import check_inputs
 from blacksat.devices.perturbations import rated_nuisances
 from blacksat.errors import ConfigError
 from blacksat.perturbations import PerturbationModel
+from blacksat.readout_noise import ReadoutNoise
 from blacksat.space import ParamSpace
 from blacksat.torch_device import call_batched, module_device, resolve_torch_device
 from blacksat.validation import check_int
@@ -278,6 +279,14 @@ class SimulatedDevice(ABC):
         A fresh copy: changing it never changes the device.
         """
         return copy.deepcopy(self._truth).to(dtype or self.dtype)
+
+    def noisy_model(self, dtype: torch.dtype | None = None, *, seed: int = 0) -> nn.Module:
+        """The truth of this chip with its per-query randomness drawn afresh at every call (no
+        drift): a differentiable model of its *readings*, what a noise-aware white box trains
+        on (:class:`~blacksat.readout_noise.ReadoutNoise`). Here the readout noise, ``noise``
+        of ``full_scale``; devices with more per-query noise (a crossbar's programming noise)
+        add it. ``seed`` seeds the model's own noise stream (not the device's)."""
+        return ReadoutNoise(self.exact_model(dtype), self.noise * self.full_scale, seed=seed)
 
     def nominal_model(self, dtype: torch.dtype | None = None, **nuisance: float) -> PhysicsModel:
         """The differentiable model a user would believe: all errors and hidden effects

@@ -244,6 +244,17 @@ class Crossbar(SimulatedDevice):
             adc_range=self.adc_range,
         )
 
+    def noisy_model(self, dtype: torch.dtype | None = None, *, seed: int = 0) -> torch.nn.Module:
+        """The truth with a crossbar's per-query randomness drawn afresh at every call:
+        programming noise on every setting (as :meth:`query_many` draws it at every write) and
+        read noise on every layer's currents (no drift; read at the nuisance ``age``)."""
+        return CrossbarReadings(
+            self.exact_model(dtype),
+            program_noise=self.program_noise,
+            read_std=self.noise * self.full_scale,
+            seed=seed,
+        )
+
     def perturbation_models(self) -> dict[str, PerturbationModel]:
         """The disturbances of a crossbar, each at its rated level:
 
@@ -365,6 +376,36 @@ class Crossbar(SimulatedDevice):
         return y.double().cpu().numpy()
 
 
+class CrossbarReadings(PhysicsModel):
+    """A crossbar's readings as a differentiable model (:meth:`Crossbar.noisy_model`):
+    ``thetas (K, d)``, ``x (B, n_in)`` -> ``(K, B, n_out)`` through ``truth`` with fresh
+    programming noise ``N(0, (program_noise (0.5 + 0.5 g))^2)`` per setting and control and
+    read noise ``N(0, read_std^2)`` on every layer's currents, from the model's own seeded
+    stream."""
+
+    def __init__(
+        self, truth: CrossbarPhysics, *, program_noise: float, read_std: float, seed: int = 0
+    ) -> None:
+        super().__init__()
+        self.truth = truth
+        self.program_noise, self.read_std, self.seed = float(program_noise), float(read_std), seed
+        self._gen = torch.Generator().manual_seed(int(seed))
+
+    def _randn(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(shape, generator=self._gen, dtype=like.dtype).to(like.device)
+
+    def forward_many(self, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        k, b = thetas.shape[0], x.shape[-2]
+        sigma = self.program_noise * (0.5 + 0.5 * torch.clamp(thetas, 0.0, 1.0))
+        currents = sum(self.truth.layer_sizes[1:])
+        return self.truth.forward_noisy(
+            thetas,
+            x,
+            program_noise=sigma * self._randn(tuple(thetas.shape), thetas),
+            read_noise=self.read_std * self._randn((k, b, currents), thetas),
+        )
+
+
 def _check(
     name: str, value: float, *, lo: float = 0.0, lo_open: bool = False, hi: float = math.inf
 ) -> float:
@@ -379,4 +420,4 @@ def _check(
     return v
 
 
-__all__ = ["DRIFT_T0", "Crossbar"]
+__all__ = ["DRIFT_T0", "Crossbar", "CrossbarReadings"]

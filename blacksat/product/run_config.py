@@ -25,6 +25,8 @@ or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming t
     args = { q = 4, sigma = 0.05 } # keyword arguments of the estimator
     region = "covered"             # training on a surrogate file stays in the range its data
                                    # covers ("covered", default) or may go anywhere ("all")
+    readout_noise = 0.005          # autograd: train through the device's readout noise (std,
+                                   # output units, as `blacksat characterize` reports it)
 
     [sat]                          # omit rho and perturbation for plain training
     perturbation = "phase_drift"   # a name of the device's perturbation_models(), or rho = 0.3

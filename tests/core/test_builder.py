@@ -96,3 +96,55 @@ def test_bad_specs_get_a_clear_error(problem, spec, sat_spec, match):
 def test_sat_spec_validates(kw):
     with pytest.raises(ConfigError):
         SatSpec(**kw)
+
+
+def test_readout_noise_trains_autograd_through_a_noisy_model(problem):
+    from blacksat.readout_noise import ReadoutNoise
+
+    chip, task = problem
+    b = task.batch("train", np.arange(16))
+    theta = torch.as_tensor(chip.space.center)
+    plain = build_estimator(EstimatorSpec("autograd", "exact"), task=task, chip=chip)
+    noisy = build_estimator(
+        EstimatorSpec("autograd", "exact", readout_noise=0.05), task=task, chip=chip
+    )
+    assert not isinstance(plain.model, ReadoutNoise)
+    assert isinstance(noisy.model, ReadoutNoise) and float(noisy.model.std) == 0.05
+    g0 = plain.estimator(theta, b, _ctx()).grad
+    g1, g2 = (noisy.estimator(theta, b, _ctx()).grad for _ in range(2))
+    assert not torch.equal(g1, g2) and not torch.equal(g0, g1)  # fresh noise at every step
+    # the nuisance family draws from the same stream
+    fam = noisy.estimator.family
+    assert fam is not None
+    y = fam()(theta, torch.as_tensor(np.ones((3, 4))))
+    ref = chip.exact_model()(theta, torch.as_tensor(np.ones((3, 4))))
+    assert y.shape == ref.shape and not torch.equal(y, ref)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"readout_noise": -0.1}, "readout_noise must be a finite number >= 0"),
+        ({"readout_noise": float("nan")}, "readout_noise must be a finite number"),
+        ({"readout_noise": True}, "readout_noise must be a finite number"),
+        ({"name": "zeroth_order", "readout_noise": 0.01}, "reads the device's own noise"),
+        ({"name": "physics_aware", "readout_noise": 0.01}, "reads the device's own noise"),
+    ],
+)
+def test_bad_readout_noise_is_refused(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        EstimatorSpec(**kw)
+
+
+def test_readout_noise_from_a_run_file():
+    from blacksat.product.run_config import RunConfig
+
+    cfg = RunConfig.from_mapping(
+        {
+            "device": {"name": "mzi", "kwargs": {"n_modes": 4}},
+            "estimator": {"name": "autograd", "readout_noise": 0.01},
+        }
+    )
+    assert cfg.estimator.readout_noise == 0.01
+    with pytest.raises(ConfigError, match="estimator.readout_noise"):
+        RunConfig.from_mapping({"device": {"name": "mzi"}, "estimator": {"readout_noise": "x"}})

@@ -206,6 +206,37 @@ def test_exact_model_is_the_noise_free_truth(make):
     assert np.max(np.abs(nominal - y)) > 1e-3 * (np.max(np.abs(y)) + 1e-12)
 
 
+def test_noisy_model_reads_as_the_device_does(make):
+    """``noisy_model()``: the truth plus the chip's per-query randomness; repeated readings of
+    one setting scatter around the same mean with the same spread as the device's."""
+    dev = make(dtype=torch.float64, drift=0.0)
+    x, theta = _inputs(dev), _thetas(dev, 1)[0]
+    k = 400
+    reps = np.repeat(theta[None], k, axis=0)
+    y_dev = dev.query_many(reps, x)
+    model = dev.noisy_model(seed=3)
+    y_mod = model(torch.as_tensor(reps), torch.as_tensor(x)).detach().numpy()
+    assert y_mod.shape == y_dev.shape
+    s_dev, s_mod = y_dev.std(axis=0, ddof=1), y_mod.std(axis=0, ddof=1)
+    assert s_dev.mean() > 0 and 0.85 < s_mod.mean() / s_dev.mean() < 1.15
+    err = np.abs(y_mod.mean(axis=0) - y_dev.mean(axis=0))
+    assert np.all(err <= 6 * np.maximum(s_dev, s_mod) / np.sqrt(k) + 1e-12)
+    # seeded, differentiable, and a copy
+    again = dev.noisy_model(seed=3)(torch.as_tensor(reps), torch.as_tensor(x))
+    np.testing.assert_array_equal(again.detach().numpy(), y_mod)
+    th = torch.as_tensor(theta).requires_grad_(True)
+    model(th, torch.as_tensor(x)).square().sum().backward()
+    assert torch.isfinite(th.grad).all() and th.grad.abs().sum() > 0
+    assert all(not p.requires_grad for p in dev._truth.parameters())
+    # a quiet chip's noisy model is its exact model
+    quiet = make(dtype=torch.float64, **make.quiet)
+    t = torch.as_tensor(_thetas(quiet, 2))
+    np.testing.assert_array_equal(
+        quiet.noisy_model()(t, torch.as_tensor(x)).detach().numpy(),
+        quiet.exact_model()(t, torch.as_tensor(x)).detach().numpy(),
+    )
+
+
 def test_models_are_differentiable(make):
     dev = make(dtype=torch.float64)
     x = torch.as_tensor(_inputs(dev))
