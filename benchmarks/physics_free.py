@@ -359,7 +359,6 @@ def section(study: Study) -> str:
                 f"{_cell(zo)} | {_cell(white)} |"
             )
     lines += ["", *[f"No grey box on the {c}: {why}." for c, why in NO_GREY_BOX.items()]]
-    lines += noise_table(pick)
     lines += [
         f"Grey box on the {c}: "
         + ", ".join(f"`{k}={v}`" for k, v in kw.items())
@@ -367,6 +366,7 @@ def section(study: Study) -> str:
         "took 2-6 min; chosen for time, not accuracy)."
         for c, kw in GREY_BOX_KWARGS.items()
     ]
+    lines += noise_table(pick)
     lines += [
         "",
         "Assumption checks (the surrogate's report; the runs of the table above, "

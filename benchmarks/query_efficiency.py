@@ -200,7 +200,6 @@ def white_box(
     from blacksat.train_config import TrainConfig
     from blacksat.trainer import Trainer
 
-    sc = scenario(name)
     cands: list[dict[str, Any]] = []
     done: set[tuple[str, float]] = set()
     if saved is not None and "candidates" in saved:
@@ -213,6 +212,7 @@ def white_box(
         for frac in WHITE_BOX_LR:
             if (kind, frac) in done:
                 continue
+            sc = scenario(name)
             chip = sc.build_chip(chip_seed)
             task = sc.build_task(chip, chip_seed)
             span = float(np.median(chip.space.span))

@@ -79,3 +79,35 @@ def test_redo_discards_only_the_matching_saved_runs(tmp_path, monkeypatch):
     ]
     # a regime not selected is left alone
     assert len(M.load_rows(tmp_path / "crossbar" / "seconds-blacksat")) == 4
+
+
+def test_the_white_box_keeps_saved_candidates_and_picks_the_lowest_training_loss(monkeypatch):
+    def no_training(*a, **k):
+        raise AssertionError("a saved candidate was trained again")
+
+    monkeypatch.setattr(M, "scenario", no_training)
+    cands = [
+        {"model": m, "lr_fraction": f, "train_loss": 1.0 + f + (0.5 if m == "exact" else 0),
+         "acc": 0.5 if m == "exact" else 0.8}
+        for m in M.WHITE_BOX_MODELS
+        for f in M.WHITE_BOX_LR
+    ]  # fmt: skip
+    best = M.white_box("crossbar", 0, saved={"candidates": cands, **cands[0]})
+    assert (best["model"], best["lr_fraction"], best["acc"]) == ("noisy", 0.01, 0.8)
+    assert len(best["candidates"]) == len(cands)
+    # a white box computed before the noisy model stands for every exact learning rate
+    monkeypatch.setattr(M, "WHITE_BOX_MODELS", ("exact",))
+    legacy = {"lr_fraction": 0.1, "train_loss": 2.2, "acc": 0.25}
+    out = M.white_box("crossbar", 0, saved=legacy)
+    assert out["candidates"] == [{"model": "exact", **legacy}] and out["acc"] == 0.25
+
+
+def test_the_report_says_which_model_each_white_box_trained_on():
+    wb = {
+        "0": {"model": "noisy", "candidates": []},
+        "1": {"model": "noisy", "candidates": []},
+        "2": {"model": "exact", "candidates": []},
+    }
+    text = M.white_box_models(wb)
+    assert text == "; the exact model won on 1 of 3 chips, the noisy model on 2 of 3 chips"
+    assert M.white_box_models({"0": {"acc": 0.9}}) == ""

@@ -146,5 +146,5 @@ def test_readout_noise_from_a_run_file():
         }
     )
     assert cfg.estimator.readout_noise == 0.01
-    with pytest.raises(ConfigError, match="estimator.readout_noise"):
+    with pytest.raises(ConfigError, match=r"estimator\.readout_noise"):
         RunConfig.from_mapping({"device": {"name": "mzi"}, "estimator": {"readout_noise": "x"}})
