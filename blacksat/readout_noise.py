@@ -75,6 +75,13 @@ class ReadoutNoise(nn.Module):
             return y
         if y.is_complex():
             raise ConfigError("ReadoutNoise wraps a model of real readings, got complex outputs")
+        try:
+            torch.broadcast_shapes(y.shape, self.std.shape)
+        except RuntimeError:
+            raise ConfigError(
+                f"ReadoutNoise std of shape {tuple(self.std.shape)} does not fit readings of "
+                f"shape {tuple(y.shape)} (one value, or one per output)"
+            ) from None
         noise = torch.randn(y.shape, generator=self._gen, dtype=y.dtype).to(y.device)
         return y + noise * self.std.to(device=y.device, dtype=y.dtype)
 

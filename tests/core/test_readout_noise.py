@@ -45,6 +45,11 @@ def test_a_spread_per_output():
     assert abs(y[..., 1].std() / 0.2 - 1) < 0.05
 
 
+def test_a_spread_that_does_not_fit_the_outputs_is_refused():
+    with pytest.raises(ConfigError, match=r"shape \(3,\) does not fit readings of shape \(4, 2\)"):
+        ReadoutNoise(_model, np.array([0.1, 0.2, 0.3]))(THETA, X)
+
+
 def test_seeded_and_replayable():
     a, b = ReadoutNoise(_model, 0.1, seed=7), ReadoutNoise(_model, 0.1, seed=7)
     first = a(THETA, X)
