@@ -153,17 +153,21 @@ def _design(config: str, budget: int, seed: int, chip_seed: int) -> tuple[Any, .
     return sc, chip, task, thetas, x, y, time.perf_counter() - t0
 
 
-def _deploy(sc: Any, chip: Any, task: Any, sur: Any, x: Any, seed: int, chip_seed: int) -> dict:
-    """Fit quality at fresh settings, offline SAT inside the covered range, the chip's
+def _deploy(
+    sc: Any, chip: Any, task: Any, sur: Any, x: Any, seed: int, chip_seed: int, train_on: Any = None
+) -> dict:
+    """Fit quality at fresh settings, offline SAT inside the covered range (on ``train_on``,
+    default the surrogate itself; e.g. the surrogate through readout noise), the chip's
     accuracy."""
+    model = sur if train_on is None else train_on
     fresh = chip.space.sample(np.random.default_rng([seed, chip_seed, 99]), FRESH)
     fit_r2 = sur.score([(fresh, x, _read(chip, fresh, x))])["r2"]
     region = sur.coverage_.region(chip.space)
-    theta = _offline_sat(task, sur, region, sc.initial(chip, seed), seed)
+    theta = _offline_sat(task, model, region, sc.initial(chip, seed), seed)
     chip.reset()
     return {
         "accuracy": 100 * accuracy(task, chip, theta),
-        "surrogate_accuracy": 100 * accuracy(task, sur, theta),
+        "surrogate_accuracy": 100 * accuracy(task, model, theta),
         "fit_r2": fit_r2,
         "held_out_r2": sur.report_.held_out_r2,
         "inputs": len(x),
@@ -184,41 +188,27 @@ def surrogate_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[s
     }
 
 
-def greybox_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str, Any]:
+def greybox_run(
+    config: str, budget: int, seed: int, chip_seed: int, noisy: bool = False
+) -> dict[str, Any]:
     """The same design fitted by a grey box (the device's nominal physics with fitted error
-    parameters, its defaults): what knowing the physics adds."""
+    parameters, its defaults): what knowing the physics adds. ``noisy``: its offline SAT runs
+    through the readout noise measured on the chip (one more reconfiguration: the probe inputs
+    read 4 times in one query at the design's first setting,
+    :func:`~blacksat.readout_noise.measure_readout_noise`)."""
     sc, chip, task, thetas, x, y, read_s = _design(config, budget, seed, chip_seed)
+    std = measure_readout_noise(chip, x, thetas[0]) if noisy else 0.0
     t0 = time.perf_counter()
     kwargs = GREY_BOX_KWARGS.get(config, {})
     grey = GreyBox(chip.nominal_model(dtype=torch.float64), seed=seed, **kwargs)
     grey.fit([(thetas, x, y)])
     fit_s = time.perf_counter() - t0
-    return {**_deploy(sc, chip, task, grey, x, seed, chip_seed), "read_s": read_s, "fit_s": fit_s}
-
-
-def greybox_noise_run(config: str, budget: int, seed: int, chip_seed: int) -> dict[str, Any]:
-    """The grey-box run, its offline SAT through the readout noise measured on the chip (one
-    more reconfiguration: the probe inputs read 4 times in one query at the design's first
-    setting, :func:`~blacksat.readout_noise.measure_readout_noise`)."""
-    sc, chip, task, thetas, x, y, read_s = _design(config, budget, seed, chip_seed)
-    std = measure_readout_noise(chip, x, thetas[0])
-    t0 = time.perf_counter()
-    grey = GreyBox(chip.nominal_model(dtype=torch.float64), seed=seed,
-                   **GREY_BOX_KWARGS.get(config, {}))  # fmt: skip
-    grey.fit([(thetas, x, y)])
-    fit_s = time.perf_counter() - t0
-    noisy = _Noisy(grey, std, seed)
-    return {**_deploy(sc, chip, task, noisy, x, seed, chip_seed), "read_s": read_s,
-            "fit_s": fit_s, "readout_noise": std, "noise_reconfigurations": 1}  # fmt: skip
-
-
-class _Noisy(ReadoutNoise):
-    """A fitted surrogate through readout noise, keeping what :func:`_deploy` reads of it
-    (``score``, ``coverage_``, ``report_``)."""
-
-    def __init__(self, sur: Any, std: float, seed: int) -> None:
-        super().__init__(sur, std, seed=seed)
-        self.score, self.coverage_, self.report_ = sur.score, sur.coverage_, sur.report_
+    row = {"read_s": read_s, "fit_s": fit_s}
+    if not noisy:
+        return {**_deploy(sc, chip, task, grey, x, seed, chip_seed), **row}
+    model = ReadoutNoise(grey, std, seed=seed)
+    return {**_deploy(sc, chip, task, grey, x, seed, chip_seed, train_on=model), **row,
+            "readout_noise": std, "noise_reconfigurations": 1}  # fmt: skip
 
 
 def white_box_run(config: str, seed: int, chip_seed: int, noisy: bool = False) -> dict[str, Any]:
@@ -272,7 +262,7 @@ def run(study: Study, quick: bool) -> None:
                         config=config, method="grey box", budget=budget, seed=seed, chip=chip,
                     )  # fmt: skip
                     study.run(
-                        lambda c=config, b=budget, s=seed, ch=chip: greybox_noise_run(c, b, s, ch),
+                        lambda c=config, b=budget, s=seed, ch=chip: greybox_run(c, b, s, ch, True),
                         config=config, method="grey box, readout noise", budget=budget,
                         seed=seed, chip=chip,
                     )  # fmt: skip
