@@ -10,7 +10,8 @@ baselines on six device configurations, four reconfiguration budgets and two sam
 Every run goes through :func:`blacksat.product.compare.compare` (one process per run, each
 finished run appended to ``rows.jsonl`` as it completes, so an interrupted sweep resumes).
 
-- **Methods**: ``blacksat`` (the default, :mod:`blacksat.query_plan`: nothing set per device),
+- **Methods**: ``blacksat`` (the default, :mod:`blacksat.query_plan`: nothing set per device;
+  on a device that declares its wiring, the layered response),
   ``zo-adam`` (blacksat's zeroth-order recipe tuned on MZI tuning chips, for reference), and the
   baselines: nevergrad's ``cma``, ``sep-cma`` and ``lra-cma`` (``cmaes``), ``uh-cma`` (pycma with
   uncertainty handling), ``pepg``, ``flops`` and ``mixedtrain``, each with its published or
@@ -521,7 +522,7 @@ def plan_table(budget: int = 5000) -> str:
             )
         sig = ", ".join(f"{100 * p.sigma / p.span:.2g}" for p in plans)
         lr = ", ".join(f"{100 * p.lr / p.span:.2g}" for p in plans)
-        noise = ", ".join(f"{p.noise:.3f}" for p in plans)
+        noise = ", ".join("—" if math.isnan(p.noise) else f"{p.noise:.3f}" for p in plans)
         cal = ", ".join(str(p.calibration_reconfigurations) for p in plans)
         why = "; ".join(sorted({p.reason for p in plans}))
         starts = [p.start or {"outcome": "not tried", "reconfigurations": 0} for p in plans]
@@ -632,7 +633,10 @@ def publish() -> None:
         "calibration charged to its budget); its constants were chosen on tuning chips 100-103 "
         "of `mzi-0.05` and `crossbar` (the random-walk bound, Adam's short momentum and the "
         "surrogate start's rules also on `mrr`, its fine-tuning step also on an MRR weight "
-        "bank) and frozen. "
+        "bank) and frozen. On the devices that declare their wiring (`mrr`, `crossbar`) it "
+        "trains with the layered response (`blacksat.estimators.LayeredResponse`), whose "
+        "radius, step, momentum and travel floor were chosen on tuning chips 100-103 of `mrr`, "
+        "`crossbar` and an MRR weight bank (`query_plan_tuning.py`). "
         "`zo-adam` is the "
         "zeroth-order recipe tuned on MZI tuning chips "
         "(shown for reference, not a baseline). Baselines run with their published or library "

@@ -12,15 +12,26 @@ plan_query_only` given one variant's keyword arguments; seed ``c`` on chip ``c``
 tuning chips 100-103, never the reported chips 0-2. A variant is chosen here, frozen, and only
 then reported by ``query_efficiency.py`` on other chips.
 
-- ``default``: the plan as it ships, surrogate start included;
+- ``default``: the plan as it ships, surrogate start included, and on a device that declares its
+  wiring (the crossbar, the MRR network, the MRR weight bank) the layered response
+  (:mod:`blacksat.layered_response`);
+- ``no layered response``: ``layered=False``, the zeroth-order plan after the surrogate start
+  (the default before the layered response; its rows are those the ``default`` had then, the
+  same code path, checked to the digit on the crossbar at 250, chip 100);
+- ``layered sigma 0.5 %`` / ``2 %``, ``layered lr 1 %`` / ``10 %``, ``layered beta1=0.5``: the
+  layered response's radius, Adam step and momentum against the default's 1 %, 3 % and 0.9 (up
+  to 5,000 reconfigurations); ``layered travel 0``: no floor on its step (the default's step is
+  at least a third of the span over its steps), run where the floor binds (the MRR network at
+  250; its rows are those the default had before the floor);
 - ``no surrogate start``: ``start=False``, the zeroth-order plan alone (the default before the
   surrogate start of :mod:`blacksat.surrogate_start`);
 - ``fine-tune at 2 %`` and ``fine-tune at 0.5 %``: the step after a trained surrogate start
   capped at 2 % of the span (the floor: the plan before ``fine_tune_lr``) or 0.5 %, against
-  the default's 1 %; run only where the start trains (the crossbar and an MRR weight bank, the
-  ``mrr-bank`` of ``benchmarks/physics_free.py``): elsewhere the cap is never used;
-- the variants of the zeroth-order plan, measured before the surrogate start existed and so
-  compared with ``no surrogate start`` (each is that plan with one argument changed):
+  the zeroth-order plan's 1 %; run only where the start trains (the crossbar and an MRR weight
+  bank, the ``mrr-bank`` of ``benchmarks/physics_free.py``): elsewhere the cap is never used;
+- the variants of the zeroth-order plan (``layered=False``), measured before the surrogate start
+  existed and so compared with ``no surrogate start`` (each is that plan with one argument
+  changed):
   ``beta1=0.9`` (Adam's momentum at torch's default, the plan before ``beta1 = 0.5``),
   ``beta1=0.7`` (in between), ``q=2`` (two antithetic directions a step instead of four, twice
   the steps) and ``no walk bound`` (``walk`` = 1e9, so the step follows the radius alone, as
@@ -43,25 +54,44 @@ from _study import main as run_study
 #: variant -> keyword arguments of plan_query_only
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "no surrogate start": {"start": False},
-    "beta1=0.9": {"beta1": 0.9, "start": False},
-    "beta1=0.7": {"beta1": 0.7, "start": False},
-    "q=2": {"q": 2, "start": False},
-    "no walk bound": {"walk": 1e9, "start": False},
-    "fine-tune at 2 %": {"fine_tune_lr": 0.02},
-    "fine-tune at 0.5 %": {"fine_tune_lr": 0.005},
+    "no layered response": {"layered": False},
+    "layered sigma 0.5 %": {"layered_sigma": 0.005},
+    "layered sigma 2 %": {"layered_sigma": 0.02},
+    "layered lr 1 %": {"layered_lr": 0.01},
+    "layered lr 10 %": {"layered_lr": 0.1},
+    "layered beta1=0.5": {"layered_beta1": 0.5},
+    "layered travel 0": {"layered_travel": 0.0},
+    "no surrogate start": {"start": False, "layered": False},
+    "beta1=0.9": {"beta1": 0.9, "start": False, "layered": False},
+    "beta1=0.7": {"beta1": 0.7, "start": False, "layered": False},
+    "q=2": {"q": 2, "start": False, "layered": False},
+    "no walk bound": {"walk": 1e9, "start": False, "layered": False},
+    "fine-tune at 2 %": {"fine_tune_lr": 0.02, "layered": False},
+    "fine-tune at 0.5 %": {"fine_tune_lr": 0.005, "layered": False},
 }
+#: the devices that declare their wiring (the layered response applies)
+WIRED = ("crossbar", "mrr", "mrr-bank")
 #: variants run only on some configurations (where what they change is used)
 ONLY: dict[str, tuple[str, ...]] = {
     "fine-tune at 2 %": ("crossbar", "mrr-bank"),
     "fine-tune at 0.5 %": ("crossbar", "mrr-bank"),
+    **{v: WIRED for v in VARIANTS if v.startswith("layered ") or v == "no layered response"},
 }
+#: the layered response's variants ran up to this budget (compute)
+LAYERED_MAX_BUDGET = 5000
+#: variants run only at some budgets: the travel floor binds only where a run has few steps
+BUDGETS_ONLY: dict[str, tuple[int, ...]] = {"layered travel 0": (250,)}
 #: what each variant is compared with: the plan it changes one thing of
 REFERENCE: dict[str, str] = {
-    v: ("no surrogate start" if args.get("start") is False and v != "no surrogate start"
-        else "default")
+    v: (
+        "no surrogate start"
+        if args.get("start") is False and v != "no surrogate start"
+        else "no layered response"
+        if args.get("layered") is False and v != "no layered response"
+        else "default"
+    )
     for v, args in VARIANTS.items()
-}  # fmt: skip
+}
 #: configuration of query_efficiency.py -> budgets (reconfigurations)
 CELLS: dict[str, tuple[int, ...]] = {
     "crossbar": (250, 1000, 5000),
@@ -106,6 +136,10 @@ def run(study: Study, quick: bool) -> None:
                     continue
                 if config == "mrr-bank" and variant not in ("default", *ONLY):
                     continue  # added with the fine-tuning cap: the default and its variants
+                if variant.startswith("layered ") and budget > LAYERED_MAX_BUDGET:
+                    continue
+                if budget not in BUDGETS_ONLY.get(variant, (budget,)):
+                    continue
                 for chip in chips:
                     row = study.run(
                         lambda v=variant, c=config, b=budget, ch=chip: tuning_run(v, c, b, ch),
@@ -140,10 +174,16 @@ def section(study: Study) -> str:
             f"{', '.join(map(str, CHIPS))} (tuning chips; `query_efficiency` reports chips 0-2). "
             "Accuracy on the full test split (%), mean ± sample std over the chips; in "
             "brackets, the mean of the per-chip differences from the plan the variant changes "
-            "(the default for `no surrogate start` and the fine-tuning caps; `no surrogate start` "
-            "for the others, which change one argument of the zeroth-order plan). `mrr-bank`: "
-            "one MRR weight bank (64 -> 10, 640 rings, `benchmarks/physics_free.py`), added with "
-            "the fine-tuning cap, so only the default and its caps ran there.",
+            "(the default for `no layered response` and the layered response's variants; `no "
+            "layered response`, the zeroth-order plan after the surrogate start, for `no "
+            "surrogate start` and the fine-tuning caps; `no surrogate start` for the others, "
+            "which change one argument of the zeroth-order plan). The default uses the layered "
+            "response on the devices that declare their wiring (crossbar, MRR network, MRR "
+            "bank); elsewhere it is the zeroth-order plan, and `no layered response` was not "
+            "run. The layered response's variants ran up to "
+            f"{LAYERED_MAX_BUDGET:,} reconfigurations. `mrr-bank`: one MRR weight bank (64 -> "
+            "10, 640 rings, `benchmarks/physics_free.py`), added with the fine-tuning cap, so "
+            "only the default and the variants of the caps and the layered response ran there.",
         ),
         "",
         "| configuration | budget | " + " | ".join(variants) + " |",

@@ -34,6 +34,7 @@ _LAZY = {
     "Autograd": "blacksat.estimators",
     "PhysicsAware": "blacksat.estimators",
     "ZerothOrder": "blacksat.estimators",
+    "LayeredResponse": "blacksat.estimators",
     "Budget": "blacksat.meter",
     "Ledger": "blacksat.meter",
     "MeteredDevice": "blacksat.meter",
@@ -61,7 +62,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from blacksat.device import Device, Model, check_inputs, query_many_by_loop
-    from blacksat.estimators import Autograd, PhysicsAware, ZerothOrder
+    from blacksat.estimators import Autograd, LayeredResponse, PhysicsAware, ZerothOrder
     from blacksat.meter import Budget, Ledger, MeteredDevice
     from blacksat.nonfinite import NonFinitePolicy
     from blacksat.objective import Batch, Estimate, GradientEstimator, StepContext
@@ -123,6 +124,7 @@ __all__ = [
     "FreeAscent",
     "GradientEstimator",
     "InvalidReading",
+    "LayeredResponse",
     "Ledger",
     "MeteredDevice",
     "Model",

@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
-from blacksat.estimators import ESTIMATORS, Autograd
+from blacksat.estimators import ESTIMATORS, QUERY_ONLY, Autograd
 from blacksat.perturbations import PerturbationModel
 from blacksat.readout_noise import ReadoutNoise
 from blacksat.sat import FreeAscent, sat
 from blacksat.validation import check_choice, check_int, check_real
 
-EstimatorName = Literal["autograd", "physics_aware", "zeroth_order", "auto"]
+EstimatorName = Literal["autograd", "physics_aware", "zeroth_order", "layered_response", "auto"]
 #: ``[estimator] name = "auto"``: autograd through the device's nominal model when it has one,
 #: else the query-only default planned on the device (:mod:`blacksat.query_plan`)
 AUTO = "auto"
@@ -255,7 +255,7 @@ def build_estimator(
     chip = device if chip is None else chip
     space = getattr(chip, "space", None) if space is None else space
     cls = ESTIMATORS[spec.name]
-    needs_model = spec.name != "zeroth_order" or (
+    needs_model = spec.name not in QUERY_ONLY or (
         sat_spec is not None and sat_spec.ascent == "model"
     )
     resolved = _model(spec, chip, model, dtype) if needs_model else model

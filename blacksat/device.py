@@ -46,7 +46,12 @@ class Device(Protocol):
       measure programming noise);
     - ``input_range`` (``(lo, hi)``): the limits of the inputs the device accepts, and
       ``output_kind`` (``"power"``: non-negative optical powers, ``"signed"``: signed
-      electrical readings), used to choose a generic task's encoding and readout.
+      electrical readings), used to choose a generic task's encoding and readout;
+    - ``weight_banks``: the wiring of a device built from weight banks in sequence (micro-ring
+      banks, crossbar arrays), ``((rows, cols[, blocks]), ...)`` in control order, each control
+      setting one weight (``blocks`` controls per weight, e.g. 2 for a differential pair); the
+      query-only default then trains it with
+      :class:`~blacksat.estimators.LayeredResponse` (:mod:`blacksat.layered_response`).
     """
 
     space: ParamSpace

@@ -10,19 +10,23 @@ the device) and ``settings_per_evaluation`` (settings ``evaluate`` sends per row
 queries go through the device given (wrap it in :class:`~blacksat.meter.MeteredDevice` to enforce
 budgets); every setting sent is first clipped into the device's :class:`~blacksat.ParamSpace`.
 
-Registered by name in :data:`ESTIMATORS`.
+Registered by name in :data:`ESTIMATORS` (with :class:`~blacksat.layered_response.LayeredResponse`,
+query-only gradients of a device built from weight banks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from blacksat import circle
 from blacksat.device import Device
 from blacksat.errors import ConfigError
+from blacksat.layered_response import BankJacobian, banks_of, derived_probes, parse_banks
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, StepContext, TrainingTask, objective
 from blacksat.space import ParamSpace
@@ -338,6 +342,146 @@ class ZerothOrder(_DeviceEstimator):
         )
 
 
+class LayeredResponse(_DeviceEstimator):
+    """Gradients of a device built from weight banks, from its linear response (module
+    docstring).
+
+    Each step reads ``1 + 2 * probes`` settings in **one** ``query_many`` call, on ``inputs``
+    probe inputs uniform over the device's input range (its declared ``input_range``, else the
+    range of the step's encoded batch): ``theta`` and ``theta +- sigma r_k``
+    (random signs, clipped into the space). Each reading's linear fit is the response matrix
+    there; the loss of the step's batch is computed through the one at ``theta`` (the batch's
+    samples never go to the device), and the fitted wiring model turns its gradient into one
+    for every control.
+
+    Args:
+        device: the device (normally a :class:`~blacksat.meter.MeteredDevice`).
+        task: the training task.
+        sigma: the probes' radius (controls' units).
+        probes: antithetic probes a step (default: :func:`derived_probes`).
+        inputs: probe inputs a reconfiguration (default: the batch's size); more than
+            ``n_in + 1``.
+        banks: the wiring (default: the device's ``weight_banks``).
+        sweeps: alternating sweeps a step after the first fit.
+        seed: the model's initial guess.
+        family: a nuisance family of devices (as for the other device estimators).
+
+    The digital layers get exact gradients through the identified response (a front end
+    before the device as well: the response is linear in the inputs).
+    """
+
+    name = "layered_response"
+
+    def __init__(
+        self,
+        device: Device,
+        task: TrainingTask,
+        *,
+        sigma: float,
+        probes: int | None = None,
+        inputs: int | None = None,
+        banks: Sequence[Any] | None = None,
+        sweeps: int = 10,
+        seed: int = 0,
+        family: Any = None,
+    ) -> None:
+        super().__init__(device, task, family)
+        d = self.space.dim
+        wiring = parse_banks(banks, d) if banks is not None else banks_of(device)
+        if wiring is None:
+            raise ConfigError(
+                f"{type(device).__name__} declares no weight_banks: the layered response needs the "
+                "device's wiring (device.weight_banks, or banks=[(rows, cols), ...])"
+            )
+        n_in = int(np.prod(getattr(device, "input_shape", None) or (wiring[0].cols,)))
+        n_out = int(np.prod(getattr(device, "output_shape", None) or (wiring[-1].rows,)))
+        if (n_in, n_out) != (wiring[0].cols, wiring[-1].rows):
+            raise ConfigError(
+                f"the weight banks map {wiring[0].cols} inputs to {wiring[-1].rows} outputs, the "
+                f"device {n_in} to {n_out}"
+            )
+        self.banks = wiring
+        self.sigma = check_real("sigma", sigma, low=0.0, low_open=True)
+        self.probes = (
+            derived_probes(wiring) if probes is None else check_int("probes", probes, low=1)
+        )
+        self.inputs = check_int("inputs", inputs, low=n_in + 2, none_ok=True)
+        self.sweeps = check_int("sweeps", sweeps, low=1)
+        self.model = BankJacobian(wiring, seed=seed)
+        #: the last fit's R² (the share of the probes' response changes the model explains)
+        self.last_fit_r2 = math.nan
+
+    def settings_per_step(self) -> int:
+        """Settings sent per estimate: ``1 + 2 probes``."""
+        return 1 + 2 * self.probes
+
+    def _range(self, enc: torch.Tensor) -> tuple[float, float]:
+        """Where the probe inputs lie: the device's declared ``input_range``, else the range of
+        the step's encoded batch ``enc``, the same for every input (each input driven over the
+        whole range the device sees in use: inputs the training data drives weakly would
+        otherwise be identified from small signals, and their noise would enter the fit)."""
+        declared = getattr(self.device, "input_range", None)
+        if declared is not None:
+            return float(declared[0]), float(declared[1])
+        return float(enc.min()), float(enc.max())
+
+    def _inputs(
+        self, n: int, bounds: tuple[float, float], rng: np.random.Generator
+    ) -> torch.Tensor:
+        """``n`` probe inputs ``(n, n_in)``, uniform over ``bounds``."""
+        n_in = self.banks[0].cols
+        if n < n_in + 2:
+            raise ConfigError(
+                f"{n} inputs a reconfiguration cannot identify a linear response of {n_in} inputs "
+                f"(needs at least {n_in + 2}); raise the batch size or pass inputs="
+            )
+        lo, hi = bounds
+        return torch.as_tensor(lo + (hi - lo) * rng.random((n, n_in)), dtype=torch.float64)
+
+    def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
+        th = theta.detach().to(torch.float64)
+        k = self.probes
+        r = torch.as_tensor(ctx.rng.choice(np.array([-1.0, 1.0]), size=(k, th.numel())))
+        enc = self.task.encode(batch.features).to(torch.float64).reshape(len(batch.labels), -1)
+        x = self._inputs(self.inputs or len(batch.labels), self._range(enc.detach()), ctx.rng)
+        thetas = _clip(self.space, torch.cat([th[None], th + self.sigma * r, th - self.sigma * r]))
+        y, cost = self._query(thetas, x, ctx)  # (1 + 2k, n, n_out)
+        design = torch.cat([x.reshape(len(x), -1), torch.ones(len(x), 1, dtype=x.dtype)], 1)
+        resp = torch.linalg.pinv(design) @ y.to(torch.float64).reshape(len(thetas), len(x), -1)
+        a = resp.transpose(1, 2)  # (1 + 2k, n_out, n_in + 1)
+        # the differences actually sent (clipped at a bound; the short way round on a circle)
+        delta = circle.difference(thetas[1 : k + 1], thetas[k + 1 :], self.space.period)
+        sweeps = self.sweeps if self.model.fitted else None  # the first fit: FIRST_SWEEPS
+        self.last_fit_r2 = self.model.fit(a[1 : k + 1] - a[k + 1 :], delta, sweeps)
+        a0 = a[0].clone().requires_grad_(True)
+        params = _digital(self.task)
+        out = enc @ a0[:, :-1].T + a0[:, -1]
+        logits = self.task.decode(out.to(self.task.dtype))
+        loss = objective(self.task, logits, batch, ctx)
+        grads = torch.autograd.grad(loss, [a0, *params], allow_unused=True)
+        grad = self.model.grad(grads[0])
+        digital: list[torch.Tensor | None] | None = list(grads[1:]) if params else None
+        return Estimate(
+            grad=grad,
+            loss=float(loss.detach()),
+            cost=cost,
+            digital_grads=digital,
+            logits=logits.detach(),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted wiring model (warm start of the next fit)."""
+        return {"model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.model.load_state_dict(state["model"])
+
+    def __repr__(self) -> str:
+        banks = [(b.rows, b.cols, b.blocks) for b in self.banks]
+        return f"LayeredResponse(banks={banks}, probes={self.probes}, sigma={self.sigma})"
+
+
 def _owns(module: torch.nn.Module, p: torch.nn.Parameter) -> bool:
     return any(p is mp for mp in module.parameters())
 
@@ -368,15 +512,21 @@ def load_estimator_state(estimator: Any, state: Mapping[str, Any] | None) -> Non
 
 def make_estimator(name: str, *args: Any, **kwargs: Any) -> Any:
     """Build a registered estimator by name (``"autograd"``, ``"physics_aware"``,
-    ``"zeroth_order"``)."""
+    ``"zeroth_order"``, ``"layered_response"``)."""
     if name not in ESTIMATORS:
         raise ConfigError(f"unknown estimator {name!r}; registered: {sorted(ESTIMATORS)}")
     return ESTIMATORS[name](*args, **kwargs)
 
 
+ESTIMATORS[LayeredResponse.name] = LayeredResponse
+#: estimators that learn from device queries alone (no model to differentiate)
+QUERY_ONLY = ("zeroth_order", "layered_response")
+
 __all__ = [
     "ESTIMATORS",
+    "QUERY_ONLY",
     "Autograd",
+    "LayeredResponse",
     "PhysicsAware",
     "ZerothOrder",
     "estimator_state",

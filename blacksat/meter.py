@@ -180,6 +180,8 @@ class MeteredDevice:
         self.input_range: tuple[float, float] | None = getattr(device, "input_range", None)
         self.input_shape: tuple[int, ...] | None = _shape_attr(device, "input_shape")
         self.output_shape: tuple[int, ...] | None = _shape_attr(device, "output_shape")
+        #: the device's declared wiring (:mod:`blacksat.layered_response`; ``None``: none)
+        self.weight_banks: Any = getattr(device, "weight_banks", None)
 
     # ------------------------------------------------------------------ accounting
     @property

@@ -18,6 +18,18 @@ none where the inputs are too many to identify); the calibration below then star
 setting it returns, and after a trained start the step is at most ``FINE_TUNE_LR`` (1 %) of the
 span, the step of the start's offline training (the run fine-tunes).
 
+A device that declares its **wiring** (``weight_banks``: weight banks in sequence, each control
+setting one weight) and reads as a linear map of its inputs (where the probe ran, its linear
+response held) gets no zeroth-order run: it is trained by
+:class:`~blacksat.estimators.LayeredResponse`, which identifies the response matrix at
+every setting from one reading and learns how the wiring moves it from a few antithetic probes,
+so each step costs ``1 + 2 K`` reconfigurations for a gradient of every control (``K`` derived
+from the wiring). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of the
+span (at least ``LAYERED_TRAVEL`` of the span over the steps; after a trained start, at most
+``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``; the loss
+is computed offline on the whole training split through the identified response, and the
+run's samples per reconfiguration are its probe inputs.
+
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
 the noise (RMS difference >= ``snr * sqrt(2) * noise``): below that, finite differences measure
@@ -85,6 +97,19 @@ WALK = 8.0
 #: 1 % and 92.1 / 92.6 % at 0.5 %), while the crossbar, whose zeroth-order optimum lies beyond
 #: the surrogate's, gave up 0.5 points at 5,000 at 1 % and 1.2 at 0.5 % (85.3 / 84.9 / 84.1 %)
 FINE_TUNE_LR = 0.01
+#: the layered response's probe radius, as a fraction of the span
+LAYERED_SIGMA = 0.01
+#: the layered response's Adam step, as a fraction of the span
+LAYERED_LR = 0.03
+#: the layered response's Adam momentum (its estimates are gradients of every control, not a
+#: few noisy directions: torch's default)
+LAYERED_BETA1 = 0.9
+#: ... and its step is at least this share of the span over the number of steps: a short run
+#: must still be able to travel a third of the span from where it starts. On tuning chips
+#: 100-103 of the MRR network at 250 reconfigurations (8 steps) a 3 % step read 10.7 % and a
+#: 10 % step 25.7 % (``benchmarks/query_plan_tuning.py``); this floor (4.2 % there) 20.7 %. Runs
+#: of more than 11 steps never reach it at a 3 % step
+LAYERED_TRAVEL = 1.0 / 3.0
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
 #: Adam's first-moment decay (a momentum horizon of 1 / (1 - BETA1) = 2 steps)
@@ -219,10 +244,12 @@ def measure_cost(
 
 @dataclass(frozen=True)
 class QueryPlan:
-    """A query-only run: zeroth-order Adam with these settings.
+    """A query-only run: zeroth-order Adam with these settings (or, with ``estimator =
+    "layered_response"``, Adam on the layered response's gradients).
 
     Attributes:
-        q: antithetic Gaussian directions per step (``2 q`` settings a step).
+        q: antithetic Gaussian directions per step (``2 q`` settings a step); the layered
+            response's antithetic probes (``1 + 2 q`` settings a step).
         sigma: smoothing radius, in the controls' units (the calibrated one, capped).
         lr: Adam's learning rate (cosine to 0 over ``steps``).
         batch_size: samples per reconfiguration (``None``: the full training split).
@@ -243,6 +270,10 @@ class QueryPlan:
             ``calibration_reconfigurations``.
         start_theta: the setting the zeroth-order run starts from when the surrogate start
             moved it (``None``: the ``theta`` the plan was given); see :meth:`initial`.
+        estimator: ``"zeroth_order"`` or ``"layered_response"`` (a device declaring its
+            wiring, :mod:`blacksat.layered_response`).
+        inputs: the layered response's probe inputs per reconfiguration (``None`` otherwise;
+            its ``batch_size`` is then the loss's, computed offline).
     """
 
     q: int
@@ -261,6 +292,8 @@ class QueryPlan:
     beta1: float = BETA1
     start: dict[str, Any] | None = None
     start_theta: list[float] | None = None
+    estimator: str = "zeroth_order"
+    inputs: int | None = None
 
     def initial(self, theta: Any) -> np.ndarray:
         """Where training starts: the surrogate start's setting if it moved, else ``theta``."""
@@ -272,6 +305,9 @@ class QueryPlan:
         """The ``[estimator]`` of this plan (:class:`~blacksat.builder.EstimatorSpec`)."""
         from blacksat.builder import EstimatorSpec
 
+        if self.estimator == "layered_response":
+            layered = {"probes": self.q, "sigma": self.sigma, "inputs": self.inputs}
+            return EstimatorSpec("layered_response", "nominal", layered)
         args = {"q": self.q, "sigma": self.sigma, "directions": "gaussian", "scheme": "central"}
         return EstimatorSpec("zeroth_order", "nominal", args)
 
@@ -339,6 +375,11 @@ def plan_query_only(
     beta1: float = BETA1,
     start: bool = True,
     fine_tune_lr: float = FINE_TUNE_LR,
+    layered: bool = True,
+    layered_sigma: float = LAYERED_SIGMA,
+    layered_lr: float = LAYERED_LR,
+    layered_beta1: float = LAYERED_BETA1,
+    layered_travel: float = LAYERED_TRAVEL,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -372,6 +413,12 @@ def plan_query_only(
         start: try the surrogate start first.
         fine_tune_lr: after a trained start, the learning rate is at most this fraction of the
             span (it wins over the floor).
+        layered: use the layered response where the device declares its wiring
+            (``weight_banks``) and, where the probe ran, reads as a linear map.
+        layered_sigma, layered_lr, layered_beta1: its radius and Adam step (fractions of the
+            span) and Adam's momentum.
+        layered_travel: its step is at least this fraction of the span over its steps (after a
+            trained start, ``fine_tune_lr`` still caps it).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -385,9 +432,13 @@ def plan_query_only(
     check_real("lr_floor", lr_floor, low=0.0)
     check_real("walk", walk, low=0.0, low_open=True)
     check_real("fine_tune_lr", fine_tune_lr, low=0.0, low_open=True)
+    check_real("layered_sigma", layered_sigma, low=0.0, low_open=True)
+    check_real("layered_lr", layered_lr, low=0.0, low_open=True)
+    check_real("layered_travel", layered_travel, low=0.0)
+    for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
+        if check_real(name, b1, low=0.0, high=1.0) == 1.0:
+            raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
     check_real("sigma_per_lr", sigma_per_lr, low=0.0, low_open=True)
-    if check_real("beta1", beta1, low=0.0, high=1.0) == 1.0:
-        raise ConfigError("beta1 must be in [0, 1) (1 would never update the momentum), got 1.0")
     rng = as_generator(seed)
     cm = cost_model if cost_model is not None else cost_model_of(device)
     n_train = len(task.data.split("train")[1])
@@ -417,6 +468,14 @@ def plan_query_only(
         start_report, start_spent = report.to_dict(), report.reconfigurations
         if report.outcome == "trained":
             theta = start_theta = moved
+    if layered:
+        plan = _layered_plan(
+            task, device, budget, batch, start_report, start_spent, start_theta,
+            sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
+            travel=layered_travel, cost_model=cm,
+        )  # fmt: skip
+        if plan is not None:
+            return plan
     th0 = torch.as_tensor(space.project(np.asarray(theta, dtype=np.float64)))
     span = float(np.median(space.span))
     floor = level_step(space)
@@ -522,6 +581,63 @@ def plan_query_only(
         beta1=float(beta1),
         start=start_report,
         start_theta=None if start_theta is None else [float(v) for v in start_theta],
+    )
+
+
+def _layered_plan(
+    task: Any,
+    device: Any,
+    budget: int,
+    batch: int,
+    start_report: dict[str, Any] | None,
+    start_spent: int,
+    start_theta: Any,
+    *,
+    sigma: float,
+    lr: float,
+    beta1: float,
+    fine_tune_lr: float,
+    travel: float,
+    cost_model: CostModel | None,
+) -> QueryPlan | None:
+    """The layered-response plan, or ``None`` where it does not apply: no declared wiring, a
+    probe that found no linear response, too few inputs a reconfiguration to identify one, or
+    no budget left for one step."""
+    from blacksat.layered_response import banks_of, derived_probes
+
+    banks = banks_of(device)
+    if banks is None:
+        return None
+    if start_report is not None and start_report.get("linear") is False:
+        return None
+    if batch < banks[0].cols + 2:
+        return None
+    k = derived_probes(banks)
+    steps = (budget - start_spent) // (1 + 2 * k)
+    if steps < 1:
+        return None
+    span = float(np.median(device.space.span))
+    step = max(lr, travel / steps) * span
+    if start_theta is not None:  # fine-tuning a trained start
+        step = min(step, fine_tune_lr * span)
+    return QueryPlan(
+        q=k,
+        sigma=float(max(sigma * span, level_step(device.space))),
+        lr=float(step),
+        batch_size=None,
+        steps=int(steps),
+        budget=int(budget),
+        calibration_reconfigurations=int(start_spent),
+        noise=math.nan,
+        span=span,
+        reason="layered response: the device declares its weight banks",
+        cost_model=cost_model,
+        calibrated_sigma=math.nan,
+        beta1=float(beta1),
+        start=start_report,
+        start_theta=None if start_theta is None else [float(v) for v in start_theta],
+        estimator="layered_response",
+        inputs=int(batch),
     )
 
 

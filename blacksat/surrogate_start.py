@@ -96,6 +96,7 @@ class StartReport:
             not tested: 24 settings estimate it too loosely).
         locality: the locality test's ratio (:func:`block_ratio`; ``None`` before it).
         response: the response the probe chose (``"linear"`` / ``"intensity"``).
+        linear: whether a linear response held at the probe (``None`` before the probe).
         fit_r2: held-out R² of the full fit (``None`` when it stopped before).
         loss_before: the device's loss at the start on the check's minibatch.
         loss_after: the device's loss at the trained setting on the same minibatch.
@@ -108,6 +109,7 @@ class StartReport:
     additive: float | None = None
     locality: float | None = None
     response: str | None = None
+    linear: bool | None = None
     fit_r2: float | None = None
     loss_before: float | None = None
     loss_after: float | None = None
@@ -209,7 +211,12 @@ def surrogate_start(
     response = str(sur.response_)
     additive = checks.get("additive tuning curves", math.nan)
     # the report goes into plan.json: what could not be measured is None, never NaN
-    info: dict[str, Any] = {"design": n, "response": response, "additive": _finite(additive)}
+    info: dict[str, Any] = {
+        "design": n,
+        "response": response,
+        "linear": bool(checks.get("linear response", -math.inf) >= RESPONSE_R2),
+        "additive": _finite(additive),
+    }
     if checks.get(f"{response} response", -math.inf) < RESPONSE_R2:
         return skipped(
             f"no linear or intensity response at the probe (best {response}, R² "

@@ -163,6 +163,12 @@ class Crossbar(SimulatedDevice):
         return (self.layer_sizes[-1],)
 
     @property
+    def weight_banks(self) -> tuple[tuple[int, int, int], ...]:
+        """The wiring (:mod:`blacksat.layered_response`): one ``(n_out, n_in)`` array per layer,
+        each weight set by a differential pair (its ``G+`` block, then its ``G-`` block)."""
+        return tuple((n_o, n_i, 2) for n_i, n_o in itertools.pairwise(self.layer_sizes))
+
+    @property
     def reprograms_on_query(self) -> bool:
         """Whether re-sending the held setting writes the array again (see the module doc)."""
         return self.reprogram_always

@@ -361,6 +361,12 @@ class MRRWeightBank(SimulatedDevice):
         return (self.layer_sizes[-1],)
 
     @property
+    def weight_banks(self) -> tuple[tuple[int, int], ...]:
+        """The wiring (:mod:`blacksat.layered_response`): one ``(n_out, n_in)`` bank per layer, a
+        ring (one control) per weight, in control order."""
+        return tuple((n_o, n_i) for n_i, n_o in itertools.pairwise(self.layer_sizes))
+
+    @property
     def gains(self) -> tuple[float, ...]:
         """O/E/O gain after each inner bank, ``len(layer_sizes) - 2`` values."""
         if self.oeo_gain is not None:

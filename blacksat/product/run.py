@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
+from blacksat.estimators import QUERY_ONLY
 from blacksat.evaluation import (
     accuracy,
     fresh_chip_seeds,
@@ -101,7 +102,7 @@ def build(config: RunConfig) -> Setup:
             return _query_only_setup(config, chip, task)
     if es.model in ("nominal", "exact"):
         model = device_model(chip, es.model)
-        if model is None and es.name != "zeroth_order":
+        if model is None and es.name not in QUERY_ONLY:
             raise ConfigError(
                 f"estimator.name {es.name!r} differentiates the device's {es.model} model, "
                 f"which {type(chip).__name__} does not offer ({es.model}_model()); train it "
@@ -475,6 +476,16 @@ def plan_markdown(plan: dict[str, Any]) -> str:
     user checks first when a run on an unfamiliar device goes wrong."""
     span = float(plan["span"]) or 1.0
     batch = plan.get("batch_size")
+    if plan.get("estimator") == "layered_response":
+        return (
+            f"query-only plan: {plan.get('reason')}; probes of "
+            f"{100 * plan['sigma'] / span:.3g} % of the span, Adam lr "
+            f"{100 * plan['lr'] / span:.3g} % (beta1 {plan.get('beta1', 0.9):g}), "
+            f"{plan['steps']} steps of {1 + 2 * plan['q']} settings, {plan['inputs']} probe "
+            "inputs per setting, the loss on the full training split through the identified "
+            f"response; the start spent {plan['calibration_reconfigurations']} of "
+            f"{plan['budget']} reconfigurations" + _start_markdown(plan.get("start"))
+        )
     return (
         f"query-only plan: radius {100 * plan['sigma'] / span:.3g} % of the span "
         f"({plan.get('reason') or 'calibrated'}), Adam lr {100 * plan['lr'] / span:.3g} % "

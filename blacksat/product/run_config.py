@@ -19,7 +19,8 @@ or a value of the wrong type is a :class:`~blacksat.errors.ConfigError` naming t
                                    # model if it has one, else the query-only default of
                                    # blacksat.query_plan, calibrated on the device and sized
                                    # from [budget]; it sets lr, batch and steps itself)
-    name = "zeroth_order"          # "autograd", "physics_aware", "zeroth_order" or "auto"
+    name = "zeroth_order"          # "autograd", "physics_aware", "zeroth_order",
+                                   # "layered_response" (a device declaring weight_banks) or "auto"
     model = "nominal"              # what autograd / physics_aware differentiate: "exact" or a
                                    # surrogate file from `blacksat calibrate`
     args = { q = 4, sigma = 0.05 } # keyword arguments of the estimator

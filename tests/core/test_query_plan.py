@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,10 @@ from blacksat.query_plan import (
     plan_query_only,
 )
 from blacksat.space import ParamSpace
+
+#: these tests cover the zeroth-order plan on the crossbar, which declares its wiring: the layered
+#: response is turned off here (``tests/core/test_layered_response.py`` covers it)
+plan_query_only = functools.partial(plan_query_only, layered=False)
 
 
 def _setup(seed: int = 0, **kwargs):

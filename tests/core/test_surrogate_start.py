@@ -213,7 +213,9 @@ def test_the_device_check_keeps_the_start_when_the_trained_setting_is_worse(monk
 def test_the_plan_continues_from_the_start_and_charges_it():
     chip, task = _crossbar()
     meter = MeteredDevice(chip, max_reconfigurations=1000)
-    plan = plan_query_only(task, meter, chip.space.center, budget=1000, seed=0)
+    # the zeroth-order plan after the start (the crossbar declares its wiring: the default
+    # fine-tunes with the layered response, checked at the end)
+    plan = plan_query_only(task, meter, chip.space.center, budget=1000, seed=0, layered=False)
     assert plan.start is not None and plan.start["outcome"] == "trained"
     assert plan.start_theta is not None
     assert meter.ledger.reconfigurations == plan.calibration_reconfigurations
@@ -224,7 +226,7 @@ def test_the_plan_continues_from_the_start_and_charges_it():
     assert plan.lr <= FINE_TUNE_LR * plan.span + 1e-12
     capped = plan_query_only(
         task, MeteredDevice(chip, max_reconfigurations=1000), chip.space.center, budget=1000,
-        seed=0, fine_tune_lr=0.001,
+        seed=0, fine_tune_lr=0.001, layered=False,
     )  # fmt: skip
     assert capped.lr == pytest.approx(0.001 * capped.span)
     assert capped.sigma <= 3 * capped.lr + 1e-12  # the radius follows the step down
@@ -236,6 +238,16 @@ def test_the_plan_continues_from_the_start_and_charges_it():
     legacy = QueryPlan.from_dict(old)
     assert legacy.start is None
     np.testing.assert_array_equal(legacy.initial(chip.space.center), chip.space.center)
+    # the default fine-tunes the trained start with the layered response, at the same step cap
+    chip, task = _crossbar()  # a fresh chip: the same start
+    layered = plan_query_only(
+        task, MeteredDevice(chip, max_reconfigurations=1000), chip.space.center, budget=1000,
+        seed=0,
+    )  # fmt: skip
+    assert layered.estimator == "layered_response" and layered.start["linear"] is True
+    assert layered.start_theta == plan.start_theta
+    assert layered.calibration_reconfigurations == plan.start["reconfigurations"]
+    assert layered.lr == pytest.approx(FINE_TUNE_LR * layered.span)
 
 
 def test_report_round_trip_and_text():

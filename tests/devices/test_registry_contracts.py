@@ -13,6 +13,7 @@ from blacksat.builder import EstimatorSpec, SatSpec, build_estimator
 from blacksat.data import load_digits, load_iris
 from blacksat.devices import DEVICES
 from blacksat.devices.tasks import default_task
+from blacksat.errors import ConfigError
 from blacksat.estimators import ESTIMATORS, estimator_state
 from blacksat.meter import MeteredDevice
 from blacksat.objective import StepContext
@@ -20,7 +21,12 @@ from blacksat.surrogates import SURROGATES, collect, local
 from blacksat.surrogates.files import load_surrogate, save_surrogate
 
 #: small arguments per estimator (a zeroth-order step on a device of d controls stays cheap)
-ESTIMATOR_ARGS = {"autograd": {}, "physics_aware": {}, "zeroth_order": {"q": 2}}
+ESTIMATOR_ARGS = {
+    "autograd": {},
+    "physics_aware": {},
+    "zeroth_order": {"q": 2},
+    "layered_response": {"sigma": 0.02, "probes": 2},
+}
 #: a fit of a few steps per surrogate kind (the contract is the machinery, not the quality)
 SURROGATE_ARGS = {
     "greybox": {"steps": 3},
@@ -53,8 +59,15 @@ def test_estimator_contract(problem, name, with_sat):
     chip, task = problem
     meter = MeteredDevice(chip)
     sat_spec = SatSpec(rho=0.05) if with_sat else None
+    args = dict(ESTIMATOR_ARGS[name])
+    if name == "layered_response":
+        if getattr(chip, "weight_banks", None) is None:  # it needs the device's wiring
+            with pytest.raises(ConfigError, match="weight_banks"):
+                build_estimator(EstimatorSpec(name, args=args), task=task, device=meter, chip=chip)
+            return
+        args["inputs"] = int(np.prod(chip.input_shape)) + 8  # enough to identify a response
     built = build_estimator(
-        EstimatorSpec(name, args=ESTIMATOR_ARGS[name]),
+        EstimatorSpec(name, args=args),
         sat_spec,
         task=task,
         device=meter,

@@ -1,0 +1,293 @@
+"""Layered response: gradients from a device's response matrix and the wiring of its weight banks.
+
+A device built from **weight banks** (micro-ring banks, crossbar arrays, in sequence, each
+control setting one weight) often has a *linear response*: at a fixed setting its readings are a
+linear map of its inputs, ``y = A x + b``. One reconfiguration read with a few more inputs than
+it has (``B > n_in + 1``) then identifies the whole map ``A (n_out, n_in + 1)`` (the bias as the
+last column), and the task's loss over any batch of training samples can be computed offline
+through that map: one reading gives the loss *and its gradient with respect to A*, ``G``. What
+the device hides is how ``A`` moves with the controls. The wiring constrains it, with no physics:
+a control of bank ``l`` moves one weight ``W_l[r, c]``, so to first order
+
+    dA = sum_l  L_l (S_l * dtheta_l) R_l,
+
+with ``S_l (rows, cols)`` the weights' slopes (one per control, unknown), ``L_l (n_out, rows)``
+what the banks after it make of its output rows and ``R_l (cols, n_in + 1)`` what the banks
+before it feed its input columns (``L = I`` for the last bank, ``R = [I | 0]`` for the first;
+a bank whose weights are set by a differential pair of controls has one ``S`` per control block).
+``K`` antithetic probes ``theta +- sigma r_k`` (``r_k`` random signs on every control) give ``K``
+matrices ``dA_k``; alternating least squares fits ``S``, ``L`` and ``R`` to them (warm-started
+from the previous step), and the gradient is ``S_l * (L_l^T G R_l^T)`` for every control at once.
+Where zeroth-order differences learn one number a probe, a probe here gives ``n_out (n_in + 1)``.
+
+``K`` is derived from the structure: twice the model's unknowns over the numbers one probe gives
+(:func:`derived_probes`). Between the banks the O/E/O stages are nonlinear, so the model is an
+approximation: moving a ring of an inner bank moves its hidden unit's operating point, which
+reaches every column of ``A``, not only the ring's own; it is worst where the hidden units sit at
+their kink (an MRR network with every ring on resonance) and improves as training moves away.
+
+The estimator is :class:`~blacksat.estimators.LayeredResponse` (registered as
+``"layered_response"``); this module holds the wiring and the model it fits. Declare the wiring
+on the device (``weight_banks``: a sequence of ``(rows, cols)`` or ``(rows,
+cols, blocks)``, in control order, each bank's blocks row-major) or pass ``banks=``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from blacksat.errors import ConfigError
+
+#: ridge added to every least-squares solve of the fit (relative to the system's scale)
+RIDGE = 1e-6
+#: alternating sweeps of the first fit (later fits start from the previous step's)
+FIRST_SWEEPS = 50
+
+
+@dataclass(frozen=True)
+class Bank:
+    """One weight bank: ``rows x cols`` weights, each set by ``blocks`` controls (1; 2 for a
+    differential pair such as ``G+ - G-``). Its controls are ``blocks`` row-major
+    ``(rows, cols)`` blocks in a row."""
+
+    rows: int
+    cols: int
+    blocks: int = 1
+
+    @property
+    def size(self) -> int:
+        """Controls of the bank."""
+        return self.rows * self.cols * self.blocks
+
+
+def parse_banks(raw: Any, dim: int) -> tuple[Bank, ...]:
+    """``raw`` (``Bank`` s or ``(rows, cols[, blocks])`` tuples, in control order) checked
+    against ``dim`` controls: consecutive banks must chain (a bank's ``cols`` are the previous
+    bank's ``rows``) and the sizes must sum to ``dim``."""
+    try:
+        banks = tuple(b if isinstance(b, Bank) else Bank(*(int(v) for v in b)) for b in raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"weight banks must be a sequence of (rows, cols) or (rows, cols, blocks), got {raw!r}"
+        ) from None
+    if not banks or any(min(b.rows, b.cols, b.blocks) < 1 for b in banks):
+        raise ConfigError(f"weight banks must be non-empty with positive sizes, got {raw!r}")
+    for a, b in itertools.pairwise(banks):
+        if b.cols != a.rows:
+            raise ConfigError(
+                f"weight banks do not chain: a bank of {a.rows} rows feeds one of {b.cols} columns"
+            )
+    total = sum(b.size for b in banks)
+    if total != dim:
+        raise ConfigError(f"the weight banks hold {total} controls, the device has {dim}")
+    return banks
+
+
+def banks_of(device: Any) -> tuple[Bank, ...] | None:
+    """The device's declared ``weight_banks`` (checked), or ``None`` when it declares none."""
+    raw = getattr(device, "weight_banks", None)
+    return None if raw is None else parse_banks(raw, device.space.dim)
+
+
+def derived_probes(banks: Sequence[Bank]) -> int:
+    """Antithetic probes a step: twice the model's unknowns over the numbers one probe gives
+    (``n_out (n_in + 1)``), at least one."""
+    n_in, n_out = banks[0].cols, banks[-1].rows
+    unknowns = sum(b.size for b in banks)
+    unknowns += sum(n_out * b.rows for b in banks[:-1])  # L of every bank but the last
+    unknowns += sum(b.cols * (n_in + 1) for b in banks[1:])  # R of every bank but the first
+    return max(1, math.ceil(2 * unknowns / (n_out * (n_in + 1))))
+
+
+class BankJacobian:
+    """The first-order model ``dA = sum_l L_l (S_l * dtheta_l) R_l`` (module docstring), fitted
+    by alternating least squares.
+
+    Shapes: ``S_l (blocks, rows, cols)``, ``L_l (n_out, rows)`` (``None``: the identity, last
+    bank), ``R_l (cols, n_in + 1)`` (``None``: ``[I | 0]``, first bank); response-matrix changes
+    ``dA (K, n_out, n_in + 1)`` for control changes ``delta (K, d)``.
+    """
+
+    def __init__(self, banks: Sequence[Bank], seed: int = 0) -> None:
+        self.banks = tuple(banks)
+        self.n_in, self.n_out = self.banks[0].cols, self.banks[-1].rows
+        gen = torch.Generator().manual_seed(int(seed))
+        last = len(self.banks) - 1
+        dt = torch.float64
+        self.S = [torch.zeros(b.blocks, b.rows, b.cols, dtype=dt) for b in self.banks]
+        self.L: list[torch.Tensor | None] = [
+            None if i == last else torch.randn(self.n_out, b.rows, generator=gen, dtype=dt)
+            for i, b in enumerate(self.banks)
+        ]
+        self.R: list[torch.Tensor | None] = [
+            None if i == 0 else torch.randn(b.cols, self.n_in + 1, generator=gen, dtype=dt)
+            for i, b in enumerate(self.banks)
+        ]
+        self.fitted = False
+
+    # ------------------------------------------------------------------ pieces
+    def split(self, delta: torch.Tensor) -> list[torch.Tensor]:
+        """``delta (K, d)`` -> per bank ``(K, blocks, rows, cols)``."""
+        out, start = [], 0
+        for b in self.banks:
+            out.append(delta[:, start : start + b.size].reshape(-1, b.blocks, b.rows, b.cols))
+            start += b.size
+        return out
+
+    def _right(self, i: int, m: torch.Tensor) -> torch.Tensor:
+        """``m (..., n_out, cols)`` times ``R_i`` -> ``(..., n_out, n_in + 1)``."""
+        r = self.R[i]
+        if r is None:  # [I | 0]
+            return torch.cat([m, m.new_zeros(*m.shape[:-1], 1)], dim=-1)
+        return m @ r
+
+    def _left(self, i: int, m: torch.Tensor) -> torch.Tensor:
+        left = self.L[i]
+        return m if left is None else left @ m
+
+    def _bank(self, i: int, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Bank ``i``'s share of ``dA``: ``(K, n_out, n_in + 1)``."""
+        n = (self.S[i] * parts[i]).sum(1)  # (K, rows, cols)
+        return self._right(i, self._left(i, n))
+
+    def predict(self, delta: torch.Tensor) -> torch.Tensor:
+        """``delta (K, d)`` -> ``dA (K, n_out, n_in + 1)``."""
+        parts = self.split(delta)
+        return sum((self._bank(i, parts) for i in range(len(self.banks))), torch.zeros(()))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, dA: torch.Tensor, delta: torch.Tensor, sweeps: int | None = None) -> float:
+        """Fit to ``dA (K, n_out, n_in + 1)`` at ``delta (K, d)``; returns the fit's R² (the
+        share of ``dA`` it explains; ``nan`` for ``dA = 0``). ``sweeps``: default
+        ``FIRST_SWEEPS`` for the first fit, 10 after."""
+        dA, delta = dA.to(torch.float64), delta.to(torch.float64)
+        parts = self.split(delta)
+        n_sweeps = (FIRST_SWEEPS if not self.fitted else 10) if sweeps is None else int(sweeps)
+        shares = [self._bank(i, parts) for i in range(len(self.banks))]
+        for _ in range(n_sweeps):
+            for i in range(len(self.banks)):
+                rest = dA - (sum(shares, torch.zeros(())) - shares[i])
+                self._fit_slopes(i, rest, parts[i])
+                if self.L[i] is not None:
+                    self._fit_left(i, rest, parts[i])
+                if self.R[i] is not None:
+                    self._fit_right(i, rest, parts[i])
+                self._gauge(i)
+                shares[i] = self._bank(i, parts)
+        self.fitted = True
+        res = dA - sum(shares, torch.zeros(()))
+        total = float((dA**2).sum())
+        return 1.0 - float((res**2).sum()) / total if total > 0 else math.nan
+
+    @staticmethod
+    def _solve(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        """Ridge-regularized ``gram x = rhs`` (batched); ``gram (..., n, n)``."""
+        n = gram.shape[-1]
+        scale = gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-300)
+        eye = torch.eye(n, dtype=gram.dtype)
+        return torch.linalg.solve(gram + RIDGE * scale[..., None, None] * eye, rhs)
+
+    def _fit_slopes(self, i: int, e: torch.Tensor, p: torch.Tensor) -> None:
+        """``S_i`` given ``L_i``, ``R_i`` and the residual ``e (K, n_out, n_in + 1)`` left to
+        bank ``i``; ``p (K, blocks, rows, cols)``."""
+        b = self.banks[i]
+        left, right = self.L[i], self.R[i]
+        if right is None:  # first bank: separable by column c
+            ll = torch.eye(b.rows, dtype=e.dtype) if left is None else left.T @ left
+            lt = e[..., : b.cols] if left is None else left.T @ e[..., : b.cols]  # (K, rows, cols)
+            gram = torch.einsum("kahc,kbgc,hg->cahbg", p, p, ll)
+            rhs = torch.einsum("kahc,khc->cah", p, lt)
+        elif left is None:  # last bank: separable by row r
+            rr = right @ right.T  # (cols, cols)
+            er = e @ right.T  # (K, rows, cols)
+            gram = torch.einsum("karc,kbrd,cd->racbd", p, p, rr)
+            rhs = torch.einsum("karc,krc->rac", p, er)
+        else:  # a middle bank: every slope at once
+            ll, rr = left.T @ left, right @ right.T
+            lr = left.T @ e @ right.T  # (K, rows, cols)
+            n = b.size
+            gram = torch.einsum("kahc,kbgd,hg,cd->ahcbgd", p, p, ll, rr).reshape(n, n)
+            rhs = torch.einsum("kahc,khc->ahc", p, lr).reshape(n)
+            self.S[i] = self._solve(gram, rhs[:, None])[:, 0].reshape(b.blocks, b.rows, b.cols)
+            return
+        k = gram.shape[0]
+        m = gram.shape[1] * gram.shape[2]
+        sol = self._solve(gram.reshape(k, m, m), rhs.reshape(k, m, 1))[..., 0]
+        if right is None:  # (cols, blocks, rows)
+            self.S[i] = sol.reshape(k, b.blocks, b.rows).permute(1, 2, 0).contiguous()
+        else:  # (rows, blocks, cols)
+            self.S[i] = sol.reshape(k, b.blocks, b.cols).permute(1, 0, 2).contiguous()
+
+    def _fit_left(self, i: int, e: torch.Tensor, p: torch.Tensor) -> None:
+        """``L_i`` given ``S_i``, ``R_i``: ``e_k = L_i M_k``, ``M_k = (S_i * p_k) R_i``."""
+        m = self._right(i, (self.S[i] * p).sum(1))  # (K, rows, n_in + 1)
+        gram = torch.einsum("kra,ksa->rs", m, m)
+        rhs = torch.einsum("kra,koa->ro", m, e)
+        self.L[i] = self._solve(gram, rhs).T
+
+    def _fit_right(self, i: int, e: torch.Tensor, p: torch.Tensor) -> None:
+        """``R_i`` given ``L_i``, ``S_i``: ``e_k = P_k R_i``, ``P_k = L_i (S_i * p_k)``."""
+        pk = self._left(i, (self.S[i] * p).sum(1))  # (K, n_out, cols)
+        gram = torch.einsum("koc,kod->cd", pk, pk)
+        rhs = torch.einsum("koc,koa->ca", pk, e)
+        self.R[i] = self._solve(gram, rhs)
+
+    def _gauge(self, i: int) -> None:
+        """Unit columns of ``L_i`` and unit rows of ``R_i``, their scale moved into ``S_i``."""
+        left, right = self.L[i], self.R[i]
+        if left is not None:
+            c = left.norm(dim=0).clamp_min(1e-300)
+            self.L[i] = left / c
+            self.S[i] = self.S[i] * c[None, :, None]
+        if right is not None:
+            c = right.norm(dim=1).clamp_min(1e-300)
+            self.R[i] = right / c[:, None]
+            self.S[i] = self.S[i] * c[None, None, :]
+
+    # ------------------------------------------------------------------ use
+    def grad(self, g_a: torch.Tensor) -> torch.Tensor:
+        """The loss gradient in the controls ``(d,)`` from ``g_a = dloss/dA (n_out, n_in + 1)``."""
+        g_a = g_a.to(torch.float64)
+        out = []
+        for i in range(len(self.banks)):
+            left, right = self.L[i], self.R[i]
+            m = g_a if left is None else left.T @ g_a  # (rows, n_in + 1)
+            m = m[:, : self.banks[i].cols] if right is None else m @ right.T  # (rows, cols)
+            out.append((self.S[i] * m).reshape(-1))
+        return torch.cat(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors (loadable with ``torch.load(weights_only=True)``)."""
+        return {
+            "banks": [[b.rows, b.cols, b.blocks] for b in self.banks],
+            "fitted": self.fitted,
+            "S": [s.clone() for s in self.S],
+            "L": [None if v is None else v.clone() for v in self.L],
+            "R": [None if v is None else v.clone() for v in self.R],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`; the banks must match."""
+        mine = [[b.rows, b.cols, b.blocks] for b in self.banks]
+        if not isinstance(state, dict) or state.get("banks") != mine:
+            got = state.get("banks") if isinstance(state, dict) else state
+            raise ConfigError(f"the saved layered-response state has banks {got}, these are {mine}")
+        self.fitted = bool(state["fitted"])
+        self.S = [torch.as_tensor(s, dtype=torch.float64).clone() for s in state["S"]]
+        self.L = [None if v is None else torch.as_tensor(v).clone() for v in state["L"]]
+        self.R = [None if v is None else torch.as_tensor(v).clone() for v in state["R"]]
+
+
+__all__ = [
+    "Bank",
+    "BankJacobian",
+    "banks_of",
+    "derived_probes",
+    "parse_banks",
+]
