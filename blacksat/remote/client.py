@@ -1,6 +1,7 @@
 """``RemoteDevice``: a :class:`~blacksat.Device` served by ``blacksat serve`` on another machine.
 
-``RemoteDevice(url, token=...)`` has the device's ``space`` and shapes (read once from the
+``RemoteDevice(url, token=...)`` has the device's ``space``, shapes and declarations (input range,
+output kind, wiring; read once from the
 server's ``describe``), and ``query`` / ``query_many`` send the whole batch in one request. Wrap
 it like any device: ``MeteredDevice(RemoteDevice(url, token=...), max_reconfigurations=...)``;
 the server enforces its own budgets for the token in any case.
@@ -134,6 +135,26 @@ class RemoteDevice:
         """Shape of one reading (without the batch axis), as the server says."""
         s = self.info["output_shape"]
         return None if s is None else tuple(s)
+
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        """The served device's declared input range (``None``: none, or an older server)."""
+        r = self._declared("input_range")
+        return None if r is None else (float(r[0]), float(r[1]))
+
+    @property
+    def output_kind(self) -> str | None:
+        """The served device's declared output kind (``"power"`` / ``"signed"``)."""
+        return self._declared("output_kind")
+
+    @property
+    def weight_banks(self) -> tuple[tuple[int, ...], ...] | None:
+        """The served device's declared wiring (:mod:`blacksat.layered_response`)."""
+        banks = self._declared("weight_banks")
+        return None if banks is None else tuple(tuple(int(v) for v in b) for b in banks)
+
+    def _declared(self, name: str) -> Any:
+        return (self.info.get("declarations") or {}).get(name)
 
     def query(self, theta: ArrayLike, x: ArrayLike) -> np.ndarray:
         """``theta (d,)``, ``x (B, *in)`` -> ``(B, *out)``: one request."""

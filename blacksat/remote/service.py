@@ -134,6 +134,14 @@ class DeviceService:
         probe = MeteredDevice(device)  # checks the Device protocol and reads the shapes
         self.space = probe.space
         self.input_shape, self.output_shape = probe.input_shape, probe.output_shape
+        #: what the device declares beyond its space and shapes (``None`` where it does not):
+        #: a client uses them as the device would be used locally (a generic task's encoding
+        #: and readout, the layered response's wiring)
+        self.declarations = {
+            "input_range": _plain(probe.input_range),
+            "output_kind": probe.output_kind,
+            "weight_banks": _plain(probe.weight_banks),
+        }
         if self.limits.max_step is not None:
             step = np.broadcast_to(np.asarray(self.limits.max_step, np.float64), self.space.shape)
             self._max_step: np.ndarray | None = step.copy()
@@ -231,6 +239,7 @@ class DeviceService:
             "space": sp.to_dict(),  # bounds, levels, names and which controls are periodic
             "input_shape": None if self.input_shape is None else list(self.input_shape),
             "output_shape": None if self.output_shape is None else list(self.output_shape),
+            "declarations": dict(self.declarations),
             "token": {"name": tok.name, "scopes": list(tok.scopes)},
             "budget": {"reconfigurations": budget.reconfigurations, "samples": budget.samples},
             "spent": ledger_dict(spent),
@@ -463,3 +472,20 @@ def ledger_dict(ledger: Ledger) -> dict[str, int]:
 
 
 __all__ = ["API", "DeviceService", "Limits", "Refused", "ledger_dict"]
+
+
+def _plain(value: Any) -> Any:
+    """A device declaration as JSON: tuples (nested) as lists, numbers as floats or ints."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if hasattr(value, "rows") and hasattr(value, "cols"):  # a layered_response.Bank
+        return [int(value.rows), int(value.cols), int(getattr(value, "blocks", 1))]
+    return str(value)

@@ -37,6 +37,9 @@ class Spy:
         self.space = device.space.bounded() if bounded else device.space
         self.input_shape = device.input_shape
         self.output_shape = device.output_shape
+        for name in ("input_range", "output_kind", "weight_banks"):  # what the device declares
+            if getattr(device, name, None) is not None:
+                setattr(self, name, getattr(device, name))
         self.applied: list[np.ndarray] = []
 
     def query(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -278,6 +278,23 @@ def test_a_retried_key_is_answered_once_and_charged_once(served):
     assert next(iter(log.records())).client == "alice"
 
 
+def test_the_devices_declarations_are_served(served, tmp_path):
+    from blacksat.devices import Crossbar
+    from blacksat.layered_response import Bank, banks_of
+
+    dev = RemoteDevice(served.url, token=served.tokens["alice"])  # an MZI declares none of them
+    assert dev.weight_banks is None and dev.input_range is None and dev.output_kind == "power"
+    xbar = Crossbar(layer_sizes=(5, 3), seed=0)
+    with lab(tmp_path / "xbar", device=xbar) as srv:
+        remote = RemoteDevice(srv.url, token=srv.tokens["alice"])
+        assert remote.weight_banks == ((3, 5, 2),) and remote.input_range == (-1.0, 1.0)
+        assert remote.output_kind == "signed"
+        # what the query-only default reads through a meter: the layered response applies
+        assert banks_of(MeteredDevice(remote)) == (Bank(3, 5, 2),)
+        remote.close()
+    dev.close()
+
+
 # ---------------------------------------------------------------------- binding and TLS
 def test_a_non_loopback_bind_without_tls_is_refused(tmp_path):
     for host in ("0.0.0.0", "192.168.1.20", "lab-pc.example.org", "::"):
