@@ -25,7 +25,7 @@ import torch
 
 from blacksat import circle
 from blacksat.device import Device
-from blacksat.errors import ConfigError
+from blacksat.errors import ConfigError, InvalidReading
 from blacksat.layered_response import BankJacobian, banks_of, derived_probes, parse_banks
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, StepContext, TrainingTask, objective
@@ -446,6 +446,12 @@ class LayeredResponse(_DeviceEstimator):
         x = self._inputs(self.inputs or len(batch.labels), self._range(enc.detach()), ctx.rng)
         thetas = _clip(self.space, torch.cat([th[None], th + self.sigma * r, th - self.sigma * r]))
         y, cost = self._query(thetas, x, ctx)  # (1 + 2k, n, n_out)
+        if not torch.isfinite(y).all():  # a metered device refuses these; an unmetered one may not
+            raise InvalidReading(
+                f"the device returned {int((~torch.isfinite(y)).sum())} NaN/inf readings; the "
+                "layered response's fitted model is left as it was",
+                reading=y.numpy(),
+            )
         design = torch.cat([x.reshape(len(x), -1), torch.ones(len(x), 1, dtype=x.dtype)], 1)
         resp = torch.linalg.pinv(design) @ y.to(torch.float64).reshape(len(thetas), len(x), -1)
         a = resp.transpose(1, 2)  # (1 + 2k, n_out, n_in + 1)

@@ -167,6 +167,9 @@ class BankJacobian:
         share of ``dA`` it explains; ``nan`` for ``dA = 0``). ``sweeps``: default
         ``FIRST_SWEEPS`` for the first fit, 10 after."""
         dA, delta = dA.to(torch.float64), delta.to(torch.float64)
+        if not (torch.isfinite(dA).all() and torch.isfinite(delta).all()):
+            raise ConfigError("the layered response's fit needs finite response changes")
+        before = self.state_dict()
         parts = self.split(delta)
         n_sweeps = (FIRST_SWEEPS if not self.fitted else 10) if sweeps is None else int(sweeps)
         shares = [self._bank(i, parts) for i in range(len(self.banks))]
@@ -180,6 +183,9 @@ class BankJacobian:
                     self._fit_right(i, rest, parts[i])
                 self._gauge(i)
                 shares[i] = self._bank(i, parts)
+        if not all(torch.isfinite(t).all() for t in self._tensors()):
+            self.load_state_dict(before)  # a degenerate solve: keep the last good model
+            return math.nan
         self.fitted = True
         res = dA - sum(shares, torch.zeros(()))
         total = float((dA**2).sum())
@@ -249,6 +255,13 @@ class BankJacobian:
             c = right.norm(dim=1).clamp_min(1e-300)
             self.R[i] = right / c[:, None]
             self.S[i] = self.S[i] * c[None, None, :]
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [
+            *self.S,
+            *(v for v in self.L if v is not None),
+            *(v for v in self.R if v is not None),
+        ]
 
     # ------------------------------------------------------------------ use
     def grad(self, g_a: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from blacksat.builder import EstimatorSpec, build_estimator
 from blacksat.data import load_digits, load_iris
 from blacksat.devices import Crossbar, MRRWeightBank, MZIMesh
 from blacksat.devices.tasks import default_task
-from blacksat.errors import ConfigError
+from blacksat.errors import ConfigError, InvalidReading
 from blacksat.estimators import LayeredResponse
 from blacksat.layered_response import Bank, BankJacobian, banks_of, derived_probes, parse_banks
 from blacksat.objective import StepContext
@@ -111,6 +111,18 @@ def test_the_model_state_round_trips_and_refuses_other_wiring():
         BankJacobian([Bank(4, 6), Bank(2, 4)]).load_state_dict(model.state_dict())
 
 
+def test_the_fit_refuses_non_finite_changes_and_keeps_its_model():
+    model = BankJacobian([Bank(3, 4)], seed=0)
+    r = torch.as_tensor(np.random.default_rng(0).choice([-1.0, 1.0], size=(2, 12)))
+    model.fit(torch.randn(2, 3, 5, dtype=torch.float64), r, sweeps=2)
+    saved = model.state_dict()
+    bad = torch.randn(2, 3, 5, dtype=torch.float64)
+    bad[0, 0, 0] = math.inf
+    with pytest.raises(ConfigError, match="finite"):
+        model.fit(bad, r)
+    assert all(torch.equal(a, b) for a, b in zip(model.S, saved["S"], strict=True))
+
+
 # ---------------------------------------------------------------------- the estimator
 def _mrr(sizes):
     chip = MRRWeightBank(layer_sizes=sizes, seed=0)
@@ -136,6 +148,31 @@ def test_the_estimator_spends_one_call_of_1_plus_2k_settings_and_keeps_theta(sma
     assert e.cost.samples == 80 * est.settings_per_step()  # its probe inputs, not the batch
     assert e.grad.shape == (chip.space.dim,) and torch.isfinite(e.grad).all()
     assert e.logits.shape == (30, 10) and np.isfinite(e.loss)
+
+
+def test_nan_readings_from_an_unmetered_device_raise_and_leave_the_model(small):
+    chip, task = small
+
+    class Broken:
+        space, input_shape, output_shape = chip.space, chip.input_shape, chip.output_shape
+        weight_banks = chip.weight_banks
+
+        def query_many(self, thetas, x):
+            y = chip.query_many(thetas, x)
+            y[1, 0, 0] = np.nan
+            return y
+
+        def query(self, theta, x):
+            return self.query_many(np.asarray(theta)[None], x)[0]
+
+    est = LayeredResponse(Broken(), task, sigma=0.02, inputs=80)
+    with pytest.raises(InvalidReading, match="NaN"):
+        est(
+            torch.as_tensor(chip.space.center),
+            task.batch("train", np.arange(30)),
+            StepContext(np.random.default_rng(0)),
+        )
+    assert not est.model.fitted
 
 
 def test_the_estimator_refuses_a_device_without_wiring_or_too_few_inputs(small):
