@@ -295,6 +295,19 @@ def report(saved: dict[str, Any]) -> str:
     )
 
 
+def with_white_box(
+    saved: dict[str, Any], fresh: list[dict[str, Any]], minutes: float, host: str
+) -> dict[str, Any]:
+    """``saved`` with its white-box rows replaced, in place in the row order, by ``fresh`` (one
+    per setup, arm and seed; the other rows kept), and the re-run's time and machine noted."""
+    new = {(r["setup"], r["arm"], r["seed"]): r for r in fresh}
+    rows = [
+        new[(r["setup"], r["arm"], r["seed"])] if r["method"] == "white box" else r
+        for r in saved["rows"]
+    ]
+    return {**saved, "rows": rows, "white_box_minutes": minutes, "white_box_machine": host}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed, tiny budgets; prints only")
@@ -312,13 +325,7 @@ def main() -> None:
         saved = json.loads((OUT / "rows.json").read_text())
         t0 = time.perf_counter()
         fresh = run(quick=False, white_only=True)
-        saved["white_box_minutes"] = (time.perf_counter() - t0) / 60
-        saved["white_box_machine"] = machine()
-        new = {(r["setup"], r["arm"], r["seed"]): r for r in fresh}
-        saved["rows"] = [
-            new[(r["setup"], r["arm"], r["seed"])] if r["method"] == "white box" else r
-            for r in saved["rows"]
-        ]
+        saved = with_white_box(saved, fresh, (time.perf_counter() - t0) / 60, machine())
         text = report(saved)
         print(text)
         (OUT / "rows.json").write_text(json.dumps(saved, indent=1) + "\n")
