@@ -445,7 +445,8 @@ class LayeredResponse(_DeviceEstimator):
         enc = self.task.encode(batch.features).to(torch.float64).reshape(len(batch.labels), -1)
         x = self._inputs(self.inputs or len(batch.labels), self._range(enc.detach()), ctx.rng)
         thetas = _clip(self.space, torch.cat([th[None], th + self.sigma * r, th - self.sigma * r]))
-        y, cost = self._query(thetas, x, ctx)  # (1 + 2k, n, n_out)
+        shape = tuple(getattr(self.device, "input_shape", None) or (x.shape[1],))
+        y, cost = self._query(thetas, x.reshape(len(x), *shape), ctx)  # (1 + 2k, n, *out)
         if not torch.isfinite(y).all():  # a metered device refuses these; an unmetered one may not
             raise InvalidReading(
                 f"the device returned {int((~torch.isfinite(y)).sum())} NaN/inf readings; the "

@@ -295,3 +295,26 @@ def test_a_users_device_that_declares_its_wiring_gets_the_layered_response():
     result = Trainer(task, built.estimator, chip.space, cfg, meter=meter).fit(plan.initial(theta0))
     assert meter.ledger.reconfigurations <= 300
     assert task.accuracy(chip, theta0) < 0.3 < 0.85 < task.accuracy(chip, result.theta)
+
+
+class _ImageBank(_UserBank):
+    """The same bank reading 8 x 8 images (inputs of shape ``(8, 8)``)."""
+
+    input_shape = (8, 8)
+
+    def query_many(self, thetas, x):
+        x = np.asarray(x)
+        assert x.shape[1:] == (8, 8)  # the probe inputs arrive in the device's own shape
+        return super().query_many(thetas, x.reshape(len(x), 64))
+
+
+def test_probe_inputs_take_the_devices_input_shape():
+    chip = _ImageBank(seed=0)
+    task = default_task(chip, load_digits(seed=0), seed=0)
+    est = LayeredResponse(chip, task, sigma=0.02, probes=2, inputs=80)
+    e = est(
+        torch.as_tensor(chip.space.center),
+        task.batch("train", np.arange(30)),
+        StepContext(np.random.default_rng(0)),
+    )
+    assert e.grad.shape == (640,) and torch.isfinite(e.grad).all()
