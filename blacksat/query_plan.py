@@ -19,8 +19,10 @@ setting it returns, and after a trained start the step is at most ``FINE_TUNE_LR
 span, the step of the start's offline training (the run fine-tunes).
 
 A device that declares its **wiring** (``weight_banks``: weight banks in sequence, each control
-setting one weight) and reads as a linear map of its inputs (where the probe ran, its linear
-response held) gets no zeroth-order run: it is trained by
+setting one weight) and reads as a linear map of its inputs (at the surrogate start's probe, or,
+where the probe did not run, at two random settings the plan reads itself, one of them twice)
+gets no zeroth-order
+run: it is trained by
 :class:`~blacksat.estimators.LayeredResponse`, which identifies the response matrix at
 every setting from one reading and learns how the wiring moves it from a few antithetic probes,
 so each step costs ``1 + 2 K`` reconfigurations for a gradient of every control (``K`` derived
@@ -414,7 +416,7 @@ def plan_query_only(
         fine_tune_lr: after a trained start, the learning rate is at most this fraction of the
             span (it wins over the floor).
         layered: use the layered response where the device declares its wiring
-            (``weight_banks``) and, where the probe ran, reads as a linear map.
+            (``weight_banks``) and reads as a linear map of its inputs.
         layered_sigma, layered_lr, layered_beta1: its radius and Adam step (fractions of the
             span) and Adam's momentum.
         layered_travel: its step is at least this fraction of the span over its steps (after a
@@ -472,7 +474,7 @@ def plan_query_only(
         plan = _layered_plan(
             task, device, budget, batch, start_report, start_spent, start_theta,
             sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
-            travel=layered_travel, cost_model=cm,
+            travel=layered_travel, cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
             return plan
@@ -599,10 +601,12 @@ def _layered_plan(
     fine_tune_lr: float,
     travel: float,
     cost_model: CostModel | None,
+    rng: np.random.Generator,
 ) -> QueryPlan | None:
-    """The layered-response plan, or ``None`` where it does not apply: no declared wiring, a
-    probe that found no linear response, too few inputs a reconfiguration to identify one, or
-    no budget left for one step."""
+    """The layered-response plan, or ``None`` where it does not apply: no declared wiring, no
+    linear response (the surrogate start's probe, or where it did not run
+    :func:`_linear_response_holds`), too few inputs a reconfiguration to identify one, or no
+    budget left for two steps."""
     from blacksat.layered_response import banks_of, derived_probes
 
     banks = banks_of(device)
@@ -610,10 +614,21 @@ def _layered_plan(
         return None
     if start_report is not None and start_report.get("linear") is False:
         return None
-    if batch < banks[0].cols + 2:
+    n_in = banks[0].cols
+    if batch < n_in + 2:
         return None
     k = derived_probes(banks)
-    steps = (budget - start_spent) // (1 + 2 * k)
+    spent = start_spent
+    if start_report is None or start_report.get("linear") is None:
+        # the surrogate start's probe did not run: check the linear response here (its fit
+        # keeps at least 8 degrees of freedom for the residual)
+        if batch < n_in + 9 or (budget - spent - 3) // (1 + 2 * k) < 1:
+            return None
+        holds, cost = _linear_response_holds(task, device, batch, rng)
+        spent += cost
+        if not holds:
+            return None
+    steps = (budget - spent) // (1 + 2 * k)
     if steps < 1:
         return None
     span = float(np.median(device.space.span))
@@ -627,7 +642,7 @@ def _layered_plan(
         batch_size=None,
         steps=int(steps),
         budget=int(budget),
-        calibration_reconfigurations=int(start_spent),
+        calibration_reconfigurations=int(spent),
         noise=math.nan,
         span=span,
         reason="layered response: the device declares its weight banks",
@@ -639,6 +654,30 @@ def _layered_plan(
         estimator="layered_response",
         inputs=int(batch),
     )
+
+
+def _linear_response_holds(
+    task: Any, device: Any, batch: int, rng: np.random.Generator
+) -> tuple[bool, int]:
+    """Does a linear map of the inputs explain the device's readings down to their noise? Two
+    random settings and the first of them again, each read with ``batch`` of the surrogate
+    start's probe inputs (spread over the range of the inputs the task sends):
+    :func:`~blacksat.layered_response.linear_within_noise` with the repeat's difference as the
+    noise and ``1 - RESPONSE_R2`` as the share. ``(holds, reconfigurations spent)``."""
+    from blacksat.layered_response import linear_within_noise
+    from blacksat.surrogate_start import probe_inputs
+    from blacksat.surrogates.linear_response import RESPONSE_R2
+
+    shape = tuple(device.input_shape)
+    x = probe_inputs(task, device, batch, rng).reshape(batch, -1)
+    two = device.space.sample(rng, 2)
+    thetas = np.stack([two[0], two[1], two[0]])  # the repeat is not next to itself: re-programmed
+    before = device.ledger.reconfigurations if hasattr(device, "ledger") else 0
+    y = np.asarray(device.query_many(thetas, x.reshape(batch, *shape)), dtype=np.float64)
+    spent = (device.ledger.reconfigurations - before) if hasattr(device, "ledger") else 3
+    y = y.reshape(3, batch, -1)
+    noise = float(np.mean((y[0] - y[2]) ** 2)) / 2.0
+    return linear_within_noise(x, y[:2], noise, 1.0 - RESPONSE_R2), int(spent)
 
 
 __all__ = [

@@ -96,7 +96,9 @@ class StartReport:
             not tested: 24 settings estimate it too loosely).
         locality: the locality test's ratio (:func:`block_ratio`; ``None`` before it).
         response: the response the probe chose (``"linear"`` / ``"intensity"``).
-        linear: whether a linear response held at the probe (``None`` before the probe).
+        linear: whether a linear response held at the probe (``None`` before the probe): held
+            out across the probe's settings, and after the locality test also at each setting
+            down to the readout noise of its repeated readings.
         fit_r2: held-out R² of the full fit (``None`` when it stopped before).
         loss_before: the device's loss at the start on the check's minibatch.
         loss_after: the device's loss at the trained setting on the same minibatch.
@@ -231,6 +233,8 @@ def surrogate_start(
         return skipped("the budget ran out during the locality test", used, **info)
     ratio = block_ratio(probe.data, test.data, response)
     info["locality"] = _finite(ratio)
+    if info["linear"]:  # held out across settings; now each setting against the readout noise
+        info["linear"] = _linear_within_noise(probe.data, test.data)
     if d > 1 and not math.isfinite(ratio):
         return skipped(
             "no response coefficient varies over the probe: nothing to learn a surrogate of",
@@ -313,6 +317,21 @@ def _locality_reads(space: Any, probe: np.ndarray, rng: np.random.Generator) -> 
         out.append(np.asarray(space.snap(space.project(moved))))
     out.extend(probe[BLOCK_READS : BLOCK_READS + REPEAT_READS])
     return np.stack(out)
+
+
+def _linear_within_noise(probe: Any, test: Any) -> bool:
+    """The probe's settings against the readout noise of the locality test's repeated readings
+    (:func:`~blacksat.layered_response.linear_within_noise`): what the layered response needs
+    of a device before it trusts its wiring."""
+    from blacksat.layered_response import linear_within_noise
+    from blacksat.surrogates.linear_response import RESPONSE_R2
+
+    _, x, y = probe.groups[0]
+    _, _, y_test = test.groups[0]
+    again = y_test[BLOCK_READS : BLOCK_READS + REPEAT_READS]
+    first = y[BLOCK_READS : BLOCK_READS + REPEAT_READS]
+    noise = float(np.mean((np.asarray(again) - np.asarray(first)) ** 2)) / 2.0
+    return linear_within_noise(x, y, noise, 1.0 - RESPONSE_R2)
 
 
 def block_ratio(probe: Any, test: Any, response: str) -> float:

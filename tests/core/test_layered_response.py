@@ -318,3 +318,27 @@ def test_probe_inputs_take_the_devices_input_shape():
         StepContext(np.random.default_rng(0)),
     )
     assert e.grad.shape == (640,) and torch.isfinite(e.grad).all()
+
+
+class _SaturatingBank(_UserBank):
+    """The same bank behind a hard nonlinearity: not a linear map of its inputs."""
+
+    def query_many(self, thetas, x):
+        return np.tanh(3.0 * super().query_many(thetas, x))
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [(_UserBank, "layered_response"), (_SaturatingBank, "zeroth_order")],
+    ids=["linear", "saturating"],
+)
+def test_where_the_probe_cannot_run_the_plan_checks_the_linear_response_itself(device, expected):
+    chip = device(seed=0)
+    task = default_task(chip, load_digits(seed=0), seed=0)
+    meter = MeteredDevice(chip)
+    # 100 reconfigurations cannot afford the surrogate start's design: its probe never runs
+    plan = plan_query_only(task, meter, chip.space.center, budget=100, batch_size=160, seed=0)
+    assert plan.start["outcome"] == "skipped" and plan.start.get("linear") is None
+    assert plan.estimator == expected
+    if expected == "layered_response":
+        assert plan.calibration_reconfigurations == 3  # the check: two settings, one twice

@@ -1,0 +1,28 @@
+"""benchmarks/layered_heldout.py: the section pairs the methods per device and budget and says
+which estimator the default's plan chose (synthetic rows, no training)."""
+
+from bench_loader import SavedRows, load_bench
+
+M = load_bench("layered_heldout.py", "layered_heldout")
+
+
+def test_the_section_reports_each_method_and_the_plans_choice():
+    rows = []
+    for seed, accs in ((0, (80.0, 20.0, 30.0)), (1, (84.0, 24.0, 26.0))):
+        for method, acc in zip(M.METHODS, accs, strict=True):
+            est = {"blacksat": "layered_response", "cma": None}.get(method, "zeroth_order")
+            rows.append(
+                {"device": "mrr-narrow", "method": method, "budget": 1000, "seed": seed,
+                 "accuracy": acc, "estimator": est}
+            )  # fmt: skip
+    rows.append(
+        {"device": "crossbar-2", "method": "blacksat", "budget": 1000, "seed": 0,
+         "accuracy": 25.0, "estimator": "zeroth_order"}
+    )  # fmt: skip
+    body = M.section(SavedRows(rows, "layered_heldout"))
+    assert (
+        "| mrr-narrow (two MRR banks, 64 -> 16 -> 10) | 1,184 | 1,000 | 82.0 ± 2.8 | "
+        "layered_response | 22.0 ± 2.8 | 28.0 ± 2.8 |" in body
+    )
+    assert "| crossbar-2 (two crossbar layers, 64 -> 16 -> 10) | 2,368 | 1,000 | 25.0 | " \
+        "zeroth_order | — | — |" in body  # fmt: skip
