@@ -96,28 +96,19 @@ def banks_of(device: Any) -> tuple[Bank, ...] | None:
     return None if raw is None else parse_banks(raw, device.space.dim)
 
 
-def held_out_r2(x: torch.Tensor, y: torch.Tensor) -> float:
-    """How well a linear response explains one setting's readings: fit ``y ~ A x + b`` on the
-    first half of the inputs, the share of the other half's variance it explains (pooled over
-    outputs). ``x (n, n_in)``, ``y (n, n_out)``."""
-    x, y = x.to(torch.float64), y.to(torch.float64).reshape(len(y), -1)
-    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
-    half = len(x) // 2
-    coef = torch.linalg.pinv(design[:half]) @ y[:half]
-    res = y[half:] - design[half:] @ coef
-    total = float(((y[half:] - y[half:].mean(0)) ** 2).sum())
-    return 1.0 - float((res**2).sum()) / total if total > 0 else math.nan
-
-
-def linear_within_noise(x: np.ndarray, ys: np.ndarray, noise_var: float, max_share: float) -> bool:
+def linear_within_noise(
+    x: np.ndarray, ys: np.ndarray, first: np.ndarray, again: np.ndarray, max_share: float
+) -> bool:
     """Does a linear map of the inputs explain each setting's readings down to their noise?
-    ``x (n, n_in)``, ``ys (K, n, n_out)`` (``K`` settings read with the same inputs),
-    ``noise_var`` the readout noise's variance (output units squared, from repeated readings).
-    The linear fit's residual variance (corrected for its ``n_in + 1`` coefficients), median
-    over the settings, must stay within twice the noise's variance or within ``max_share`` of
-    the readings' variance. This is stricter than a held-out share of the readings' variance
-    across settings: a network of three MRR banks explains 0.36-0.89 of each setting's
-    readings and fails it, where the differences between settings made it look linear."""
+    ``x (n, n_in)``, ``ys (K, n, n_out)`` (``K`` settings read with the same inputs); ``first``
+    and ``again``: readings of the same setting(s) taken twice, whose difference is the readout
+    noise. The linear fit's residual variance (corrected for its ``n_in + 1`` coefficients),
+    median over the settings, must stay within twice the noise's variance or within
+    ``max_share`` of the readings' variance. This is stricter than a held-out share of the
+    readings' variance across settings: a network of three MRR banks explains 0.36-0.89 of each
+    setting's readings and fails it, where the differences between settings made it look
+    linear."""
+    noise_var = float(np.mean((np.asarray(again) - np.asarray(first)) ** 2)) / 2.0
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     ys = np.asarray(ys, dtype=np.float64).reshape(len(ys), len(x), -1)
     design = np.c_[x, np.ones(len(x))]

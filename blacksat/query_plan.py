@@ -21,9 +21,8 @@ span, the step of the start's offline training (the run fine-tunes).
 A device that declares its **wiring** (``weight_banks``: weight banks in sequence, each control
 setting one weight) and reads as a linear map of its inputs (at the surrogate start's probe, or,
 where the probe did not run, at two random settings the plan reads itself, one of them twice)
-gets no zeroth-order
-run: it is trained by
-:class:`~blacksat.estimators.LayeredResponse`, which identifies the response matrix at
+gets no zeroth-order run: it is trained by :class:`~blacksat.estimators.LayeredResponse`,
+which identifies the response matrix at
 every setting from one reading and learns how the wiring moves it from a few antithetic probes,
 so each step costs ``1 + 2 K`` reconfigurations for a gradient of every control (``K`` derived
 from the wiring). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of the
@@ -108,9 +107,9 @@ LAYERED_LR = 0.03
 LAYERED_BETA1 = 0.9
 #: ... and its step is at least this share of the span over the number of steps: a short run
 #: must still be able to travel a third of the span from where it starts. On tuning chips
-#: 100-103 of the MRR network at 250 reconfigurations (8 steps) a 3 % step read 10.7 % and a
-#: 10 % step 25.7 % (``benchmarks/query_plan_tuning.py``); this floor (4.2 % there) 20.7 %. Runs
-#: of more than 11 steps never reach it at a 3 % step
+#: 100-103 of the MRR network at 250 reconfigurations (7 steps after the plan's own linearity
+#: check) a 3 % step reads 9.4 % and a 10 % step 22.0 %, this floor (4.8 % there) 32.1 %
+#: (``benchmarks/query_plan_tuning.py``). Runs of more than 11 steps never reach it at a 3 % step
 LAYERED_TRAVEL = 1.0 / 3.0
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
@@ -662,8 +661,9 @@ def _linear_response_holds(
     """Does a linear map of the inputs explain the device's readings down to their noise? Two
     random settings and the first of them again, each read with ``batch`` of the surrogate
     start's probe inputs (spread over the range of the inputs the task sends):
-    :func:`~blacksat.layered_response.linear_within_noise` with the repeat's difference as the
-    noise and ``1 - RESPONSE_R2`` as the share. ``(holds, reconfigurations spent)``."""
+    :func:`~blacksat.layered_response.linear_within_noise` with the repeat as the noise and
+    ``1 - RESPONSE_R2`` as the share. ``(holds, reconfigurations spent)``."""
+    from blacksat.estimators import query_cost
     from blacksat.layered_response import linear_within_noise
     from blacksat.surrogate_start import probe_inputs
     from blacksat.surrogates.linear_response import RESPONSE_R2
@@ -672,12 +672,12 @@ def _linear_response_holds(
     x = probe_inputs(task, device, batch, rng).reshape(batch, -1)
     two = device.space.sample(rng, 2)
     thetas = np.stack([two[0], two[1], two[0]])  # the repeat is not next to itself: re-programmed
-    before = device.ledger.reconfigurations if hasattr(device, "ledger") else 0
-    y = np.asarray(device.query_many(thetas, x.reshape(batch, *shape)), dtype=np.float64)
-    spent = (device.ledger.reconfigurations - before) if hasattr(device, "ledger") else 3
-    y = y.reshape(3, batch, -1)
-    noise = float(np.mean((y[0] - y[2]) ** 2)) / 2.0
-    return linear_within_noise(x, y[:2], noise, 1.0 - RESPONSE_R2), int(spent)
+    y, cost = query_cost(
+        device, len(thetas), batch, lambda: device.query_many(thetas, x.reshape(batch, *shape))
+    )
+    y = np.asarray(y, dtype=np.float64).reshape(3, batch, -1)
+    holds = linear_within_noise(x, y[:2], y[0], y[2], 1.0 - RESPONSE_R2)
+    return holds, int(cost.reconfigurations)
 
 
 __all__ = [

@@ -328,10 +328,9 @@ def _linear_within_noise(probe: Any, test: Any) -> bool:
 
     _, x, y = probe.groups[0]
     _, _, y_test = test.groups[0]
-    again = y_test[BLOCK_READS : BLOCK_READS + REPEAT_READS]
     first = y[BLOCK_READS : BLOCK_READS + REPEAT_READS]
-    noise = float(np.mean((np.asarray(again) - np.asarray(first)) ** 2)) / 2.0
-    return linear_within_noise(x, y, noise, 1.0 - RESPONSE_R2)
+    again = y_test[BLOCK_READS : BLOCK_READS + REPEAT_READS]
+    return linear_within_noise(x, y, first, again, 1.0 - RESPONSE_R2)
 
 
 def block_ratio(probe: Any, test: Any, response: str) -> float:
