@@ -28,7 +28,7 @@ from blacksat.device import Device
 from blacksat.errors import ConfigError, InvalidReading
 from blacksat.layered_response import BankJacobian, banks_of, derived_probes, parse_banks
 from blacksat.meter import Ledger, MeteredDevice
-from blacksat.objective import Batch, Estimate, StepContext, TrainingTask, objective
+from blacksat.objective import Batch, Estimate, StepContext, TrainingTask, add_costs, objective
 from blacksat.space import ParamSpace
 from blacksat.validation import check_choice, check_int, check_real
 
@@ -342,17 +342,29 @@ class ZerothOrder(_DeviceEstimator):
         )
 
 
+#: what the layered response reads ``theta`` with: the step's own training samples (``"batch"``,
+#: the default) or its uniform probe inputs (``"probes"``, the estimator before the choice)
+ANCHORS = ("batch", "probes")
+
+
 class LayeredResponse(_DeviceEstimator):
     """Gradients of a device built from weight banks, from its linear response (module
     docstring).
 
-    Each step reads ``1 + 2 * probes`` settings in **one** ``query_many`` call, on ``inputs``
-    probe inputs uniform over the device's input range (its declared ``input_range``, else the
-    range of the step's encoded batch): ``theta`` and ``theta +- sigma r_k``
-    (random signs, clipped into the space). Each reading's linear fit is the response matrix
-    there; the loss of the step's batch is computed through the one at ``theta`` (the batch's
-    samples never go to the device), and the fitted wiring model turns its gradient into one
-    for every control.
+    Each step reads ``theta`` and the ``2 * probes`` settings ``theta +- sigma r_k`` (random
+    signs, clipped into the space): ``1 + 2 * probes`` reconfigurations. The probes are read in
+    one ``query_many`` call on ``inputs`` probe inputs uniform over the device's input range
+    (its declared ``input_range``, else the range of the step's encoded batch), so that every
+    input is driven fully; each probe's linear fit is its response matrix, and the fitted wiring
+    model learns how the controls move it. ``theta`` is read on ``inputs`` of the step's own
+    training samples (``anchor="batch"``; topped up with probe inputs when the batch is
+    smaller), in a second call: its linear fit is the response *where the task drives
+    the device*, and the loss of the step's batch is computed through it, so the model's
+    gradient turns into one for every control. With ``anchor="probes"`` ``theta`` is read on the
+    probe inputs in the same call (the batch's samples then never go to the device): the loss
+    is then that of the best linear map over the whole input range, which misreads a device
+    that is only nearly linear (an MRR network's saturating detectors) where the task drives
+    it.
 
     Args:
         device: the device (normally a :class:`~blacksat.meter.MeteredDevice`).
@@ -363,6 +375,8 @@ class LayeredResponse(_DeviceEstimator):
             ``n_in + 1``.
         banks: the wiring (default: the device's ``weight_banks``).
         sweeps: alternating sweeps a step after the first fit.
+        anchor: what ``theta`` is read with: ``"batch"`` (the step's training samples) or
+            ``"probes"`` (the probe inputs).
         seed: the model's initial guess.
         family: a nuisance family of devices (as for the other device estimators).
 
@@ -382,11 +396,13 @@ class LayeredResponse(_DeviceEstimator):
         inputs: int | None = None,
         banks: Sequence[Any] | None = None,
         sweeps: int = 10,
+        anchor: str = "batch",
         seed: int = 0,
         family: Any = None,
     ) -> None:
         super().__init__(device, task, family)
         d = self.space.dim
+        self.anchor = check_choice("anchor", anchor, ANCHORS)
         wiring = parse_banks(banks, d) if banks is not None else banks_of(device)
         if wiring is None:
             raise ConfigError(
@@ -446,15 +462,29 @@ class LayeredResponse(_DeviceEstimator):
         x = self._inputs(self.inputs or len(batch.labels), self._range(enc.detach()), ctx.rng)
         thetas = _clip(self.space, torch.cat([th[None], th + self.sigma * r, th - self.sigma * r]))
         shape = tuple(getattr(self.device, "input_shape", None) or (x.shape[1],))
-        y, cost = self._query(thetas, x.reshape(len(x), *shape), ctx)  # (1 + 2k, n, *out)
-        if not torch.isfinite(y).all():  # a metered device refuses these; an unmetered one may not
+        if self.anchor == "batch":  # theta read on the batch's own samples, the probes on x
+            pick = ctx.rng.choice(len(enc), size=min(len(x), len(enc)), replace=False)
+            # a batch smaller than the probes is topped up with probe inputs: the response at
+            # theta stays identified
+            x0 = torch.cat([enc.detach()[torch.as_tensor(pick)], x[: len(x) - len(pick)]])
+            y0, c0 = self._query(thetas[:1], x0.reshape(len(x0), *shape), ctx)
+            yp, cp = self._query(thetas[1:], x.reshape(len(x), *shape), ctx)
+            y, cost = yp, add_costs(c0, cp)
+        else:
+            x0 = x
+            y, cost = self._query(thetas, x.reshape(len(x), *shape), ctx)  # (1 + 2k, n, *out)
+            y0, y = y[:1], y[1:]
+        if not (torch.isfinite(y).all() and torch.isfinite(y0).all()):
+            # a metered device refuses these; an unmetered one may not
+            bad = int((~torch.isfinite(y)).sum() + (~torch.isfinite(y0)).sum())
             raise InvalidReading(
-                f"the device returned {int((~torch.isfinite(y)).sum())} NaN/inf readings; the "
+                f"the device returned {bad} NaN/inf readings; the "
                 "layered response's fitted model is left as it was",
-                reading=y.numpy(),
+                reading=torch.cat([y0.reshape(-1), y.reshape(-1)]).numpy(),
             )
-        design = torch.cat([x.reshape(len(x), -1), torch.ones(len(x), 1, dtype=x.dtype)], 1)
-        resp = torch.linalg.pinv(design) @ y.to(torch.float64).reshape(len(thetas), len(x), -1)
+        resp = _response(x, y.to(torch.float64).reshape(2 * k, len(x), -1))
+        resp0 = _response(x0, y0.to(torch.float64).reshape(1, len(x0), -1))
+        resp = torch.cat([resp0, resp])
         a = resp.transpose(1, 2)  # (1 + 2k, n_out, n_in + 1)
         # the differences actually sent (clipped at a bound; the short way round on a circle)
         delta = circle.difference(thetas[1 : k + 1], thetas[k + 1 :], self.space.period)
@@ -486,7 +516,17 @@ class LayeredResponse(_DeviceEstimator):
 
     def __repr__(self) -> str:
         banks = [(b.rows, b.cols, b.blocks) for b in self.banks]
-        return f"LayeredResponse(banks={banks}, probes={self.probes}, sigma={self.sigma})"
+        return (
+            f"LayeredResponse(banks={banks}, probes={self.probes}, sigma={self.sigma}, "
+            f"anchor={self.anchor!r})"
+        )
+
+
+def _response(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Least-squares linear response of readings ``y (S, n, n_out)`` to inputs ``x (n, n_in)``:
+    ``(S, n_in + 1, n_out)``, the bias last."""
+    design = torch.cat([x.reshape(len(x), -1), torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    return torch.linalg.pinv(design.to(torch.float64)) @ y
 
 
 def _owns(module: torch.nn.Module, p: torch.nn.Parameter) -> bool:

@@ -28,8 +28,9 @@ so each step costs ``1 + 2 K`` reconfigurations for a gradient of every control 
 from the wiring). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of the
 span (at least ``LAYERED_TRAVEL`` of the span over the steps; after a trained start, at most
 ``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``; the loss
-is computed offline on the whole training split through the identified response, and the
-run's samples per reconfiguration are its probe inputs.
+is computed offline on the whole training split through the response identified at the current
+setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``), and
+the run's samples per reconfiguration are its probe inputs.
 
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
@@ -78,7 +79,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
-from blacksat.validation import as_generator, check_int, check_real
+from blacksat.validation import as_generator, check_choice, check_int, check_real
 
 #: antithetic Gaussian directions per step (8 reconfigurations a step)
 Q = 4
@@ -111,6 +112,14 @@ LAYERED_BETA1 = 0.9
 #: check) a 3 % step reads 9.4 % and a 10 % step 22.0 %, this floor (4.8 % there) 32.1 %
 #: (``benchmarks/query_plan_tuning.py``). Runs of more than 11 steps never reach it at a 3 % step
 LAYERED_TRAVEL = 1.0 / 3.0
+#: ... and its reading of the current setting, through whose response the loss is computed, is
+#: taken with the step's training samples (the probes keep their uniform inputs). On tuning
+#: chips 100-103 against the probe inputs: MRR network +12.3 / +1.6 / +0.3 points at 250 /
+#: 1,000 / 5,000 reconfigurations; the crossbar and an MRR weight bank within +-0.5
+#: (``benchmarks/query_plan_tuning.py``, ``layered anchor probes``)
+LAYERED_ANCHOR = "batch"
+#: what layered plans saved before the anchor was a field ran with
+_LEGACY_ANCHOR = "probes"
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
 #: Adam's first-moment decay (a momentum horizon of 1 / (1 - BETA1) = 2 steps)
@@ -275,6 +284,9 @@ class QueryPlan:
             wiring, :mod:`blacksat.layered_response`).
         inputs: the layered response's probe inputs per reconfiguration (``None`` otherwise;
             its ``batch_size`` is then the loss's, computed offline).
+        anchor: what the layered response reads the current setting with (``"batch"``: the
+            training samples; ``"probes"``: the probe inputs, what plans saved before the
+            field ran with).
     """
 
     q: int
@@ -295,6 +307,7 @@ class QueryPlan:
     start_theta: list[float] | None = None
     estimator: str = "zeroth_order"
     inputs: int | None = None
+    anchor: str = _LEGACY_ANCHOR
 
     def initial(self, theta: Any) -> np.ndarray:
         """Where training starts: the surrogate start's setting if it moved, else ``theta``."""
@@ -307,7 +320,12 @@ class QueryPlan:
         from blacksat.builder import EstimatorSpec
 
         if self.estimator == "layered_response":
-            layered = {"probes": self.q, "sigma": self.sigma, "inputs": self.inputs}
+            layered = {
+                "probes": self.q,
+                "sigma": self.sigma,
+                "inputs": self.inputs,
+                "anchor": self.anchor,
+            }
             return EstimatorSpec("layered_response", "nominal", layered)
         args = {"q": self.q, "sigma": self.sigma, "directions": "gaussian", "scheme": "central"}
         return EstimatorSpec("zeroth_order", "nominal", args)
@@ -381,6 +399,7 @@ def plan_query_only(
     layered_lr: float = LAYERED_LR,
     layered_beta1: float = LAYERED_BETA1,
     layered_travel: float = LAYERED_TRAVEL,
+    layered_anchor: str = LAYERED_ANCHOR,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -420,6 +439,8 @@ def plan_query_only(
             span) and Adam's momentum.
         layered_travel: its step is at least this fraction of the span over its steps (after a
             trained start, ``fine_tune_lr`` still caps it).
+        layered_anchor: what its reading at the current setting is taken with (the loss goes
+            through that reading's response): ``"batch"`` (training samples) or ``"probes"``.
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -436,6 +457,7 @@ def plan_query_only(
     check_real("layered_sigma", layered_sigma, low=0.0, low_open=True)
     check_real("layered_lr", layered_lr, low=0.0, low_open=True)
     check_real("layered_travel", layered_travel, low=0.0)
+    check_choice("layered_anchor", layered_anchor, ("batch", "probes"))
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -473,7 +495,7 @@ def plan_query_only(
         plan = _layered_plan(
             task, device, budget, batch, start_report, start_spent, start_theta,
             sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
-            travel=layered_travel, cost_model=cm, rng=rng,
+            travel=layered_travel, anchor=layered_anchor, cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
             return plan
@@ -599,6 +621,7 @@ def _layered_plan(
     beta1: float,
     fine_tune_lr: float,
     travel: float,
+    anchor: str,
     cost_model: CostModel | None,
     rng: np.random.Generator,
 ) -> QueryPlan | None:
@@ -652,6 +675,7 @@ def _layered_plan(
         start_theta=None if start_theta is None else [float(v) for v in start_theta],
         estimator="layered_response",
         inputs=int(batch),
+        anchor=anchor,
     )
 
 

@@ -482,8 +482,14 @@ def plan_markdown(plan: dict[str, Any]) -> str:
             f"{100 * plan['sigma'] / span:.3g} % of the span, Adam lr "
             f"{100 * plan['lr'] / span:.3g} % (beta1 {plan.get('beta1', 0.9):g}), "
             f"{plan['steps']} steps of {1 + 2 * plan['q']} settings, {plan['inputs']} probe "
-            "inputs per setting, the loss on the full training split through the identified "
-            f"response; the start spent {plan['calibration_reconfigurations']} of "
+            "inputs per setting, the loss on the full training split through the response "
+            "identified at the current setting from "
+            + (
+                "its probe inputs"
+                if plan.get("anchor", "probes") == "probes"
+                else "training samples"
+            )
+            + f"; the start spent {plan['calibration_reconfigurations']} of "
             f"{plan['budget']} reconfigurations" + _start_markdown(plan.get("start"))
         )
     return (

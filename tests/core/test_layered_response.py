@@ -135,17 +135,20 @@ def small():
     return _mrr((64, 8, 10))
 
 
-def test_the_estimator_spends_one_call_of_1_plus_2k_settings_and_keeps_theta(small):
+@pytest.mark.parametrize("anchor", ["batch", "probes"])
+def test_the_estimator_spends_1_plus_2k_settings_and_keeps_theta(small, anchor):
     chip, task = small
     meter = MeteredDevice(chip)
-    est = LayeredResponse(meter, task, sigma=0.02, inputs=80)
+    est = LayeredResponse(meter, task, sigma=0.02, inputs=80, anchor=anchor)
     assert est.settings_per_step() == 1 + 2 * derived_probes(banks_of(chip))
     theta = torch.as_tensor(chip.initial_controls(0))
     before = theta.clone()
     e = est(theta, task.batch("train", np.arange(30)), StepContext(np.random.default_rng(0)))
     assert torch.equal(theta, before)
-    assert e.cost.queries == 1 and e.cost.reconfigurations == est.settings_per_step()
-    assert e.cost.samples == 80 * est.settings_per_step()  # its probe inputs, not the batch
+    # "probes": one call of every setting; "batch": theta in a call of its own
+    assert e.cost.queries == (2 if anchor == "batch" else 1)
+    assert e.cost.reconfigurations == est.settings_per_step()
+    assert e.cost.samples == 80 * est.settings_per_step()  # 80 inputs a setting, whatever the batch
     assert e.grad.shape == (chip.space.dim,) and torch.isfinite(e.grad).all()
     assert e.logits.shape == (30, 10) and np.isfinite(e.loss)
 
@@ -159,7 +162,7 @@ def test_nan_readings_from_an_unmetered_device_raise_and_leave_the_model(small):
 
         def query_many(self, thetas, x):
             y = chip.query_many(thetas, x)
-            y[1, 0, 0] = np.nan
+            y[-1, 0, 0] = np.nan  # a probe's reading
             return y
 
         def query(self, theta, x):
@@ -342,3 +345,20 @@ def test_where_the_probe_cannot_run_the_plan_checks_the_linear_response_itself(d
     assert plan.estimator == expected
     if expected == "layered_response":
         assert plan.calibration_reconfigurations == 3  # the check: two settings, one twice
+
+
+def test_the_batch_anchor_reads_the_loss_where_the_task_drives_the_device(small):
+    """The loss goes through the response at theta; read on the training samples it matches the
+    device's own loss on them, read on the uniform probes it is the best linear map over the
+    whole input range, which a saturating network reads optimistically."""
+    chip, task = small
+    theta = torch.as_tensor(chip.initial_controls(0))
+    batch = task.batch("train", np.arange(200))
+    with torch.no_grad():
+        y = chip.exact_model(dtype=torch.float64)(theta, task.encode(batch.features))
+        truth = float(task.loss(task.decode(y.to(task.dtype)), batch.labels))
+    err = {}
+    for anchor in ("batch", "probes"):
+        est = LayeredResponse(chip, task, sigma=0.02, inputs=200, anchor=anchor)
+        err[anchor] = abs(est(theta, batch, StepContext(np.random.default_rng(0))).loss - truth)
+    assert err["batch"] < 0.5 * err["probes"], err
