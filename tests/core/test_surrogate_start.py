@@ -248,6 +248,12 @@ def test_the_plan_continues_from_the_start_and_charges_it():
     assert layered.start_theta == plan.start_theta
     assert layered.calibration_reconfigurations == plan.start["reconfigurations"]
     assert layered.lr == pytest.approx(FINE_TUNE_LR * layered.span)
+    # it reads the current setting on training samples; a layered plan saved before that was a
+    # field resumes reading it on the probe inputs, as it ran
+    assert layered.anchor == "batch"
+    assert layered.estimator_spec().args["anchor"] == "batch"
+    saved = {k: v for k, v in layered.to_dict().items() if k != "anchor"}
+    assert QueryPlan.from_dict(saved).estimator_spec().args["anchor"] == "probes"
 
 
 def test_report_round_trip_and_text():
