@@ -362,3 +362,17 @@ def test_the_batch_anchor_reads_the_loss_where_the_task_drives_the_device(small)
         est = LayeredResponse(chip, task, sigma=0.02, inputs=200, anchor=anchor)
         err[anchor] = abs(est(theta, batch, StepContext(np.random.default_rng(0))).loss - truth)
     assert err["batch"] < 0.5 * err["probes"], err
+
+
+def test_the_run_summary_says_what_the_current_setting_is_read_with():
+    from blacksat.product.run import plan_markdown
+
+    plan = {
+        "estimator": "layered_response", "span": 1.0, "sigma": 0.01, "lr": 0.03, "beta1": 0.9,
+        "steps": 10, "q": 15, "inputs": 256, "calibration_reconfigurations": 30, "budget": 341,
+        "reason": "the device declares its weight banks", "start": None, "anchor": "batch",
+    }  # fmt: skip
+    assert "from training samples" in plan_markdown(plan)
+    assert "31 settings" in plan_markdown(plan) and "256 probe inputs" in plan_markdown(plan)
+    del plan["anchor"]  # a plan saved before the anchor was a field ran on its probe inputs
+    assert "from its probe inputs" in plan_markdown(plan)
