@@ -18,16 +18,18 @@ then reported by ``query_efficiency.py`` on other chips.
 - ``no layered response``: ``layered=False``, the zeroth-order plan after the surrogate start
   (the default before the layered response; its rows are those the ``default`` had then, the
   same code path, checked to the digit on the crossbar at 250, chip 100);
+- ``layered sigma 1 %``: the layered response's radius at 1 % of the span (the default before
+  ``LAYERED_SIGMA`` = 2 %, with the training-sample anchor; the rows it had then, the same code
+  path);
+- ``layered sigma 0.5 %``: the radius at 0.5 %, against the default;
 - ``layered anchor probes``: the layered response reading the current setting on its uniform
-  probe inputs, not on the training samples (the default before ``layered_anchor``; its rows
-  are those the ``default`` had then, the same code path, checked to the digit on the MRR
-  network at 1,000, chip 100);
-- ``layered sigma 0.5 %`` / ``2 %``, ``layered lr 1 %`` / ``10 %``, ``layered beta1=0.5``: the
-  layered response's radius, Adam step and momentum against 1 %, 3 % and 0.9 (up to 5,000
-  reconfigurations); ``layered travel 0``: no floor on its step (the step is at least a third
-  of the span over its steps), run where the floor binds (the MRR network at 250). These ran
-  before the anchor, so they pin ``layered_anchor="probes"`` and are compared with
-  ``layered anchor probes``;
+  probe inputs, not on the training samples (the default before ``layered_anchor``, the same
+  code path, checked to the digit on the MRR network at 1,000, chip 100);
+- ``layered lr 1 %`` / ``10 %``, ``layered beta1=0.5``: the layered response's Adam step and
+  momentum against 3 % and 0.9; ``layered travel 0``: no floor on its step (the step is at
+  least a third of the span over its steps), run where the floor binds (250). These and
+  ``layered anchor probes`` ran at the 1 % radius, so each pins it and is compared with
+  ``layered sigma 1 %`` (one argument changed);
 - ``no surrogate start``: ``start=False``, the zeroth-order plan alone (the default before the
   surrogate start of :mod:`blacksat.surrogate_start`);
 - ``fine-tune at 2 %`` and ``fine-tune at 0.5 %``: the step after a trained surrogate start
@@ -60,13 +62,13 @@ from _study import main as run_study
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no layered response": {"layered": False},
-    "layered anchor probes": {"layered_anchor": "probes"},
-    "layered sigma 0.5 %": {"layered_sigma": 0.005, "layered_anchor": "probes"},
-    "layered sigma 2 %": {"layered_sigma": 0.02, "layered_anchor": "probes"},
-    "layered lr 1 %": {"layered_lr": 0.01, "layered_anchor": "probes"},
-    "layered lr 10 %": {"layered_lr": 0.1, "layered_anchor": "probes"},
-    "layered beta1=0.5": {"layered_beta1": 0.5, "layered_anchor": "probes"},
-    "layered travel 0": {"layered_travel": 0.0, "layered_anchor": "probes"},
+    "layered sigma 1 %": {"layered_sigma": 0.01},
+    "layered anchor probes": {"layered_anchor": "probes", "layered_sigma": 0.01},
+    "layered sigma 0.5 %": {"layered_sigma": 0.005},
+    "layered lr 1 %": {"layered_lr": 0.01, "layered_sigma": 0.01},
+    "layered lr 10 %": {"layered_lr": 0.1, "layered_sigma": 0.01},
+    "layered beta1=0.5": {"layered_beta1": 0.5, "layered_sigma": 0.01},
+    "layered travel 0": {"layered_travel": 0.0, "layered_sigma": 0.01},
     "no surrogate start": {"start": False, "layered": False},
     "beta1=0.9": {"beta1": 0.9, "start": False, "layered": False},
     "beta1=0.7": {"beta1": 0.7, "start": False, "layered": False},
@@ -83,8 +85,6 @@ ONLY: dict[str, tuple[str, ...]] = {
     "fine-tune at 0.5 %": ("crossbar", "mrr-bank"),
     **{v: WIRED for v in VARIANTS if v.startswith("layered ") or v == "no layered response"},
 }
-#: the layered response's variants ran up to this budget (compute)
-LAYERED_MAX_BUDGET = 5000
 #: variants run only at some budgets: the travel floor binds only where a run has few steps
 BUDGETS_ONLY: dict[str, tuple[int, ...]] = {"layered travel 0": (250,)}
 #: what each variant is compared with: the plan it changes one thing of
@@ -94,8 +94,8 @@ REFERENCE: dict[str, str] = {
         if args.get("start") is False and v != "no surrogate start"
         else "no layered response"
         if args.get("layered") is False and v != "no layered response"
-        else "layered anchor probes"
-        if args.get("layered_anchor") == "probes" and v != "layered anchor probes"
+        else "layered sigma 1 %"
+        if args.get("layered_sigma") == 0.01 and v != "layered sigma 1 %"
         else "default"
     )
     for v, args in VARIANTS.items()
@@ -144,12 +144,6 @@ def run(study: Study, quick: bool) -> None:
                     continue
                 if config == "mrr-bank" and variant not in ("default", *ONLY):
                     continue  # added with the fine-tuning cap: the default and its variants
-                if (
-                    variant.startswith("layered ")
-                    and variant != "layered anchor probes"
-                    and budget > LAYERED_MAX_BUDGET
-                ):
-                    continue
                 if budget not in BUDGETS_ONLY.get(variant, (budget,)):
                     continue
                 for chip in chips:
@@ -186,15 +180,16 @@ def section(study: Study) -> str:
             f"{', '.join(map(str, CHIPS))} (tuning chips; `query_efficiency` reports chips 0-2). "
             "Accuracy on the full test split (%), mean ± sample std over the chips; in "
             "brackets, the mean of the per-chip differences from the plan the variant changes "
-            "(the default for `no layered response` and `layered anchor probes`; `layered "
-            "anchor probes` for the layered response's other variants, which ran before the "
-            "anchor; `no layered response`, the zeroth-order plan after the surrogate start, "
+            "(the default for `no layered response`, `layered sigma 1 %` and `0.5 %`; "
+            "`layered sigma 1 %` for the layered response's other variants, which ran at that "
+            "radius; "
+            "`no layered response`, the zeroth-order plan after the surrogate start, "
             "for `no surrogate start` and the fine-tuning caps; `no surrogate start` for the "
             "others, which change one argument of the zeroth-order plan). The default uses the "
             "layered response on the devices that declare their wiring (crossbar, MRR network, MRR "
             "bank); elsewhere it is the zeroth-order plan, and `no layered response` was not "
-            "run. The layered response's variants (but `layered anchor probes`) ran up to "
-            f"{LAYERED_MAX_BUDGET:,} reconfigurations. `mrr-bank`: one MRR weight bank (64 -> "
+            "run. The default and the layered response's variants on the wired devices ran on "
+            "one machine. `mrr-bank`: one MRR weight bank (64 -> "
             "10, 640 rings, `benchmarks/physics_free.py`), added with the fine-tuning cap, so "
             "only the default and the variants of the caps and the layered response ran there.",
         ),
