@@ -21,7 +21,7 @@ then reported by ``query_efficiency.py`` on other chips.
 - ``layered sigma 1 %``: the layered response's radius at 1 % of the span (the default before
   ``LAYERED_SIGMA`` = 2 %, with the training-sample anchor; the rows it had then, the same code
   path);
-- ``layered sigma 0.5 %`` and ``4 %``: the radius at 0.5 % and 4 %, against the default;
+- ``layered sigma 0.5 %``, ``4 %`` and ``8 %``: other radii, against the default;
 - ``layered anchor probes``: the layered response reading the current setting on its uniform
   probe inputs, not on the training samples (the default before ``layered_anchor``, the same
   code path, checked to the digit on the MRR network at 1,000, chip 100);
@@ -66,6 +66,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "layered anchor probes": {"layered_anchor": "probes", "layered_sigma": 0.01},
     "layered sigma 0.5 %": {"layered_sigma": 0.005},
     "layered sigma 4 %": {"layered_sigma": 0.04},
+    "layered sigma 8 %": {"layered_sigma": 0.08},
     "layered lr 1 %": {"layered_lr": 0.01, "layered_sigma": 0.01},
     "layered lr 10 %": {"layered_lr": 0.1, "layered_sigma": 0.01},
     "layered beta1=0.5": {"layered_beta1": 0.5, "layered_sigma": 0.01},
