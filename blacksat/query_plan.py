@@ -102,8 +102,9 @@ FINE_TUNE_LR = 0.01
 #: the layered response's probe radius, as a fraction of the span. On tuning chips 100-103,
 #: against 1 % (with the training-sample anchor): MRR network +11.3 / +4.5 / +0.1 / +0.1 points
 #: at 250 / 1,000 / 5,000 / 20,000 (every chip ahead at 250 and 1,000), the crossbar and an MRR
-#: weight bank within +-0.2; 0.5 % was behind by 3.7 on average (``benchmarks/
-#: query_plan_tuning.py``)
+#: weight bank within +-0.2; 0.5 % was behind by 5.4 on average, 4 % ahead by 1.1 (nearly all
+#: the MRR network at 250) and 8 % behind by 2.3 (the MRR network at 250 collapses): 2 % keeps
+#: a factor of four from that cliff (``benchmarks/query_plan_tuning.py``)
 LAYERED_SIGMA = 0.02
 #: the layered response's Adam step, as a fraction of the span
 LAYERED_LR = 0.03
