@@ -26,7 +26,13 @@ import torch
 from blacksat import circle
 from blacksat.device import Device
 from blacksat.errors import ConfigError, InvalidReading
-from blacksat.layered_response import BankJacobian, banks_of, derived_probes, parse_banks
+from blacksat.layered_response import (
+    ANCHORS,
+    BankJacobian,
+    banks_of,
+    derived_probes,
+    parse_banks,
+)
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, StepContext, TrainingTask, add_costs, objective
 from blacksat.space import ParamSpace
@@ -342,11 +348,6 @@ class ZerothOrder(_DeviceEstimator):
         )
 
 
-#: what the layered response reads ``theta`` with: the step's own training samples (``"batch"``,
-#: the default) or its uniform probe inputs (``"probes"``, the estimator before the choice)
-ANCHORS = ("batch", "probes")
-
-
 class LayeredResponse(_DeviceEstimator):
     """Gradients of a device built from weight banks, from its linear response (module
     docstring).
@@ -462,29 +463,32 @@ class LayeredResponse(_DeviceEstimator):
         x = self._inputs(self.inputs or len(batch.labels), self._range(enc.detach()), ctx.rng)
         thetas = _clip(self.space, torch.cat([th[None], th + self.sigma * r, th - self.sigma * r]))
         shape = tuple(getattr(self.device, "input_shape", None) or (x.shape[1],))
-        if self.anchor == "batch":  # theta read on the batch's own samples, the probes on x
-            pick = ctx.rng.choice(len(enc), size=min(len(x), len(enc)), replace=False)
-            # a batch smaller than the probes is topped up with probe inputs: the response at
-            # theta stays identified
-            x0 = torch.cat([enc.detach()[torch.as_tensor(pick)], x[: len(x) - len(pick)]])
-            y0, c0 = self._query(thetas[:1], x0.reshape(len(x0), *shape), ctx)
-            yp, cp = self._query(thetas[1:], x.reshape(len(x), *shape), ctx)
-            y, cost = yp, add_costs(c0, cp)
+        # (inputs, the settings read with them): theta on the batch's own samples (topped up
+        # with probe inputs when the batch is smaller, so its response stays identified) and
+        # the probes on x, or every setting on x
+        if self.anchor == "batch":
+            pick = torch.as_tensor(ctx.rng.choice(len(enc), min(len(x), len(enc)), replace=False))
+            x0 = torch.cat([enc.detach()[pick], x[: len(x) - len(pick)]])
+            calls = [(x0, thetas[:1]), (x, thetas[1:])]
         else:
-            x0 = x
-            y, cost = self._query(thetas, x.reshape(len(x), *shape), ctx)  # (1 + 2k, n, *out)
-            y0, y = y[:1], y[1:]
-        if not (torch.isfinite(y).all() and torch.isfinite(y0).all()):
+            calls = [(x, thetas)]
+        reads = [self._query(ths, xs.reshape(len(xs), *shape), ctx) for xs, ths in calls]
+        cost = add_costs(*(c for _, c in reads))
+        ys = [y for y, _ in reads]  # (settings, n, *out) each
+        if not all(torch.isfinite(y).all() for y in ys):
             # a metered device refuses these; an unmetered one may not
-            bad = int((~torch.isfinite(y)).sum() + (~torch.isfinite(y0)).sum())
+            flat = torch.cat([y.reshape(-1) for y in ys])
             raise InvalidReading(
-                f"the device returned {bad} NaN/inf readings; the "
-                "layered response's fitted model is left as it was",
-                reading=torch.cat([y0.reshape(-1), y.reshape(-1)]).numpy(),
+                f"the device returned {int((~torch.isfinite(flat)).sum())} NaN/inf readings; "
+                "the layered response's fitted model is left as it was",
+                reading=flat.numpy(),
             )
-        resp = _response(x, y.to(torch.float64).reshape(2 * k, len(x), -1))
-        resp0 = _response(x0, y0.to(torch.float64).reshape(1, len(x0), -1))
-        resp = torch.cat([resp0, resp])
+        resp = torch.cat(
+            [
+                _response(xs, y.to(torch.float64).reshape(len(ths), len(xs), -1))
+                for (xs, ths), y in zip(calls, ys, strict=True)
+            ]
+        )
         a = resp.transpose(1, 2)  # (1 + 2k, n_out, n_in + 1)
         # the differences actually sent (clipped at a bound; the short way round on a circle)
         delta = circle.difference(thetas[1 : k + 1], thetas[k + 1 :], self.space.period)

@@ -50,6 +50,11 @@ RIDGE = 1e-6
 #: alternating sweeps of the first fit (later fits start from the previous step's)
 FIRST_SWEEPS = 50
 
+#: what the layered response reads the current setting with: the step's own training samples
+#: (``"batch"``, the default) or its uniform probe inputs (``"probes"``, the estimator before
+#: the choice)
+ANCHORS = ("batch", "probes")
+
 
 @dataclass(frozen=True)
 class Bank:

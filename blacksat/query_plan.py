@@ -79,6 +79,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
+from blacksat.layered_response import ANCHORS
 from blacksat.validation import as_generator, check_choice, check_int, check_real
 
 #: antithetic Gaussian directions per step (8 reconfigurations a step)
@@ -462,7 +463,7 @@ def plan_query_only(
     check_real("layered_sigma", layered_sigma, low=0.0, low_open=True)
     check_real("layered_lr", layered_lr, low=0.0, low_open=True)
     check_real("layered_travel", layered_travel, low=0.0)
-    check_choice("layered_anchor", layered_anchor, ("batch", "probes"))
+    check_choice("layered_anchor", layered_anchor, ANCHORS)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")

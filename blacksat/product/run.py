@@ -484,11 +484,7 @@ def plan_markdown(plan: dict[str, Any]) -> str:
             f"{plan['steps']} steps of {1 + 2 * plan['q']} settings, {plan['inputs']} probe "
             "inputs per setting, the loss on the full training split through the response "
             "identified at the current setting from "
-            + (
-                "its probe inputs"
-                if plan.get("anchor", "probes") == "probes"
-                else "training samples"
-            )
+            + ("training samples" if plan.get("anchor") == "batch" else "its probe inputs")
             + f"; the start spent {plan['calibration_reconfigurations']} of "
             f"{plan['budget']} reconfigurations" + _start_markdown(plan.get("start"))
         )
