@@ -18,10 +18,15 @@ then reported by ``query_efficiency.py`` on other chips.
 - ``no layered response``: ``layered=False``, the zeroth-order plan after the surrogate start
   (the default before the layered response; its rows are those the ``default`` had then, the
   same code path, checked to the digit on the crossbar at 250, chip 100);
+- ``layered cosine``: the layered response's step decaying to zero over the run (cosine, as the
+  zeroth-order plan's does; the default before ``LAYERED_SCHEDULE`` = constant: the rows the
+  ``default`` had then, the same code path, checked to the digit on the MRR network at 1,000,
+  chip 100);
 - ``layered sigma 1 %``: the layered response's radius at 1 % of the span (the default before
   ``LAYERED_SIGMA`` = 2 %, with the training-sample anchor; the rows it had then, the same code
   path);
-- ``layered sigma 0.5 %``, ``4 %`` and ``8 %``: other radii, against the default;
+- ``layered sigma 0.5 %``, ``4 %`` and ``8 %``: other radii, against ``layered cosine`` (every
+  ``layered ...`` variant below ran with the cosine schedule and pins it);
 - ``layered anchor probes``: the layered response reading the current setting on its uniform
   probe inputs, not on the training samples (the default before ``layered_anchor``, the same
   code path, checked to the digit on the MRR network at 1,000, chip 100);
@@ -62,15 +67,28 @@ from _study import main as run_study
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no layered response": {"layered": False},
-    "layered sigma 1 %": {"layered_sigma": 0.01},
-    "layered anchor probes": {"layered_anchor": "probes", "layered_sigma": 0.01},
-    "layered sigma 0.5 %": {"layered_sigma": 0.005},
-    "layered sigma 4 %": {"layered_sigma": 0.04},
-    "layered sigma 8 %": {"layered_sigma": 0.08},
-    "layered lr 1 %": {"layered_lr": 0.01, "layered_sigma": 0.01},
-    "layered lr 10 %": {"layered_lr": 0.1, "layered_sigma": 0.01},
-    "layered beta1=0.5": {"layered_beta1": 0.5, "layered_sigma": 0.01},
-    "layered travel 0": {"layered_travel": 0.0, "layered_sigma": 0.01},
+    "layered cosine": {"layered_schedule": "cosine"},
+    "layered sigma 1 %": {"layered_sigma": 0.01, "layered_schedule": "cosine"},
+    "layered anchor probes": {
+        "layered_anchor": "probes",
+        "layered_sigma": 0.01,
+        "layered_schedule": "cosine",
+    },
+    "layered sigma 0.5 %": {"layered_sigma": 0.005, "layered_schedule": "cosine"},
+    "layered sigma 4 %": {"layered_sigma": 0.04, "layered_schedule": "cosine"},
+    "layered sigma 8 %": {"layered_sigma": 0.08, "layered_schedule": "cosine"},
+    "layered lr 1 %": {"layered_lr": 0.01, "layered_sigma": 0.01, "layered_schedule": "cosine"},
+    "layered lr 10 %": {"layered_lr": 0.1, "layered_sigma": 0.01, "layered_schedule": "cosine"},
+    "layered beta1=0.5": {
+        "layered_beta1": 0.5,
+        "layered_sigma": 0.01,
+        "layered_schedule": "cosine",
+    },
+    "layered travel 0": {
+        "layered_travel": 0.0,
+        "layered_sigma": 0.01,
+        "layered_schedule": "cosine",
+    },
     "no surrogate start": {"start": False, "layered": False},
     "beta1=0.9": {"beta1": 0.9, "start": False, "layered": False},
     "beta1=0.7": {"beta1": 0.7, "start": False, "layered": False},
@@ -98,6 +116,8 @@ REFERENCE: dict[str, str] = {
         if args.get("layered") is False and v != "no layered response"
         else "layered sigma 1 %"
         if args.get("layered_sigma") == 0.01 and v != "layered sigma 1 %"
+        else "layered cosine"
+        if args.get("layered_schedule") == "cosine" and v != "layered cosine"
         else "default"
     )
     for v, args in VARIANTS.items()
@@ -182,7 +202,8 @@ def section(study: Study) -> str:
             f"{', '.join(map(str, CHIPS))} (tuning chips; `query_efficiency` reports chips 0-2). "
             "Accuracy on the full test split (%), mean ± sample std over the chips; in "
             "brackets, the mean of the per-chip differences from the plan the variant changes "
-            "(the default for `no layered response` and the other radii; "
+            "(the default for `no layered response` and `layered cosine`; `layered cosine`, "
+            "the default's step decaying to zero, for the radii, which ran with that schedule; "
             "`layered sigma 1 %` for the layered response's other variants, which ran at that "
             "radius; "
             "`no layered response`, the zeroth-order plan after the surrogate start, "

@@ -27,7 +27,8 @@ every setting from one reading and learns how the wiring moves it from a few ant
 so each step costs ``1 + 2 K`` reconfigurations for a gradient of every control (``K`` derived
 from the wiring). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of the
 span (at least ``LAYERED_TRAVEL`` of the span over the steps; after a trained start, at most
-``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``; the loss
+``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held constant over the run
+(``LAYERED_SCHEDULE``; the zeroth-order run's decays); the loss
 is computed offline on the whole training split through the response identified at the current
 setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``), and
 the run's samples per reconfiguration are its probe inputs.
@@ -126,6 +127,18 @@ LAYERED_TRAVEL = 1.0 / 3.0
 LAYERED_ANCHOR = "batch"
 #: what layered plans saved before the anchor was a field ran with
 _LEGACY_ANCHOR = "probes"
+#: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps) or
+#: ``"constant"``
+SCHEDULES = ("cosine", "constant")
+#: ... and the layered response runs at a constant step. Its estimates are gradients of the
+#: whole training split, not noisy directions whose noise a decaying step must average out, and
+#: a run from the box centre spends its first steps leaving the dark start (every ring on
+#: resonance): a cosine schedule had spent most of its step by the time the loss began to fall.
+#: (A cosine step also averages half its start, so the travel floor, ``LAYERED_TRAVEL``, bought
+#: half the travel it names.) On tuning chips 100-103 against cosine: MRR network +1.3 / +3.9 /
+#: +0.1 / +0.2 points at 250 / 1,000 / 5,000 / 20,000 reconfigurations, the crossbar and an MRR
+#: weight bank within +-0.2 (``benchmarks/query_plan_tuning.py``, ``layered cosine``).
+LAYERED_SCHEDULE = "constant"
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
 #: Adam's first-moment decay (a momentum horizon of 1 / (1 - BETA1) = 2 steps)
@@ -267,7 +280,7 @@ class QueryPlan:
         q: antithetic Gaussian directions per step (``2 q`` settings a step); the layered
             response's antithetic probes (``1 + 2 q`` settings a step).
         sigma: smoothing radius, in the controls' units (the calibrated one, capped).
-        lr: Adam's learning rate (cosine to 0 over ``steps``).
+        lr: Adam's learning rate (the start of the ``schedule``).
         batch_size: samples per reconfiguration (``None``: the full training split).
         steps: optimization steps the rest of the budget allows.
         budget: reconfigurations of the whole run, calibration included.
@@ -293,6 +306,9 @@ class QueryPlan:
         anchor: what the layered response reads the current setting with (``"batch"``: the
             training samples; ``"probes"``: the probe inputs, what plans saved before the
             field ran with).
+        schedule: the learning rate over the steps: ``"cosine"`` (to zero; the zeroth-order
+            plan, and what plans saved before the field ran with) or ``"constant"`` (the layered
+            response, :data:`LAYERED_SCHEDULE`).
     """
 
     q: int
@@ -314,6 +330,10 @@ class QueryPlan:
     estimator: str = "zeroth_order"
     inputs: int | None = None
     anchor: str = _LEGACY_ANCHOR
+    schedule: str = "cosine"
+
+    def __post_init__(self) -> None:
+        check_choice("schedule", self.schedule, SCHEDULES)
 
     def initial(self, theta: Any) -> np.ndarray:
         """Where training starts: the surrogate start's setting if it moved, else ``theta``."""
@@ -338,7 +358,7 @@ class QueryPlan:
 
     def configure(self, cfg: Any, *, max_steps: int | None = None) -> Any:
         """``cfg`` (a :class:`~blacksat.train_config.TrainConfig`) with the fields this plan
-        owns set: Adam at the plan's ``lr`` and ``beta1``, cosine, its ``batch_size`` and
+        owns set: Adam at the plan's ``lr`` and ``beta1``, its ``schedule``, ``batch_size`` and
         ``max_steps`` (default: the plan's ``steps``); the other fields (seed, logging, ...) are
         kept."""
         return replace(
@@ -346,7 +366,7 @@ class QueryPlan:
             optimizer="adam",
             optimizer_kwargs={"betas": (self.beta1, 0.999)},
             lr=self.lr,
-            schedule="cosine",
+            schedule="cosine" if self.schedule == "cosine" else None,
             schedule_kwargs={},
             epochs=None,
             max_steps=max(self.steps, 1) if max_steps is None else max_steps,
@@ -406,6 +426,7 @@ def plan_query_only(
     layered_beta1: float = LAYERED_BETA1,
     layered_travel: float = LAYERED_TRAVEL,
     layered_anchor: str = LAYERED_ANCHOR,
+    layered_schedule: str = LAYERED_SCHEDULE,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -447,6 +468,7 @@ def plan_query_only(
             trained start, ``fine_tune_lr`` still caps it).
         layered_anchor: what its reading at the current setting is taken with (the loss goes
             through that reading's response): ``"batch"`` (training samples) or ``"probes"``.
+        layered_schedule: its learning rate over the steps: ``"constant"`` or ``"cosine"``.
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -464,6 +486,7 @@ def plan_query_only(
     check_real("layered_lr", layered_lr, low=0.0, low_open=True)
     check_real("layered_travel", layered_travel, low=0.0)
     check_choice("layered_anchor", layered_anchor, ANCHORS)
+    check_choice("layered_schedule", layered_schedule, SCHEDULES)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -501,7 +524,8 @@ def plan_query_only(
         plan = _layered_plan(
             task, device, budget, batch, start_report, start_spent, start_theta,
             sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
-            travel=layered_travel, anchor=layered_anchor, cost_model=cm, rng=rng,
+            travel=layered_travel, anchor=layered_anchor, schedule=layered_schedule,
+            cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
             return plan
@@ -628,6 +652,7 @@ def _layered_plan(
     fine_tune_lr: float,
     travel: float,
     anchor: str,
+    schedule: str,
     cost_model: CostModel | None,
     rng: np.random.Generator,
 ) -> QueryPlan | None:
@@ -682,6 +707,7 @@ def _layered_plan(
         estimator="layered_response",
         inputs=int(batch),
         anchor=anchor,
+        schedule=schedule,
     )
 
 

@@ -480,7 +480,8 @@ def plan_markdown(plan: dict[str, Any]) -> str:
         return (
             f"query-only plan: {plan.get('reason')}; probes of "
             f"{100 * plan['sigma'] / span:.3g} % of the span, Adam lr "
-            f"{100 * plan['lr'] / span:.3g} % (beta1 {plan.get('beta1', 0.9):g}), "
+            f"{100 * plan['lr'] / span:.3g} % (beta1 {plan.get('beta1', 0.9):g}, "
+            f"{plan.get('schedule', 'cosine')}), "
             f"{plan['steps']} steps of {1 + 2 * plan['q']} settings, {plan['inputs']} probe "
             "inputs per setting, the loss on the full training split through the response "
             "identified at the current setting from "

@@ -239,6 +239,34 @@ def test_the_plan_picks_the_layered_response_on_a_wired_device(small):
     assert off.estimator == "zeroth_order" and off.estimator_spec().name == "zeroth_order"
 
 
+def test_the_layered_plan_runs_at_a_constant_step_and_zeroth_order_decays(small):
+    chip, task = small
+    plan = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0
+    )
+    assert plan.estimator == "layered_response" and plan.schedule == "constant"
+    cfg = plan.train_config(seed=0, progress=False)
+    assert cfg.schedule is None and cfg.lr == plan.lr and cfg.max_steps == plan.steps
+    cosine = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_schedule="cosine",
+    )  # fmt: skip
+    assert cosine.schedule == "cosine" and cosine.train_config(seed=0).schedule == "cosine"
+    zo = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, layered=False
+    )
+    assert zo.schedule == "cosine" and zo.train_config(seed=0).schedule == "cosine"
+    # a plan saved before the field ran with cosine, and resumes with it
+    old = {k: v for k, v in plan.to_dict().items() if k != "schedule"}
+    assert QueryPlan.from_dict(old).schedule == "cosine"
+    with pytest.raises(ConfigError, match="layered_schedule"):
+        plan_query_only(
+            task, MeteredDevice(chip), chip.space.center, budget=300, layered_schedule="linear"
+        )
+    with pytest.raises(ConfigError, match="schedule"):
+        QueryPlan.from_dict({**plan.to_dict(), "schedule": "step"})
+
+
 def test_a_plan_saved_before_the_layered_response_loads_as_zeroth_order(small):
     chip, task = small
     plan = plan_query_only(
