@@ -46,8 +46,10 @@ then reported by ``query_efficiency.py`` on other chips.
   changed):
   ``beta1=0.9`` (Adam's momentum at torch's default, the plan before ``beta1 = 0.5``),
   ``beta1=0.7`` (in between), ``q=2`` (two antithetic directions a step instead of four, twice
-  the steps) and ``no walk bound`` (``walk`` = 1e9, so the step follows the radius alone, as
-  before the random-walk bound was added, with today's momentum).
+  the steps), ``no walk bound`` (``walk`` = 1e9, so the step follows the radius alone, as
+  before the random-walk bound was added, with today's momentum) and ``constant step`` (no
+  decay: what the layered response does, measured for the zeroth-order run when the layered
+  response's step became constant).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "beta1=0.7": {"beta1": 0.7, "start": False, "layered": False},
     "q=2": {"q": 2, "start": False, "layered": False},
     "no walk bound": {"walk": 1e9, "start": False, "layered": False},
+    "constant step": {"schedule": "constant", "start": False, "layered": False},
     "fine-tune at 2 %": {"fine_tune_lr": 0.02, "layered": False},
     "fine-tune at 0.5 %": {"fine_tune_lr": 0.005, "layered": False},
 }

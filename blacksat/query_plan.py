@@ -130,6 +130,11 @@ _LEGACY_ANCHOR = "probes"
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps) or
 #: ``"constant"``
 SCHEDULES = ("cosine", "constant")
+#: the zeroth-order run's step decays to zero on a cosine: its estimates are a few random
+#: directions, mostly noise, which a decaying step averages out. On tuning chips 100-103 a
+#: constant step was behind by 10.7 points on average, in 9 of 11 cells (MZI -8.7 / -27.9 at
+#: 1,000 / 5,000; ``benchmarks/query_plan_tuning.py``, ``constant step``)
+SCHEDULE = "cosine"
 #: ... and the layered response runs at a constant step. Its estimates are gradients of the
 #: whole training split, not noisy directions whose noise a decaying step must average out, and
 #: a run from the box centre spends its first steps leaving the dark start (every ring on
@@ -418,6 +423,7 @@ def plan_query_only(
     walk: float = WALK,
     sigma_per_lr: float = SIGMA_PER_LR,
     beta1: float = BETA1,
+    schedule: str = SCHEDULE,
     start: bool = True,
     fine_tune_lr: float = FINE_TUNE_LR,
     layered: bool = True,
@@ -457,6 +463,8 @@ def plan_query_only(
             bound wins over the two above).
         sigma_per_lr: the radius is at most this many learning rates (never below a level).
         beta1: Adam's first-moment decay, in ``[0, 1)``.
+        schedule: the zeroth-order run's learning rate over its steps: ``"cosine"`` (to zero)
+            or ``"constant"``.
         start: try the surrogate start first.
         fine_tune_lr: after a trained start, the learning rate is at most this fraction of the
             span (it wins over the floor).
@@ -486,6 +494,7 @@ def plan_query_only(
     check_real("layered_lr", layered_lr, low=0.0, low_open=True)
     check_real("layered_travel", layered_travel, low=0.0)
     check_choice("layered_anchor", layered_anchor, ANCHORS)
+    check_choice("schedule", schedule, SCHEDULES)
     check_choice("layered_schedule", layered_schedule, SCHEDULES)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
@@ -634,6 +643,7 @@ def plan_query_only(
         beta1=float(beta1),
         start=start_report,
         start_theta=None if start_theta is None else [float(v) for v in start_theta],
+        schedule=schedule,
     )
 
 

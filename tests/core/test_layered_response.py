@@ -256,6 +256,11 @@ def test_the_layered_plan_runs_at_a_constant_step_and_zeroth_order_decays(small)
         task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, layered=False
     )
     assert zo.schedule == "cosine" and zo.train_config(seed=0).schedule == "cosine"
+    flat = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, layered=False,
+        schedule="constant",
+    )  # fmt: skip
+    assert flat.schedule == "constant" and flat.train_config(seed=0).schedule is None
     # a plan saved before the field ran with cosine, and resumes with it
     old = {k: v for k, v in plan.to_dict().items() if k != "schedule"}
     assert QueryPlan.from_dict(old).schedule == "cosine"
