@@ -492,7 +492,8 @@ def plan_markdown(plan: dict[str, Any]) -> str:
     return (
         f"query-only plan: radius {100 * plan['sigma'] / span:.3g} % of the span "
         f"({plan.get('reason') or 'calibrated'}), Adam lr {100 * plan['lr'] / span:.3g} % "
-        f"(beta1 {plan.get('beta1', 0.9):g}), {plan['steps']} steps of {2 * plan['q']} settings, "
+        f"(beta1 {plan.get('beta1', 0.9):g}, {plan.get('schedule', 'cosine')}), "
+        f"{plan['steps']} steps of {2 * plan['q']} settings, "
         f"{'the full training split' if batch is None else f'{batch} samples'} per setting; "
         f"the calibration spent {plan['calibration_reconfigurations']} of "
         f"{plan['budget']} reconfigurations (loss noise {plan['noise']:.3g})"

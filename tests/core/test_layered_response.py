@@ -409,3 +409,11 @@ def test_the_run_summary_says_what_the_current_setting_is_read_with():
     assert "31 settings" in plan_markdown(plan) and "256 probe inputs" in plan_markdown(plan)
     del plan["anchor"]  # a plan saved before the anchor was a field ran on its probe inputs
     assert "from its probe inputs" in plan_markdown(plan)
+    # the schedule: the plan's own, else the cosine every plan ran before it was a field
+    assert "(beta1 0.9, cosine)" in plan_markdown(plan)
+    assert "(beta1 0.9, constant)" in plan_markdown({**plan, "schedule": "constant"})
+    zo = {
+        **plan, "estimator": "zeroth_order", "batch_size": 256, "noise": 0.01, "q": 4,
+        "beta1": 0.5, "reason": "first above the noise",
+    }  # fmt: skip
+    assert "(beta1 0.5, cosine), " in plan_markdown(zo) and "8 settings" in plan_markdown(zo)
