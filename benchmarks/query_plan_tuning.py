@@ -18,10 +18,16 @@ then reported by ``query_efficiency.py`` on other chips.
 - ``no layered response``: ``layered=False``, the zeroth-order plan after the surrogate start
   (the default before the layered response; its rows are those the ``default`` had then, the
   same code path, checked to the digit on the crossbar at 250, chip 100);
-- ``layered cosine``: the layered response's step decaying to zero over the run (cosine, as the
-  zeroth-order plan's does; the default before ``LAYERED_SCHEDULE`` = constant: the rows the
-  ``default`` had then, the same code path, checked to the digit on the MRR network at 1,000,
-  chip 100);
+- ``layered constant``: the layered response's step held over the whole run, with no final
+  decay (the default before ``LAYERED_SCHEDULE`` = hold-cosine: the rows the ``default`` had
+  then, the same code path, checked to the digit on the MRR network at 1,000, chip 100);
+- ``layered cosine``: its step decaying to zero over the whole run (cosine, as the zeroth-order
+  plan's does; the default before the constant step: the rows the ``default`` had then, the
+  same code path, checked to the digit on the MRR network at 1,000, chip 100);
+- ``layered constant lr 1.5 %`` and ``layered constant lr 6 %``: the Adam step at half and
+  twice 3 % with the constant step (3 % was chosen with the cosine, whose steps average half
+  their start), against ``layered constant``; ``layered lr 6 %``: twice the step with the
+  default's final decay, against the default;
 - ``layered sigma 1 %``: the layered response's radius at 1 % of the span (the default before
   ``LAYERED_SIGMA`` = 2 %, with the training-sample anchor; the rows it had then, the same code
   path);
@@ -69,7 +75,11 @@ from _study import main as run_study
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no layered response": {"layered": False},
+    "layered constant": {"layered_schedule": "constant"},
     "layered cosine": {"layered_schedule": "cosine"},
+    "layered constant lr 1.5 %": {"layered_lr": 0.015, "layered_schedule": "constant"},
+    "layered constant lr 6 %": {"layered_lr": 0.06, "layered_schedule": "constant"},
+    "layered lr 6 %": {"layered_lr": 0.06},
     "layered sigma 1 %": {"layered_sigma": 0.01, "layered_schedule": "cosine"},
     "layered anchor probes": {
         "layered_anchor": "probes",
@@ -121,6 +131,8 @@ REFERENCE: dict[str, str] = {
         if args.get("layered_sigma") == 0.01 and v != "layered sigma 1 %"
         else "layered cosine"
         if args.get("layered_schedule") == "cosine" and v != "layered cosine"
+        else "layered constant"
+        if args.get("layered_schedule") == "constant" and v != "layered constant"
         else "default"
     )
     for v, args in VARIANTS.items()

@@ -27,8 +27,8 @@ every setting from one reading and learns how the wiring moves it from a few ant
 so each step costs ``1 + 2 K`` reconfigurations for a gradient of every control (``K`` derived
 from the wiring). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of the
 span (at least ``LAYERED_TRAVEL`` of the span over the steps; after a trained start, at most
-``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held constant over the run
-(``LAYERED_SCHEDULE``; the zeroth-order run's decays); the loss
+``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held over the run and decayed only over its last
+30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order run's decays from the start); the loss
 is computed offline on the whole training split through the response identified at the current
 setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``), and
 the run's samples per reconfiguration are its probe inputs.
@@ -127,23 +127,27 @@ LAYERED_TRAVEL = 1.0 / 3.0
 LAYERED_ANCHOR = "batch"
 #: what layered plans saved before the anchor was a field ran with
 _LEGACY_ANCHOR = "probes"
-#: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps) or
-#: ``"constant"``
-SCHEDULES = ("cosine", "constant")
+#: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
+#: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
+#: steps: :class:`~blacksat.train_config.HoldCosine`)
+SCHEDULES = ("cosine", "constant", "hold-cosine")
 #: the zeroth-order run's step decays to zero on a cosine: its estimates are a few random
 #: directions, mostly noise, which a decaying step averages out. On tuning chips 100-103 a
 #: constant step was behind by 10.7 points on average, in 9 of 11 cells (MZI -8.7 / -27.9 at
 #: 1,000 / 5,000; ``benchmarks/query_plan_tuning.py``, ``constant step``)
 SCHEDULE = "cosine"
-#: ... and the layered response runs at a constant step. Its estimates are gradients of the
-#: whole training split, not noisy directions whose noise a decaying step must average out, and
-#: a run from the box centre spends its first steps leaving the dark start (every ring on
-#: resonance): a cosine schedule had spent most of its step by the time the loss began to fall.
-#: (A cosine step also averages half its start, so the travel floor, ``LAYERED_TRAVEL``, bought
-#: half the travel it names.) On tuning chips 100-103 against cosine: MRR network +1.3 / +3.9 /
-#: +0.1 / +0.2 points at 250 / 1,000 / 5,000 / 20,000 reconfigurations, the crossbar and an MRR
-#: weight bank within +-0.2 (``benchmarks/query_plan_tuning.py``, ``layered cosine``).
-LAYERED_SCHEDULE = "constant"
+#: ... and the layered response holds its step, then decays it over the last 30 % of the steps.
+#: Its estimates are gradients of the whole training split, not noisy directions whose noise a
+#: decaying step must average out, and a run from the box centre spends its first steps leaving
+#: the dark start (every ring on resonance): a cosine schedule had spent most of its step by the
+#: time the loss began to fall (and averaged half its start, so the travel floor,
+#: ``LAYERED_TRAVEL``, bought half the travel it names). On tuning chips 100-103 a constant step
+#: was ahead of the cosine by 0.6 points on average (MRR network +3.9 at 1,000), but at twice the
+#: step two of four chips diverged to chance at 20,000; the final decay keeps twice the step at
+#: 93-96 % there, for 0.4 points against the constant step at 3 % and +0.2 against the cosine
+#: (``benchmarks/query_plan_tuning.py``: ``layered cosine``, ``layered constant``, ``layered
+#: constant lr 6 %``, ``layered lr 6 %``).
+LAYERED_SCHEDULE = "hold-cosine"
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
 #: Adam's first-moment decay (a momentum horizon of 1 / (1 - BETA1) = 2 steps)
@@ -312,7 +316,8 @@ class QueryPlan:
             training samples; ``"probes"``: the probe inputs, what plans saved before the
             field ran with).
         schedule: the learning rate over the steps: ``"cosine"`` (to zero; the zeroth-order
-            plan, and what plans saved before the field ran with) or ``"constant"`` (the layered
+            plan, and what plans saved before the field ran with), ``"constant"`` or
+            ``"hold-cosine"`` (held, then decayed over the last 30 % of the steps: the layered
             response, :data:`LAYERED_SCHEDULE`).
     """
 
@@ -371,7 +376,7 @@ class QueryPlan:
             optimizer="adam",
             optimizer_kwargs={"betas": (self.beta1, 0.999)},
             lr=self.lr,
-            schedule="cosine" if self.schedule == "cosine" else None,
+            schedule=None if self.schedule == "constant" else self.schedule,
             schedule_kwargs={},
             epochs=None,
             max_steps=max(self.steps, 1) if max_steps is None else max_steps,
@@ -463,8 +468,8 @@ def plan_query_only(
             bound wins over the two above).
         sigma_per_lr: the radius is at most this many learning rates (never below a level).
         beta1: Adam's first-moment decay, in ``[0, 1)``.
-        schedule: the zeroth-order run's learning rate over its steps: ``"cosine"`` (to zero)
-            or ``"constant"``.
+        schedule: the zeroth-order run's learning rate over its steps: ``"cosine"`` (to zero),
+            ``"constant"`` or ``"hold-cosine"``.
         start: try the surrogate start first.
         fine_tune_lr: after a trained start, the learning rate is at most this fraction of the
             span (it wins over the floor).
@@ -476,7 +481,8 @@ def plan_query_only(
             trained start, ``fine_tune_lr`` still caps it).
         layered_anchor: what its reading at the current setting is taken with (the loss goes
             through that reading's response): ``"batch"`` (training samples) or ``"probes"``.
-        layered_schedule: its learning rate over the steps: ``"constant"`` or ``"cosine"``.
+        layered_schedule: its learning rate over the steps: ``"hold-cosine"``, ``"constant"``
+            or ``"cosine"``.
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.

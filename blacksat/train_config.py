@@ -7,6 +7,7 @@ halfway through a run.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,8 @@ class TrainConfig:
         lr: learning rate of the controls.
         digital_lr: learning rate of the digital layers (default: ``lr``).
         schedule: ``None``, ``"cosine"`` (``CosineAnnealingLR`` over the run's steps),
+            ``"hold-cosine"`` (the learning rate held, then a cosine to zero over the last
+            ``decay`` share of the steps: ``schedule_kwargs={"decay": 0.3}``, the default),
             ``"step"`` (``StepLR``, by default every epoch) or a factory
             ``factory(optimizer) -> torch.optim.lr_scheduler.LRScheduler``. Stepped once per
             optimization step (``ReduceLROnPlateau`` receives the step's loss).
@@ -134,11 +137,11 @@ class TrainConfig:
         for name in ("progress", "train_digital"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if not (self.schedule is None or self.schedule in ("cosine", "step")):
+        if not (self.schedule is None or self.schedule in BUILT_IN_SCHEDULES):
             if isinstance(self.schedule, str) or not callable(self.schedule):
                 raise ConfigError(
-                    f"schedule must be None, 'cosine', 'step' or a factory(optimizer), "
-                    f"got {self.schedule!r}"
+                    f"schedule must be None, 'cosine', 'hold-cosine', 'step' or a "
+                    f"factory(optimizer), got {self.schedule!r}"
                 )
         # build throwaway instances so bad kwargs fail here, not mid-run
         probe = torch.zeros(1, dtype=torch.float64, requires_grad=True)
@@ -147,7 +150,7 @@ class TrainConfig:
             opt = make([probe], lr=self.lr, **self.optimizer_kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid optimizer_kwargs for {self.optimizer}: {exc}") from exc
-        if self.schedule in ("cosine", "step"):
+        if self.schedule in BUILT_IN_SCHEDULES:
             try:
                 make_schedule(self, opt, total_steps=1, steps_per_epoch=1)
             except (TypeError, ValueError) as exc:
@@ -162,6 +165,30 @@ class TrainConfig:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
+#: the schedules :class:`TrainConfig` builds by name
+BUILT_IN_SCHEDULES = ("cosine", "hold-cosine", "step")
+#: the share of the steps a ``"hold-cosine"`` schedule decays over (the last ones)
+HOLD_COSINE_DECAY = 0.3
+
+
+class HoldCosine:
+    """The ``"hold-cosine"`` learning-rate factor at step ``t`` of ``total``: 1 for the first
+    ``1 - decay`` of the steps, then a cosine to 0 over the rest (a picklable
+    ``LambdaLR`` function; ``decay = 1`` is a plain cosine, ``0`` a constant)."""
+
+    def __init__(self, total: int, decay: float) -> None:
+        if not 0.0 <= float(decay) <= 1.0:
+            raise ValueError(f"hold-cosine decay must be in [0, 1], got {decay!r}")
+        self.total, self.decay = int(total), float(decay)
+        self.hold = round(self.total * (1.0 - self.decay))
+
+    def __call__(self, t: int) -> float:
+        if t < self.hold:
+            return 1.0
+        span = max(1, self.total - self.hold)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - self.hold) / span)))
+
+
 def make_schedule(
     config: TrainConfig, optimizer: torch.optim.Optimizer, *, total_steps: int, steps_per_epoch: int
 ) -> Any:
@@ -173,6 +200,12 @@ def make_schedule(
     if s == "cosine":
         kw.setdefault("T_max", max(1, total_steps))
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **kw)
+    if s == "hold-cosine":
+        decay = kw.pop("decay", HOLD_COSINE_DECAY)
+        if kw:
+            raise TypeError(f"hold-cosine takes only 'decay', got {sorted(kw)}")
+        shape = HoldCosine(max(1, total_steps), decay)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, shape)
     if s == "step":
         kw.setdefault("step_size", max(1, steps_per_epoch))
         return torch.optim.lr_scheduler.StepLR(optimizer, **kw)

@@ -71,7 +71,7 @@ from typing import Any, Literal
 from blacksat.builder import EstimatorName, EstimatorSpec, SatSpec, estimator_args
 from blacksat.errors import ConfigError
 from blacksat.product.config_io import dump_toml, load_toml, typed_fields
-from blacksat.train_config import TrainConfig
+from blacksat.train_config import BUILT_IN_SCHEDULES, TrainConfig
 from blacksat.validation import check_choice, check_int
 
 
@@ -365,8 +365,9 @@ def train_config(data: Any) -> TrainConfig:
     if raw.get("batch_size") == "full":
         raw["batch_size"] = None
     kwargs = typed_fields(TrainConfig, raw, "train")
-    if "schedule" in kwargs and kwargs["schedule"] not in (None, "cosine", "step"):
-        raise ConfigError(f"train.schedule must be 'cosine' or 'step', got {kwargs['schedule']!r}")
+    if "schedule" in kwargs and kwargs["schedule"] not in (None, *BUILT_IN_SCHEDULES):
+        names = " or ".join(repr(n) for n in BUILT_IN_SCHEDULES)
+        raise ConfigError(f"train.schedule must be {names}, got {kwargs['schedule']!r}")
     if "max_steps" in kwargs and "epochs" not in kwargs:
         kwargs["epochs"] = None
     try:

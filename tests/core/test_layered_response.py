@@ -239,14 +239,19 @@ def test_the_plan_picks_the_layered_response_on_a_wired_device(small):
     assert off.estimator == "zeroth_order" and off.estimator_spec().name == "zeroth_order"
 
 
-def test_the_layered_plan_runs_at_a_constant_step_and_zeroth_order_decays(small):
+def test_the_layered_plan_holds_its_step_and_zeroth_order_decays(small):
     chip, task = small
     plan = plan_query_only(
         task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0
     )
-    assert plan.estimator == "layered_response" and plan.schedule == "constant"
+    assert plan.estimator == "layered_response" and plan.schedule == "hold-cosine"
     cfg = plan.train_config(seed=0, progress=False)
-    assert cfg.schedule is None and cfg.lr == plan.lr and cfg.max_steps == plan.steps
+    assert cfg.schedule == "hold-cosine" and cfg.lr == plan.lr and cfg.max_steps == plan.steps
+    const = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_schedule="constant",
+    )  # fmt: skip
+    assert const.schedule == "constant" and const.train_config(seed=0).schedule is None
     cosine = plan_query_only(
         task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
         layered_schedule="cosine",

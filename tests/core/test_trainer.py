@@ -380,6 +380,17 @@ def test_schedules():
     assert lrs(cos)[0] == 0.05 and 0 < lrs(cos)[-1] < 0.005
     step = autograd_trainer(cfg(schedule="step", schedule_kwargs={"gamma": 0.5}))[0].fit(THETA0)
     assert lrs(step) == [0.05] * 7 + [0.025] * 7
+    hold = autograd_trainer(cfg(schedule="hold-cosine", max_steps=10))[0].fit(THETA0)
+    assert lrs(hold)[:8] == [0.05] * 8  # held for the first 70 % of the steps
+    assert lrs(hold)[8:] == pytest.approx([0.05 * 0.75, 0.05 * 0.25])  # then a cosine to 0
+    quarter = autograd_trainer(
+        cfg(schedule="hold-cosine", schedule_kwargs={"decay": 1.0}, max_steps=4)
+    )[0].fit(THETA0)  # decay over every step: a plain cosine
+    assert lrs(quarter) == pytest.approx([0.05 * f for f in (1.0, 0.8535534, 0.5, 0.1464466)])
+    with pytest.raises(ConfigError, match="hold-cosine"):
+        cfg(schedule="hold-cosine", schedule_kwargs={"decay": 1.5})
+    with pytest.raises(ConfigError, match="hold-cosine"):
+        cfg(schedule="hold-cosine", schedule_kwargs={"T_max": 3})
     factory = lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.5)  # noqa: E731
     exp = autograd_trainer(cfg(schedule=factory, max_steps=3))[0].fit(THETA0)
     assert lrs(exp) == [0.05, 0.025, 0.0125]
