@@ -54,8 +54,8 @@ then reported by ``query_efficiency.py`` on other chips.
   ``beta1=0.7`` (in between), ``q=2`` (two antithetic directions a step instead of four, twice
   the steps), ``no walk bound`` (``walk`` = 1e9, so the step follows the radius alone, as
   before the random-walk bound was added, with today's momentum) and ``constant step`` (no
-  decay: what the layered response does, measured for the zeroth-order run when the layered
-  response's step became constant).
+  decay, measured for the zeroth-order run when the layered response's step stopped decaying
+  from the start).
 """
 
 from __future__ import annotations
