@@ -366,8 +366,8 @@ def train_config(data: Any) -> TrainConfig:
         raw["batch_size"] = None
     kwargs = typed_fields(TrainConfig, raw, "train")
     if "schedule" in kwargs and kwargs["schedule"] not in (None, *BUILT_IN_SCHEDULES):
-        names = " or ".join(repr(n) for n in BUILT_IN_SCHEDULES)
-        raise ConfigError(f"train.schedule must be {names}, got {kwargs['schedule']!r}")
+        names = ", ".join(repr(n) for n in BUILT_IN_SCHEDULES)
+        raise ConfigError(f"train.schedule must be one of {names}, got {kwargs['schedule']!r}")
     if "max_steps" in kwargs and "epochs" not in kwargs:
         kwargs["epochs"] = None
     try:
