@@ -139,9 +139,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if not (self.schedule is None or self.schedule in BUILT_IN_SCHEDULES):
             if isinstance(self.schedule, str) or not callable(self.schedule):
+                names = ", ".join(repr(n) for n in BUILT_IN_SCHEDULES)
                 raise ConfigError(
-                    f"schedule must be None, 'cosine', 'hold-cosine', 'step' or a "
-                    f"factory(optimizer), got {self.schedule!r}"
+                    f"schedule must be None, {names} or a factory(optimizer), got {self.schedule!r}"
                 )
         # build throwaway instances so bad kwargs fail here, not mid-run
         probe = torch.zeros(1, dtype=torch.float64, requires_grad=True)
