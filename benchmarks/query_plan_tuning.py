@@ -109,13 +109,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "constant step": {"schedule": "constant", "start": False, "layered": False},
     "fine-tune at 2 %": {"fine_tune_lr": 0.02, "layered": False},
     "fine-tune at 0.5 %": {"fine_tune_lr": 0.005, "layered": False},
+    "layered keep last": {"layered_keep": "last"},
+    "zeroth-order keep best": {"keep": "best"},
 }
+# every layered variant above ran while the layered response returned its last setting (before
+# LAYERED_KEEP = "best"), and pins it
+for _name, _args in VARIANTS.items():
+    if _name.startswith("layered ") and _name != "layered keep last":
+        _args.setdefault("layered_keep", "last")
 #: the devices that declare their wiring (the layered response applies)
 WIRED = ("crossbar", "mrr", "mrr-bank")
 #: variants run only on some configurations (where what they change is used)
 ONLY: dict[str, tuple[str, ...]] = {
     "fine-tune at 2 %": ("crossbar", "mrr-bank"),
     "fine-tune at 0.5 %": ("crossbar", "mrr-bank"),
+    # the zeroth-order plan's own configuration (on the wired devices the layered plan runs)
+    "zeroth-order keep best": ("mzi-0.05",),
     **{v: WIRED for v in VARIANTS if v.startswith("layered ") or v == "no layered response"},
 }
 #: variants run only at some budgets: the travel floor binds only where a run has few steps
@@ -133,6 +142,8 @@ REFERENCE: dict[str, str] = {
         if args.get("layered_schedule") == "cosine" and v != "layered cosine"
         else "layered constant"
         if args.get("layered_schedule") == "constant" and v != "layered constant"
+        else "layered keep last"
+        if args.get("layered_keep") == "last" and v != "layered keep last"
         else "default"
     )
     for v, args in VARIANTS.items()

@@ -67,6 +67,9 @@ class TrainState:
         elapsed: wall-clock seconds spent in training so far (over all resumes).
         meta: what the run was configured with (checked when resuming); ``meta["space"]``
             is the control space (:meth:`~blacksat.ParamSpace.to_dict`), see :attr:`space`.
+        best: with ``TrainConfig(keep="best")``, the best setting measured so far and the
+            moving average that ranks them (:meth:`~blacksat.keep_best.BestSetting.state_dict`);
+            ``None`` otherwise (and in checkpoints written before it was kept).
     """
 
     theta: torch.Tensor
@@ -85,6 +88,7 @@ class TrainState:
     device_rng: dict[str, Any] | None = None
     elapsed: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    best: dict[str, Any] | None = None
 
     def make_rng(self) -> np.random.Generator:
         """A fresh generator in the stored state (the state itself is not shared)."""

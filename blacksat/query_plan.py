@@ -28,7 +28,8 @@ so each step costs ``1 + 2 K`` reconfigurations for a gradient of every control 
 from the wiring). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of the
 span (at least ``LAYERED_TRAVEL`` of the span over the steps; after a trained start, at most
 ``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held over the run and decayed only over its last
-30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order run's decays from the start); the loss
+30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order run's decays from the start), and the
+run returns the best setting it measured (``LAYERED_KEEP``); the loss
 is computed offline on the whole training split through the response identified at the current
 setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``), and
 the run's samples per reconfiguration are its probe inputs.
@@ -148,6 +149,22 @@ SCHEDULE = "cosine"
 #: (``benchmarks/query_plan_tuning.py``: ``layered cosine``, ``layered constant``, ``layered
 #: constant lr 6 %``, ``layered lr 6 %``).
 LAYERED_SCHEDULE = "hold-cosine"
+#: what a plan's run returns (``TrainConfig.keep``): its ``"last"`` setting or the ``"best"``
+#: one measured (:mod:`blacksat.keep_best`)
+KEEPS = ("last", "best")
+#: the zeroth-order run returns its last setting: its step decays to zero, so it ends where it
+#: settled, and its step losses are minibatch losses that a ranking would flatter
+KEEP = "last"
+#: ... and the layered response keeps the best setting it measured (its step losses are those of
+#: the whole training split, through the reading at the setting). Its first-order model runs
+#: out near the plateau: on the MRR network its gradient's cosine with the true one falls from
+#: 0.8 to 0.1-0.3 after ~100 steps while the true gradient is not small, so a long run climbs
+#: back (train loss 0.20-0.23 at 5,000 reconfigurations, 0.25-0.29 at 20,000, chips 100-103).
+#: On tuning chips 100-103 against the last setting: MRR network +0.5 at 20,000 and unchanged at
+#: 250-5,000 (those runs are still descending at their end, and return their last setting), the
+#: crossbar and an MRR weight bank within +-0.2; the zeroth-order plan gained nothing from it on
+#: the MZI (-0.3 / +0.4 / 0.0 / -0.3 at 250 / 1,000 / 5,000 / 20,000: ``zeroth-order keep best``)
+LAYERED_KEEP = "best"
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
 #: Adam's first-moment decay (a momentum horizon of 1 / (1 - BETA1) = 2 steps)
@@ -319,6 +336,9 @@ class QueryPlan:
             plan, and what plans saved before the field ran with), ``"constant"`` or
             ``"hold-cosine"`` (held, then decayed over the last 30 % of the steps: the layered
             response, :data:`LAYERED_SCHEDULE`).
+        keep: what the run returns: ``"last"`` (the zeroth-order plan, and what plans saved
+            before the field ran with) or ``"best"`` (the setting where the moving average of
+            the steps' losses was lowest: the layered response, :data:`LAYERED_KEEP`).
     """
 
     q: int
@@ -341,9 +361,11 @@ class QueryPlan:
     inputs: int | None = None
     anchor: str = _LEGACY_ANCHOR
     schedule: str = "cosine"
+    keep: str = "last"
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("keep", self.keep, KEEPS)
 
     def initial(self, theta: Any) -> np.ndarray:
         """Where training starts: the surrogate start's setting if it moved, else ``theta``."""
@@ -368,9 +390,9 @@ class QueryPlan:
 
     def configure(self, cfg: Any, *, max_steps: int | None = None) -> Any:
         """``cfg`` (a :class:`~blacksat.train_config.TrainConfig`) with the fields this plan
-        owns set: Adam at the plan's ``lr`` and ``beta1``, its ``schedule``, ``batch_size`` and
-        ``max_steps`` (default: the plan's ``steps``); the other fields (seed, logging, ...) are
-        kept."""
+        owns set: Adam at the plan's ``lr`` and ``beta1``, its ``schedule``, ``batch_size``,
+        ``keep`` and ``max_steps`` (default: the plan's ``steps``); the other fields (seed,
+        logging, ...) are kept."""
         return replace(
             cfg,
             optimizer="adam",
@@ -381,6 +403,7 @@ class QueryPlan:
             epochs=None,
             max_steps=max(self.steps, 1) if max_steps is None else max_steps,
             batch_size=self.batch_size,
+            keep=self.keep,
         )
 
     def train_config(self, *, seed: int, max_steps: int | None = None, **other: Any) -> Any:
@@ -438,6 +461,8 @@ def plan_query_only(
     layered_travel: float = LAYERED_TRAVEL,
     layered_anchor: str = LAYERED_ANCHOR,
     layered_schedule: str = LAYERED_SCHEDULE,
+    keep: str = KEEP,
+    layered_keep: str = LAYERED_KEEP,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -483,6 +508,8 @@ def plan_query_only(
             through that reading's response): ``"batch"`` (training samples) or ``"probes"``.
         layered_schedule: its learning rate over the steps: ``"hold-cosine"``, ``"constant"``
             or ``"cosine"``.
+        keep, layered_keep: what the zeroth-order run and the layered response return:
+            ``"last"`` (the setting after the last step) or ``"best"`` (the best measured).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -502,6 +529,8 @@ def plan_query_only(
     check_choice("layered_anchor", layered_anchor, ANCHORS)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("layered_schedule", layered_schedule, SCHEDULES)
+    check_choice("keep", keep, KEEPS)
+    check_choice("layered_keep", layered_keep, KEEPS)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -540,7 +569,7 @@ def plan_query_only(
             task, device, budget, batch, start_report, start_spent, start_theta,
             sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
             travel=layered_travel, anchor=layered_anchor, schedule=layered_schedule,
-            cost_model=cm, rng=rng,
+            keep=layered_keep, cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
             return plan
@@ -650,6 +679,7 @@ def plan_query_only(
         start=start_report,
         start_theta=None if start_theta is None else [float(v) for v in start_theta],
         schedule=schedule,
+        keep=keep,
     )
 
 
@@ -669,6 +699,7 @@ def _layered_plan(
     travel: float,
     anchor: str,
     schedule: str,
+    keep: str,
     cost_model: CostModel | None,
     rng: np.random.Generator,
 ) -> QueryPlan | None:
@@ -724,6 +755,7 @@ def _layered_plan(
         inputs=int(batch),
         anchor=anchor,
         schedule=schedule,
+        keep=keep,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from blacksat.errors import ConfigError
+from blacksat.keep_best import KEEP_CHOICES, KEEP_SMOOTHING
 from blacksat.validation import check_int, check_real
 
 #: ``factory(optimizer) -> scheduler``; stepped once per optimization step
@@ -79,6 +80,13 @@ class TrainConfig:
             its memory is part of the checkpointed state.
         max_consecutive_failures: with ``on_nonfinite``, non-finite steps in a row tolerated
             before the policy raises.
+        keep: what the run returns (:attr:`~blacksat.trainer.TrainResult.theta`): ``"last"``
+            (the setting after the last step) or ``"best"`` (the setting, and digital layers,
+            where a moving average of the steps' losses was lowest: the losses the estimates
+            report at no query; :mod:`blacksat.keep_best`). The run itself, and a resume,
+            continue from the last setting either way.
+        keep_smoothing: with ``keep="best"``, the moving average's weight of the past, in
+            ``[0, 1)`` (0 ranks the raw step losses).
     """
 
     optimizer: str = "adam"
@@ -97,6 +105,8 @@ class TrainConfig:
     train_digital: bool = True
     on_nonfinite: str | None = None
     max_consecutive_failures: int = 3
+    keep: str = "last"
+    keep_smoothing: float = KEEP_SMOOTHING
 
     def __post_init__(self) -> None:
         if not isinstance(self.optimizer, str) or self.optimizer.lower() not in optimizers():
@@ -134,6 +144,10 @@ class TrainConfig:
         if self.max_consecutive_failures is None:
             raise ConfigError("max_consecutive_failures must be an integer >= 1")
         _int_or_none("max_consecutive_failures", self.max_consecutive_failures, 1)
+        if self.keep not in KEEP_CHOICES:
+            raise ConfigError(f"keep must be 'last' or 'best', got {self.keep!r}")
+        if check_real("keep_smoothing", self.keep_smoothing, low=0.0) >= 1.0:
+            raise ConfigError(f"keep_smoothing must be in [0, 1), got {self.keep_smoothing!r}")
         for name in ("progress", "train_digital"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")

@@ -6,6 +6,7 @@ One step (``DESIGN.md``, data flow)::
     batch  <- next minibatch of the epoch's permutation (drawn from the run's generator)
     est    <- estimator(theta, batch, StepContext(rng, momentum, extra_loss=SAF term))
     theta.grad, digital .grad <- est.grad, est.digital_grads
+    keep="best": theta (the setting est.loss was read at) kept if the loss average is lowest
     optimizer step; scheduler step; theta <- space.project(theta)   (clip, or wrap a periodic
     control; no level snapping)
     SAF records est.logits (readings already paid for); JSONL log line; checkpoint every N steps
@@ -41,6 +42,7 @@ from tqdm import tqdm
 from blacksat.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from blacksat.errors import BudgetExhausted, ConfigError, NonFiniteError, ShapeError
 from blacksat.estimators import estimator_state, load_estimator_state
+from blacksat.keep_best import BestSetting, kept_step
 from blacksat.meter import Ledger
 from blacksat.objective import Batch, Estimate, StepContext, add_costs
 from blacksat.space import ParamSpace
@@ -65,8 +67,25 @@ class TrainResult:
 
     @property
     def theta(self) -> np.ndarray:
-        """The final controls ``(d,)`` as a fresh float64 array."""
+        """The controls the run returns ``(d,)``, a fresh float64 array: the last step's, or
+        with ``TrainConfig(keep="best")`` the best measured (:attr:`best_step`)."""
+        kept, best = self.best_step, self.state.best
+        if kept is not None and best is not None and kept < self.state.step:
+            return torch.as_tensor(best["theta"]).detach().numpy().copy()
+        return self.last_theta
+
+    @property
+    def last_theta(self) -> np.ndarray:
+        """The controls after the last step ``(d,)`` (what a resume continues from)."""
         return self.state.theta.detach().numpy().copy()
+
+    @property
+    def best_step(self) -> int | None:
+        """With ``keep="best"``: the steps completed before the kept setting was read (0: the
+        start), else ``None``. When the best was the last step's reading, the run was still
+        descending and the setting after its last step, which no estimate read, is returned
+        (:func:`~blacksat.keep_best.kept_step`): ``best_step`` is then :attr:`steps`."""
+        return kept_step(self.state.best, self.state.step)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -181,6 +200,7 @@ class Trainer:
         self._digital = [p for p in all_digital if p.requires_grad] if config.train_digital else []
         self._theta: torch.nn.Parameter = None  # type: ignore[assignment]  # set by _build
         self._clean = True
+        self._best: BestSetting | None = None
 
     # ------------------------------------------------------------------ public API
     def fit(self, theta0: Any) -> TrainResult:
@@ -196,6 +216,7 @@ class Trainer:
         self._ledger = self.meter.ledger if self.meter is not None else Ledger()
         self._history: list[dict[str, Any]] = []
         self._elapsed = 0.0
+        self._best = self._new_best()
         return self._run(resumed=False)
 
     def resume(self, source: str | os.PathLike[str] | TrainState) -> TrainResult:
@@ -208,11 +229,6 @@ class Trainer:
     def snapshot(self) -> TrainState:
         """The current state (deep copy). Between steps this is always a consistent state."""
         self._require_started()
-        digital = {
-            name: m.state_dict()
-            for name in ("front", "back")
-            if (m := getattr(self.task, name, None)) is not None
-        }
         state = TrainState(
             theta=self._theta.detach(),
             step=self._step,
@@ -222,7 +238,7 @@ class Trainer:
             rng=dict(self._rng.bit_generator.state),
             optimizer=self._opt.state_dict(),
             scheduler=None if self._sched is None else self._sched.state_dict(),
-            digital=digital,
+            digital=self._digital_state(),
             ledger=self._ledger,
             history=self._history,
             saf=None if self.saf is None else self.saf.state_dict(),
@@ -230,8 +246,21 @@ class Trainer:
             device_rng=self._device_rng_now(),
             elapsed=self._elapsed,
             meta=self._meta(),
+            best=None if self._best is None else self._best.state_dict(),
         )
         return state.copy()
+
+    def _digital_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The task's digital layers' state dicts (``front``, ``back``; live tensors)."""
+        return {
+            name: m.state_dict()
+            for name in ("front", "back")
+            if (m := getattr(self.task, name, None)) is not None
+        }
+
+    def _new_best(self) -> BestSetting | None:
+        cfg = self.config
+        return BestSetting(cfg.keep_smoothing) if cfg.keep == "best" else None
 
     def _device_rng_now(self) -> dict[str, Any] | None:
         """A simulated device's random state for a snapshot: as it was before the step that
@@ -262,6 +291,9 @@ class Trainer:
         self._order = None if state.order is None else state.order.numpy().copy()
         self._history = [dict(h) for h in state.history]
         self._elapsed = state.elapsed
+        self._best = self._new_best()
+        if self._best is not None and state.best is not None:
+            self._best.load_state_dict(state.best)
         if self.saf is not None:
             if state.saf is None:
                 self.saf.reset()
@@ -338,6 +370,12 @@ class Trainer:
             if self.checkpoint_path is not None:
                 save_checkpoint(state, self.checkpoint_path)
             log(self._end_record(reason, None if error is None else str(error)))
+        kept = kept_step(state.best, state.step)
+        if self._best is not None and self._digital and kept is not None and kept < state.step:
+            # the task's digital layers end as they were at the kept setting (the state keeps
+            # the last ones, which a resume continues from)
+            for name, sd in self._best.digital.items():
+                getattr(self.task, name).load_state_dict(sd)
         return TrainResult(state=state, reason=reason, error=error)
 
     def _one_step(self) -> dict[str, Any]:
@@ -352,7 +390,8 @@ class Trainer:
             epoch = self._epoch
             extra = None if self.saf is None else functools.partial(self.saf.extra, epoch=epoch)
             ctx = StepContext(rng=self._rng, momentum=self._momentum(), extra_loss=extra)
-            est = self.estimator(self._theta.detach().clone(), batch, ctx)
+            theta_read = self._theta.detach().clone()  # the setting the estimate's loss is of
+            est = self.estimator(theta_read.clone(), batch, ctx)
             grad, digital, loss = self._checked(est, batch)
         except BaseException:
             self._rng.bit_generator.state = rng_before
@@ -363,6 +402,9 @@ class Trainer:
         self._device_rng_good = None
         # ---- commit (no call below reaches a device)
         self._clean = False  # a failure from here on leaves no state worth checkpointing
+        if self._best is not None and self._best.improves(loss):
+            layers = self._digital_state() if self._digital else None
+            self._best.keep(self._step, theta_read, layers)  # before the step moves them
         lr = float(self._opt.param_groups[0]["lr"])
         self._theta.grad = grad
         for p in self._digital:
@@ -525,7 +567,7 @@ class Trainer:
             self._ledger = self.meter.ledger
 
     def _end_record(self, reason: str, detail: str | None) -> dict[str, Any]:
-        return {
+        rec = {
             "event": "end",
             "reason": reason,
             "detail": detail,
@@ -534,6 +576,9 @@ class Trainer:
             "ledger": _ledger_dict(self._ledger),
             "wall_time": self._elapsed,
         }
+        if self._best is not None and self._best.theta is not None:
+            rec["kept_step"] = self._best.step
+        return rec
 
     @contextlib.contextmanager
     def _logger(self) -> Iterator[Callable[[dict[str, Any]], None]]:

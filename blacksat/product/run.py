@@ -412,6 +412,8 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             "reason": result.reason,
             "steps": result.steps,
             "final_loss": result.history[-1]["loss"] if result.history else None,
+            # with keep = "best": the steps completed before the returned setting was read
+            "kept_step": result.best_step,
             "theta": result.theta.tolist(),
             "accuracy": {
                 "chip": acc_chip,
@@ -486,6 +488,7 @@ def plan_markdown(plan: dict[str, Any]) -> str:
             "inputs per setting, the loss on the full training split through the response "
             "identified at the current setting from "
             + ("training samples" if plan.get("anchor") == "batch" else "its probe inputs")
+            + _keep_markdown(plan)
             + f"; the start spent {plan['calibration_reconfigurations']} of "
             f"{plan['budget']} reconfigurations" + _start_markdown(plan.get("start"))
         )
@@ -494,11 +497,20 @@ def plan_markdown(plan: dict[str, Any]) -> str:
         f"({plan.get('reason') or 'calibrated'}), Adam lr {100 * plan['lr'] / span:.3g} % "
         f"(beta1 {plan.get('beta1', 0.9):g}, {plan.get('schedule', 'cosine')}), "
         f"{plan['steps']} steps of {2 * plan['q']} settings, "
-        f"{'the full training split' if batch is None else f'{batch} samples'} per setting; "
-        f"the calibration spent {plan['calibration_reconfigurations']} of "
+        f"{'the full training split' if batch is None else f'{batch} samples'} per setting"
+        + _keep_markdown(plan)
+        + f"; the calibration spent {plan['calibration_reconfigurations']} of "
         f"{plan['budget']} reconfigurations (loss noise {plan['noise']:.3g})"
         + _start_markdown(plan.get("start"))
     )
+
+
+def _keep_markdown(plan: dict[str, Any]) -> str:
+    """What the run returns, as a clause of :func:`plan_markdown` (nothing for the last
+    setting, what plans saved before the field ran with)."""
+    if plan.get("keep", "last") != "best":
+        return ""
+    return ", keeping the best setting it measured (moving average of the step losses)"
 
 
 def _start_markdown(start: dict[str, Any] | None) -> str:

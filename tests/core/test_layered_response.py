@@ -277,6 +277,33 @@ def test_the_layered_plan_holds_its_step_and_zeroth_order_decays(small):
         QueryPlan.from_dict({**plan.to_dict(), "schedule": "step"})
 
 
+def test_the_layered_plan_keeps_its_best_setting_and_zeroth_order_its_last(small):
+    chip, task = small
+    args = dict(budget=300, batch_size=96, seed=0)
+    plan = plan_query_only(task, MeteredDevice(chip), chip.space.center, **args)
+    assert plan.estimator == "layered_response" and plan.keep == "best"
+    assert plan.train_config(seed=0).keep == "best"
+    # the plan owns what its run returns: a config's own choice is replaced
+    assert plan.configure(TrainConfig(keep="last", max_steps=1)).keep == "best"
+    last = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, **args, layered_keep="last"
+    )
+    assert last.keep == "last" and last.train_config(seed=0).keep == "last"
+    zo = plan_query_only(task, MeteredDevice(chip), chip.space.center, **args, layered=False)
+    assert zo.keep == "last" and zo.train_config(seed=0).keep == "last"
+    zo_best = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, **args, layered=False, keep="best"
+    )
+    assert zo_best.keep == "best"
+    # a plan saved before the field returned its last setting, and resumes doing so
+    old = {k: v for k, v in plan.to_dict().items() if k != "keep"}
+    assert QueryPlan.from_dict(old).keep == "last"
+    with pytest.raises(ConfigError, match="layered_keep"):
+        plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=300, layered_keep="x")
+    with pytest.raises(ConfigError, match="keep"):
+        QueryPlan.from_dict({**plan.to_dict(), "keep": "first"})
+
+
 def test_a_plan_saved_before_the_layered_response_loads_as_zeroth_order(small):
     chip, task = small
     plan = plan_query_only(

@@ -1,0 +1,187 @@
+"""Keeping the best setting a run measured (``TrainConfig(keep="best")``): the moving average
+that ranks settings, what the trainer returns, the digital layers kept with the setting, exact
+resume, and the config's checks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_trainer import THETA0, AutogradEst, Interrupt, autograd_trainer, cfg, make_task
+
+from blacksat import ConfigError, ParamSpace
+from blacksat.checkpoint import TrainState, load_checkpoint
+from blacksat.keep_best import KEEP_SMOOTHING, BestSetting, kept_step
+from blacksat.trainer import TrainConfig, Trainer
+
+SPACE = ParamSpace.box(12, -1.0, 1.0)
+
+
+# ---------------------------------------------------------------------- the average
+def test_the_average_ranks_settings_and_damps_a_single_low_reading():
+    best = BestSetting(0.5)
+    kept = []
+    for step, loss in enumerate([4.0, 2.0, 0.0, 3.0, 3.0]):  # averages 4, 3, 1.5, 2.25, 2.625
+        if best.improves(loss):
+            best.keep(step, torch.full((2,), float(step)))
+            kept.append(step)
+    assert kept == [0, 1, 2]
+    assert best.step == 2 and best.best == 1.5 and best.average == 2.625
+    assert torch.equal(best.theta, torch.full((2,), 2.0, dtype=torch.float64))
+
+    raw = BestSetting(0.0)  # no smoothing: the raw minimum
+    for step, loss in enumerate([3.0, 1.0, 0.5, 2.0]):
+        if raw.improves(loss):
+            raw.keep(step, torch.zeros(1))
+    assert raw.step == 2 and raw.best == 0.5
+
+
+def test_a_lucky_reading_between_high_ones_is_not_kept_when_smoothed():
+    best = BestSetting(0.8)
+    steps = []
+    for step, loss in enumerate([1.0, 1.0, 1.0, 0.1, 1.0, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]):
+        if best.improves(loss):
+            best.keep(step, torch.zeros(1))
+            steps.append(step)
+    assert best.step != 3  # the single 0.1 is out-averaged by the steady 0.6s
+    assert best.step == 10
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5])
+def test_bad_smoothing_is_refused(bad):
+    with pytest.raises(ConfigError, match="keep_smoothing"):
+        BestSetting(bad)
+    with pytest.raises(ConfigError, match="keep_smoothing"):
+        TrainConfig(keep="best", keep_smoothing=bad)
+
+
+def test_a_non_finite_loss_is_refused_and_the_config_checks_keep():
+    with pytest.raises(ConfigError, match="finite"):
+        BestSetting().improves(math.nan)
+    with pytest.raises(ConfigError, match="keep must be 'last' or 'best'"):
+        TrainConfig(keep="first")
+    with pytest.raises(ConfigError, match="keep_smoothing"):
+        TrainConfig(keep_smoothing=math.nan)
+    assert TrainConfig().keep == "last" and TrainConfig().keep_smoothing == KEEP_SMOOTHING
+
+
+def test_state_round_trips_and_a_malformed_one_is_refused():
+    best = BestSetting(0.3)
+    best.improves(2.0)
+    best.keep(4, torch.arange(3.0), {"back": {"w": torch.ones(2)}})
+    again = BestSetting()
+    again.load_state_dict(best.state_dict())
+    assert again.smoothing == 0.3 and again.step == 4 and again.best == best.best
+    assert torch.equal(again.theta, best.theta)
+    assert torch.equal(again.digital["back"]["w"], torch.ones(2))
+    with pytest.raises(ConfigError, match="best setting is malformed"):
+        again.load_state_dict({"smoothing": 0.5})
+
+
+# ---------------------------------------------------------------------- the trainer
+class TurnsUphill(AutogradEst):
+    """Exact gradients for ``good`` steps, then their negatives: the loss climbs back."""
+
+    def __init__(self, task, good):
+        super().__init__(task, noise=0.0)
+        self.good, self.losses = good, []
+
+    def __call__(self, theta, batch, ctx):
+        est = super().__call__(theta, batch, ctx)
+        self.losses.append(est.loss)
+        if len(self.seen) > self.good:
+            est = type(est)(-est.grad, est.loss, est.cost, est.digital_grads, est.logits)
+        return est
+
+
+def uphill_run(keep, good=8, **kw):
+    task = make_task()
+    est = TurnsUphill(task, good)
+    config = cfg(lr=0.05, epochs=None, max_steps=30, batch_size=None, keep=keep, **kw)
+    return Trainer(task, est, SPACE, config).fit(THETA0), est, task
+
+
+def test_keep_best_returns_the_setting_read_where_the_averaged_loss_was_lowest():
+    res, est, _ = uphill_run("best", keep_smoothing=0.0)
+    losses = np.array(est.losses)
+    k = int(np.argmin(losses))
+    assert 8 <= k <= 18  # the estimates turned at step 8 (Adam's momentum carries it on)
+    assert res.best_step == k
+    np.testing.assert_array_equal(res.theta, est.seen[k].numpy())
+    assert not np.array_equal(res.theta, res.last_theta)
+    assert losses[-1] > losses[k] + 0.05  # the last setting is clearly worse
+
+    smoothed, est_s, _ = uphill_run("best")  # the average lags a rising loss by a few steps
+    assert k <= smoothed.best_step <= k + 5 and est_s.losses[-1] > est_s.losses[k] + 0.05
+
+    last, _, _ = uphill_run("last")
+    assert last.best_step is None and last.state.best is None
+    np.testing.assert_array_equal(last.theta, last.last_theta)
+    np.testing.assert_array_equal(last.last_theta, res.last_theta)  # same trajectory
+
+
+def test_a_run_still_descending_at_its_end_returns_its_last_setting():
+    # the lowest average is the last reading's: the last move, which no estimate read, is taken
+    res, est, _ = uphill_run("best", good=100)
+    assert res.state.best["step"] == 29 and res.best_step == res.steps == 30
+    np.testing.assert_array_equal(res.theta, res.last_theta)
+    assert not np.array_equal(res.theta, est.seen[-1].numpy())
+    assert kept_step(None, 5) is None
+    assert kept_step({"theta": torch.zeros(1), "step": 3}, 5) == 3
+    assert kept_step({"theta": torch.zeros(1), "step": 4}, 5) == 5
+
+
+def test_the_task_keeps_the_digital_layers_of_the_kept_setting():
+    task = make_task()
+    seen_back = []
+
+    class Recording(TurnsUphill):
+        def __call__(self, theta, batch, ctx):
+            seen_back.append({k: v.clone() for k, v in task.back.state_dict().items()})
+            return super().__call__(theta, batch, ctx)
+
+    est = Recording(task, 8)
+    config = cfg(epochs=None, max_steps=30, batch_size=None, keep="best", keep_smoothing=0.0)
+    res = Trainer(task, est, SPACE, config).fit(THETA0)
+    k = res.best_step
+    for key, v in task.back.state_dict().items():
+        assert torch.equal(v, seen_back[k][key]), key
+    # the state keeps the last layers, which a resume continues from
+    assert not torch.equal(res.state.digital["back"]["weight"], seen_back[k]["weight"])
+
+
+def test_a_resumed_run_keeps_the_same_setting_as_an_uninterrupted_one(tmp_path):
+    config = cfg(epochs=3, schedule="cosine", keep="best", lr=0.3)
+    full = autograd_trainer(config)[0].fit(THETA0)
+    assert full.best_step is not None
+
+    path = tmp_path / "run.ckpt"
+    trainer, _ = autograd_trainer(config, checkpoint_path=path)
+    inner = trainer.estimator
+
+    def interrupted(theta, batch, ctx):
+        est = inner(theta, batch, ctx)
+        if len(inner.seen) == 12:
+            raise Interrupt
+        return est
+
+    interrupted.task = trainer.task
+    trainer.estimator = interrupted
+    with pytest.raises(Interrupt):
+        trainer.fit(THETA0)
+    assert load_checkpoint(path).best is not None
+    res = autograd_trainer(config, checkpoint_path=path)[0].resume(path)
+    assert res.best_step == full.best_step
+    np.testing.assert_array_equal(res.theta, full.theta)
+    assert res.state.best["average"] == full.state.best["average"]
+
+
+def test_a_checkpoint_without_a_best_setting_loads_and_keeps_from_the_resume(tmp_path):
+    path = tmp_path / "old.ckpt"
+    autograd_trainer(cfg(max_steps=3), checkpoint_path=path)[0].fit(THETA0)
+    data = load_checkpoint(path).to_dict()
+    del data["best"]  # as written before the field existed
+    state = TrainState.from_dict(data)
+    assert state.best is None
+    res = autograd_trainer(cfg(max_steps=6, keep="best"))[0].resume(state)
+    assert res.best_step is not None and res.best_step >= 3
