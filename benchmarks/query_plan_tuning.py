@@ -18,6 +18,16 @@ then reported by ``query_efficiency.py`` on other chips.
 - ``no layered response``: ``layered=False``, the zeroth-order plan after the surrogate start
   (the default before the layered response; its rows are those the ``default`` had then, the
   same code path, checked to the digit on the crossbar at 250, chip 100);
+- ``layered memory 1``: the layered response's fit uses the current step's probes alone (all
+  the derived number read every step; the default before ``LAYERED_MEMORY`` = 3: the rows the
+  ``default`` had then, the same code path, checked to the digit on the MRR network at 1,000,
+  chip 100); ``layered memory 2`` and ``layered memory 5``: a window of 2 and 5 steps, against
+  the default's 3; every other ``layered ...`` variant ran before the window and pins 1;
+- ``layered keep last``: the layered response returns its last setting, not the best it measured
+  (the default before ``LAYERED_KEEP`` = best: its rows, the same code path, checked to the digit
+  on the MRR network at 1,000, chip 100; the variants below ran before it and pin it);
+  ``zeroth-order keep best``: the zeroth-order plan keeping its best setting (run on the MZI,
+  where the default is that plan);
 - ``layered constant``: the layered response's step held over the whole run, with no final
   decay (the default before ``LAYERED_SCHEDULE`` = hold-cosine: the rows the ``default`` had
   then, the same code path, checked to the digit on the MRR network at 1,000, chip 100);
@@ -111,12 +121,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fine-tune at 0.5 %": {"fine_tune_lr": 0.005, "layered": False},
     "layered keep last": {"layered_keep": "last"},
     "zeroth-order keep best": {"keep": "best"},
+    "layered memory 1": {"layered_memory": 1},
 }
 # every layered variant above ran while the layered response returned its last setting (before
-# LAYERED_KEEP = "best"), and pins it
+# LAYERED_KEEP = "best"), and pins it; and all of them, that one too, fitted each step's probes
+# alone (before LAYERED_MEMORY = 3)
 for _name, _args in VARIANTS.items():
-    if _name.startswith("layered ") and _name != "layered keep last":
+    if _name.startswith("layered ") and _name not in ("layered keep last", "layered memory 1"):
         _args.setdefault("layered_keep", "last")
+    if _name.startswith("layered "):
+        _args.setdefault("layered_memory", 1)
+# ... and these ran beside the default of that last change (a window of 2 and 5 steps, against 3)
+VARIANTS["layered memory 2"] = {"layered_memory": 2}
+VARIANTS["layered memory 5"] = {"layered_memory": 5}
 #: the devices that declare their wiring (the layered response applies)
 WIRED = ("crossbar", "mrr", "mrr-bank")
 #: variants run only on some configurations (where what they change is used)
@@ -144,6 +161,8 @@ REFERENCE: dict[str, str] = {
         if args.get("layered_schedule") == "constant" and v != "layered constant"
         else "layered keep last"
         if args.get("layered_keep") == "last" and v != "layered keep last"
+        else "layered memory 1"
+        if args.get("layered_memory") == 1 and v != "layered memory 1"
         else "default"
     )
     for v, args in VARIANTS.items()

@@ -28,6 +28,7 @@ from blacksat.device import Device
 from blacksat.errors import ConfigError, InvalidReading
 from blacksat.layered_response import (
     ANCHORS,
+    MEMORY,
     BankJacobian,
     banks_of,
     derived_probes,
@@ -353,7 +354,8 @@ class LayeredResponse(_DeviceEstimator):
     docstring).
 
     Each step reads ``theta`` and the ``2 * probes`` settings ``theta +- sigma r_k`` (random
-    signs, clipped into the space): ``1 + 2 * probes`` reconfigurations. The probes are read in
+    signs, clipped into the space): ``1 + 2 * probes`` reconfigurations. The wiring model is fitted
+    to this step's probes and those of the ``memory - 1`` steps before it. The probes are read in
     one ``query_many`` call on ``inputs`` probe inputs uniform over the device's input range
     (its declared ``input_range``, else the range of the step's encoded batch), so that every
     input is driven fully; each probe's linear fit is its response matrix, and the fitted wiring
@@ -371,13 +373,16 @@ class LayeredResponse(_DeviceEstimator):
         device: the device (normally a :class:`~blacksat.meter.MeteredDevice`).
         task: the training task.
         sigma: the probes' radius (controls' units).
-        probes: antithetic probes a step (default: :func:`derived_probes`).
+        probes: fresh antithetic probes a step (default: :func:`derived_probes` of the wiring
+            and ``memory``).
         inputs: probe inputs a reconfiguration (default: the batch's size); more than
             ``n_in + 1``.
         banks: the wiring (default: the device's ``weight_banks``).
         sweeps: alternating sweeps a step after the first fit.
         anchor: what ``theta`` is read with: ``"batch"`` (the step's training samples) or
             ``"probes"`` (the probe inputs).
+        memory: steps whose probes the fit uses (this one's and ``memory - 1`` before it;
+            default :data:`~blacksat.layered_response.MEMORY`; 1: this step's only).
         seed: the model's initial guess.
         family: a nuisance family of devices (as for the other device estimators).
 
@@ -398,6 +403,7 @@ class LayeredResponse(_DeviceEstimator):
         banks: Sequence[Any] | None = None,
         sweeps: int = 10,
         anchor: str = "batch",
+        memory: int = MEMORY,
         seed: int = 0,
         family: Any = None,
     ) -> None:
@@ -419,12 +425,17 @@ class LayeredResponse(_DeviceEstimator):
             )
         self.banks = wiring
         self.sigma = check_real("sigma", sigma, low=0.0, low_open=True)
+        self.memory = int(check_int("memory", memory, low=1))
         self.probes = (
-            derived_probes(wiring) if probes is None else check_int("probes", probes, low=1)
+            derived_probes(wiring, self.memory)
+            if probes is None
+            else check_int("probes", probes, low=1)
         )
         self.inputs = check_int("inputs", inputs, low=n_in + 2, none_ok=True)
         self.sweeps = check_int("sweeps", sweeps, low=1)
         self.model = BankJacobian(wiring, seed=seed)
+        #: the probes of the last ``memory`` steps: ``(dA (K, n_out, n_in + 1), delta (K, d))``
+        self.recent: list[tuple[torch.Tensor, torch.Tensor]] = []
         #: the last fit's R² (the share of the probes' response changes the model explains)
         self.last_fit_r2 = math.nan
 
@@ -493,7 +504,11 @@ class LayeredResponse(_DeviceEstimator):
         # the differences actually sent (clipped at a bound; the short way round on a circle)
         delta = circle.difference(thetas[1 : k + 1], thetas[k + 1 :], self.space.period)
         sweeps = self.sweeps if self.model.fitted else None  # the first fit: FIRST_SWEEPS
-        self.last_fit_r2 = self.model.fit(a[1 : k + 1] - a[k + 1 :], delta, sweeps)
+        recent = [*self.recent, (a[1 : k + 1] - a[k + 1 :], delta)][-self.memory :]
+        self.last_fit_r2 = self.model.fit(
+            torch.cat([r[0] for r in recent]), torch.cat([r[1] for r in recent]), sweeps
+        )
+        self.recent = recent
         a0 = a[0].clone().requires_grad_(True)
         params = _digital(self.task)
         out = enc @ a0[:, :-1].T + a0[:, -1]
@@ -511,18 +526,29 @@ class LayeredResponse(_DeviceEstimator):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """The fitted wiring model (warm start of the next fit)."""
-        return {"model": self.model.state_dict()}
+        """The fitted wiring model (warm start of the next fit) and the recent steps' probes."""
+        return {
+            "model": self.model.state_dict(),
+            "recent": [{"dA": d.clone(), "delta": t.clone()} for d, t in self.recent],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Inverse of :meth:`state_dict`."""
+        """Inverse of :meth:`state_dict` (a state saved before the probes were kept has none)."""
         self.model.load_state_dict(state["model"])
+        try:
+            self.recent = [
+                (torch.as_tensor(r["dA"], dtype=torch.float64), torch.as_tensor(r["delta"]))
+                for r in state.get("recent") or []
+            ][-self.memory :]
+        except (KeyError, TypeError) as exc:
+            msg = f"the saved layered-response probes are malformed ({exc!r})"
+            raise ConfigError(msg) from None
 
     def __repr__(self) -> str:
         banks = [(b.rows, b.cols, b.blocks) for b in self.banks]
         return (
             f"LayeredResponse(banks={banks}, probes={self.probes}, sigma={self.sigma}, "
-            f"anchor={self.anchor!r})"
+            f"anchor={self.anchor!r}, memory={self.memory})"
         )
 
 

@@ -21,10 +21,14 @@ from the previous step), and the gradient is ``S_l * (L_l^T G R_l^T)`` for every
 Where zeroth-order differences learn one number a probe, a probe here gives ``n_out (n_in + 1)``.
 
 ``K`` is derived from the structure: twice the model's unknowns over the numbers one probe gives
-(:func:`derived_probes`). Between the banks the O/E/O stages are nonlinear, so the model is an
-approximation: moving a ring of an inner bank moves its hidden unit's operating point, which
-reaches every column of ``A``, not only the ring's own; it is worst where the hidden units sit at
-their kink (an MRR network with every ring on resonance) and improves as training moves away.
+(:func:`derived_probes`), spread over the last ``MEMORY`` steps: each step reads a third of them
+afresh and the fit also uses the probes of the two steps before (the model moves slowly as
+training goes; it is warm-started from step to step for the same reason).
+
+Between the banks the O/E/O stages are nonlinear, so the model is an approximation: moving a ring of
+an inner bank moves its hidden unit's operating point, which reaches every column of ``A``, not only
+the ring's own; it is worst where the hidden units sit at their kink (an MRR network with every ring
+on resonance) and improves as training moves away.
 
 The estimator is :class:`~blacksat.estimators.LayeredResponse` (registered as
 ``"layered_response"``); this module holds the wiring and the model it fits. Declare the wiring
@@ -49,6 +53,17 @@ from blacksat.errors import ConfigError
 RIDGE = 1e-6
 #: alternating sweeps of the first fit (later fits start from the previous step's)
 FIRST_SWEEPS = 50
+
+#: steps whose probes the layered response's fit uses: this step's and the last ``MEMORY - 1``
+#: steps' (``derived_probes(banks, MEMORY)`` fresh probes a step, so the fit sees about as many
+#: probes as one step of ``derived_probes(banks)`` gave). The wiring model changes slowly as
+#: training moves (it is warm-started from step to step for that reason), so recent probes still
+#: describe it, and a step costs about a third of the reconfigurations. On tuning chips 100-103
+#: against every probe from the current step (``benchmarks/query_plan_tuning.py``, ``layered
+#: memory 1``): MRR network +34.2 / +1.7 / +0.3 / +0.6 points at 250 / 1,000 / 5,000 / 20,000
+#: reconfigurations (15 probes a step there, now 5), an MRR weight bank +0.3 / +0.3, the
+#: crossbar -0.1 / -0.4 / -0.4 (about what its programming noise moves one chip's evaluation)
+MEMORY = 3
 
 #: what the layered response reads the current setting with: the step's own training samples
 #: (``"batch"``, the default) or its uniform probe inputs (``"probes"``, the estimator before
@@ -128,14 +143,16 @@ def linear_within_noise(
     return bool(np.median(ok.astype(float)) >= 0.5)
 
 
-def derived_probes(banks: Sequence[Bank]) -> int:
-    """Antithetic probes a step: twice the model's unknowns over the numbers one probe gives
-    (``n_out (n_in + 1)``), at least one."""
+def derived_probes(banks: Sequence[Bank], memory: int = 1) -> int:
+    """Fresh antithetic probes a step: twice the model's unknowns over the numbers one probe
+    gives (``n_out (n_in + 1)``), shared by the ``memory`` steps whose probes the fit uses; at
+    least one."""
     n_in, n_out = banks[0].cols, banks[-1].rows
     unknowns = sum(b.size for b in banks)
     unknowns += sum(n_out * b.rows for b in banks[:-1])  # L of every bank but the last
     unknowns += sum(b.cols * (n_in + 1) for b in banks[1:])  # R of every bank but the first
-    return max(1, math.ceil(2 * unknowns / (n_out * (n_in + 1))))
+    total = max(1, math.ceil(2 * unknowns / (n_out * (n_in + 1))))
+    return max(1, math.ceil(total / max(1, int(memory))))
 
 
 class BankJacobian:

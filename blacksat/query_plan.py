@@ -20,19 +20,19 @@ span, the step of the start's offline training (the run fine-tunes).
 
 A device that declares its **wiring** (``weight_banks``: weight banks in sequence, each control
 setting one weight) and reads as a linear map of its inputs (at the surrogate start's probe, or,
-where the probe did not run, at two random settings the plan reads itself, one of them twice)
-gets no zeroth-order run: it is trained by :class:`~blacksat.estimators.LayeredResponse`,
-which identifies the response matrix at
-every setting from one reading and learns how the wiring moves it from a few antithetic probes,
-so each step costs ``1 + 2 K`` reconfigurations for a gradient of every control (``K`` derived
-from the wiring). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of the
-span (at least ``LAYERED_TRAVEL`` of the span over the steps; after a trained start, at most
+where the probe did not run, at two random settings the plan reads itself, one of them twice) gets
+no zeroth-order run: it is trained by :class:`~blacksat.estimators.LayeredResponse`, which
+identifies the response matrix at every setting from one reading and learns how the wiring moves it
+from a few antithetic probes, so each step costs ``1 + 2 K`` reconfigurations for a gradient of
+every control (``K`` derived from the wiring and shared by the last ``LAYERED_MEMORY`` steps, whose
+probes its fit reuses). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of
+the span (at least ``LAYERED_TRAVEL`` of the span over the steps; after a trained start, at most
 ``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held over the run and decayed only over its last
-30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order run's decays from the start), and the
-run returns the best setting it measured (``LAYERED_KEEP``); the loss
-is computed offline on the whole training split through the response identified at the current
-setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``), and
-the run's samples per reconfiguration are its probe inputs.
+30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order run's decays from the start), and the run
+returns the best setting it measured (``LAYERED_KEEP``); the loss is computed offline on the whole
+training split through the response identified at the current setting, read on as many training
+samples as the probes have inputs (``LAYERED_ANCHOR``), and the run's samples per reconfiguration
+are its probe inputs.
 
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
@@ -81,7 +81,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
-from blacksat.layered_response import ANCHORS
+from blacksat.layered_response import ANCHORS, MEMORY
 from blacksat.validation import as_generator, check_choice, check_int, check_real
 
 #: antithetic Gaussian directions per step (8 reconfigurations a step)
@@ -128,6 +128,9 @@ LAYERED_TRAVEL = 1.0 / 3.0
 LAYERED_ANCHOR = "batch"
 #: what layered plans saved before the anchor was a field ran with
 _LEGACY_ANCHOR = "probes"
+#: ... and its fit uses the probes of the last three steps, a third of them read afresh each step
+#: (:data:`~blacksat.layered_response.MEMORY`, which says what it gained)
+LAYERED_MEMORY = MEMORY
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)
@@ -339,6 +342,8 @@ class QueryPlan:
         keep: what the run returns: ``"last"`` (the zeroth-order plan, and what plans saved
             before the field ran with) or ``"best"`` (the setting where the moving average of
             the steps' losses was lowest: the layered response, :data:`LAYERED_KEEP`).
+        memory: the layered response's steps whose probes its fit uses (``q`` fresh probes a
+            step; 1 in plans saved before the field, as they ran).
     """
 
     q: int
@@ -362,10 +367,12 @@ class QueryPlan:
     anchor: str = _LEGACY_ANCHOR
     schedule: str = "cosine"
     keep: str = "last"
+    memory: int = 1
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("keep", self.keep, KEEPS)
+        check_int("memory", self.memory, low=1)
 
     def initial(self, theta: Any) -> np.ndarray:
         """Where training starts: the surrogate start's setting if it moved, else ``theta``."""
@@ -383,6 +390,7 @@ class QueryPlan:
                 "sigma": self.sigma,
                 "inputs": self.inputs,
                 "anchor": self.anchor,
+                "memory": self.memory,
             }
             return EstimatorSpec("layered_response", "nominal", layered)
         args = {"q": self.q, "sigma": self.sigma, "directions": "gaussian", "scheme": "central"}
@@ -463,6 +471,7 @@ def plan_query_only(
     layered_schedule: str = LAYERED_SCHEDULE,
     keep: str = KEEP,
     layered_keep: str = LAYERED_KEEP,
+    layered_memory: int = LAYERED_MEMORY,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -510,6 +519,8 @@ def plan_query_only(
             or ``"cosine"``.
         keep, layered_keep: what the zeroth-order run and the layered response return:
             ``"last"`` (the setting after the last step) or ``"best"`` (the best measured).
+        layered_memory: the steps whose probes the layered response's fit uses (its fresh
+            probes a step are the derived number over this).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -531,6 +542,7 @@ def plan_query_only(
     check_choice("layered_schedule", layered_schedule, SCHEDULES)
     check_choice("keep", keep, KEEPS)
     check_choice("layered_keep", layered_keep, KEEPS)
+    check_int("layered_memory", layered_memory, low=1)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -569,7 +581,7 @@ def plan_query_only(
             task, device, budget, batch, start_report, start_spent, start_theta,
             sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
             travel=layered_travel, anchor=layered_anchor, schedule=layered_schedule,
-            keep=layered_keep, cost_model=cm, rng=rng,
+            keep=layered_keep, memory=int(layered_memory), cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
             return plan
@@ -700,6 +712,7 @@ def _layered_plan(
     anchor: str,
     schedule: str,
     keep: str,
+    memory: int,
     cost_model: CostModel | None,
     rng: np.random.Generator,
 ) -> QueryPlan | None:
@@ -717,7 +730,7 @@ def _layered_plan(
     n_in = banks[0].cols
     if batch < n_in + 2:
         return None
-    k = derived_probes(banks)
+    k = derived_probes(banks, memory)
     spent = start_spent
     if start_report is None or start_report.get("linear") is None:
         # the surrogate start's probe did not run: check the linear response here (its fit
@@ -756,6 +769,7 @@ def _layered_plan(
         anchor=anchor,
         schedule=schedule,
         keep=keep,
+        memory=memory,
     )
 
 

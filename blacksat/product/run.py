@@ -484,7 +484,13 @@ def plan_markdown(plan: dict[str, Any]) -> str:
             f"{100 * plan['sigma'] / span:.3g} % of the span, Adam lr "
             f"{100 * plan['lr'] / span:.3g} % (beta1 {plan.get('beta1', 0.9):g}, "
             f"{plan.get('schedule', 'cosine')}), "
-            f"{plan['steps']} steps of {1 + 2 * plan['q']} settings, {plan['inputs']} probe "
+            f"{plan['steps']} steps of {1 + 2 * plan['q']} settings"
+            + (
+                f" (the fit uses the probes of the last {plan['memory']} steps)"
+                if plan.get("memory", 1) > 1
+                else ""
+            )
+            + f", {plan['inputs']} probe "
             "inputs per setting, the loss on the full training split through the response "
             "identified at the current setting from "
             + ("training samples" if plan.get("anchor") == "batch" else "its probe inputs")

@@ -16,7 +16,14 @@ from blacksat.devices import Crossbar, MRRWeightBank, MZIMesh
 from blacksat.devices.tasks import default_task
 from blacksat.errors import ConfigError, InvalidReading
 from blacksat.estimators import LayeredResponse
-from blacksat.layered_response import Bank, BankJacobian, banks_of, derived_probes, parse_banks
+from blacksat.layered_response import (
+    MEMORY,
+    Bank,
+    BankJacobian,
+    banks_of,
+    derived_probes,
+    parse_banks,
+)
 from blacksat.objective import StepContext
 from blacksat.query_plan import QueryPlan, plan_query_only
 
@@ -140,7 +147,9 @@ def test_the_estimator_spends_1_plus_2k_settings_and_keeps_theta(small, anchor):
     chip, task = small
     meter = MeteredDevice(chip)
     est = LayeredResponse(meter, task, sigma=0.02, inputs=80, anchor=anchor)
-    assert est.settings_per_step() == 1 + 2 * derived_probes(banks_of(chip))
+    assert est.memory == MEMORY
+    assert est.probes == derived_probes(banks_of(chip), MEMORY)
+    assert est.settings_per_step() == 1 + 2 * est.probes
     theta = torch.as_tensor(chip.initial_controls(0))
     before = theta.clone()
     e = est(theta, task.batch("train", np.arange(30)), StepContext(np.random.default_rng(0)))
@@ -225,12 +234,25 @@ def test_the_plan_picks_the_layered_response_on_a_wired_device(small):
     chip, task = small
     meter = MeteredDevice(chip, max_reconfigurations=300)
     plan = plan_query_only(task, meter, chip.space.center, budget=300, batch_size=96, seed=0)
-    k = derived_probes(banks_of(chip))
+    k = derived_probes(banks_of(chip), MEMORY)  # fresh probes a step; the fit keeps 3 steps'
     assert plan.estimator == "layered_response" and plan.q == k and plan.inputs == 96
+    assert plan.memory == MEMORY and k < derived_probes(banks_of(chip))
     assert plan.batch_size is None  # the loss: the whole training split, offline
     assert plan.steps == (300 - plan.calibration_reconfigurations) // (1 + 2 * k)
     spec = plan.estimator_spec()
     assert spec.name == "layered_response" and spec.args["probes"] == k
+    assert spec.args["memory"] == MEMORY
+    # a plan saved before the field fitted each step's probes alone, and resumes so
+    old = {f: v for f, v in plan.to_dict().items() if f != "memory"}
+    assert QueryPlan.from_dict(old).memory == 1
+    assert QueryPlan.from_dict(old).estimator_spec().args["memory"] == 1
+    single = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_memory=1,
+    )  # fmt: skip
+    assert single.memory == 1 and single.q == derived_probes(banks_of(chip))
+    with pytest.raises(ConfigError, match="layered_memory"):
+        plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=300, layered_memory=0)
     back = QueryPlan.from_dict(plan.to_dict())
     assert back == plan
     off = plan_query_only(
@@ -424,7 +446,8 @@ def test_the_batch_anchor_reads_the_loss_where_the_task_drives_the_device(small)
         truth = float(task.loss(task.decode(y.to(task.dtype)), batch.labels))
     err = {}
     for anchor in ("batch", "probes"):
-        est = LayeredResponse(chip, task, sigma=0.02, inputs=200, anchor=anchor)
+        # (every probe from this step, as when this was measured: the probe draws come first)
+        est = LayeredResponse(chip, task, sigma=0.02, inputs=200, anchor=anchor, memory=1)
         err[anchor] = abs(est(theta, batch, StepContext(np.random.default_rng(0))).loss - truth)
     assert err["batch"] < 0.5 * err["probes"], err
 
@@ -449,3 +472,55 @@ def test_the_run_summary_says_what_the_current_setting_is_read_with():
         "beta1": 0.5, "reason": "first above the noise",
     }  # fmt: skip
     assert "(beta1 0.5, cosine), " in plan_markdown(zo) and "8 settings" in plan_markdown(zo)
+
+
+# ---------------------------------------------------------------------- probe memory
+def test_the_fit_uses_the_probes_of_the_last_memory_steps(small):
+    chip, task = small
+    est = LayeredResponse(chip, task, sigma=0.02, inputs=80, memory=3)
+    seen = []
+    real = est.model.fit
+
+    def counting(dA, delta, sweeps=None):
+        seen.append(len(dA))
+        return real(dA, delta, sweeps)
+
+    est.model.fit = counting
+    theta = torch.as_tensor(chip.initial_controls(0))
+    batch = task.batch("train", np.arange(30))
+    ctx = StepContext(np.random.default_rng(0))
+    for _ in range(5):
+        est(theta, batch, ctx)
+    k = est.probes
+    assert seen == [k, 2 * k, 3 * k, 3 * k, 3 * k]
+    assert len(est.recent) == 3 and all(d.shape[0] == k for d, _ in est.recent)
+    with pytest.raises(ConfigError, match="memory"):
+        LayeredResponse(chip, task, sigma=0.02, memory=0)
+
+
+def test_the_recent_probes_are_part_of_the_state_and_resume_exactly(small):
+    chip, task = small
+    batch = task.batch("train", np.arange(30))
+    theta = torch.as_tensor(chip.initial_controls(0))
+
+    def run(est, ctx, n):
+        return [est(theta, batch, ctx).grad for _ in range(n)]
+
+    noise = chip.rng_state()  # the simulator's readout noise, the same for both runs
+    full = LayeredResponse(chip, task, sigma=0.02, inputs=80)
+    grads = run(full, StepContext(np.random.default_rng(1)), 4)
+    chip.set_rng_state(noise)
+    first = LayeredResponse(chip, task, sigma=0.02, inputs=80)
+    ctx = StepContext(np.random.default_rng(1))
+    run(first, ctx, 2)
+    again = LayeredResponse(chip, task, sigma=0.02, inputs=80)
+    again.load_state_dict(first.state_dict())
+    assert len(again.recent) == 2
+    for g, h in zip(run(again, ctx, 2), grads[2:], strict=True):
+        assert torch.equal(g, h)
+    # a state saved before the probes were kept: the model alone, no recent probes
+    legacy = LayeredResponse(chip, task, sigma=0.02, inputs=80)
+    legacy.load_state_dict({"model": first.state_dict()["model"]})
+    assert legacy.recent == []
+    with pytest.raises(ConfigError, match="probes are malformed"):
+        legacy.load_state_dict({"model": first.state_dict()["model"], "recent": [{"dA": 1}]})

@@ -98,6 +98,7 @@ def test_the_query_default_trains_within_its_budget_and_resumes_its_plan(tmp_pat
     assert line.startswith("query-only plan: layered response")
     assert "(beta1 0.9, hold-cosine)" in line
     assert "keeping the best setting it measured" in line
+    assert f"(the fit uses the probes of the last {plan['memory']} steps)" in line
     assert report["kept_step"] is not None and 0 <= report["kept_step"] <= report["steps"]
     assert f"{plan['steps']} steps of {1 + 2 * plan['q']} settings" in line
     assert f"spent {plan['calibration_reconfigurations']} of 400 reconfigurations" in line
