@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 from hypothesis import given
@@ -33,6 +34,8 @@ FULL = {
         "batch_size": "full",
         "checkpoint_every": 2,
         "progress": False,
+        "keep": "best",
+        "keep_smoothing": 0.5,
     },
     "budget": {"reconfigurations": 100, "samples": 10_000},
     "log": {"queries": False, "device_id": "chip-7"},
@@ -51,6 +54,7 @@ def test_a_full_config_is_read_and_written_back_identically(tmp_path):
     assert c.train.optimizer == "sgd" and c.train.batch_size is None and c.train.epochs is None
     assert c.sat.enabled and c.sat.draws == 2 and c.budget.samples == 10_000
     assert c.task.test_size == 0.25 and c.log.device_id == "chip-7"
+    assert c.train.keep == "best" and c.train.keep_smoothing == 0.5
     path = tmp_path / "run.toml"
     path.write_text(c.to_toml())
     assert RunConfig.load(path) == c
@@ -298,3 +302,12 @@ batch_size = 32
     for bad, msg in (({"lam": -1.0}, "lam"), ({"lag": 0}, "lag"), ({"tau": 0.0}, "tau")):
         with pytest.raises(ConfigError, match=msg):
             RunConfig.from_mapping({"saf": bad})
+
+
+@pytest.mark.parametrize(
+    ("train", "msg"),
+    [({"keep": "first"}, "keep must be 'last' or 'best'"), ({"keep_smoothing": 1.0}, "[0, 1)")],
+)
+def test_a_bad_kept_setting_is_refused_with_the_tables_name(train, msg):
+    with pytest.raises(ConfigError, match="train: .*" + re.escape(msg)):
+        RunConfig.from_mapping({"train": train})
