@@ -1,18 +1,18 @@
 """Keeping the best setting a run has measured, not only its last one.
 
-A gradient estimator reports the loss *at the setting it was called with* alongside its
-gradient: a device read that the run has paid for anyway. A run whose estimates stop pointing
-downhill near its end (a layered response's first-order model near the plateau, where its
-gradient's cosine with the true one falls from 0.8 to 0.1-0.3 while the true gradient is not
-small; or a step too large for the device) climbs back up while its budget lasts, and its last
-setting is then worse than one it passed. :class:`BestSetting` follows an exponential moving
-average of the steps' losses, ``m_t = s m_(t-1) + (1 - s) loss_t`` (``m_1 = loss_1``), and keeps
-the setting (and the digital layers) of the step where ``m`` was lowest: the average damps a
-single lucky reading (a small batch's loss), at no query. The setting after the last step is
-never read; where the lowest average is the last reading's, the run was still descending and
-returns that unread last setting (:func:`kept_step`). :class:`~blacksat.trainer.Trainer`
-uses it with ``TrainConfig(keep="best")``; its state is part of the checkpoint, so a resumed run
-keeps the same setting as an uninterrupted one.
+A gradient estimator reports the loss *at the setting it was called with* alongside its gradient:
+a device read that the run has paid for anyway. A run whose estimates stop pointing downhill near
+its end (a layered response's first-order model near the plateau, where its gradient's cosine
+with the exact one falls to 0.3-0.4 while the exact gradient is not small,
+``benchmarks/layered_gradient.py``; or a step too large for the device) climbs back up while its
+budget lasts, and its last setting is then worse than one it passed. :class:`BestSetting` follows
+an exponential moving average of the steps' losses, ``m_t = s m_(t-1) + (1 - s) loss_t``
+(``m_1 = loss_1``), and keeps the setting (and the digital layers) of the step where ``m`` was
+lowest: the average damps a single lucky reading (a small batch's loss), at no query. The setting
+after the last step is never read; where the lowest average is the last reading's, the run was
+still descending and returns that unread last setting (:func:`kept_step`).
+:class:`~blacksat.trainer.Trainer` uses it with ``TrainConfig(keep="best")``; its state is part
+of the checkpoint, so a resumed run keeps the same setting as an uninterrupted one.
 """
 
 from __future__ import annotations
