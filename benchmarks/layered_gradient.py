@@ -19,6 +19,15 @@ the whole training split; the estimator never sees it.
   seeds each: if the cosine rose with the probes, the plateau would be the data's; if it does
   not, the model's form.
 
+- ``oracle``: at the same setting, what the probes could give at best. The response ``A`` at a
+  setting is the least-squares linear map of the exact model's outputs on 256 inputs; its
+  Jacobian, applied to the loss gradient ``G`` the estimator computes (at the response read on
+  training samples), is the gradient a perfect model of the probes' response changes would
+  return (the ``ceiling``), for probe inputs that are uniform over the inputs' range (what the
+  estimator reads), half training samples and half uniform, or training samples only
+  (``SHARES``). ``model``: the separable wiring model fitted to ``ORACLE_PROBES`` exact,
+  noise-free probes (central differences of ``A``) on those inputs.
+
 Tuning chips only (100 and 101); ``--only chip=...`` splits them between processes.
 """
 
@@ -44,6 +53,10 @@ EVERY = 10
 #: probes of the fresh fits at the plateau (the derived number is 15 on the MRR network)
 PROBES = (15, 45, 120)
 SEEDS = (0, 1, 2)
+#: share of the probe inputs that are training samples (the rest uniform over their range)
+SHARES = (0.0, 0.5, 1.0)
+#: exact probes of the oracle's model fit
+ORACLE_PROBES = 60
 #: step windows of the trajectory table
 WINDOWS = ((1, 25), (26, 50), (51, 100), (101, 200), (201, 10**9))
 
@@ -124,6 +137,53 @@ def plateau_fit(
     return {"cos": _cos(g, torch.as_tensor(e.grad).double()), "r2": float(est.last_fit_r2)}
 
 
+def oracle_fit(
+    task: Any, chip: Any, theta: torch.Tensor, share: float, probes: int = ORACLE_PROBES
+) -> dict[str, Any]:
+    """The ``oracle`` row at ``theta`` for probe inputs with ``share`` training samples (the
+    module docstring): the ceiling's and the exactly fitted model's cosines with the exact
+    gradient, and that fit's R²."""
+    import torch.nn.functional as F
+
+    from blacksat.layered_response import BankJacobian, banks_of
+
+    model = chip.exact_model()
+    x, y = task.data.split("train")
+    with torch.no_grad():
+        enc = task.encode(torch.as_tensor(x, dtype=task.dtype)).double().reshape(len(y), -1)
+    rng = np.random.default_rng([round(100 * share), 5])
+    train = enc[torch.as_tensor(rng.choice(len(enc), 256, replace=False))]
+    lo, hi = float(enc.min()), float(enc.max())
+    uniform = torch.as_tensor(lo + (hi - lo) * rng.random((256, enc.shape[1])))
+    m = round(share * 256)
+    probe_x = torch.cat([train[:m], uniform[m:]])
+
+    def response(th: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        design = torch.cat([xs, torch.ones(len(xs), 1, dtype=xs.dtype)], 1)
+        return (torch.linalg.pinv(design) @ model(th, xs).double()).T  # (n_out, n_in + 1)
+
+    a0 = response(theta.double(), train).detach().requires_grad_(True)
+    logits = task.decode((enc @ a0[:, :-1].T + a0[:, -1]).to(task.dtype))
+    (grad_a,) = torch.autograd.grad(F.cross_entropy(logits, torch.as_tensor(y)), a0)
+    g, _ = _exact_gradient(task, chip, theta)
+    th = theta.double().clone().requires_grad_(True)
+    (ceiling,) = torch.autograd.grad((response(th, probe_x) * grad_a).sum(), th)
+    eps = 1e-4
+    signs = torch.as_tensor(rng.choice([-1.0, 1.0], size=(probes, theta.numel())))
+    with torch.no_grad():
+        d_a = torch.stack(
+            [(response(theta + eps * r, probe_x) - response(theta - eps * r, probe_x)) / 2
+             for r in signs]
+        )  # fmt: skip
+    fit = BankJacobian(banks_of(chip), seed=0)
+    r2 = fit.fit(d_a, eps * signs, 200)
+    return {
+        "ceiling": _cos(g, ceiling.double()),
+        "model": _cos(g, fit.grad(grad_a.double())),
+        "r2": float(r2),
+    }
+
+
 def run(study: Study, quick: bool) -> None:
     chips, budget, every = ((CHIPS[0],), 400, 3) if quick else (CHIPS, BUDGET, EVERY)
     probes = (4, 8) if quick else PROBES
@@ -135,7 +195,8 @@ def run(study: Study, quick: bool) -> None:
             (p, s) for p in probes for s in SEEDS
             if study.find(kind="plateau", chip=chip_seed, probes=p, seed=s) is None
         ]  # fmt: skip
-        if done is not None and not needed:
+        shares = [h for h in SHARES if study.find(kind="oracle", chip=chip_seed, share=h) is None]
+        if done is not None and not needed and not shares:
             continue
         # the plateau fits start from the run's last setting, so the run goes again if they must
         t0 = time.perf_counter()
@@ -150,6 +211,12 @@ def run(study: Study, quick: bool) -> None:
                 kind="plateau", chip=chip_seed, probes=p, seed=s,
             )  # fmt: skip
             print(f"chip {chip_seed} probes {p} seed {s}: cos {r['cos']:.3f}, R² {r['r2']:.3f}")
+        for h in shares:
+            r = study.run(
+                lambda h=h, t=task, c=chip, th=theta: oracle_fit(t, c, th, h, 6 if quick else 60),
+                kind="oracle", chip=chip_seed, share=h,
+            )  # fmt: skip
+            print(f"chip {chip_seed} share {h}: ceiling {r['ceiling']:.3f}, model {r['model']:.3f}")
 
 
 def section(study: Study) -> str:
@@ -209,6 +276,31 @@ def section(study: Study) -> str:
             cm, cs, _ = summary([r["cos"] for r in sel_rows])
             rm, rs, _ = summary([r["r2"] for r in sel_rows])
             lines.append(f"| {p} | {cm:.2f} ± {cs:.2f} | {rm:.2f} ± {rs:.2f} |")
+    oracle = [r for r in rows if r["kind"] == "oracle"]
+    if oracle:
+        lines += [
+            "",
+            "At the same setting, the best the probes could give (noise-free, from the exact "
+            f"model; {ORACLE_PROBES} exact probes for the model's fit; mean ± sample std over the "
+            "chips): the cosine with the exact gradient of the gradient a perfect model of the "
+            "probes' response changes would return (ceiling), and of the separable wiring "
+            "model fitted to them:",
+            "",
+            "| probe inputs | ceiling | separable model | its fit R² |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        names = {
+            0.0: "uniform (the estimator's)",
+            0.5: "half training samples",
+            1.0: "training samples",
+        }
+        for h in sorted({r["share"] for r in oracle}):
+            sel_rows = [r for r in oracle if r["share"] == h]
+            cells = []
+            for k in ("ceiling", "model", "r2"):
+                m, s, n = summary([r[k] for r in sel_rows])
+                cells.append(f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}")
+            lines.append(f"| {names.get(h, h)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

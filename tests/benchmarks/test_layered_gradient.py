@@ -22,6 +22,10 @@ def test_the_section_bins_the_steps_and_pools_the_chips():
         for p, cs in ((15, (0.0, 0.2)), (45, (0.1, 0.3)))
         for s, c in enumerate(cs)
     ]
+    rows += [
+        {"kind": "oracle", "chip": c, "share": 0.0, "ceiling": x, "model": 0.1, "r2": 0.9}
+        for c, x in ((100, 0.4), (101, 0.6))
+    ]
     body = M.section(SavedRows(rows, "layered_gradient"))
     # steps 1-25: (0.1, 0.7, 0.9) and (0.3, 0.7, 0.9) -> mean 0.6
     assert "| 1-25 | 0.60 ± 0.33 |" in body
@@ -30,6 +34,7 @@ def test_the_section_bins_the_steps_and_pools_the_chips():
     assert "| 51-100 |" not in body  # no recorded step there
     assert "| 15 | 0.10 ± 0.14 | 0.80 ± 0.00 |" in body and "| 45 | 0.20 ± 0.14 |" in body
     assert "chips 100, 101" in body
+    assert "| uniform (the estimator's) | 0.50 ± 0.14 | 0.10 ± 0.00 | 0.90 ± 0.00 |" in body
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -42,5 +47,9 @@ def test_a_plateau_fit_sets_the_estimate_against_the_exact_gradient():
     theta = torch.as_tensor(chip.space.center) + 0.1 * torch.as_tensor(chip.space.span)
     out = M.plateau_fit(task, chip, theta, probes=3, seed=0)
     assert -1.0 <= out["cos"] <= 1.0 and np.isfinite(out["r2"])
+    oracle = M.oracle_fit(task, chip, theta, share=0.5, probes=3)
+    assert set(oracle) == {"ceiling", "model", "r2"}
+    assert all(-1.0 <= oracle[k] <= 1.0 for k in ("ceiling", "model"))
+    assert oracle == M.oracle_fit(task, chip, theta, share=0.5, probes=3)  # seeded
     g, loss = M._exact_gradient(task, chip, theta)
     assert g.shape == (chip.space.dim,) and np.isfinite(loss) and float(g.norm()) > 0
