@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_trainer import THETA0, AutogradEst, Interrupt, autograd_trainer, cfg, make_task
+from test_trainer import THETA0, AutogradEst, autograd_trainer, cfg, cut_off_after, make_task
 
 from blacksat import ConfigError, ParamSpace
 from blacksat.checkpoint import TrainState, load_checkpoint
@@ -157,18 +157,7 @@ def test_a_resumed_run_keeps_the_same_setting_as_an_uninterrupted_one(tmp_path):
 
     path = tmp_path / "run.ckpt"
     trainer, _ = autograd_trainer(config, checkpoint_path=path)
-    inner = trainer.estimator
-
-    def interrupted(theta, batch, ctx):
-        est = inner(theta, batch, ctx)
-        if len(inner.seen) == 12:
-            raise Interrupt
-        return est
-
-    interrupted.task = trainer.task
-    trainer.estimator = interrupted
-    with pytest.raises(Interrupt):
-        trainer.fit(THETA0)
+    cut_off_after(trainer, 12)
     assert load_checkpoint(path).best is not None
     res = autograd_trainer(config, checkpoint_path=path)[0].resume(path)
     assert res.best_step == full.best_step

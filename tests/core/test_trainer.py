@@ -277,18 +277,14 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("k", [3, 7])  # mid-epoch; at the epoch boundary (7 steps per epoch)
-def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, k):
-    config = cfg(epochs=3, schedule="cosine")
-    full = autograd_trainer(config, saf=TrajectoryLoss(lag=1))[0].fit(THETA0)
-
-    path = tmp_path / "run.ckpt"
-    trainer, _ = autograd_trainer(config, saf=TrajectoryLoss(lag=1), checkpoint_path=path)
+def cut_off_after(trainer, calls):
+    """Run ``trainer.fit(THETA0)`` until its estimator is called for the ``calls``-th time, which
+    draws from ``ctx.rng`` and then raises :class:`Interrupt` (the run is cut off mid-step)."""
     inner = trainer.estimator
 
     def interrupted(theta, batch, ctx):
-        est = inner(theta, batch, ctx)  # draws from ctx.rng, then the run is cut off
-        if len(inner.seen) == k + 1:
+        est = inner(theta, batch, ctx)
+        if len(inner.seen) == calls:
             raise Interrupt
         return est
 
@@ -296,6 +292,16 @@ def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, k):
     trainer.estimator = interrupted
     with pytest.raises(Interrupt):
         trainer.fit(THETA0)
+
+
+@pytest.mark.parametrize("k", [3, 7])  # mid-epoch; at the epoch boundary (7 steps per epoch)
+def test_resume_from_checkpoint_is_bitwise_identical(tmp_path, k):
+    config = cfg(epochs=3, schedule="cosine")
+    full = autograd_trainer(config, saf=TrajectoryLoss(lag=1))[0].fit(THETA0)
+
+    path = tmp_path / "run.ckpt"
+    trainer, _ = autograd_trainer(config, saf=TrajectoryLoss(lag=1), checkpoint_path=path)
+    cut_off_after(trainer, k + 1)
     saved = load_checkpoint(path)
     assert saved.step == k
     assert (saved.order is None) == (k == 7) and saved.offset == (0 if k == 7 else 16 * k)
