@@ -577,7 +577,10 @@ class Trainer:
             "wall_time": self._elapsed,
         }
         if self._best is not None and self._best.theta is not None:
-            rec["kept_step"] = self._best.step
+            # what TrainResult.best_step says: the last setting when the run was still descending
+            rec["kept_step"] = kept_step(
+                {"theta": self._best.theta, "step": self._best.step}, self._step
+            )
         return rec
 
     @contextlib.contextmanager

@@ -2,6 +2,7 @@
 that ranks settings, what the trainer returns, the digital layers kept with the setting, exact
 resume, and the config's checks."""
 
+import json
 import math
 
 import numpy as np
@@ -94,11 +95,11 @@ class TurnsUphill(AutogradEst):
         return est
 
 
-def uphill_run(keep, good=8, **kw):
+def uphill_run(keep, good=8, log_path=None, **kw):
     task = make_task()
     est = TurnsUphill(task, good)
     config = cfg(lr=0.05, epochs=None, max_steps=30, batch_size=None, keep=keep, **kw)
-    return Trainer(task, est, SPACE, config).fit(THETA0), est, task
+    return Trainer(task, est, SPACE, config, log_path=log_path).fit(THETA0), est, task
 
 
 def test_keep_best_returns_the_setting_read_where_the_averaged_loss_was_lowest():
@@ -120,9 +121,11 @@ def test_keep_best_returns_the_setting_read_where_the_averaged_loss_was_lowest()
     np.testing.assert_array_equal(last.last_theta, res.last_theta)  # same trajectory
 
 
-def test_a_run_still_descending_at_its_end_returns_its_last_setting():
+def test_a_run_still_descending_at_its_end_returns_its_last_setting(tmp_path):
     # the lowest average is the last reading's: the last move, which no estimate read, is taken
-    res, est, _ = uphill_run("best", good=100)
+    res, est, _ = uphill_run("best", good=100, log_path=tmp_path / "log.jsonl")
+    end = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()][-1]
+    assert end["event"] == "end" and end["kept_step"] == res.best_step == 30
     assert res.state.best["step"] == 29 and res.best_step == res.steps == 30
     np.testing.assert_array_equal(res.theta, res.last_theta)
     assert not np.array_equal(res.theta, est.seen[-1].numpy())
