@@ -26,7 +26,9 @@ the whole training split; the estimator never sees it.
   return (the ``ceiling``), for probe inputs that are uniform over the inputs' range (what the
   estimator reads), half training samples and half uniform, or training samples only
   (``SHARES``). ``model``: the separable wiring model fitted to ``ORACLE_PROBES`` exact,
-  noise-free probes (central differences of ``A``) on those inputs.
+  noise-free probes (central differences of ``A``) on those inputs; ``op``: the model with the
+  operating-point term; ``*_few``: both fitted to the first ``FEW_PROBES``; ``extended``: a free
+  rank-one term per hidden unit, fitted by Adam (:func:`extended_fit`).
 
 Tuning chips only (100 and 101); ``--only chip=...`` splits them between processes.
 """
@@ -57,6 +59,8 @@ SEEDS = (0, 1, 2)
 SHARES = (0.0, 0.5, 1.0)
 #: exact probes of the oracle's model fit
 ORACLE_PROBES = 60
+#: ... and of its fits to as many probes as one fit of the run has (5 fresh a step, 3 steps)
+FEW_PROBES = 15
 #: step windows of the trajectory table
 WINDOWS = ((1, 25), (26, 50), (51, 100), (101, 200), (201, 10**9))
 
@@ -175,16 +179,17 @@ def oracle_fit(
             [(response(theta + eps * r, probe_x) - response(theta - eps * r, probe_x)) / 2
              for r in signs]
         )  # fmt: skip
-    fit = BankJacobian(banks_of(chip), seed=0)
-    r2 = fit.fit(d_a, eps * signs, 200)
-    ext, ext_r2 = extended_fit(fit, d_a, eps * signs, grad_a.double())
-    return {
-        "ceiling": _cos(g, ceiling.double()),
-        "model": _cos(g, fit.grad(grad_a.double())),
-        "r2": float(r2),
-        "extended": _cos(g, ext),
-        "extended_r2": ext_r2,
-    }
+    out: dict[str, Any] = {"ceiling": _cos(g, ceiling.double())}
+    for n, suffix in ((probes, ""), (min(FEW_PROBES, probes), "_few")):
+        for op, key in ((False, "model"), (True, "op")):
+            fit = BankJacobian(banks_of(chip), seed=0, operating_point=op)
+            r2 = fit.fit(d_a[:n], eps * signs[:n], 200)
+            out[f"{key}{suffix}"] = _cos(g, fit.grad(grad_a.double()))
+            out[f"{'r2' if key == 'model' else 'op_r2'}{suffix}"] = float(r2)
+            if not op and not suffix:
+                ext, ext_r2 = extended_fit(fit, d_a, eps * signs, grad_a.double())
+                out.update(extended=_cos(g, ext), extended_r2=ext_r2)
+    return out
 
 
 def extended_fit(
@@ -324,16 +329,19 @@ def section(study: Study) -> str:
         lines += [
             "",
             "At the same setting, the best the probes could give (noise-free, from the exact "
-            f"model; {ORACLE_PROBES} exact probes for the model's fit; mean ± sample std over the "
-            "chips): the cosine with the exact gradient of the gradient a perfect model of the "
-            "probes' response changes would return (ceiling), of the separable wiring model "
-            "fitted to them, and of that model extended by a rank-one term per hidden unit for "
-            "the operating point a first-bank ring moves (`extended_fit`: a candidate, fitted by "
-            "Adam to the same probes; not in the estimator):",
+            f"model; {ORACLE_PROBES} exact probes for the models' fits, or the first "
+            f"{FEW_PROBES} of them; mean ± sample std over the chips): the cosine with the exact "
+            "gradient of the gradient a perfect model of the probes' response changes would "
+            "return (ceiling), of the separable wiring model fitted to them, of the model with "
+            "the operating-point term (`BankJacobian(operating_point=True)`), and of the "
+            "separable model extended by a free rank-one term per hidden unit (`extended_fit`: "
+            "the candidate measured before the term was built, fitted by Adam; not in the "
+            "estimator):",
             "",
-            "| probe inputs | ceiling | separable model | its fit R² | extended model | "
-            "its fit R² |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| probe inputs | ceiling | separable ({ORACLE_PROBES}) | R² | operating point "
+            f"({ORACLE_PROBES}) | R² | free rank-one ({ORACLE_PROBES}) | R² | separable "
+            f"({FEW_PROBES}) | operating point ({FEW_PROBES}) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         names = {
             0.0: "uniform (the estimator's)",
@@ -343,7 +351,8 @@ def section(study: Study) -> str:
         for h in sorted({r["share"] for r in oracle}):
             sel_rows = [r for r in oracle if r["share"] == h]
             cells = []
-            for k in ("ceiling", "model", "r2", "extended", "extended_r2"):
+            for k in ("ceiling", "model", "r2", "op", "op_r2", "extended", "extended_r2",
+                      "model_few", "op_few"):  # fmt: skip
                 m, s, n = summary([r[k] for r in sel_rows if k in r])
                 cells.append("—" if n == 0 else f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}")
             lines.append(f"| {names.get(h, h)} | " + " | ".join(cells) + " |")

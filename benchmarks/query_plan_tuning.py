@@ -18,6 +18,15 @@ then reported by ``query_efficiency.py`` on other chips.
 - ``no layered response``: ``layered=False``, the zeroth-order plan after the surrogate start
   (the default before the layered response; its rows are those the ``default`` had then, the
   same code path, checked to the digit on the crossbar at 250, chip 100);
+- ``layered separable, uniform probes``: the layered response without the operating-point term
+  and with uniform probe inputs (the default before ``LAYERED_OPERATING_POINT`` = late and
+  ``LAYERED_TRAIN_SHARE`` = 0.5: its rows, the same code path); ``layered operating point``: the
+  term from the first step (its unknowns counted in the probes: 8 fresh a step on the MRR
+  network, not 5), ``layered half training probes``: half of each probe reconfiguration's inputs
+  the step's training samples, and ``layered operating point + half training probes``: both,
+  each against it (the default's rows are those of the variant it was chosen as, the term from
+  the schedule's decay on, with half training probes); every older ``layered ...`` variant pins
+  neither;
 - ``layered memory 1``: the layered response's fit uses the current step's probes alone (all
   the derived number read every step; the default before ``LAYERED_MEMORY`` = 3: the rows the
   ``default`` had then, the same code path, checked to the digit on the MRR network at 1,000,
@@ -134,6 +143,25 @@ for _name, _args in VARIANTS.items():
 # ... and these ran beside the default of that last change (a window of 2 and 5 steps, against 3)
 VARIANTS["layered memory 2"] = {"layered_memory": 2}
 VARIANTS["layered memory 5"] = {"layered_memory": 5}
+# ... and these beside the default of the probe memory (its rows now those of `layered
+# separable, uniform probes`, which pins what came after it): the wiring model's operating-point
+# term from the first step (its unknowns counted in the probes), probe inputs half training
+# samples, and both
+VARIANTS["layered separable, uniform probes"] = {
+    "layered_operating_point": "off",
+    "layered_train_share": 0.0,
+}
+VARIANTS["layered operating point"] = {"layered_operating_point": "on"}
+VARIANTS["layered half training probes"] = {"layered_train_share": 0.5}
+VARIANTS["layered operating point + half training probes"] = {
+    "layered_operating_point": "on",
+    "layered_train_share": 0.5,
+}
+# every layered variant ran before the operating-point term and the training-sample probes
+for _name, _args in VARIANTS.items():
+    if _name.startswith("layered "):
+        _args.setdefault("layered_operating_point", "off")
+        _args.setdefault("layered_train_share", 0.0)
 #: the devices that declare their wiring (the layered response applies)
 WIRED = ("crossbar", "mrr", "mrr-bank")
 #: variants run only on some configurations (where what they change is used)
@@ -167,6 +195,17 @@ REFERENCE: dict[str, str] = {
     )
     for v, args in VARIANTS.items()
 }
+# the variants that ran beside the default of the probe memory, against its rows (and the
+# default before it)
+for _name in (
+    "layered memory 1",
+    "layered memory 2",
+    "layered memory 5",
+    "layered operating point",
+    "layered half training probes",
+    "layered operating point + half training probes",
+):
+    REFERENCE[_name] = "layered separable, uniform probes"
 #: configuration of query_efficiency.py -> budgets (reconfigurations)
 CELLS: dict[str, tuple[int, ...]] = {
     "crossbar": (250, 1000, 5000),

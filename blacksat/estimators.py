@@ -29,6 +29,7 @@ from blacksat.errors import ConfigError, InvalidReading
 from blacksat.layered_response import (
     ANCHORS,
     MEMORY,
+    OPERATING_POINTS,
     BankJacobian,
     banks_of,
     derived_probes,
@@ -383,6 +384,16 @@ class LayeredResponse(_DeviceEstimator):
             ``"probes"`` (the probe inputs).
         memory: steps whose probes the fit uses (this one's and ``memory - 1`` before it;
             default :data:`~blacksat.layered_response.MEMORY`; 1: this step's only).
+        operating_point: the wiring model's operating-point term
+            (:class:`~blacksat.layered_response.BankJacobian`): ``"off"``, ``"on"`` (its
+            unknowns count in the derived ``probes``), or ``"late"``: both models are fitted to
+            the same probes (the derived number of the model without it) from the first step,
+            and the gradient comes from the one with the term after ``from_step`` steps
+            (``True`` / ``False``: ``"on"`` / ``"off"``).
+        from_step: with ``operating_point="late"``, the steps that take their gradient from the
+            model without the term.
+        train_share: the share of each probe reconfiguration's inputs that are training samples
+            of the step's batch (the rest uniform over the input range; 0: all uniform).
         seed: the model's initial guess.
         family: a nuisance family of devices (as for the other device estimators).
 
@@ -404,6 +415,9 @@ class LayeredResponse(_DeviceEstimator):
         sweeps: int = 10,
         anchor: str = "batch",
         memory: int = MEMORY,
+        operating_point: bool | str = "off",
+        from_step: int = 0,
+        train_share: float = 0.0,
         seed: int = 0,
         family: Any = None,
     ) -> None:
@@ -426,14 +440,30 @@ class LayeredResponse(_DeviceEstimator):
         self.banks = wiring
         self.sigma = check_real("sigma", sigma, low=0.0, low_open=True)
         self.memory = int(check_int("memory", memory, low=1))
+        if isinstance(operating_point, bool):
+            operating_point = "on" if operating_point else "off"
+        self.operating_point = check_choice("operating_point", operating_point, OPERATING_POINTS)
+        self.train_share = check_real("train_share", train_share, low=0.0, high=1.0)
         self.probes = (
-            derived_probes(wiring, self.memory)
+            derived_probes(wiring, self.memory, self.operating_point == "on")
             if probes is None
             else check_int("probes", probes, low=1)
         )
         self.inputs = check_int("inputs", inputs, low=n_in + 2, none_ok=True)
         self.sweeps = check_int("sweeps", sweeps, low=1)
-        self.model = BankJacobian(wiring, seed=seed)
+        self.model = BankJacobian(wiring, seed=seed, operating_point=self.operating_point == "on")
+        #: with ``operating_point="late"`` on a network of banks, the model with the term (fitted
+        #: beside ``model``; ``None`` otherwise)
+        self.op_model = (
+            BankJacobian(wiring, seed=seed, operating_point=True)
+            if self.operating_point == "late" and len(wiring) > 1
+            else None
+        )
+        self.from_step = check_int("from_step", from_step, low=0)
+        #: estimates made so far (part of the state: the switch to ``op_model`` counts them)
+        self.steps = 0
+        #: which model gave the last gradient: ``"separable"`` or ``"operating point"``
+        self.last_model = "separable"
         #: the probes of the last ``memory`` steps: ``(dA (K, n_out, n_in + 1), delta (K, d))``
         self.recent: list[tuple[torch.Tensor, torch.Tensor]] = []
         #: the last fit's R² (the share of the probes' response changes the model explains)
@@ -472,6 +502,10 @@ class LayeredResponse(_DeviceEstimator):
         r = torch.as_tensor(ctx.rng.choice(np.array([-1.0, 1.0]), size=(k, th.numel())))
         enc = self.task.encode(batch.features).to(torch.float64).reshape(len(batch.labels), -1)
         x = self._inputs(self.inputs or len(batch.labels), self._range(enc.detach()), ctx.rng)
+        if self.train_share > 0:  # some of the probe inputs are the batch's own samples
+            m = min(round(self.train_share * len(x)), len(enc))
+            some = torch.as_tensor(ctx.rng.choice(len(enc), m, replace=False))
+            x = torch.cat([enc.detach()[some], x[m:]])
         thetas = _clip(self.space, torch.cat([th[None], th + self.sigma * r, th - self.sigma * r]))
         shape = tuple(getattr(self.device, "input_shape", None) or (x.shape[1],))
         # (inputs, the settings read with them): theta on the batch's own samples (topped up
@@ -503,19 +537,31 @@ class LayeredResponse(_DeviceEstimator):
         a = resp.transpose(1, 2)  # (1 + 2k, n_out, n_in + 1)
         # the differences actually sent (clipped at a bound; the short way round on a circle)
         delta = circle.difference(thetas[1 : k + 1], thetas[k + 1 :], self.space.period)
-        sweeps = self.sweeps if self.model.fitted else None  # the first fit: FIRST_SWEEPS
-        recent = [*self.recent, (a[1 : k + 1] - a[k + 1 :], delta)][-self.memory :]
-        self.last_fit_r2 = self.model.fit(
-            torch.cat([r[0] for r in recent]), torch.cat([r[1] for r in recent]), sweeps
-        )
-        self.recent = recent
+        fresh = (a[1 : k + 1] - a[k + 1 :], delta)
+        recent = [*self.recent, fresh][-self.memory :]
         a0 = a[0].clone().requires_grad_(True)
         params = _digital(self.task)
         out = enc @ a0[:, :-1].T + a0[:, -1]
         logits = self.task.decode(out.to(self.task.dtype))
         loss = objective(self.task, logits, batch, ctx)
         grads = torch.autograd.grad(loss, [a0, *params], allow_unused=True)
-        grad = self.model.grad(grads[0])
+        g_a = grads[0].detach().to(torch.float64)
+        models = [self.model] if self.op_model is None else [self.model, self.op_model]
+        r2s = [
+            m.fit(
+                torch.cat([r[0] for r in recent]),
+                torch.cat([r[1] for r in recent]),
+                self.sweeps if m.fitted else None,  # the first fit: FIRST_SWEEPS
+            )
+            for m in models
+        ]
+        self.recent = recent
+        self.steps += 1
+        use_op = self.op_model is not None and self.steps > self.from_step
+        self.last_model = "operating point" if use_op else "separable"
+        chosen = models[-1] if use_op else self.model
+        self.last_fit_r2 = r2s[-1] if use_op else r2s[0]
+        grad = chosen.grad(g_a)
         digital: list[torch.Tensor | None] | None = list(grads[1:]) if params else None
         return Estimate(
             grad=grad,
@@ -526,15 +572,25 @@ class LayeredResponse(_DeviceEstimator):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """The fitted wiring model (warm start of the next fit) and the recent steps' probes."""
+        """The fitted wiring model(s) (warm start of the next fit), the recent steps' probes and
+        the estimates made so far."""
         return {
             "model": self.model.state_dict(),
             "recent": [{"dA": d.clone(), "delta": t.clone()} for d, t in self.recent],
+            "op_model": None if self.op_model is None else self.op_model.state_dict(),
+            "steps": self.steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Inverse of :meth:`state_dict` (a state saved before the probes were kept has none)."""
+        """Inverse of :meth:`state_dict` (a state saved before the probes were kept has none; one
+        saved before ``operating_point="late"`` has no second model, which then starts afresh)."""
         self.model.load_state_dict(state["model"])
+        if self.op_model is not None and state.get("op_model") is not None:
+            self.op_model.load_state_dict(state["op_model"])
+        steps = state.get("steps", 0)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ConfigError(f"the saved layered-response step count is malformed ({steps!r})")
+        self.steps = steps
         try:
             self.recent = [
                 (torch.as_tensor(r["dA"], dtype=torch.float64), torch.as_tensor(r["delta"]))
@@ -548,7 +604,8 @@ class LayeredResponse(_DeviceEstimator):
         banks = [(b.rows, b.cols, b.blocks) for b in self.banks]
         return (
             f"LayeredResponse(banks={banks}, probes={self.probes}, sigma={self.sigma}, "
-            f"anchor={self.anchor!r}, memory={self.memory})"
+            f"anchor={self.anchor!r}, memory={self.memory}, "
+            f"operating_point={self.operating_point})"
         )
 
 

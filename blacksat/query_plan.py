@@ -81,7 +81,8 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
-from blacksat.layered_response import ANCHORS, MEMORY
+from blacksat.layered_response import ANCHORS, MEMORY, OPERATING_POINTS
+from blacksat.train_config import HOLD_COSINE_DECAY
 from blacksat.validation import as_generator, check_choice, check_int, check_real
 
 #: antithetic Gaussian directions per step (8 reconfigurations a step)
@@ -131,6 +132,29 @@ _LEGACY_ANCHOR = "probes"
 #: ... and its fit uses the probes of the last three steps, a third of them read afresh each step
 #: (:data:`~blacksat.layered_response.MEMORY`, which says what it gained)
 LAYERED_MEMORY = MEMORY
+#: ... and on a network of banks its wiring model gains the operating-point term
+#: (:class:`~blacksat.layered_response.BankJacobian`) for the last ``HOLD_COSINE_DECAY`` of the
+#: steps, the schedule's decay (``"late"``: both models fitted from the first step, the
+#: gradient from the one with the term from there on), and half of each probe
+#: reconfiguration's inputs are the step's training samples (``LAYERED_TRAIN_SHARE``). The
+#: separable model's gradient stops pointing downhill near the plateau (its cosine with the
+#: exact one falls from 0.84 to 0.34-0.39 after 100 steps); fitted to exact probes the term lifts
+#: it from 0.19 to 0.51 on uniform probe inputs and from 0.21 to 0.59 on half training samples,
+#: where a perfect model of the probes reaches 0.50 and 0.90 (``benchmarks/layered_gradient.py``).
+#: Far from the plateau its extra unknowns cost more than they explain. On tuning chips 100-103
+#: against neither (``benchmarks/query_plan_tuning.py``, ``layered separable, uniform probes``):
+#: MRR network +1.1 / +0.7 / +0.5 / -0.4 points at 250 / 1,000 / 5,000 / 20,000
+#: reconfigurations, the crossbar and an MRR weight bank (one bank: no term) within +-0.1. The
+#: term from the first step (its unknowns counted in the probes, 8 fresh a step, not 5) lost 5.4
+#: at 250 and gained 0.7 at 5,000 and 20,000 (``layered operating point + half training
+#: probes``); the training probes alone gained 1.3 / 0.4 and lost 0.2 / 0.4 (``layered half
+#: training probes``); the term alone from the first step lost 5.2 / 0.8 at 250 / 1,000
+#: (``layered operating point``)
+LAYERED_OPERATING_POINT = "late"
+#: ... and this share of each probe reconfiguration's inputs are training samples of the step's
+#: batch (the rest uniform over the input range): the loss gradient is taken where the task
+#: drives the device, and probes read there describe that response (see above)
+LAYERED_TRAIN_SHARE = 0.5
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)
@@ -345,6 +369,13 @@ class QueryPlan:
             the steps' losses was lowest: the layered response, :data:`LAYERED_KEEP`).
         memory: the layered response's steps whose probes its fit uses (``q`` fresh probes a
             step; 1 in plans saved before the field, as they ran).
+        operating_point: the layered response's operating-point term: ``"off"`` (what plans
+            saved before the field ran with), ``"on"`` or ``"late"`` (from step
+            ``operating_point_from`` on).
+        operating_point_from: with ``"late"``, the steps that run without the term (the hold
+            of the schedule: the term from the start of its decay).
+        train_share: the share of the layered response's probe inputs that are training
+            samples (0 in plans saved before the field, as they ran).
     """
 
     q: int
@@ -369,11 +400,16 @@ class QueryPlan:
     schedule: str = "cosine"
     keep: str = "last"
     memory: int = 1
+    operating_point: str = "off"
+    operating_point_from: int = 0
+    train_share: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("keep", self.keep, KEEPS)
         check_int("memory", self.memory, low=1)
+        check_choice("operating_point", self.operating_point, OPERATING_POINTS)
+        check_real("train_share", self.train_share, low=0.0, high=1.0)
 
     def initial(self, theta: Any) -> np.ndarray:
         """Where training starts: the surrogate start's setting if it moved, else ``theta``."""
@@ -392,6 +428,9 @@ class QueryPlan:
                 "inputs": self.inputs,
                 "anchor": self.anchor,
                 "memory": self.memory,
+                "operating_point": self.operating_point,
+                "from_step": self.operating_point_from,
+                "train_share": self.train_share,
             }
             return EstimatorSpec("layered_response", "nominal", layered)
         args = {"q": self.q, "sigma": self.sigma, "directions": "gaussian", "scheme": "central"}
@@ -473,6 +512,8 @@ def plan_query_only(
     keep: str = KEEP,
     layered_keep: str = LAYERED_KEEP,
     layered_memory: int = LAYERED_MEMORY,
+    layered_operating_point: str = LAYERED_OPERATING_POINT,
+    layered_train_share: float = LAYERED_TRAIN_SHARE,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -522,6 +563,12 @@ def plan_query_only(
             ``"last"`` (the setting after the last step) or ``"best"`` (the best measured).
         layered_memory: the steps whose probes the layered response's fit uses (its fresh
             probes a step are the derived number over this).
+        layered_operating_point: its wiring model's operating-point term: ``"off"``, ``"on"``
+            (its unknowns count in the derived number of probes) or ``"late"`` (fitted beside
+            the model without it, whose gradient it replaces for the last
+            ``HOLD_COSINE_DECAY`` of the steps: :class:`~blacksat.estimators.LayeredResponse`).
+        layered_train_share: the share of its probe inputs that are the step's training
+            samples (the rest uniform over the input range).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -544,6 +591,8 @@ def plan_query_only(
     check_choice("keep", keep, KEEPS)
     check_choice("layered_keep", layered_keep, KEEPS)
     check_int("layered_memory", layered_memory, low=1)
+    check_real("layered_train_share", layered_train_share, low=0.0, high=1.0)
+    check_choice("layered_operating_point", layered_operating_point, OPERATING_POINTS)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -582,7 +631,9 @@ def plan_query_only(
             task, device, budget, batch, start_report, start_spent, start_theta,
             sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
             travel=layered_travel, anchor=layered_anchor, schedule=layered_schedule,
-            keep=layered_keep, memory=int(layered_memory), cost_model=cm, rng=rng,
+            keep=layered_keep, memory=int(layered_memory),
+            operating_point=layered_operating_point,
+            train_share=float(layered_train_share), cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
             return plan
@@ -714,6 +765,8 @@ def _layered_plan(
     schedule: str,
     keep: str,
     memory: int,
+    operating_point: str,
+    train_share: float,
     cost_model: CostModel | None,
     rng: np.random.Generator,
 ) -> QueryPlan | None:
@@ -731,7 +784,7 @@ def _layered_plan(
     n_in = banks[0].cols
     if batch < n_in + 2:
         return None
-    k = derived_probes(banks, memory)
+    k = derived_probes(banks, memory, operating_point == "on")
     spent = start_spent
     if start_report is None or start_report.get("linear") is None:
         # the surrogate start's probe did not run: check the linear response here (its fit
@@ -771,6 +824,11 @@ def _layered_plan(
         schedule=schedule,
         keep=keep,
         memory=memory,
+        operating_point=operating_point,
+        operating_point_from=(
+            round(int(steps) * (1.0 - HOLD_COSINE_DECAY)) if operating_point == "late" else 0
+        ),
+        train_share=train_share,
     )
 
 

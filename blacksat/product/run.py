@@ -473,6 +473,19 @@ def result_markdown(report: dict[str, Any], out: str | Path) -> str:
     return text if not plan else f"{text}\n{plan_markdown(plan)}"
 
 
+def _operating_point_markdown(plan: dict[str, Any]) -> str:
+    """What the plan line says of the layered response's operating-point term."""
+    mode = plan.get("operating_point", "off")
+    if mode == "on":
+        return " (the wiring model has the hidden units' operating points)"
+    if mode == "late":
+        return (
+            " (the wiring model has the hidden units' operating points after step "
+            f"{plan.get('operating_point_from', 0)})"
+        )
+    return ""
+
+
 def plan_markdown(plan: dict[str, Any]) -> str:
     """One line on what the query-only default chose on the device (``plan.json``): what a
     user checks first when a run on an unfamiliar device goes wrong."""
@@ -490,8 +503,14 @@ def plan_markdown(plan: dict[str, Any]) -> str:
                 if plan.get("memory", 1) > 1
                 else ""
             )
-            + f", {plan['inputs']} probe "
-            "inputs per setting, the loss on the full training split through the response "
+            + _operating_point_markdown(plan)
+            + f", {plan['inputs']} probe inputs per setting"
+            + (
+                f" ({100 * plan['train_share']:.3g} % of them training samples)"
+                if plan.get("train_share")
+                else ""
+            )
+            + ", the loss on the full training split through the response "
             "identified at the current setting from "
             + ("training samples" if plan.get("anchor") == "batch" else "its probe inputs")
             + _keep_markdown(plan)

@@ -34,8 +34,11 @@ def test_the_section_bins_the_steps_and_pools_the_chips():
     assert "| 51-100 |" not in body  # no recorded step there
     assert "| 15 | 0.10 ± 0.14 | 0.80 ± 0.00 |" in body and "| 45 | 0.20 ± 0.14 |" in body
     assert "chips 100, 101" in body
-    # (rows saved before the extended model have no column for it)
-    assert "| uniform (the estimator's) | 0.50 ± 0.14 | 0.10 ± 0.00 | 0.90 ± 0.00 | — | — |" in body
+    # (rows saved before the operating-point and extended models have no column for them)
+    assert (
+        "| uniform (the estimator's) | 0.50 ± 0.14 | 0.10 ± 0.00 | 0.90 ± 0.00 | — | — | — | — "
+        "| — | — |" in body
+    )
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -49,8 +52,12 @@ def test_a_plateau_fit_sets_the_estimate_against_the_exact_gradient():
     out = M.plateau_fit(task, chip, theta, probes=3, seed=0)
     assert -1.0 <= out["cos"] <= 1.0 and np.isfinite(out["r2"])
     oracle = M.oracle_fit(task, chip, theta, share=0.5, probes=3)
-    assert set(oracle) == {"ceiling", "model", "r2", "extended", "extended_r2"}
-    assert all(-1.0 <= oracle[k] <= 1.0 for k in ("ceiling", "model", "extended"))
+    assert set(oracle) == {
+        "ceiling", "model", "r2", "op", "op_r2", "extended", "extended_r2", "model_few",
+        "r2_few", "op_few", "op_r2_few",
+    }  # fmt: skip
+    cosines = ("ceiling", "model", "op", "extended", "model_few", "op_few")
+    assert all(-1.0 <= oracle[k] <= 1.0 for k in cosines)
     assert oracle == M.oracle_fit(task, chip, theta, share=0.5, probes=3)  # seeded
     g, loss = M._exact_gradient(task, chip, theta)
     assert g.shape == (chip.space.dim,) and np.isfinite(loss) and float(g.norm()) > 0

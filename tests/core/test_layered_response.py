@@ -104,6 +104,70 @@ def test_the_fit_recovers_the_gradient_of_a_chain_of_banks(sizes, blocks):
     assert cos > 0.99, cos
 
 
+def _network(sizes, seed, centred=False):
+    """A network of banks with a softplus after every bank but the last, each weight a smooth
+    curve of its control, read on 200 fixed inputs (uniform on [0, 1], or on [-1, 1] with
+    ``centred``): its response matrix ``A(theta) (n_out, n_in + 1)`` (the least-squares linear
+    map of the readings), the dimension and the wiring."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(o, i) for i, o in itertools.pairwise(sizes)]
+    scales = [torch.rand(o, i, generator=gen, dtype=torch.float64) + 0.5 for o, i in shapes]
+    x = torch.rand(200, sizes[0], generator=gen, dtype=torch.float64)
+    x = 2 * x - 1 if centred else x
+    pinv = torch.linalg.pinv(torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1))
+
+    def response(theta):
+        h, start = x, 0
+        for n, ((o, i), sc) in enumerate(zip(shapes, scales, strict=True)):
+            h = h @ (sc * torch.sin(1.5 * theta[start : start + o * i].reshape(o, i))).T
+            h = torch.nn.functional.softplus(2 * h) if n < len(shapes) - 1 else h
+            start += o * i
+        return (pinv @ h).T
+
+    return response, sum(o * i for o, i in shapes), [Bank(o, i) for o, i in shapes]
+
+
+def _fit_network(sizes, operating_point, centred=False):
+    """The fit's R² and its gradient's cosine with the exact one, on ``_network``."""
+    response, d, banks = _network(sizes, 0, centred)
+    theta = torch.rand(d, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 0.5
+    jac = torch.func.jacrev(response)(theta)
+    k = 3 * derived_probes(banks, operating_point=operating_point)
+    r = torch.as_tensor(np.random.default_rng(0).choice([-1.0, 1.0], size=(k, d)))
+    eps = 1e-4
+    da = torch.stack([response(theta + eps * v) - response(theta - eps * v) for v in r])
+    model = BankJacobian(banks, seed=0, operating_point=operating_point)
+    r2 = model.fit(da, 2 * eps * r, sweeps=200)
+    g_a = torch.randn(sizes[-1], sizes[0] + 1, generator=torch.Generator().manual_seed(2))
+    exact = torch.einsum("oad,oa->d", jac, g_a.double())
+    got = model.grad(g_a.double())
+    return r2, float(got @ exact / (got.norm() * exact.norm()))
+
+
+@pytest.mark.parametrize("sizes", [(8, 5, 3), (12, 6, 4)])
+def test_the_operating_point_term_follows_a_nonlinear_network(sizes):
+    # moving a first-bank weight moves its hidden unit's operating point, which the separable
+    # form cannot follow: it explains 0.94-0.96 of the response changes, the term 0.998
+    r2, cos = _fit_network(sizes, operating_point=False)
+    assert r2 < 0.97
+    r2_op, cos_op = _fit_network(sizes, operating_point=True)
+    assert r2_op > 0.995 and cos_op > 0.995, (r2_op, cos_op)
+    assert cos_op > cos
+    # inputs centred on zero: the term vanishes to first order, and the fit loses nothing
+    r2_c, _ = _fit_network(sizes, operating_point=False, centred=True)
+    r2_c_op, cos_c_op = _fit_network(sizes, operating_point=True, centred=True)
+    assert r2_c_op >= r2_c - 1e-3 and cos_c_op > 0.99
+
+
+def test_the_operating_point_term_counts_in_the_probes_of_a_network_only():
+    net = [Bank(32, 64), Bank(10, 32)]
+    assert derived_probes(net, operating_point=True) == math.ceil(2 * (4768 + 32 * 65) / 650)
+    assert derived_probes(net, 3, operating_point=True) == math.ceil(22 / 3)
+    one = [Bank(10, 16, 2)]  # a single bank has no hidden unit
+    assert derived_probes(one, operating_point=True) == derived_probes(one)
+    assert BankJacobian(one, operating_point=True).V == [None]
+
+
 def test_the_model_state_round_trips_and_refuses_other_wiring():
     banks = [Bank(4, 6), Bank(3, 4)]
     model = BankJacobian(banks, seed=0)
@@ -116,6 +180,22 @@ def test_the_model_state_round_trips_and_refuses_other_wiring():
     assert torch.equal(back.grad(g_a), model.grad(g_a))
     with pytest.raises(ConfigError, match="banks"):
         BankJacobian([Bank(4, 6), Bank(2, 4)]).load_state_dict(model.state_dict())
+
+
+def test_the_operating_point_state_round_trips_and_refuses_a_model_without_it():
+    banks = [Bank(4, 6), Bank(3, 4)]
+    model = BankJacobian(banks, seed=0, operating_point=True)
+    r = torch.as_tensor(np.random.default_rng(0).choice([-1.0, 1.0], size=(6, 36)))
+    model.fit(torch.randn(6, 3, 7, dtype=torch.float64), r, sweeps=3)
+    assert model.V[0] is not None and model.V[0].abs().sum() > 0
+    back = BankJacobian(banks, seed=5, operating_point=True)
+    back.load_state_dict(model.state_dict())
+    g_a = torch.randn(3, 7, dtype=torch.float64)
+    assert torch.equal(back.grad(g_a), model.grad(g_a))
+    with pytest.raises(ConfigError, match="operating-point"):
+        BankJacobian(banks).load_state_dict(model.state_dict())
+    with pytest.raises(ConfigError, match="operating-point"):  # a state saved before the term
+        back.load_state_dict(BankJacobian(banks).state_dict())
 
 
 def test_the_fit_refuses_non_finite_changes_and_keeps_its_model():
@@ -467,6 +547,12 @@ def test_the_run_summary_says_what_the_current_setting_is_read_with():
     # the schedule: the plan's own, else the cosine every plan ran before it was a field
     assert "(beta1 0.9, cosine)" in plan_markdown(plan)
     assert "(beta1 0.9, constant)" in plan_markdown({**plan, "schedule": "constant"})
+    assert "operating points" not in plan_markdown(plan) and "of them" not in plan_markdown(plan)
+    both = plan_markdown({**plan, "operating_point": "on", "train_share": 0.5})
+    assert "operating points)" in both and "(50 % of them training samples)" in both
+    assert "operating points" not in plan_markdown({**plan, "operating_point": "off"})
+    late = plan_markdown({**plan, "operating_point": "late", "operating_point_from": 7})
+    assert "operating points after step 7" in late
     zo = {
         **plan, "estimator": "zeroth_order", "batch_size": 256, "noise": 0.01, "q": 4,
         "beta1": 0.5, "reason": "first above the noise",
@@ -524,3 +610,110 @@ def test_the_recent_probes_are_part_of_the_state_and_resume_exactly(small):
     assert legacy.recent == []
     with pytest.raises(ConfigError, match="probes are malformed"):
         legacy.load_state_dict({"model": first.state_dict()["model"], "recent": [{"dA": 1}]})
+
+
+def test_training_probes_are_the_batchs_own_samples(small):
+    chip, task = small
+    sent = []
+
+    class Recording(MeteredDevice):
+        def query_many(self, thetas, x):
+            sent.append(torch.as_tensor(np.asarray(x)).reshape(len(x), -1))
+            return super().query_many(thetas, x)
+
+    batch = task.batch("train", np.arange(30))
+    enc = task.encode(batch.features).to(torch.float64).reshape(30, -1)
+    theta = torch.as_tensor(chip.initial_controls(0))
+    for share, expected in ((0.25, 20), (0.5, 30), (0.0, 0)):  # at most the batch's 30
+        sent.clear()
+        est = LayeredResponse(Recording(chip), task, sigma=0.02, inputs=80, train_share=share)
+        est(theta, batch, StepContext(np.random.default_rng(0)))
+        probes = sent[-1]  # the probes' call (the setting itself is read on the batch first)
+        assert len(probes) == 80
+        hits = (torch.cdist(probes, enc) < 1e-9).any(1)
+        assert int(hits.sum()) == expected and bool(hits[:expected].all())
+    with pytest.raises(ConfigError, match="train_share"):
+        LayeredResponse(chip, task, sigma=0.02, train_share=1.5)
+    with pytest.raises(ConfigError, match="operating_point"):
+        LayeredResponse(chip, task, sigma=0.02, operating_point="yes")
+    assert LayeredResponse(chip, task, sigma=0.02, operating_point=True).operating_point == "on"
+
+
+def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
+    chip, task = small
+    plan = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_operating_point="on", layered_train_share=0.5,
+    )  # fmt: skip
+    assert plan.operating_point == "on" and plan.train_share == 0.5
+    assert plan.q == derived_probes(banks_of(chip), MEMORY, operating_point=True)
+    spec = plan.estimator_spec()
+    assert spec.args["operating_point"] == "on" and spec.args["train_share"] == 0.5
+    est = build_estimator(spec, task=task, device=MeteredDevice(chip), chip=chip)
+    assert est.estimator.model.V[0] is not None and est.estimator.train_share == 0.5
+    # a plan saved before the fields ran without either, and resumes so
+    old = {
+        f: v
+        for f, v in plan.to_dict().items()
+        if f not in ("operating_point", "operating_point_from", "train_share")
+    }
+    back = QueryPlan.from_dict(old)
+    assert back.operating_point == "off" and back.train_share == 0.0
+    assert back.estimator_spec().args["operating_point"] == "off"
+    # "late": the term from the start of the schedule's decay
+    late = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_operating_point="late",
+    )  # fmt: skip
+    assert late.q == derived_probes(banks_of(chip), MEMORY)
+    assert late.operating_point_from == round(0.7 * late.steps) > 0
+    assert late.estimator_spec().args["from_step"] == late.operating_point_from
+    with pytest.raises(ConfigError, match="layered_train_share"):
+        plan_query_only(
+            task, MeteredDevice(chip), chip.space.center, budget=300, layered_train_share=-0.1
+        )
+    with pytest.raises(ConfigError, match="layered_operating_point"):
+        plan_query_only(
+            task, MeteredDevice(chip), chip.space.center, budget=300, layered_operating_point="x"
+        )
+
+
+def test_late_fits_both_models_and_takes_the_term_after_from_step(small):
+    chip, task = small
+    batch = task.batch("train", np.arange(30))
+    theta = torch.as_tensor(chip.initial_controls(0))
+
+    def make():
+        return LayeredResponse(
+            chip, task, sigma=0.02, inputs=80, operating_point="late", from_step=2
+        )
+
+    est = make()
+    assert est.op_model is not None and est.model.V == [None, None]
+    assert est.probes == derived_probes(banks_of(chip), MEMORY)  # the separable model's count
+    noise = chip.rng_state()
+    ctx = StepContext(np.random.default_rng(3))
+    grads, used = [], []
+    for _ in range(4):
+        grads.append(est(theta, batch, ctx).grad)
+        used.append(est.last_model)
+    assert used == ["separable", "separable", "operating point", "operating point"]
+    assert est.steps == 4 and est.op_model.fitted and est.op_model.V[0].abs().sum() > 0
+    # its state carries both models and the step count: a resumed estimator goes on identically
+    chip.set_rng_state(noise)
+    first = make()
+    ctx = StepContext(np.random.default_rng(3))
+    for _ in range(2):
+        first(theta, batch, ctx)
+    again = make()
+    again.load_state_dict(first.state_dict())
+    assert again.steps == 2
+    for g in grads[2:]:
+        assert torch.equal(again(theta, batch, ctx).grad, g)
+    assert again.last_model == "operating point"
+    with pytest.raises(ConfigError, match="step count is malformed"):
+        again.load_state_dict({**first.state_dict(), "steps": -1})
+    # a single bank has no hidden unit: nothing to switch to
+    xbar = Crossbar(layer_sizes=(64, 10), seed=0)
+    xtask = default_task(xbar, load_digits(seed=0), seed=0).to(torch.float64)
+    assert LayeredResponse(xbar, xtask, sigma=0.02, operating_point="late").op_model is None
