@@ -25,14 +25,16 @@ no zeroth-order run: it is trained by :class:`~blacksat.estimators.LayeredRespon
 identifies the response matrix at every setting from one reading and learns how the wiring moves it
 from a few antithetic probes, so each step costs ``1 + 2 K`` reconfigurations for a gradient of
 every control (``K`` derived from the wiring and shared by the last ``LAYERED_MEMORY`` steps, whose
-probes its fit reuses). Its radius is ``LAYERED_SIGMA`` of the span, its Adam step ``LAYERED_LR`` of
-the span (at least ``LAYERED_TRAVEL`` of the span over the steps; after a trained start, at most
-``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held over the run and decayed only over its last
-30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order run's decays from the start), and the run
-returns the best setting it measured (``LAYERED_KEEP``); the loss is computed offline on the whole
-training split through the response identified at the current setting, read on as many training
-samples as the probes have inputs (``LAYERED_ANCHOR``), and the run's samples per reconfiguration
-are its probe inputs.
+probes its fit reuses; half of each probe's inputs are the step's training samples,
+``LAYERED_TRAIN_SHARE``, and on a network of banks the model gains the hidden units' operating
+points for the schedule's decay, ``LAYERED_OPERATING_POINT``). Its radius is ``LAYERED_SIGMA`` of
+the span, its Adam step ``LAYERED_LR`` of the span (at least ``LAYERED_TRAVEL`` of the span over the
+steps; after a trained start, at most ``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held over
+the run and decayed only over its last 30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order
+run's decays from the start), and the run returns the best setting it measured (``LAYERED_KEEP``);
+the loss is computed offline on the whole training split through the response identified at the
+current setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``),
+and the run's samples per reconfiguration are its probe inputs.
 
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
@@ -138,10 +140,11 @@ LAYERED_MEMORY = MEMORY
 #: gradient from the one with the term from there on), and half of each probe
 #: reconfiguration's inputs are the step's training samples (``LAYERED_TRAIN_SHARE``). The
 #: separable model's gradient stops pointing downhill near the plateau (its cosine with the
-#: exact one falls from 0.84 to 0.34-0.39 after 100 steps); fitted to exact probes the term lifts
-#: it from 0.19 to 0.51 on uniform probe inputs and from 0.21 to 0.59 on half training samples,
-#: where a perfect model of the probes reaches 0.50 and 0.90 (``benchmarks/layered_gradient.py``).
-#: Far from the plateau its extra unknowns cost more than they explain. On tuning chips 100-103
+#: exact one falls from 0.89 to 0.32 after 100 steps); at a run's last setting, fitted to 15
+#: exact probes on half training-sample inputs, the term lifts it from -0.08 to 0.53, where a
+#: perfect model of those probes reaches 0.63 and one of uniform probes -0.04
+#: (``benchmarks/layered_gradient.py``). Far from the plateau its extra unknowns cost more than
+#: they explain. On tuning chips 100-103
 #: against neither (``benchmarks/query_plan_tuning.py``, ``layered separable, uniform probes``):
 #: MRR network +1.1 / +0.7 / +0.5 / -0.4 points at 250 / 1,000 / 5,000 / 20,000
 #: reconfigurations, the crossbar and an MRR weight bank (one bank: no term) within +-0.1. The
