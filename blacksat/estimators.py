@@ -584,12 +584,12 @@ class LayeredResponse(_DeviceEstimator):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state_dict` (a state saved before the probes were kept has none; one
         saved before ``operating_point="late"`` has no second model, which then starts afresh)."""
-        self.model.load_state_dict(state["model"])
-        if self.op_model is not None and state.get("op_model") is not None:
-            self.op_model.load_state_dict(state["op_model"])
         steps = state.get("steps", 0)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ConfigError(f"the saved layered-response step count is malformed ({steps!r})")
+        self.model.load_state_dict(state["model"])
+        if self.op_model is not None and state.get("op_model") is not None:
+            self.op_model.load_state_dict(state["op_model"])
         self.steps = steps
         try:
             self.recent = [

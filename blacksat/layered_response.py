@@ -424,16 +424,16 @@ class BankJacobian:
         if not isinstance(state, dict) or state.get("banks") != mine:
             got = state.get("banks") if isinstance(state, dict) else state
             raise ConfigError(f"the saved layered-response state has banks {got}, these are {mine}")
-        self.fitted = bool(state["fitted"])
-        self.S = [torch.as_tensor(s, dtype=torch.float64).clone() for s in state["S"]]
-        self.L = [None if v is None else torch.as_tensor(v).clone() for v in state["L"]]
-        self.R = [None if v is None else torch.as_tensor(v).clone() for v in state["R"]]
         if bool(state.get("operating_point", False)) != self.operating_point:
             raise ConfigError(
                 "the saved layered-response state "
                 f"{'has' if state.get('operating_point') else 'has no'} operating-point terms, "
                 f"this model {'has' if self.operating_point else 'has none'}"
             )
+        self.fitted = bool(state["fitted"])
+        self.S = [torch.as_tensor(s, dtype=torch.float64).clone() for s in state["S"]]
+        self.L = [None if v is None else torch.as_tensor(v).clone() for v in state["L"]]
+        self.R = [None if v is None else torch.as_tensor(v).clone() for v in state["R"]]
         if self.operating_point:
             self.V = [
                 None if v is None else torch.as_tensor(v, dtype=torch.float64).clone()

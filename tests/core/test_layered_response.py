@@ -196,6 +196,7 @@ def test_the_operating_point_state_round_trips_and_refuses_a_model_without_it():
         BankJacobian(banks).load_state_dict(model.state_dict())
     with pytest.raises(ConfigError, match="operating-point"):  # a state saved before the term
         back.load_state_dict(BankJacobian(banks).state_dict())
+    assert torch.equal(back.grad(g_a), model.grad(g_a))  # the refused load changed nothing
 
 
 def test_the_fit_refuses_non_finite_changes_and_keeps_its_model():
@@ -711,8 +712,10 @@ def test_late_fits_both_models_and_takes_the_term_after_from_step(small):
     for g in grads[2:]:
         assert torch.equal(again(theta, batch, ctx).grad, g)
     assert again.last_model == "operating point"
+    before = again.state_dict()
     with pytest.raises(ConfigError, match="step count is malformed"):
-        again.load_state_dict({**first.state_dict(), "steps": -1})
+        again.load_state_dict({**make().state_dict(), "steps": -1})
+    assert torch.equal(again.state_dict()["model"]["S"][0], before["model"]["S"][0])
     # a single bank has no hidden unit: nothing to switch to
     xbar = Crossbar(layer_sizes=(64, 10), seed=0)
     xtask = default_task(xbar, load_digits(seed=0), seed=0).to(torch.float64)
