@@ -188,8 +188,9 @@ KEEP = "last"
 #: ... and the layered response keeps the best setting it measured (its step losses are those of
 #: the whole training split, through the reading at the setting). Its first-order model runs
 #: out near the plateau: on the MRR network its gradient's cosine with the exact one falls from
-#: 0.84 to 0.34-0.39 after 100 steps while the exact gradient's norm stays near 0.1
-#: (``benchmarks/layered_gradient.py``), so a long run climbed back (train loss 0.20-0.22 at
+#: 0.89 to 0.32 after 100 steps while the exact gradient's norm stays near 0.1
+#: (``benchmarks/layered_gradient.py``; 0.84 to 0.34-0.39 when this was chosen), so a long run
+#: climbed back (train loss 0.20-0.22 at
 #: 5,000 reconfigurations, 0.22-0.28 at 20,000 on the reported chips, before the probe memory).
 #: On tuning chips 100-103 against the last setting: MRR network +0.5 at 20,000 and unchanged at
 #: 250-5,000 (those runs are still descending at their end, and return their last setting), the
