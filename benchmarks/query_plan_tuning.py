@@ -26,7 +26,8 @@ then reported by ``query_efficiency.py`` on other chips.
   the step's training samples, and ``layered operating point + half training probes``: both,
   each against it (the default's rows are those of the variant it was chosen as, the term from
   the schedule's decay on, with half training probes); every older ``layered ...`` variant pins
-  neither;
+  neither; ``layered input means``: the term weighing each input by the probe inputs' mean,
+  against the default;
 - ``layered memory 1``: the layered response's fit uses the current step's probes alone (all
   the derived number read every step; the default before ``LAYERED_MEMORY`` = 3: the rows the
   ``default`` had then, the same code path, checked to the digit on the MRR network at 1,000,
@@ -162,6 +163,9 @@ for _name, _args in VARIANTS.items():
     if _name.startswith("layered "):
         _args.setdefault("layered_operating_point", "off")
         _args.setdefault("layered_train_share", 0.0)
+# ... and beside the default of the operating-point term: the term weighing each input by the
+# probe inputs' mean
+VARIANTS["layered input means"] = {"layered_input_means": True}
 #: the devices that declare their wiring (the layered response applies)
 WIRED = ("crossbar", "mrr", "mrr-bank")
 #: variants run only on some configurations (where what they change is used)
@@ -172,6 +176,8 @@ ONLY: dict[str, tuple[str, ...]] = {
     "zeroth-order keep best": ("mzi-0.05",),
     **{v: WIRED for v in VARIANTS if v.startswith("layered ") or v == "no layered response"},
 }
+# the operating-point term exists only on a network of banks
+ONLY["layered input means"] = ("mrr",)
 #: variants run only at some budgets: the travel floor binds only where a run has few steps
 BUDGETS_ONLY: dict[str, tuple[int, ...]] = {"layered travel 0": (250,)}
 #: what each variant is compared with: the plan it changes one thing of

@@ -394,6 +394,9 @@ class LayeredResponse(_DeviceEstimator):
             model without the term.
         train_share: the share of each probe reconfiguration's inputs that are training samples
             of the step's batch (the rest uniform over the input range; 0: all uniform).
+        input_means: the operating-point term weighs each input by the mean of the step's probe
+            inputs (:attr:`~blacksat.layered_response.BankJacobian.input_mean`; otherwise it
+            takes the inputs' means as equal, as they are for uniform probe inputs).
         seed: the model's initial guess.
         family: a nuisance family of devices (as for the other device estimators).
 
@@ -418,6 +421,7 @@ class LayeredResponse(_DeviceEstimator):
         operating_point: bool | str = "off",
         from_step: int = 0,
         train_share: float = 0.0,
+        input_means: bool = False,
         seed: int = 0,
         family: Any = None,
     ) -> None:
@@ -444,6 +448,9 @@ class LayeredResponse(_DeviceEstimator):
             operating_point = "on" if operating_point else "off"
         self.operating_point = check_choice("operating_point", operating_point, OPERATING_POINTS)
         self.train_share = check_real("train_share", train_share, low=0.0, high=1.0)
+        if not isinstance(input_means, bool):
+            raise ConfigError(f"input_means must be true or false, got {input_means!r}")
+        self.input_means = input_means
         self.probes = (
             derived_probes(wiring, self.memory, self.operating_point == "on")
             if probes is None
@@ -547,6 +554,9 @@ class LayeredResponse(_DeviceEstimator):
         grads = torch.autograd.grad(loss, [a0, *params], allow_unused=True)
         g_a = grads[0].detach().to(torch.float64)
         models = [self.model] if self.op_model is None else [self.model, self.op_model]
+        if self.input_means:  # this step's probe inputs' mean, for every probe of the window
+            for m in models:
+                m.input_mean = x.mean(0).to(torch.float64)
         r2s = [
             m.fit(
                 torch.cat([r[0] for r in recent]),

@@ -218,6 +218,10 @@ class BankJacobian:
         #: the operating-point directions ``V (rows, n_in + 1)`` of the first bank (``None``:
         #: no such term)
         self.V: list[torch.Tensor | None] = [None] * len(self.banks)
+        #: the probe inputs' mean ``(n_in,)``: where set, a unit's operating-point shift weighs
+        #: each input's weight change by it, ``w_kj = sum_c (S * dtheta_k)[j, c] mu_c`` (the
+        #: first-order form for inputs of unequal means); ``None``: equal means
+        self.input_mean: torch.Tensor | None = None
         if self.operating_point and len(self.banks) > 1:
             self.V[0] = torch.zeros(self.banks[0].rows, self.n_in + 1, dtype=dt)
         self.fitted = False
@@ -248,8 +252,14 @@ class BankJacobian:
         v = self.V[i]
         if v is None:
             return None
-        w = (p * self.S[i]).sum((1, 3))  # (K, rows): the change of each unit's weights' sum
-        return w[..., None] * v
+        return self._w(i, p)[..., None] * v
+
+    def _w(self, i: int, p: torch.Tensor) -> torch.Tensor:
+        """``(K, rows)``: the change of each unit's weights' sum (weighted by ``input_mean``)."""
+        change = p * self.S[i]
+        if self.input_mean is not None:
+            change = change * self.input_mean.to(change.dtype)
+        return change.sum((1, 3))
 
     def _inner(self, i: int, p: torch.Tensor) -> torch.Tensor:
         """Bank ``i``'s share before ``L_i``: ``(K, rows, n_in + 1)``."""
@@ -364,7 +374,7 @@ class BankJacobian:
         the operating-point term: column ``a`` of ``V`` solves ``(L^T L o sum_k w_k w_k^T)
         V[:, a] = sum_k w_k o (L^T e_k)[:, a]``; ``p (K, blocks, rows, cols)``."""
         left = self.L[i]
-        w = (p * self.S[i]).sum((1, 3))  # (K, rows)
+        w = self._w(i, p)  # (K, rows)
         ll = torch.eye(w.shape[1], dtype=e.dtype) if left is None else left.T @ left
         le = e if left is None else torch.einsum("oj,koa->kja", left, e)  # (K, rows, n_in + 1)
         self.V[i] = self._solve(ll * (w.T @ w), torch.einsum("kj,kja->ja", w, le))
@@ -402,7 +412,10 @@ class BankJacobian:
             g_i = self.S[i] * (m[:, : self.banks[i].cols] if right is None else m @ right.T)
             v = self.V[i]
             if v is not None:  # d<G, L diag(w) V>/d dtheta[b, j, c] = S[b, j, c] (L^T G V^T)_jj
-                g_i = g_i + self.S[i] * (m * v).sum(1)[None, :, None]
+                s_i = self.S[i]
+                if self.input_mean is not None:  # ... times mu_c
+                    s_i = s_i * self.input_mean.to(s_i.dtype)
+                g_i = g_i + s_i * (m * v).sum(1)[None, :, None]
             out.append(g_i.reshape(-1))
         return torch.cat(out)
 

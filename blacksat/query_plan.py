@@ -147,7 +147,9 @@ LAYERED_MEMORY = MEMORY
 #: they explain. On tuning chips 100-103
 #: against neither (``benchmarks/query_plan_tuning.py``, ``layered separable, uniform probes``):
 #: MRR network +1.1 / +0.7 / +0.5 / -0.4 points at 250 / 1,000 / 5,000 / 20,000
-#: reconfigurations, the crossbar and an MRR weight bank (one bank: no term) within +-0.1. The
+#: reconfigurations, the crossbar and an MRR weight bank (one bank: no term) within +-0.1. At
+#: 20,000 every run kept a setting from before the decay, so the term did nothing there (the
+#: same rows as the training probes alone). The
 #: term from the first step (its unknowns counted in the probes, 8 fresh a step, not 5) lost 5.4
 #: at 250 and gained 0.7 at 5,000 and 20,000 (``layered operating point + half training
 #: probes``); the training probes alone gained 1.3 / 0.4 and lost 0.2 / 0.4 (``layered half
@@ -158,6 +160,9 @@ LAYERED_OPERATING_POINT = "late"
 #: batch (the rest uniform over the input range): the loss gradient is taken where the task
 #: drives the device, and probes read there describe that response (see above)
 LAYERED_TRAIN_SHARE = 0.5
+#: ... and the operating-point term takes the probe inputs' means as equal (``False``) or weighs
+#: each input by its mean (``True``)
+LAYERED_INPUT_MEANS = False
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)
@@ -380,6 +385,8 @@ class QueryPlan:
             of the schedule: the term from the start of its decay).
         train_share: the share of the layered response's probe inputs that are training
             samples (0 in plans saved before the field, as they ran).
+        input_means: whether its operating-point term weighs each input by the probe inputs'
+            mean (``False`` in plans saved before the field, as they ran).
     """
 
     q: int
@@ -407,6 +414,7 @@ class QueryPlan:
     operating_point: str = "off"
     operating_point_from: int = 0
     train_share: float = 0.0
+    input_means: bool = False
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -435,6 +443,7 @@ class QueryPlan:
                 "operating_point": self.operating_point,
                 "from_step": self.operating_point_from,
                 "train_share": self.train_share,
+                "input_means": self.input_means,
             }
             return EstimatorSpec("layered_response", "nominal", layered)
         args = {"q": self.q, "sigma": self.sigma, "directions": "gaussian", "scheme": "central"}
@@ -518,6 +527,7 @@ def plan_query_only(
     layered_memory: int = LAYERED_MEMORY,
     layered_operating_point: str = LAYERED_OPERATING_POINT,
     layered_train_share: float = LAYERED_TRAIN_SHARE,
+    layered_input_means: bool = LAYERED_INPUT_MEANS,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -573,6 +583,8 @@ def plan_query_only(
             ``HOLD_COSINE_DECAY`` of the steps: :class:`~blacksat.estimators.LayeredResponse`).
         layered_train_share: the share of its probe inputs that are the step's training
             samples (the rest uniform over the input range).
+        layered_input_means: whether its operating-point term weighs each input by the probe
+            inputs' mean.
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -637,7 +649,8 @@ def plan_query_only(
             travel=layered_travel, anchor=layered_anchor, schedule=layered_schedule,
             keep=layered_keep, memory=int(layered_memory),
             operating_point=layered_operating_point,
-            train_share=float(layered_train_share), cost_model=cm, rng=rng,
+            train_share=float(layered_train_share), input_means=bool(layered_input_means),
+            cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
             return plan
@@ -771,6 +784,7 @@ def _layered_plan(
     memory: int,
     operating_point: str,
     train_share: float,
+    input_means: bool,
     cost_model: CostModel | None,
     rng: np.random.Generator,
 ) -> QueryPlan | None:
@@ -833,6 +847,7 @@ def _layered_plan(
             round(int(steps) * (1.0 - HOLD_COSINE_DECAY)) if operating_point == "late" else 0
         ),
         train_share=train_share,
+        input_means=input_means,
     )
 
 

@@ -104,16 +104,18 @@ def test_the_fit_recovers_the_gradient_of_a_chain_of_banks(sizes, blocks):
     assert cos > 0.99, cos
 
 
-def _network(sizes, seed, centred=False):
+def _network(sizes, seed, centred=False, spread=False):
     """A network of banks with a softplus after every bank but the last, each weight a smooth
     curve of its control, read on 200 fixed inputs (uniform on [0, 1], or on [-1, 1] with
-    ``centred``): its response matrix ``A(theta) (n_out, n_in + 1)`` (the least-squares linear
-    map of the readings), the dimension and the wiring."""
+    ``centred``; input ``c`` scaled from 0.1 to 2 over the inputs with ``spread``, so their means
+    differ): its response matrix ``A(theta) (n_out, n_in + 1)`` (the least-squares linear map of
+    the readings), the dimension, the wiring and the inputs."""
     gen = torch.Generator().manual_seed(seed)
     shapes = [(o, i) for i, o in itertools.pairwise(sizes)]
     scales = [torch.rand(o, i, generator=gen, dtype=torch.float64) + 0.5 for o, i in shapes]
     x = torch.rand(200, sizes[0], generator=gen, dtype=torch.float64)
     x = 2 * x - 1 if centred else x
+    x = x * torch.linspace(0.1, 2.0, sizes[0], dtype=x.dtype) if spread else x
     pinv = torch.linalg.pinv(torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1))
 
     def response(theta):
@@ -124,12 +126,13 @@ def _network(sizes, seed, centred=False):
             start += o * i
         return (pinv @ h).T
 
-    return response, sum(o * i for o, i in shapes), [Bank(o, i) for o, i in shapes]
+    return response, sum(o * i for o, i in shapes), [Bank(o, i) for o, i in shapes], x
 
 
-def _fit_network(sizes, operating_point, centred=False):
-    """The fit's R² and its gradient's cosine with the exact one, on ``_network``."""
-    response, d, banks = _network(sizes, 0, centred)
+def _fit_network(sizes, operating_point, centred=False, spread=False, means=False):
+    """The fit's R² and its gradient's cosine with the exact one, on ``_network`` (``means``:
+    the model is given the inputs' mean)."""
+    response, d, banks, x = _network(sizes, 0, centred, spread)
     theta = torch.rand(d, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 0.5
     jac = torch.func.jacrev(response)(theta)
     k = 3 * derived_probes(banks, operating_point=operating_point)
@@ -137,6 +140,7 @@ def _fit_network(sizes, operating_point, centred=False):
     eps = 1e-4
     da = torch.stack([response(theta + eps * v) - response(theta - eps * v) for v in r])
     model = BankJacobian(banks, seed=0, operating_point=operating_point)
+    model.input_mean = x.mean(0) if means else None
     r2 = model.fit(da, 2 * eps * r, sweeps=200)
     g_a = torch.randn(sizes[-1], sizes[0] + 1, generator=torch.Generator().manual_seed(2))
     exact = torch.einsum("oad,oa->d", jac, g_a.double())
@@ -157,6 +161,16 @@ def test_the_operating_point_term_follows_a_nonlinear_network(sizes):
     r2_c, _ = _fit_network(sizes, operating_point=False, centred=True)
     r2_c_op, cos_c_op = _fit_network(sizes, operating_point=True, centred=True)
     assert r2_c_op >= r2_c - 1e-3 and cos_c_op > 0.99
+
+
+@pytest.mark.parametrize("sizes", [(8, 5, 3), (12, 6, 4)])
+def test_given_the_inputs_means_the_term_follows_inputs_of_unequal_means(sizes):
+    # with unequal input means a unit's operating point moves with its weights' changes each
+    # weighed by its input's mean, not with their plain sum
+    r2, cos = _fit_network(sizes, operating_point=True, spread=True)
+    r2_m, cos_m = _fit_network(sizes, operating_point=True, spread=True, means=True)
+    assert r2_m > 0.98 and cos_m > 0.985, (r2_m, cos_m)
+    assert r2_m > r2 + 0.01 and cos_m > cos
 
 
 def test_the_operating_point_term_counts_in_the_probes_of_a_network_only():
@@ -638,6 +652,15 @@ def test_training_probes_are_the_batchs_own_samples(small):
     with pytest.raises(ConfigError, match="operating_point"):
         LayeredResponse(chip, task, sigma=0.02, operating_point="yes")
     assert LayeredResponse(chip, task, sigma=0.02, operating_point=True).operating_point == "on"
+    with pytest.raises(ConfigError, match="input_means"):
+        LayeredResponse(chip, task, sigma=0.02, input_means=1)
+    sent.clear()
+    est = LayeredResponse(
+        Recording(chip), task, sigma=0.02, inputs=80, operating_point="late", input_means=True
+    )
+    est(theta, batch, StepContext(np.random.default_rng(0)))
+    mean = sent[-1].double().mean(0)  # the probes' inputs
+    assert torch.allclose(est.op_model.input_mean, mean) and est.op_model.input_mean.shape == (64,)
 
 
 def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
@@ -656,10 +679,10 @@ def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
     old = {
         f: v
         for f, v in plan.to_dict().items()
-        if f not in ("operating_point", "operating_point_from", "train_share")
+        if f not in ("operating_point", "operating_point_from", "train_share", "input_means")
     }
     back = QueryPlan.from_dict(old)
-    assert back.operating_point == "off" and back.train_share == 0.0
+    assert back.operating_point == "off" and back.train_share == 0.0 and not back.input_means
     assert back.estimator_spec().args["operating_point"] == "off"
     # "late": the term from the start of the schedule's decay
     late = plan_query_only(
@@ -669,6 +692,11 @@ def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
     assert late.q == derived_probes(banks_of(chip), MEMORY)
     assert late.operating_point_from == round(0.7 * late.steps) > 0
     assert late.estimator_spec().args["from_step"] == late.operating_point_from
+    means = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_input_means=True,
+    )  # fmt: skip
+    assert means.input_means and means.estimator_spec().args["input_means"] is True
     with pytest.raises(ConfigError, match="layered_train_share"):
         plan_query_only(
             task, MeteredDevice(chip), chip.space.center, budget=300, layered_train_share=-0.1
