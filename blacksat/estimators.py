@@ -555,8 +555,9 @@ class LayeredResponse(_DeviceEstimator):
         g_a = grads[0].detach().to(torch.float64)
         models = [self.model] if self.op_model is None else [self.model, self.op_model]
         if self.input_means:  # this step's probe inputs' mean, for every probe of the window
+            mean = x.mean(0)
             for m in models:
-                m.input_mean = x.mean(0).to(torch.float64)
+                m.input_mean = mean
         r2s = [
             m.fit(
                 torch.cat([r[0] for r in recent]),
