@@ -14,10 +14,11 @@ the whole training split; the estimator never sees it.
   the scenario of ``benchmarks/query_efficiency.py``) at 5,000 reconfigurations; at every
   ``EVERY``-th step the estimate's cosine with the exact gradient, both norms, the loss the
   estimate reports, the exact loss and the fit's R².
-- ``plateau``: at the last setting that run read, fresh estimators (no memory, a new model)
-  fitted to ``PROBES`` antithetic probes (the derived 15, three and eight times that), three
-  seeds each: if the cosine rose with the probes, the plateau would be the data's; if it does
-  not, the model's form.
+- ``plateau``: at the setting where that run read its lowest step loss (its plateau; a run can
+  climb off it later, and it returns a setting of about that loss), fresh estimators (no
+  memory, a new model) fitted to ``PROBES`` antithetic probes (the derived 15, three and eight
+  times that), three seeds each: if the cosine rose with the probes, the plateau would be the
+  data's; if it does not, the model's form.
 
 - ``oracle``: at the same setting, what the probes could give at best. The response ``A`` at a
   setting is the least-squares linear map of the exact model's outputs on 256 inputs; its
@@ -84,7 +85,9 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _run(chip_seed: int, budget: int, every: int) -> tuple[dict[str, Any], Any, Any, Any]:
-    """The default's run with the trajectory recorded: ``(row, task, chip, last theta)``."""
+    """The default's run with the trajectory recorded: ``(row, task, chip, theta)``, ``theta``
+    the setting where the run read its lowest step loss (a long run can climb off its plateau
+    later; the setting it returns is of about that loss)."""
     import query_efficiency as qe
 
     import blacksat.product.compare as cmp
@@ -97,11 +100,13 @@ def _run(chip_seed: int, budget: int, every: int) -> tuple[dict[str, Any], Any, 
         k: [] for k in ("step", "cos", "g", "est", "loss", "exact", "r2")
     }
     seen: list[torch.Tensor] = []
+    lowest = [float("inf")]
 
     class Recorder(cmp._Recorder):
         def __call__(self, theta: torch.Tensor, batch: Any, ctx: Any) -> Any:
             est = super().__call__(theta, batch, ctx)
-            seen[:] = [theta.detach().clone()]
+            if float(est.loss) < lowest[0]:  # the setting of the lowest step loss read
+                lowest[0], seen[:] = float(est.loss), [theta.detach().clone()]
             n = len(self.rows)
             if (n - 1) % every == 0:
                 g, exact = _exact_gradient(self.task, built[-1], theta)
@@ -246,7 +251,7 @@ def run(study: Study, quick: bool) -> None:
         shares = [h for h in SHARES if study.find(kind="oracle", chip=chip_seed, share=h) is None]
         if done is not None and not needed and not shares:
             continue
-        # the plateau fits start from the run's last setting, so the run goes again if they must
+        # the plateau fits start from the run's lowest-loss setting: the run goes again if they must
         t0 = time.perf_counter()
         row, task, chip, theta = _run(chip_seed, budget, every)
         if done is None:
@@ -313,7 +318,8 @@ def section(study: Study) -> str:
     if plat:
         lines += [
             "",
-            "At the last setting the run read, fresh fits (no memory) to more probes (three seeds "
+            "At the setting where the run read its lowest step loss, fresh fits (no memory) to "
+            "more probes (three seeds "
             "each, per chip):",
             "",
             "| probes | cosine with the exact gradient | fit R² |",

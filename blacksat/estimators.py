@@ -26,6 +26,7 @@ import torch
 from blacksat import circle
 from blacksat.device import Device
 from blacksat.errors import ConfigError, InvalidReading
+from blacksat.keep_best import KEEP_SMOOTHING
 from blacksat.layered_response import (
     ANCHORS,
     MEMORY,
@@ -392,6 +393,10 @@ class LayeredResponse(_DeviceEstimator):
             (``True`` / ``False``: ``"on"`` / ``"off"``).
         from_step: with ``operating_point="late"``, the steps that take their gradient from the
             model without the term.
+        plateau: with ``operating_point="late"``, switch earlier, for good, once the moving
+            average of the step losses (the kept setting's,
+            :data:`~blacksat.keep_best.KEEP_SMOOTHING`) has set no new low for this many
+            steps: the separable model has run out (0: only at ``from_step``).
         train_share: the share of each probe reconfiguration's inputs that are training samples
             of the step's batch (the rest uniform over the input range; 0: all uniform).
         input_means: the operating-point term weighs each input by the mean of the step's probe
@@ -420,6 +425,7 @@ class LayeredResponse(_DeviceEstimator):
         memory: int = MEMORY,
         operating_point: bool | str = "off",
         from_step: int = 0,
+        plateau: int = 0,
         train_share: float = 0.0,
         input_means: bool = False,
         seed: int = 0,
@@ -467,6 +473,11 @@ class LayeredResponse(_DeviceEstimator):
             else None
         )
         self.from_step = check_int("from_step", from_step, low=0)
+        self.plateau = check_int("plateau", plateau, low=0)
+        #: the step losses' moving average, its lowest value, the steps since it set one, and
+        #: the step the plateau switched the gradient to ``op_model`` at (``None``: not yet)
+        self.average, self.lowest, self.since = math.nan, math.inf, 0
+        self.switched: int | None = None
         #: estimates made so far (part of the state: the switch to ``op_model`` counts them)
         self.steps = 0
         #: which model gave the last gradient: ``"separable"`` or ``"operating point"``
@@ -568,7 +579,10 @@ class LayeredResponse(_DeviceEstimator):
         ]
         self.recent = recent
         self.steps += 1
-        use_op = self.op_model is not None and self.steps > self.from_step
+        self._follow(float(loss.detach()))
+        use_op = self.op_model is not None and (
+            self.steps > self.from_step or self.switched is not None
+        )
         self.last_model = "operating point" if use_op else "separable"
         chosen = models[-1] if use_op else self.model
         self.last_fit_r2 = r2s[-1] if use_op else r2s[0]
@@ -582,14 +596,30 @@ class LayeredResponse(_DeviceEstimator):
             logits=logits.detach(),
         )
 
+    def _follow(self, loss: float) -> None:
+        """Fold the step's ``loss`` into the moving average; with ``plateau``, switch to the
+        model with the operating-point term once the average has set no new low for that many
+        steps."""
+        s = KEEP_SMOOTHING
+        if math.isfinite(loss):
+            self.average = loss if math.isnan(self.average) else s * self.average + (1 - s) * loss
+        if self.average < self.lowest:
+            self.lowest, self.since = self.average, 0
+        else:
+            self.since += 1
+        if self.plateau and self.switched is None and self.since >= self.plateau:
+            if self.op_model is not None and self.steps <= self.from_step:
+                self.switched = self.steps
+
     def state_dict(self) -> dict[str, Any]:
-        """The fitted wiring model(s) (warm start of the next fit), the recent steps' probes and
-        the estimates made so far."""
+        """The fitted wiring model(s) (warm start of the next fit), the recent steps' probes,
+        the estimates made so far and the plateau's record."""
         return {
             "model": self.model.state_dict(),
             "recent": [{"dA": d.clone(), "delta": t.clone()} for d, t in self.recent],
             "op_model": None if self.op_model is None else self.op_model.state_dict(),
             "steps": self.steps,
+            "plateau": [self.average, self.lowest, self.since, self.switched],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -598,10 +628,20 @@ class LayeredResponse(_DeviceEstimator):
         steps = state.get("steps", 0)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ConfigError(f"the saved layered-response step count is malformed ({steps!r})")
+        record = state.get("plateau")  # saved before the plateau switch: a fresh record
+        if record is not None:
+            try:
+                average, lowest, since = float(record[0]), float(record[1]), int(record[2])
+                switched = None if record[3] is None else int(record[3])
+            except (TypeError, ValueError, IndexError) as exc:
+                msg = f"the saved layered-response plateau record is malformed ({exc!r})"
+                raise ConfigError(msg) from None
         self.model.load_state_dict(state["model"])
         if self.op_model is not None and state.get("op_model") is not None:
             self.op_model.load_state_dict(state["op_model"])
         self.steps = steps
+        if record is not None:
+            self.average, self.lowest, self.since, self.switched = average, lowest, since, switched
         try:
             self.recent = [
                 (torch.as_tensor(r["dA"], dtype=torch.float64), torch.as_tensor(r["delta"]))

@@ -14,9 +14,10 @@ Before any of that, the plan tries a **surrogate start** (:mod:`blacksat.surroga
 probe of the device's structure, and where a linear response of local controls holds and the
 budget affords a design, a physics-free surrogate, offline training on it and a device check.
 It stops early where the structure does not hold (24-30 reconfigurations on an interfering mesh,
-none where the inputs are too many to identify); the calibration below then starts from the
-setting it returns, and after a trained start the step is at most ``FINE_TUNE_LR`` (1 %) of the
-span, the step of the start's offline training (the run fine-tunes).
+none where the inputs are too many to identify or the device declares a network of weight banks,
+whose response coefficients are products over every bank); the calibration below then starts
+from the setting it returns, and after a trained start the step is at most ``FINE_TUNE_LR`` (1 %)
+of the span, the step of the start's offline training (the run fine-tunes).
 
 A device that declares its **wiring** (``weight_banks``: weight banks in sequence, each control
 setting one weight) and reads as a linear map of its inputs (at the surrogate start's probe, or,
@@ -27,7 +28,8 @@ from a few antithetic probes, so each step costs ``1 + 2 K`` reconfigurations fo
 every control (``K`` derived from the wiring and shared by the last ``LAYERED_MEMORY`` steps, whose
 probes its fit reuses; half of each probe's inputs are the step's training samples,
 ``LAYERED_TRAIN_SHARE``, and on a network of banks the model gains the hidden units' operating
-points for the schedule's decay, ``LAYERED_OPERATING_POINT``). Its radius is ``LAYERED_SIGMA`` of
+points for the schedule's decay, ``LAYERED_OPERATING_POINT``, or from the loss's plateau if that
+comes first, ``LAYERED_PLATEAU``). Its radius is ``LAYERED_SIGMA`` of
 the span, its Adam step ``LAYERED_LR`` of the span (at least ``LAYERED_TRAVEL`` of the span over the
 steps; after a trained start, at most ``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held over
 the run and decayed only over its last 30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order
@@ -140,12 +142,13 @@ LAYERED_MEMORY = MEMORY
 #: gradient from the one with the term from there on), and half of each probe
 #: reconfiguration's inputs are the step's training samples (``LAYERED_TRAIN_SHARE``). The
 #: separable model's gradient stops pointing downhill near the plateau (its cosine with the
-#: exact one falls from 0.89 to 0.32 after 100 steps); at a run's last setting, fitted to 15
-#: exact probes on half training-sample inputs, the term lifts it from -0.08 to 0.53, where a
-#: perfect model of those probes reaches 0.63 and one of uniform probes -0.04
-#: (``benchmarks/layered_gradient.py``). Far from the plateau its extra unknowns cost more than
-#: they explain. On tuning chips 100-103
-#: against neither (``benchmarks/query_plan_tuning.py``, ``layered separable, uniform probes``):
+#: exact one falls from 0.89 to 0.32 after 100 steps in the run this was chosen on); at a run's
+#: last setting, fitted to 15 exact probes on half training-sample inputs, the term lifted it
+#: from -0.08 to 0.53, where a perfect model of those probes reaches 0.63 and one of uniform
+#: probes -0.04 (``benchmarks/layered_gradient.py`` then; at the plateau of its latest run on
+#: chip 101: 0.22 -> 0.69, ceilings 0.78 and 0.015). Far from the plateau its extra unknowns
+#: cost more than they explain. On tuning chips 100-103 against neither
+#: (``benchmarks/query_plan_tuning.py``, ``layered separable, uniform probes``):
 #: MRR network +1.1 / +0.7 / +0.5 / -0.4 points at 250 / 1,000 / 5,000 / 20,000
 #: reconfigurations, the crossbar and an MRR weight bank (one bank: no term) within +-0.1. At
 #: 20,000 every run kept a setting from before the decay, so the term did nothing there (the
@@ -163,6 +166,18 @@ LAYERED_TRAIN_SHARE = 0.5
 #: ... and the operating-point term takes the probe inputs' means as equal (``False``) or weighs
 #: each input by its mean (``True``)
 LAYERED_INPUT_MEANS = False
+#: ... and the term's phase begins earlier, at the plateau: once the moving average of the step
+#: losses (the kept setting's: about five steps) has set no new low for this many steps, five of
+#: its horizons. On the MRR network's tuning chips a held step walks the separable model's run
+#: off its plateau (at 20,000 reconfigurations the loss jumped from 0.2 to 5 at step 1,221 of
+#: 1,817 on chip 100, before the term's phase, and the kept setting came from before it); from
+#: the plateau (steps 125-183) the term takes the training loss to 0.14-0.16. Against the term at
+#: the decay only (``benchmarks/query_plan_tuning.py``, ``layered term at the decay only``):
+#: 0.0 / 0.0 / 0.0 / +0.2 points at 250 / 1,000 / 5,000 / 20,000 (runs of 250 and 1,000 never
+#: reach the plateau); on the reported chips the training loss at 20,000 fell from 0.17-0.20 to
+#: 0.14-0.16 (``benchmarks/query_efficiency.py``). 12 and 50 steps read about as 25 did on two
+#: tuning chips (scratch runs, not committed)
+LAYERED_PLATEAU = 25
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)
@@ -193,7 +208,7 @@ KEEP = "last"
 #: ... and the layered response keeps the best setting it measured (its step losses are those of
 #: the whole training split, through the reading at the setting). Its first-order model runs
 #: out near the plateau: on the MRR network its gradient's cosine with the exact one falls from
-#: 0.89 to 0.32 after 100 steps while the exact gradient's norm stays near 0.1
+#: 0.91 to 0.46 after 100 steps while the exact gradient's norm falls to 0.07
 #: (``benchmarks/layered_gradient.py``; 0.84 to 0.34-0.39 when this was chosen), so a long run
 #: climbed back (train loss 0.20-0.22 at
 #: 5,000 reconfigurations, 0.22-0.28 at 20,000 on the reported chips, before the probe memory).
@@ -387,6 +402,9 @@ class QueryPlan:
             samples (0 in plans saved before the field, as they ran).
         input_means: whether its operating-point term weighs each input by the probe inputs'
             mean (``False`` in plans saved before the field, as they ran).
+        operating_point_plateau: with ``"late"``, the term also from the step where the step
+            losses' moving average has set no new low for this many steps (0: only from
+            ``operating_point_from``; plans saved before the field, as they ran).
     """
 
     q: int
@@ -415,6 +433,7 @@ class QueryPlan:
     operating_point_from: int = 0
     train_share: float = 0.0
     input_means: bool = False
+    operating_point_plateau: int = 0
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -442,6 +461,7 @@ class QueryPlan:
                 "memory": self.memory,
                 "operating_point": self.operating_point,
                 "from_step": self.operating_point_from,
+                "plateau": self.operating_point_plateau,
                 "train_share": self.train_share,
                 "input_means": self.input_means,
             }
@@ -514,6 +534,7 @@ def plan_query_only(
     beta1: float = BETA1,
     schedule: str = SCHEDULE,
     start: bool = True,
+    start_networks: bool = False,
     fine_tune_lr: float = FINE_TUNE_LR,
     layered: bool = True,
     layered_sigma: float = LAYERED_SIGMA,
@@ -528,6 +549,7 @@ def plan_query_only(
     layered_operating_point: str = LAYERED_OPERATING_POINT,
     layered_train_share: float = LAYERED_TRAIN_SHARE,
     layered_input_means: bool = LAYERED_INPUT_MEANS,
+    layered_plateau: int = LAYERED_PLATEAU,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -561,6 +583,9 @@ def plan_query_only(
         schedule: the zeroth-order run's learning rate over its steps: ``"cosine"`` (to zero),
             ``"constant"`` or ``"hold-cosine"``.
         start: try the surrogate start first.
+        start_networks: let the surrogate start probe a device that declares a network of
+            weight banks (by default it stops there before any query: no response coefficient
+            of such a network is local to a few controls).
         fine_tune_lr: after a trained start, the learning rate is at most this fraction of the
             span (it wins over the floor).
         layered: use the layered response where the device declares its wiring
@@ -585,6 +610,8 @@ def plan_query_only(
             samples (the rest uniform over the input range).
         layered_input_means: whether its operating-point term weighs each input by the probe
             inputs' mean.
+        layered_plateau: with ``"late"``, the term also from the step where the step losses'
+            moving average has set no new low for this many steps (0: never).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -609,6 +636,7 @@ def plan_query_only(
     check_int("layered_memory", layered_memory, low=1)
     check_real("layered_train_share", layered_train_share, low=0.0, high=1.0)
     check_choice("layered_operating_point", layered_operating_point, OPERATING_POINTS)
+    check_int("layered_plateau", layered_plateau, low=0)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -638,7 +666,9 @@ def plan_query_only(
     if start:
         from blacksat.surrogate_start import surrogate_start
 
-        moved, report = surrogate_start(task, device, theta, budget=budget, batch=batch, seed=rng)
+        moved, report = surrogate_start(
+            task, device, theta, budget=budget, batch=batch, seed=rng, networks=start_networks
+        )
         start_report, start_spent = report.to_dict(), report.reconfigurations
         if report.outcome == "trained":
             theta = start_theta = moved
@@ -650,7 +680,7 @@ def plan_query_only(
             keep=layered_keep, memory=int(layered_memory),
             operating_point=layered_operating_point,
             train_share=float(layered_train_share), input_means=bool(layered_input_means),
-            cost_model=cm, rng=rng,
+            plateau=int(layered_plateau), cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
             return plan
@@ -785,6 +815,7 @@ def _layered_plan(
     operating_point: str,
     train_share: float,
     input_means: bool,
+    plateau: int,
     cost_model: CostModel | None,
     rng: np.random.Generator,
 ) -> QueryPlan | None:
@@ -848,6 +879,7 @@ def _layered_plan(
         ),
         train_share=train_share,
         input_means=input_means,
+        operating_point_plateau=plateau if operating_point == "late" else 0,
     )
 
 

@@ -9,6 +9,10 @@ within a point of the white box (``BENCHMARKS.md``, physics-free surrogates). On
 the structure fails (interference in a mesh, a diffractive network) the same design is wasted.
 So :func:`surrogate_start` decides from the device itself, in stages, each stopping early:
 
+0. **what the device declares**: a network of two or more weight banks (``weight_banks``)
+   composes them, so each response coefficient is a product over every bank and depends on
+   controls of each (the locality test below fails there by construction: 1.74-2.10 on the MRR
+   network's tuning chips); the start stops before any query;
 1. **what it can afford**: the design has ``ceil(DESIGN_PER_LOG_D * ln d)`` settings (screening
    must pick each weight's controls out of ``d``; on the crossbar 50 settings were too few and
    100 enough), it may take at most ``MAX_SHARE`` of the budget, and each setting is read with
@@ -158,6 +162,7 @@ def surrogate_start(
     budget: int,
     batch: int,
     seed: int | np.random.Generator | None = 0,
+    networks: bool = False,
 ) -> tuple[np.ndarray, StartReport]:
     """Try a physics-free start from ``theta (d,)`` on ``device`` (see the module docstring).
 
@@ -169,12 +174,15 @@ def surrogate_start(
         budget: reconfigurations of the whole run.
         batch: samples per reconfiguration of the run (the probe reads this many inputs).
         seed: the design's, the probe inputs' and the offline training's randomness.
+        networks: probe a device that declares a network of weight banks too (stage 0 stops
+            there otherwise; what the query-only default did before it did).
 
     Returns:
         ``(theta (d,), report)``: the setting to continue from (``theta`` unless the device
         confirmed a better one) and the :class:`StartReport`.
     """
     from blacksat.estimators import Autograd, ZerothOrder
+    from blacksat.layered_response import banks_of
     from blacksat.objective import StepContext
     from blacksat.querydata import QueryData
     from blacksat.surrogates import LinearResponse, designs
@@ -190,6 +198,13 @@ def surrogate_start(
     def skipped(reason: str, spent: int = 0, **info: Any) -> tuple[np.ndarray, StartReport]:
         return theta, StartReport("skipped", reason, spent, **info)
 
+    banks = banks_of(device)
+    if banks is not None and len(banks) > 1 and not networks:
+        return skipped(
+            f"the device declares a network of {len(banks)} weight banks: each response "
+            "coefficient is a product over every bank's weights, so none is local to a few "
+            "controls"
+        )
     if n > MAX_SHARE * budget:
         return skipped(
             f"a design of {n} settings would take more than {MAX_SHARE:.0%} of {budget} "

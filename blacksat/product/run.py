@@ -479,9 +479,12 @@ def _operating_point_markdown(plan: dict[str, Any]) -> str:
     if mode == "on":
         return " (the wiring model has the hidden units' operating points)"
     if mode == "late":
+        plateau = plan.get("operating_point_plateau", 0)
         return (
             " (the wiring model has the hidden units' operating points after step "
-            f"{plan.get('operating_point_from', 0)})"
+            f"{plan.get('operating_point_from', 0)}"
+            + (f", or after {plateau} steps without a new low of the loss" if plateau else "")
+            + ")"
         )
     return ""
 

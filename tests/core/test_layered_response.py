@@ -25,7 +25,7 @@ from blacksat.layered_response import (
     parse_banks,
 )
 from blacksat.objective import StepContext
-from blacksat.query_plan import QueryPlan, plan_query_only
+from blacksat.query_plan import LAYERED_PLATEAU, QueryPlan, plan_query_only
 
 
 # ---------------------------------------------------------------------- the wiring
@@ -567,7 +567,16 @@ def test_the_run_summary_says_what_the_current_setting_is_read_with():
     assert "operating points)" in both and "(50 % of them training samples)" in both
     assert "operating points" not in plan_markdown({**plan, "operating_point": "off"})
     late = plan_markdown({**plan, "operating_point": "late", "operating_point_from": 7})
-    assert "operating points after step 7" in late
+    assert "operating points after step 7)" in late
+    early = plan_markdown(
+        {
+            **plan,
+            "operating_point": "late",
+            "operating_point_from": 7,
+            "operating_point_plateau": 25,
+        }
+    )
+    assert "after step 7, or after 25 steps without a new low of the loss)" in early
     zo = {
         **plan, "estimator": "zeroth_order", "batch_size": 256, "noise": 0.01, "q": 4,
         "beta1": 0.5, "reason": "first above the noise",
@@ -692,6 +701,15 @@ def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
     assert late.q == derived_probes(banks_of(chip), MEMORY)
     assert late.operating_point_from == round(0.7 * late.steps) > 0
     assert late.estimator_spec().args["from_step"] == late.operating_point_from
+    # ... or from the losses' plateau; plans saved before the field never switch early
+    assert late.operating_point_plateau == LAYERED_PLATEAU > 0 == plan.operating_point_plateau
+    assert late.estimator_spec().args["plateau"] == LAYERED_PLATEAU
+    legacy = {k: v for k, v in late.to_dict().items() if k != "operating_point_plateau"}
+    assert QueryPlan.from_dict(legacy).estimator_spec().args["plateau"] == 0
+    with pytest.raises(ConfigError, match="layered_plateau"):
+        plan_query_only(
+            task, MeteredDevice(chip), chip.space.center, budget=300, layered_plateau=-1
+        )
     means = plan_query_only(
         task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
         layered_input_means=True,
@@ -748,3 +766,61 @@ def test_late_fits_both_models_and_takes_the_term_after_from_step(small):
     xbar = Crossbar(layer_sizes=(64, 10), seed=0)
     xtask = default_task(xbar, load_digits(seed=0), seed=0).to(torch.float64)
     assert LayeredResponse(xbar, xtask, sigma=0.02, operating_point="late").op_model is None
+
+
+def test_late_switches_at_the_losses_plateau_for_good_and_resumes_so(small):
+    chip, task = small
+
+    def make(plateau: int = 3):
+        return LayeredResponse(
+            chip, task, sigma=0.02, inputs=80, operating_point="late", from_step=100,
+            plateau=plateau,
+        )  # fmt: skip
+
+    est = make()
+    # a falling loss sets new lows of its moving average: no switch
+    for loss in (2.0, 1.5, 1.0, 0.8):
+        est.steps += 1
+        est._follow(loss)
+    assert est.switched is None and est.since == 0
+    # a loss that climbs back: three steps without a new low of the average, the switch
+    est.steps += 1
+    est._follow(5.0)
+    assert est.since == 1 and est.switched is None
+    for loss in (5.0, 5.0):
+        est.steps += 1
+        est._follow(loss)
+    assert est.since == 3 and est.switched == 7
+    for loss in (0.0,) * 6:  # the loss falls again: the term's phase goes on, for good
+        est.steps += 1
+        est._follow(loss)
+    assert est.switched == 7 and est.since == 0
+    # no plateau given, or one given to a single bank: never before from_step
+    never = make(plateau=0)
+    for loss in (1.0,) * 10:
+        never.steps += 1
+        never._follow(loss)
+    assert never.switched is None
+    with pytest.raises(ConfigError, match="plateau"):
+        make(plateau=-1)
+    # through real steps: the estimator switches at the plateau and its state resumes it
+    batch = task.batch("train", np.arange(30))
+    theta = torch.as_tensor(chip.initial_controls(0))
+    ctx = StepContext(np.random.default_rng(3))
+    live = make(plateau=1)  # the same setting every step: noise alone, no descent
+    used = []
+    while live.switched is None and live.steps < 20:
+        live(theta, batch, ctx)
+        used.append(live.last_model)
+    assert live.switched == live.steps < 20 and used[-1] == "operating point"
+    assert set(used[:-1]) == {"separable"}
+    again = make(plateau=1)
+    again.load_state_dict(live.state_dict())
+    assert again.switched == live.switched and again.since == live.since
+    assert again.average == live.average and again.lowest == live.lowest
+    with pytest.raises(ConfigError, match="plateau record is malformed"):
+        again.load_state_dict({**live.state_dict(), "plateau": ["x", 1.0, 0, None]})
+    old = {k: v for k, v in live.state_dict().items() if k != "plateau"}
+    fresh = make(plateau=1)
+    fresh.load_state_dict(old)  # saved before the record: a fresh one
+    assert fresh.switched is None and fresh.steps == live.steps
