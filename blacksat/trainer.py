@@ -258,6 +258,25 @@ class Trainer:
             if (m := getattr(self.task, name, None)) is not None
         }
 
+    def _backtrack(self, loss: float) -> bool:
+        """``TrainConfig.backtrack``: after a step whose ``loss`` jumped above that many times
+        the kept setting's moving average, continue from the kept setting (the digital layers
+        too) with the optimizer's moments cleared and half the step; ``True`` if it did."""
+        factor, best = self.config.backtrack, self._best
+        if factor is None or best is None or best.theta is None or not loss > factor * best.best:
+            return False
+        with torch.no_grad():
+            self._theta.copy_(best.theta.to(self._theta.dtype))
+        for name, sd in best.digital.items():
+            getattr(self.task, name).load_state_dict(sd)
+        self._opt.state.clear()
+        for group in self._opt.param_groups:
+            group["lr"] *= 0.5
+        if self._sched is not None and hasattr(self._sched, "base_lrs"):
+            self._sched.base_lrs = [0.5 * lr for lr in self._sched.base_lrs]
+        best.average = best.best  # the average starts again from the kept setting's
+        return True
+
     def _new_best(self) -> BestSetting | None:
         cfg = self.config
         return BestSetting(cfg.keep_smoothing) if cfg.keep == "best" else None
@@ -425,6 +444,7 @@ class Trainer:
                 self._sched.step(loss)
             else:
                 self._sched.step()
+        backtracked = self._backtrack(loss)
         if self.saf is not None and est.logits is not None:
             self.saf.record(batch, est.logits, epoch)
         self._offset += len(index)
@@ -437,6 +457,8 @@ class Trainer:
             self._ledger = add_costs(self._ledger, est.cost)
         grad_norm = float(torch.linalg.vector_norm(grad))
         hist = {"step": self._step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm}
+        if backtracked:
+            hist["backtracked"] = True
         self._history.append(hist)
         self._clean = True
         return {"event": "step", **hist, "batch": len(batch), "ledger": _ledger_dict(self._ledger)}

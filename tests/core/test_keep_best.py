@@ -177,3 +177,33 @@ def test_a_checkpoint_without_a_best_setting_loads_and_keeps_from_the_resume(tmp
     assert state.best is None
     res = autograd_trainer(cfg(max_steps=6, keep="best"))[0].resume(state)
     assert res.best_step is not None and res.best_step >= 3
+
+
+# ---------------------------------------------------------------------- backtracking
+def test_backtrack_returns_a_climbing_run_to_its_kept_setting_with_half_the_step(tmp_path):
+    log = tmp_path / "log.jsonl"
+    res, est, _ = uphill_run("best", keep_smoothing=0.0, backtrack=1.5, log_path=log)
+    _, plain_est, _ = uphill_run("best", keep_smoothing=0.0)
+    hist = res.state.history
+    events = [h["step"] for h in hist if h.get("backtracked")]
+    assert events, "the climbing run never backtracked"
+    first = events[0]
+    # the step that jumped read a loss above 1.5 x the best; the next one reads the kept setting
+    k = int(np.argmin(est.losses[:first]))
+    assert est.losses[first - 1] > 1.5 * min(est.losses[:first])
+    np.testing.assert_array_equal(est.seen[first].numpy(), est.seen[k].numpy())
+    # ... at half the step, for the rest of the run
+    lr = {h["step"]: h["lr"] for h in hist}
+    assert lr[first + 1] == pytest.approx(0.5 * lr[first])
+    # it ends no worse than the run that kept climbing, and at a lower last loss
+    assert min(est.losses) <= min(plain_est.losses) + 1e-12
+    assert est.losses[-1] < plain_est.losses[-1]
+
+
+def test_backtrack_needs_keep_best_and_a_factor_above_one():
+    with pytest.raises(ConfigError, match="keep='best'"):
+        TrainConfig(backtrack=2.0)
+    for bad in (1.0, 0.5, math.nan):
+        with pytest.raises(ConfigError, match="backtrack"):
+            TrainConfig(keep="best", backtrack=bad)
+    assert TrainConfig().backtrack is None
