@@ -175,7 +175,7 @@ def surrogate_start(
         batch: samples per reconfiguration of the run (the probe reads this many inputs).
         seed: the design's, the probe inputs' and the offline training's randomness.
         networks: probe a device that declares a network of weight banks too (stage 0 stops
-            there otherwise; what the query-only default did before it did).
+            there otherwise; the query-only default probed them before this stage existed).
 
     Returns:
         ``(theta (d,), report)``: the setting to continue from (``theta`` unless the device
