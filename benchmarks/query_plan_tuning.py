@@ -183,6 +183,9 @@ VARIANTS["layered term at the decay only"] = {"layered_plateau": 0}
 for _name, _args in VARIANTS.items():
     if _name != "default":
         _args.setdefault("layered_plateau", 0)
+# ... and beside the default of the plateau switch: a run that goes back to its kept setting at
+# half the step when its loss jumps above twice the kept setting's average
+VARIANTS["layered backtrack 2x"] = {"layered_backtrack": 2.0}
 #: variants that run the default's code path, query for query, on some configurations (the
 #: default's rows stand for theirs there): the start probes a network of banks only on ``mrr``
 SAME_AS_DEFAULT: dict[str, tuple[str, ...]] = {

@@ -178,6 +178,11 @@ LAYERED_INPUT_MEANS = False
 #: 0.14-0.16 (``benchmarks/query_efficiency.py``). 12 and 50 steps read about as 25 did on two
 #: tuning chips (scratch runs, not committed)
 LAYERED_PLATEAU = 25
+#: ... and a run whose step loss jumps above this many times the kept setting's average goes back
+#: to the kept setting at half the step (``TrainConfig.backtrack``; ``None``: never). Measured on
+#: the tuning chips (``benchmarks/query_plan_tuning.py``, ``layered backtrack 2x``), not adopted
+#: before the reported studies are re-run with it
+LAYERED_BACKTRACK: float | None = None
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)
@@ -405,6 +410,8 @@ class QueryPlan:
         operating_point_plateau: with ``"late"``, the term also from the step where the step
             losses' moving average has set no new low for this many steps (0: only from
             ``operating_point_from``; plans saved before the field, as they ran).
+        backtrack: the run's ``TrainConfig.backtrack`` (``None``: never; plans saved before
+            the field, as they ran).
     """
 
     q: int
@@ -434,6 +441,7 @@ class QueryPlan:
     train_share: float = 0.0
     input_means: bool = False
     operating_point_plateau: int = 0
+    backtrack: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -485,6 +493,7 @@ class QueryPlan:
             max_steps=max(self.steps, 1) if max_steps is None else max_steps,
             batch_size=self.batch_size,
             keep=self.keep,
+            backtrack=self.backtrack if self.keep == "best" else None,
         )
 
     def train_config(self, *, seed: int, max_steps: int | None = None, **other: Any) -> Any:
@@ -550,6 +559,7 @@ def plan_query_only(
     layered_train_share: float = LAYERED_TRAIN_SHARE,
     layered_input_means: bool = LAYERED_INPUT_MEANS,
     layered_plateau: int = LAYERED_PLATEAU,
+    layered_backtrack: float | None = LAYERED_BACKTRACK,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -612,6 +622,7 @@ def plan_query_only(
             inputs' mean.
         layered_plateau: with ``"late"``, the term also from the step where the step losses'
             moving average has set no new low for this many steps (0: never).
+        layered_backtrack: the layered run's ``TrainConfig.backtrack`` (``None``: never).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -637,6 +648,8 @@ def plan_query_only(
     check_real("layered_train_share", layered_train_share, low=0.0, high=1.0)
     check_choice("layered_operating_point", layered_operating_point, OPERATING_POINTS)
     check_int("layered_plateau", layered_plateau, low=0)
+    if layered_backtrack is not None:
+        check_real("layered_backtrack", layered_backtrack, low=1.0, low_open=True)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -683,7 +696,7 @@ def plan_query_only(
             plateau=int(layered_plateau), cost_model=cm, rng=rng,
         )  # fmt: skip
         if plan is not None:
-            return plan
+            return replace(plan, backtrack=layered_backtrack)
     th0 = torch.as_tensor(space.project(np.asarray(theta, dtype=np.float64)))
     span = float(np.median(space.span))
     floor = level_step(space)
