@@ -23,28 +23,33 @@ from blacksat.surrogate_start import (
 )
 
 
-def _crossbar(seed: int = 0):
+def _with_task(chip, seed: int):
+    """``(chip, its default digits task with the digital layers frozen)``."""
     from blacksat.data import load_dataset
-    from blacksat.devices import Crossbar
     from blacksat.devices.tasks import default_task
 
-    chip = Crossbar(seed=seed)
     task = default_task(chip, load_dataset("digits"), seed=seed)
     for p in task.digital_parameters():
         p.requires_grad_(False)
     return chip, task
+
+
+def _crossbar(seed: int = 0):
+    from blacksat.devices import Crossbar
+
+    return _with_task(Crossbar(seed=seed), seed)
 
 
 def _mesh(seed: int = 0):
-    from blacksat.data import load_dataset
     from blacksat.devices import MZIMesh
-    from blacksat.devices.tasks import default_task
 
-    chip = MZIMesh(n_modes=10, seed=seed)
-    task = default_task(chip, load_dataset("digits"), seed=seed)
-    for p in task.digital_parameters():
-        p.requires_grad_(False)
-    return chip, task
+    return _with_task(MZIMesh(n_modes=10, seed=seed), seed)
+
+
+def _mrr(layer_sizes: tuple[int, ...], seed: int = 0):
+    from blacksat.devices import MRRWeightBank
+
+    return _with_task(MRRWeightBank(layer_sizes=layer_sizes, seed=seed), seed)
 
 
 def test_design_size_grows_with_log_d():
@@ -101,20 +106,8 @@ def test_too_few_inputs_per_setting_to_identify_a_response_spend_nothing():
     assert meter.ledger.reconfigurations == 0
 
 
-def _mrr_network(seed: int = 0):
-    from blacksat.data import load_dataset
-    from blacksat.devices import MRRWeightBank
-    from blacksat.devices.tasks import default_task
-
-    chip = MRRWeightBank(layer_sizes=(64, 12, 10), seed=seed)
-    task = default_task(chip, load_dataset("digits"), seed=seed)
-    for p in task.digital_parameters():
-        p.requires_grad_(False)
-    return chip, task
-
-
 def test_a_declared_network_of_banks_stops_before_any_query_unless_asked():
-    chip, task = _mrr_network()
+    chip, task = _mrr((64, 12, 10))
     meter = MeteredDevice(chip)
     theta, rep = surrogate_start(task, meter, chip.space.center, budget=10_000, batch=256, seed=0)
     assert rep.outcome == "skipped" and "network of 2 weight banks" in rep.reason
@@ -128,21 +121,9 @@ def test_a_declared_network_of_banks_stops_before_any_query_unless_asked():
     assert rep.locality is not None and rep.locality >= MAX_BLOCK_RATIO
     assert meter.ledger.reconfigurations == PROBE + BLOCK_READS + REPEAT_READS
     # a single bank is not a network: the start goes on to its next stage
-    chip1, task1 = _mrr_bank()
+    chip1, task1 = _mrr((64, 10))
     _, rep1 = surrogate_start(task1, chip1, chip1.space.center, budget=100, batch=256, seed=0)
     assert rep1.outcome == "skipped" and f"{MAX_SHARE:.0%}" in rep1.reason  # the next stage
-
-
-def _mrr_bank(seed: int = 0):
-    from blacksat.data import load_dataset
-    from blacksat.devices import MRRWeightBank
-    from blacksat.devices.tasks import default_task
-
-    chip = MRRWeightBank(layer_sizes=(64, 10), seed=seed)
-    task = default_task(chip, load_dataset("digits"), seed=seed)
-    for p in task.digital_parameters():
-        p.requires_grad_(False)
-    return chip, task
 
 
 def test_an_interfering_mesh_stops_after_the_probe():
