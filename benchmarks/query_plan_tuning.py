@@ -183,14 +183,29 @@ VARIANTS["layered term at the decay only"] = {"layered_plateau": 0}
 for _name, _args in VARIANTS.items():
     if _name != "default":
         _args.setdefault("layered_plateau", 0)
-# ... and beside the default of the plateau switch: a run that goes back to its kept setting at
-# half the step when its loss jumps above twice the kept setting's average
-VARIANTS["layered backtrack 2x"] = {"layered_backtrack": 2.0}
-#: variants that run the default's code path, query for query, on some configurations (the
-#: default's rows stand for theirs there): the start probes a network of banks only on ``mrr``
-SAME_AS_DEFAULT: dict[str, tuple[str, ...]] = {
-    "start probes networks": ("crossbar", "mzi-0.05", "mrr-bank"),
-    "layered term at the decay only": ("crossbar", "mzi-0.05", "mrr-bank"),
+# every variant above ran before the layered run backtracked
+for _name, _args in VARIANTS.items():
+    if _name != "default":
+        _args.setdefault("layered_backtrack", None)
+# the default before a layered run went back to its kept setting at half the step when its loss
+# jumped above twice the kept setting's average (its rows, relabelled; the default's rows are
+# those that ran as the variant ``layered backtrack 2x`` beside it, the same code path)
+VARIANTS["layered no backtrack"] = {"layered_backtrack": None}
+#: variants that run another variant's code path, query for query, on some configurations (that
+#: variant's rows stand for theirs there): the start probes a network of banks only on ``mrr``,
+#: and the zeroth-order plan (``mzi-0.05``) never backtracks
+SAME_AS: dict[str, dict[str, str]] = {
+    "start probes networks": {
+        "crossbar": "layered no backtrack",
+        "mzi-0.05": "default",
+        "mrr-bank": "layered no backtrack",
+    },
+    "layered term at the decay only": {
+        "crossbar": "layered no backtrack",
+        "mzi-0.05": "default",
+        "mrr-bank": "layered no backtrack",
+    },
+    "layered no backtrack": {"mzi-0.05": "default"},
 }
 #: the devices that declare their wiring (the layered response applies)
 WIRED = ("crossbar", "mrr", "mrr-bank")
@@ -207,6 +222,7 @@ ONLY["layered input means"] = ("mrr",)
 # ... and the start's probe of a network of banks only on the network, and the term's phase
 ONLY["start probes networks"] = ("mrr",)
 ONLY["layered term at the decay only"] = ("mrr",)
+ONLY["layered no backtrack"] = WIRED
 #: variants run only at some budgets: the travel floor binds only where a run has few steps
 BUDGETS_ONLY: dict[str, tuple[int, ...]] = {"layered travel 0": (250,)}
 #: what each variant is compared with: the plan it changes one thing of
@@ -246,6 +262,8 @@ for _name in ("layered input means", "layered sigma 3 %"):
     REFERENCE[_name] = "start probes networks"
 # ... and beside the default of the start's stop at a network of banks
 REFERENCE["start probes networks"] = "layered term at the decay only"
+# ... and beside the default of the plateau switch
+REFERENCE["layered term at the decay only"] = "layered no backtrack"
 #: configuration of query_efficiency.py -> budgets (reconfigurations)
 CELLS: dict[str, tuple[int, ...]] = {
     "crossbar": (250, 1000, 5000),
@@ -310,8 +328,7 @@ def section(study: Study) -> str:
     )
 
     def accs(variant: str, config: str, budget: int) -> dict[int, float]:
-        if config in SAME_AS_DEFAULT.get(variant, ()):
-            variant = "default"
+        variant = SAME_AS.get(variant, {}).get(config, variant)
         return {
             r["chip"]: r["accuracy"]
             for r in rows
@@ -360,7 +377,7 @@ def section(study: Study) -> str:
             continue
         diffs = []
         for config, budget in cells:
-            if config in SAME_AS_DEFAULT.get(v, ()):  # the default's own rows
+            if config in SAME_AS.get(v, {}):  # another variant's own rows
                 continue
             a, base = accs(v, config, budget), accs(REFERENCE[v], config, budget)
             paired = [a[c] - base[c] for c in a if c in base]

@@ -179,10 +179,15 @@ LAYERED_INPUT_MEANS = False
 #: tuning chips (scratch runs, not committed)
 LAYERED_PLATEAU = 25
 #: ... and a run whose step loss jumps above this many times the kept setting's average goes back
-#: to the kept setting at half the step (``TrainConfig.backtrack``; ``None``: never). Measured on
-#: the tuning chips (``benchmarks/query_plan_tuning.py``, ``layered backtrack 2x``), not adopted
-#: before the reported studies are re-run with it
-LAYERED_BACKTRACK: float | None = None
+#: to the kept setting at half the step (``TrainConfig.backtrack``; ``None``: never). A held step
+#: near the plateau can walk a run off it (the loss from 0.2 to 5 within 15 steps), and the fits
+#: of the probes read out there then degenerate too, so a long run spent the rest of its budget
+#: far from its best setting. Against no backtracking on tuning chips 100-103
+#: (``benchmarks/query_plan_tuning.py``, ``layered no backtrack``): MRR network 0.0 / -0.1 / +0.2
+#: / +0.4 points at 250 / 1,000 / 5,000 / 20,000 reconfigurations (training loss at 20,000
+#: 0.118-0.126 against about 0.15; 2-6 backtracks a run), the crossbar identical (no run jumped),
+#: an MRR weight bank 0.0 / -0.1. Only 2x was measured
+LAYERED_BACKTRACK: float | None = 2.0
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)

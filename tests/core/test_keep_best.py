@@ -207,3 +207,47 @@ def test_backtrack_needs_keep_best_and_a_factor_above_one():
         with pytest.raises(ConfigError, match="backtrack"):
             TrainConfig(keep="best", backtrack=bad)
     assert TrainConfig().backtrack is None
+
+
+class UphillBelow(AutogradEst):
+    """Exact gradients while the loss is above ``turn``, their negatives below it: a function of
+    the setting alone, so a resumed run's estimator acts as the cut-off run's did."""
+
+    def __init__(self, task, turn):
+        super().__init__(task, noise=0.0)
+        self.turn, self.losses = turn, []
+
+    def __call__(self, theta, batch, ctx):
+        est = super().__call__(theta, batch, ctx)
+        self.losses.append(est.loss)
+        if est.loss < self.turn:
+            est = type(est)(-est.grad, est.loss, est.cost, est.digital_grads, est.logits)
+        return est
+
+
+def test_a_run_resumed_after_a_backtrack_is_bitwise_the_uninterrupted_one(tmp_path):
+    config = cfg(
+        lr=0.2, epochs=None, max_steps=30, batch_size=None, keep="best", keep_smoothing=0.0,
+        backtrack=1.2,
+    )  # fmt: skip
+
+    def trainer(**kw):
+        task = make_task()
+        return Trainer(task, UphillBelow(task, 0.835), SPACE, config, **kw)
+
+    full = trainer().fit(THETA0)
+    events = [h["step"] for h in full.state.history if h.get("backtracked")]
+    assert len(events) >= 3, events  # the run keeps turning back
+    cut = (events[1] + events[2]) // 2  # after two backtracks (halved lr), before the third
+
+    path = tmp_path / "run.ckpt"
+    first = trainer(checkpoint_path=path)
+    cut_off_after(first, cut)
+    saved = load_checkpoint(path)
+    assert sum(bool(h.get("backtracked")) for h in saved.history) == 2
+    res = trainer(checkpoint_path=path).resume(path)
+    assert [h["step"] for h in res.state.history if h.get("backtracked")] == events
+    assert [h["lr"] for h in res.state.history] == [h["lr"] for h in full.state.history]
+    np.testing.assert_array_equal(res.theta, full.theta)
+    np.testing.assert_array_equal(res.last_theta, full.last_theta)
+    assert res.best_step == full.best_step

@@ -25,7 +25,7 @@ from blacksat.layered_response import (
     parse_banks,
 )
 from blacksat.objective import StepContext
-from blacksat.query_plan import LAYERED_PLATEAU, QueryPlan, plan_query_only
+from blacksat.query_plan import LAYERED_BACKTRACK, LAYERED_PLATEAU, QueryPlan, plan_query_only
 
 
 # ---------------------------------------------------------------------- the wiring
@@ -706,14 +706,16 @@ def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
     assert late.estimator_spec().args["plateau"] == LAYERED_PLATEAU
     legacy = {k: v for k, v in late.to_dict().items() if k != "operating_point_plateau"}
     assert QueryPlan.from_dict(legacy).estimator_spec().args["plateau"] == 0
-    # a backtracking run, opt-in; the zeroth-order plan keeps its last setting and never does
-    assert late.backtrack is None and late.train_config(seed=0).backtrack is None
-    back = plan_query_only(
+    # a backtracking run by default (the kept setting's); opted out, and in plans saved before
+    # the field, never
+    assert late.backtrack == LAYERED_BACKTRACK == late.train_config(seed=0).backtrack > 1
+    never = plan_query_only(
         task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
-        layered_backtrack=2.0,
+        layered_backtrack=None,
     )  # fmt: skip
-    assert back.backtrack == 2.0 and back.train_config(seed=0).backtrack == 2.0
-    assert QueryPlan.from_dict(legacy).backtrack is None
+    assert never.backtrack is None and never.train_config(seed=0).backtrack is None
+    older = {k: v for k, v in legacy.items() if k != "backtrack"}
+    assert QueryPlan.from_dict(older).backtrack is None
     with pytest.raises(ConfigError, match="layered_backtrack"):
         plan_query_only(
             task, MeteredDevice(chip), chip.space.center, budget=300, layered_backtrack=1

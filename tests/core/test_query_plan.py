@@ -176,6 +176,8 @@ def test_the_plan_sets_adams_momentum_and_old_plans_keep_theirs():
     chip, task = _setup()
     plan = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=300, seed=0)
     assert plan.beta1 == 0.5
+    # the zeroth-order plan keeps its last setting, so it never backtracks (the layered one does)
+    assert plan.keep == "last" and plan.backtrack is None
     cfg = plan.train_config(seed=0, progress=False, train_digital=False)
     assert tuple(cfg.optimizer_kwargs["betas"]) == (0.5, 0.999)
     other = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=300, seed=0,
