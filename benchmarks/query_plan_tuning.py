@@ -257,8 +257,9 @@ for _name in (
     "layered operating point + half training probes",
 ):
     REFERENCE[_name] = "layered separable, uniform probes"
-# the variants that ran beside the default of the operating-point term, against its rows
-for _name in ("layered input means", "layered sigma 3 %"):
+# the variants that ran beside the default of the operating-point term, against its rows (and the
+# default before it)
+for _name in ("layered input means", "layered sigma 3 %", "layered separable, uniform probes"):
     REFERENCE[_name] = "start probes networks"
 # ... and beside the default of the start's stop at a network of banks
 REFERENCE["start probes networks"] = "layered term at the decay only"

@@ -538,7 +538,12 @@ def _keep_markdown(plan: dict[str, Any]) -> str:
     setting, what plans saved before the field ran with)."""
     if plan.get("keep", "last") != "best":
         return ""
-    return ", keeping the best setting it measured (moving average of the step losses)"
+    back = plan.get("backtrack")
+    return ", keeping the best setting it measured (moving average of the step losses)" + (
+        f" and going back to it at half the step when a step's loss exceeds {back:g}x its average"
+        if back
+        else ""
+    )
 
 
 def _start_markdown(start: dict[str, Any] | None) -> str:

@@ -577,6 +577,12 @@ def test_the_run_summary_says_what_the_current_setting_is_read_with():
         }
     )
     assert "after step 7, or after 25 steps without a new low of the loss)" in early
+    # backtracking: said where the plan keeps its best setting and backtracks (plans saved
+    # before the field never did)
+    kept = {**plan, "keep": "best"}
+    assert "step losses)" in plan_markdown(kept) and "half the step" not in plan_markdown(kept)
+    back = plan_markdown({**kept, "backtrack": 2.0})
+    assert "going back to it at half the step when a step's loss exceeds 2x its average" in back
     zo = {
         **plan, "estimator": "zeroth_order", "batch_size": 256, "noise": 0.01, "q": 4,
         "beta1": 0.5, "reason": "first above the noise",
