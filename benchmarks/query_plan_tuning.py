@@ -191,6 +191,10 @@ for _name, _args in VARIANTS.items():
 # jumped above twice the kept setting's average (its rows, relabelled; the default's rows are
 # those that ran as the variant ``layered backtrack 2x`` beside it, the same code path)
 VARIANTS["layered no backtrack"] = {"layered_backtrack": None}
+# ... and where the device declares its wiring but the linear check turns the layered response
+# away (the held-out shapes of ``benchmarks/layered_heldout.py``, on their tuning chips): the
+# default before its layered start (the zeroth-order plan from the centre)
+VARIANTS["no layered start"] = {"layered_start": False}
 #: variants that run another variant's code path, query for query, on some configurations (that
 #: variant's rows stand for theirs there): the start probes a network of banks only on ``mrr``,
 #: and the zeroth-order plan (``mzi-0.05``) never backtracks
@@ -207,6 +211,9 @@ SAME_AS: dict[str, dict[str, str]] = {
     },
     "layered no backtrack": {"mzi-0.05": "default"},
 }
+#: the wired devices the linear check turns away (only the default and ``no layered start`` run
+#: there: nothing else differs on them)
+NOT_LINEAR = ("mrr-3", "crossbar-2")
 #: the devices that declare their wiring (the layered response applies)
 WIRED = ("crossbar", "mrr", "mrr-bank")
 #: variants run only on some configurations (where what they change is used)
@@ -223,6 +230,7 @@ ONLY["layered input means"] = ("mrr",)
 ONLY["start probes networks"] = ("mrr",)
 ONLY["layered term at the decay only"] = ("mrr",)
 ONLY["layered no backtrack"] = WIRED
+ONLY["no layered start"] = NOT_LINEAR
 #: variants run only at some budgets: the travel floor binds only where a run has few steps
 BUDGETS_ONLY: dict[str, tuple[int, ...]] = {"layered travel 0": (250,)}
 #: what each variant is compared with: the plan it changes one thing of
@@ -271,6 +279,8 @@ CELLS: dict[str, tuple[int, ...]] = {
     "mzi-0.05": (250, 1000, 5000, 20000),
     "mrr": (250, 1000, 5000, 20000),
     "mrr-bank": (500, 2000),
+    "mrr-3": (1000, 5000),
+    "crossbar-2": (1000, 5000),
 }
 #: the tuning chips (seed = chip); the reported ones are 0, 1, 2
 CHIPS = (100, 101, 102, 103)
@@ -278,6 +288,7 @@ CHIPS = (100, 101, 102, 103)
 
 def tuning_run(variant: str, config: str, budget: int, chip: int) -> dict[str, Any]:
     """One run of the default with ``variant``'s plan arguments: its test accuracy (%)."""
+    import layered_heldout as lh
     import physics_free as pf
     import query_efficiency as qe
 
@@ -286,7 +297,13 @@ def tuning_run(variant: str, config: str, budget: int, chip: int) -> dict[str, A
 
     original = qp.plan_query_only
     qp.plan_query_only = functools.partial(original, **VARIANTS[variant])
-    sc = pf.scenario(config) if config == "mrr-bank" else qe.scenario(config)
+    sc = (
+        pf.scenario(config)
+        if config == "mrr-bank"
+        else lh.scenario(config)
+        if config in NOT_LINEAR
+        else qe.scenario(config)
+    )
     try:
         row = run_one("blacksat", sc, chip, chip, budget)
     finally:
@@ -309,6 +326,8 @@ def run(study: Study, quick: bool) -> None:
                     continue
                 if config == "mrr-bank" and variant not in ("default", *ONLY):
                     continue  # added with the fine-tuning cap: the default and its variants
+                if config in NOT_LINEAR and variant not in ("default", "no layered start"):
+                    continue  # added with the layered start
                 if budget not in BUDGETS_ONLY.get(variant, (budget,)):
                     continue
                 for chip in chips:

@@ -36,7 +36,11 @@ the run and decayed only over its last 30 % of the steps (``LAYERED_SCHEDULE``; 
 run's decays from the start), and the run returns the best setting it measured (``LAYERED_KEEP``);
 the loss is computed offline on the whole training split through the response identified at the
 current setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``),
-and the run's samples per reconfiguration are its probe inputs.
+and the run's samples per reconfiguration are its probe inputs; a step whose loss jumps sends it
+back to its kept setting at half the step (``LAYERED_BACKTRACK``). Where a device declares its
+wiring but its readings are not a linear map of the inputs, the layered response runs as a start,
+here and charged to the budget, until its plateau, and the zeroth-order run continues from its
+best setting (``LAYERED_START``).
 
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
@@ -188,6 +192,20 @@ LAYERED_PLATEAU = 25
 #: 0.118-0.126 against about 0.15; 2-6 backtracks a run), the crossbar identical (no run jumped),
 #: an MRR weight bank 0.0 / -0.1. Only 2x was measured
 LAYERED_BACKTRACK: float | None = 2.0
+#: where a device declares its wiring but a linear map of its inputs does not explain its
+#: readings (the layered plan's check fails: a network of three MRR banks, two crossbar layers
+#: joined by a nonlinear stage), the layered response still runs as a start: until its plateau
+#: (``LAYERED_PLATEAU`` steps without a new kept setting) or the end of the budget, keeping its
+#: best setting and backtracking; the zeroth-order plan continues from that setting with what is
+#: left, at the fine-tuning step, and keeps its own best. Its first-order model is only an
+#: approximation there, but it leaves the dark start (every weight zero or every ring on
+#: resonance: a saddle of the loss, where zeroth-order differences read noise) in tens of
+#: steps. On tuning chips 100-103 of both shapes against the zeroth-order plan from the centre
+#: (``benchmarks/query_plan_tuning.py``, ``no layered start``): three MRR banks +62.9 / +26.1
+#: points at 1,000 / 5,000 reconfigurations, two crossbar layers +26.1 / +27.4, every chip
+#: ahead. On a shape added after it was frozen (two crossbar layers, 64 -> 8 -> 10;
+#: ``benchmarks/layered_heldout.py``) -17.3 / +6.8: not a rule that wins everywhere
+LAYERED_START = True
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)
@@ -565,6 +583,7 @@ def plan_query_only(
     layered_input_means: bool = LAYERED_INPUT_MEANS,
     layered_plateau: int = LAYERED_PLATEAU,
     layered_backtrack: float | None = LAYERED_BACKTRACK,
+    layered_start: bool = LAYERED_START,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -628,6 +647,11 @@ def plan_query_only(
         layered_plateau: with ``"late"``, the term also from the step where the step losses'
             moving average has set no new low for this many steps (0: never).
         layered_backtrack: the layered run's ``TrainConfig.backtrack`` (``None``: never).
+        layered_start: where the device declares its wiring but the linear-response check
+            turns the layered response away, run it anyway as a start, here and charged to the
+            budget, until its plateau (``layered_plateau`` steps without a new kept setting) or
+            the end of the budget; the zeroth-order run then continues from the best setting
+            it measured and keeps its own best (``LAYERED_START``).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -691,8 +715,7 @@ def plan_query_only(
         if report.outcome == "trained":
             theta = start_theta = moved
     if layered:
-        plan = _layered_plan(
-            task, device, budget, batch, start_report, start_spent, start_theta,
+        layered_kwargs: dict[str, Any] = dict(
             sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
             travel=layered_travel, anchor=layered_anchor, schedule=layered_schedule,
             keep=layered_keep, memory=int(layered_memory),
@@ -700,8 +723,21 @@ def plan_query_only(
             train_share=float(layered_train_share), input_means=bool(layered_input_means),
             plateau=int(layered_plateau), cost_model=cm, rng=rng,
         )  # fmt: skip
+        plan, checked = _layered_plan(
+            task, device, budget, batch, start_report, start_spent, start_theta, **layered_kwargs
+        )
         if plan is not None:
             return replace(plan, backtrack=layered_backtrack)
+        start_spent += checked.reconfigurations
+        if checked.refused and layered_start and start_theta is None:
+            moved, start_report, spent = _run_layered_start(
+                task, device, theta, budget, batch, start_report, start_spent, checked.why,
+                backtrack=layered_backtrack, layered_kwargs=layered_kwargs,
+            )  # fmt: skip
+            if spent:
+                theta = start_theta = moved
+                start_spent += spent
+                keep = "best"  # the continuation must not lose the start it was given
     th0 = torch.as_tensor(space.project(np.asarray(theta, dtype=np.float64)))
     span = float(np.median(space.span))
     floor = level_step(space)
@@ -812,6 +848,83 @@ def plan_query_only(
     )
 
 
+@dataclass(frozen=True)
+class _Check:
+    """What the layered plan's linear-response check spent (reconfigurations) and said:
+    ``refused`` where a linear response does not hold (``why``)."""
+
+    reconfigurations: int = 0
+    refused: bool = False
+    why: str = ""
+
+
+def _run_layered_start(
+    task: Any,
+    device: Any,
+    theta: Any,
+    budget: int,
+    batch: int,
+    start_report: dict[str, Any] | None,
+    start_spent: int,
+    why: str,
+    *,
+    backtrack: float | None,
+    layered_kwargs: dict[str, Any],
+) -> tuple[np.ndarray, dict[str, Any] | None, int]:
+    """The layered start (:data:`LAYERED_START`): the layered response's plan over what is left
+    of ``budget`` (no linear check: ``why`` says why it failed), run here from ``theta (d,)``
+    with its kept setting, backtracking and, as its patience, its plateau's count of steps; it
+    ends at its plateau or at the end of the budget. The device's controls only (the task's
+    digital layers are left as they are). ``-> (the kept setting (d,), the start's report,
+    reconfigurations spent)``; nothing spent where no layered plan fits the budget."""
+    from blacksat.builder import build_estimator
+    from blacksat.meter import MeteredDevice
+    from blacksat.trainer import Trainer
+
+    start = np.asarray(theta, dtype=np.float64)
+    plan, _ = _layered_plan(
+        task, device, budget, batch, start_report, start_spent, None, check=False,
+        **layered_kwargs,
+    )  # fmt: skip
+    if plan is None:
+        return start, start_report, 0
+    plan = replace(plan, keep="best", backtrack=backtrack)
+    patience = int(layered_kwargs["plateau"]) or LAYERED_PLATEAU
+    built = build_estimator(plan.estimator_spec(), task=task, device=device)
+    rng = layered_kwargs["rng"]
+    config = replace(
+        plan.train_config(seed=int(rng.integers(2**31)), progress=False, train_digital=False),
+        patience=patience,
+    )
+    metered = isinstance(device, MeteredDevice)
+    before = device.ledger.reconfigurations if metered else 0
+    result = Trainer(
+        task, built.estimator, device.space, config, meter=device if metered else None
+    ).fit(start)
+    spent = (
+        device.ledger.reconfigurations - before if metered else result.state.ledger.reconfigurations
+    )
+    ended = (
+        f"its plateau ({patience} steps without a new low of the loss)"
+        if result.reason == "plateau"
+        else "the end of the budget"
+    )
+    report = {
+        "kind": "layered",
+        "outcome": "trained",
+        "reason": (
+            f"the device declares its weight banks but {why}: the layered response ran "
+            f"{result.steps} steps, to {ended}, and kept the setting after step "
+            f"{result.best_step}"
+        ),
+        "reconfigurations": int(spent),
+        "steps": int(result.steps),
+        "kept_step": result.best_step,
+        "stop": result.reason,
+    }
+    return np.asarray(result.theta, dtype=np.float64), report, int(spent)
+
+
 def _layered_plan(
     task: Any,
     device: Any,
@@ -836,40 +949,43 @@ def _layered_plan(
     plateau: int,
     cost_model: CostModel | None,
     rng: np.random.Generator,
-) -> QueryPlan | None:
+    check: bool = True,
+) -> tuple[QueryPlan | None, _Check]:
     """The layered-response plan, or ``None`` where it does not apply: no declared wiring, no
     linear response (the surrogate start's probe, or where it did not run
-    :func:`_linear_response_holds`), too few inputs a reconfiguration to identify one, or no
-    budget left for two steps."""
+    :func:`_linear_response_holds`; not asked without ``check``), too few inputs a
+    reconfiguration to identify one, or no budget left for two steps; and what the linear
+    check spent and said (:class:`_Check`)."""
     from blacksat.layered_response import banks_of, derived_probes
 
     banks = banks_of(device)
     if banks is None:
-        return None
-    if start_report is not None and start_report.get("linear") is False:
-        return None
+        return None, _Check()
+    if check and start_report is not None and start_report.get("linear") is False:
+        return None, _Check(refused=True, why=str(start_report.get("reason", "")))
     n_in = banks[0].cols
     if batch < n_in + 2:
-        return None
+        return None, _Check()
     k = derived_probes(banks, memory, operating_point == "on")
     spent = start_spent
-    if start_report is None or start_report.get("linear") is None:
+    if check and (start_report is None or start_report.get("linear") is None):
         # the surrogate start's probe did not run: check the linear response here (its fit
         # keeps at least 8 degrees of freedom for the residual)
         if batch < n_in + 9 or (budget - spent - 3) // (1 + 2 * k) < 1:
-            return None
+            return None, _Check()
         holds, cost = _linear_response_holds(task, device, batch, rng)
         spent += cost
         if not holds:
-            return None
+            why = "a linear map of the inputs does not explain the readings down to their noise"
+            return None, _Check(cost, refused=True, why=why)
     steps = (budget - spent) // (1 + 2 * k)
     if steps < 1:
-        return None
+        return None, _Check(spent - start_spent)
     span = float(np.median(device.space.span))
     step = max(lr, travel / steps) * span
     if start_theta is not None:  # fine-tuning a trained start
         step = min(step, fine_tune_lr * span)
-    return QueryPlan(
+    plan = QueryPlan(
         q=k,
         sigma=float(max(sigma * span, level_step(device.space))),
         lr=float(step),
@@ -899,6 +1015,7 @@ def _layered_plan(
         input_means=input_means,
         operating_point_plateau=plateau if operating_point == "late" else 0,
     )
+    return plan, _Check(spent - start_spent)
 
 
 def _linear_response_holds(

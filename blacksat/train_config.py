@@ -93,6 +93,9 @@ class TrainConfig:
             held step can walk a run off its plateau; on the MRR network's tuning chips a
             20,000-reconfiguration layered-response run jumped from a training loss of 0.2 to 5
             within 15 steps and never came back.
+        patience: with ``keep="best"``, the run ends (reason ``"plateau"``) once its kept
+            setting is this many steps old: the moving average of the step losses has set no
+            new low for that many steps (``None``: never; at least 1).
     """
 
     optimizer: str = "adam"
@@ -114,6 +117,7 @@ class TrainConfig:
     keep: str = "last"
     keep_smoothing: float = KEEP_SMOOTHING
     backtrack: float | None = None
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.optimizer, str) or self.optimizer.lower() not in optimizers():
@@ -159,6 +163,10 @@ class TrainConfig:
             check_real("backtrack", self.backtrack, low=1.0, low_open=True)
             if self.keep != "best":
                 raise ConfigError("backtrack returns the run to its kept setting: keep='best'")
+        if self.patience is not None:
+            _int_or_none("patience", self.patience, 1)
+            if self.keep != "best":
+                raise ConfigError("patience counts the steps since the kept setting: keep='best'")
         for name in ("progress", "train_digital"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")

@@ -48,7 +48,7 @@ from blacksat.objective import Batch, Estimate, StepContext, add_costs
 from blacksat.space import ParamSpace
 from blacksat.train_config import ScheduleFactory, TrainConfig, make_schedule, optimizers
 
-StopReason = Literal["completed", "budget"]
+StopReason = Literal["completed", "budget", "plateau"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class TrainResult:
 
     Attributes:
         state: the final :class:`TrainState` (the last good state when stopped by the budget).
-        reason: ``"completed"`` (epochs / max_steps reached) or ``"budget"``.
+        reason: ``"completed"`` (epochs / max_steps reached), ``"budget"``, or
+            ``"plateau"`` (``TrainConfig.patience`` steps without a new kept setting).
         error: the :class:`~blacksat.errors.BudgetExhausted` that stopped the run, if any.
     """
 
@@ -383,6 +384,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{rec['loss']:.4g}", epoch=rec["epoch"], refresh=False)
                 if cfg.checkpoint_every is not None and self._step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+            if reason == "completed" and self._stalled():
+                reason = "plateau"
             self._sync_ledger()
             self._elapsed = base + time.perf_counter() - t0
             state = self.snapshot()
@@ -517,8 +520,22 @@ class Trainer:
     # ------------------------------------------------------------------ helpers
     def _finished(self) -> bool:
         cfg = self.config
-        return (cfg.max_steps is not None and self._step >= cfg.max_steps) or (
-            cfg.epochs is not None and self._epoch >= cfg.epochs
+        return (
+            (cfg.max_steps is not None and self._step >= cfg.max_steps)
+            or (cfg.epochs is not None and self._epoch >= cfg.epochs)
+            or self._stalled()
+        )
+
+    def _stalled(self) -> bool:
+        """``TrainConfig.patience``: the kept setting is that many steps old (read after
+        ``best.step`` completed steps; the last estimate read the setting after
+        ``self._step - 1``)."""
+        patience, best = self.config.patience, self._best
+        return (
+            patience is not None
+            and best is not None
+            and best.step >= 0
+            and self._step - 1 - best.step >= patience
         )
 
     def _initial(self, theta0: Any) -> torch.Tensor:

@@ -12,8 +12,9 @@ A run directory holds:
                      identity ``log.device_id``; the final evaluation's queries under
                      ``<device_id>/evaluation``
 ``task.pt``          the state dicts of the task's digital layers (``front``, ``back``)
-``result.json``      ``schema`` (``"blacksat.run/1"``), ``reason`` (``"completed"`` or
-                     ``"budget"``), ``steps``, ``final_loss`` (last minibatch), ``theta``,
+``result.json``      ``schema`` (``"blacksat.run/1"``), ``reason`` (``"completed"``,
+                     ``"budget"`` or ``"plateau"``), ``steps``, ``final_loss`` (last
+                     minibatch), ``theta``,
                      ``accuracy`` (``chip``: full test split on the chip, through an unbudgeted
                      meter; ``model``: on the model named by ``model``, ``"nominal"`` or
                      ``"exact"``), ``ledger`` (what training spent), ``evaluation_ledger``,
@@ -551,7 +552,7 @@ def _start_markdown(start: dict[str, Any] | None) -> str:
     if not start:
         return ""
     return (
-        f"; surrogate start {start['outcome']}: {start['reason']} "
+        f"; {start.get('kind', 'surrogate')} start {start['outcome']}: {start['reason']} "
         f"({start['reconfigurations']} reconfigurations)"
     )
 

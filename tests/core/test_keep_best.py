@@ -251,3 +251,30 @@ def test_a_run_resumed_after_a_backtrack_is_bitwise_the_uninterrupted_one(tmp_pa
     np.testing.assert_array_equal(res.theta, full.theta)
     np.testing.assert_array_equal(res.last_theta, full.last_theta)
     assert res.best_step == full.best_step
+
+
+# ---------------------------------------------------------------------- patience
+def test_patience_ends_a_run_whose_kept_setting_is_that_many_steps_old():
+    res, est, _ = uphill_run("best", keep_smoothing=0.0, patience=5)
+    full, _, _ = uphill_run("best", keep_smoothing=0.0)
+    assert res.reason == "plateau" and full.reason == "completed"
+    kept = res.state.best["step"]  # the steps completed before the kept setting was read
+    assert res.steps == kept + 1 + 5 < full.steps
+    # no reading after the kept one set a new low, and the kept setting is the full run's
+    assert min(est.losses[kept + 1 :]) > est.losses[kept]
+    assert res.best_step == full.best_step
+    np.testing.assert_array_equal(res.theta, full.theta)
+
+
+def test_patience_never_stops_a_run_that_keeps_descending():
+    res, _, _ = uphill_run("best", good=100, patience=3)
+    assert res.reason == "completed" and res.steps == 30
+
+
+def test_patience_needs_keep_best_and_a_positive_count():
+    with pytest.raises(ConfigError, match="keep='best'"):
+        TrainConfig(patience=5)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="patience"):
+            TrainConfig(keep="best", patience=bad)
+    assert TrainConfig().patience is None

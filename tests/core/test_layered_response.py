@@ -25,7 +25,14 @@ from blacksat.layered_response import (
     parse_banks,
 )
 from blacksat.objective import StepContext
-from blacksat.query_plan import LAYERED_BACKTRACK, LAYERED_PLATEAU, QueryPlan, plan_query_only
+from blacksat.query_plan import (
+    FINE_TUNE_LR,
+    KEEP,
+    LAYERED_BACKTRACK,
+    LAYERED_PLATEAU,
+    QueryPlan,
+    plan_query_only,
+)
 
 
 # ---------------------------------------------------------------------- the wiring
@@ -522,11 +529,55 @@ def test_where_the_probe_cannot_run_the_plan_checks_the_linear_response_itself(d
     task = default_task(chip, load_digits(seed=0), seed=0)
     meter = MeteredDevice(chip)
     # 100 reconfigurations cannot afford the surrogate start's design: its probe never runs
-    plan = plan_query_only(task, meter, chip.space.center, budget=100, batch_size=160, seed=0)
+    plan = plan_query_only(
+        task, meter, chip.space.center, budget=100, batch_size=160, seed=0, layered_start=False
+    )
     assert plan.start["outcome"] == "skipped" and plan.start.get("linear") is None
     assert plan.estimator == expected
+    assert plan.start_theta is None
     if expected == "layered_response":
         assert plan.calibration_reconfigurations == 3  # the check: two settings, one twice
+    else:  # the check's three reconfigurations are charged to the zeroth-order plan
+        assert plan.calibration_reconfigurations == meter.ledger.reconfigurations > 3
+        assert plan.keep == KEEP
+
+
+def test_a_wired_device_the_check_turns_away_gets_a_layered_start():
+    from blacksat.product.run import plan_markdown
+
+    chip = _SaturatingBank(seed=0)
+    task = default_task(chip, load_digits(seed=0), seed=0)
+    meter = MeteredDevice(chip, max_reconfigurations=300)
+    plan = plan_query_only(task, meter, chip.space.center, budget=300, batch_size=160, seed=0)
+    start = plan.start
+    assert start["kind"] == "layered" and start["outcome"] == "trained"
+    # (the surrogate start's probe ran and found no linear response; where it cannot run, the
+    # plan's own check finds none: the test above)
+    assert "declares its weight banks but no linear or intensity response" in start["reason"]
+    assert start["stop"] in ("plateau", "completed", "budget") and start["steps"] >= 1
+    # the zeroth-order run continues from the kept setting, at the fine-tuning step, and keeps
+    # its own best; every reconfiguration so far (check, start, calibration) is in the plan
+    assert plan.estimator == "zeroth_order" and plan.keep == "best"
+    assert plan.start_theta is not None
+    np.testing.assert_array_equal(plan.initial(chip.space.center), plan.start_theta)
+    assert plan.lr <= FINE_TUNE_LR * plan.span + 1e-12
+    assert plan.calibration_reconfigurations == meter.ledger.reconfigurations
+    assert start["reconfigurations"] + 3 <= meter.ledger.reconfigurations <= 300
+    # it trained the device: from chance at the centre to well above it
+    center = task.accuracy(chip, chip.space.center)
+    assert task.accuracy(chip, np.asarray(plan.start_theta)) > max(0.5, center + 0.2), center
+    assert "layered start trained: the device declares its weight banks" in plan_markdown(
+        plan.to_dict()
+    )
+    # a start that reaches its plateau (here after 2 steps without a new low) leaves the rest of
+    # the budget to the zeroth-order run
+    meter = MeteredDevice(chip, max_reconfigurations=300)
+    early = plan_query_only(
+        task, meter, chip.space.center, budget=300, batch_size=160, seed=0, layered_plateau=2
+    )
+    assert early.start["stop"] == "plateau" and "to its plateau (2 steps" in early.start["reason"]
+    assert early.start["steps"] == early.start["kept_step"] + 1 + 2
+    assert early.steps >= 1 and early.calibration_reconfigurations == meter.ledger.reconfigurations
 
 
 def test_the_batch_anchor_reads_the_loss_where_the_task_drives_the_device(small):
