@@ -373,7 +373,10 @@ def section(study: Study) -> str:
             "run. The default and the layered response's variants on the wired devices ran on "
             "one machine. `mrr-bank`: one MRR weight bank (64 -> "
             "10, 640 rings, `benchmarks/physics_free.py`), added with the fine-tuning cap, so "
-            "only the default and the variants of the caps and the layered response ran there.",
+            "only the default and the variants of the caps and the layered response ran there. "
+            "`mrr-3` and `crossbar-2`: three MRR banks and two crossbar layers "
+            "(`benchmarks/layered_heldout.py`), wired devices the linear check turns away, added "
+            "with the layered start: only the default and `no layered start` ran there.",
         ),
         "",
         "| configuration | budget | " + " | ".join(variants) + " |",

@@ -921,6 +921,7 @@ def _run_layered_start(
         "steps": int(result.steps),
         "kept_step": result.best_step,
         "stop": result.reason,
+        "surrogate": start_report,  # what the surrogate start, which ran first, said
     }
     return np.asarray(result.theta, dtype=np.float64), report, int(spent)
 

@@ -554,6 +554,7 @@ def test_a_wired_device_the_check_turns_away_gets_a_layered_start():
     # (the surrogate start's probe ran and found no linear response; where it cannot run, the
     # plan's own check finds none: the test above)
     assert "declares its weight banks but no linear or intensity response" in start["reason"]
+    assert start["surrogate"]["linear"] is False  # the surrogate start's own report is kept
     assert start["stop"] in ("plateau", "completed", "budget") and start["steps"] >= 1
     # the zeroth-order run continues from the kept setting, at the fine-tuning step, and keeps
     # its own best; every reconfiguration so far (check, start, calibration) is in the plan
