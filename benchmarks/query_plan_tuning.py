@@ -75,7 +75,14 @@ then reported by ``query_efficiency.py`` on other chips.
   the steps), ``no walk bound`` (``walk`` = 1e9, so the step follows the radius alone, as
   before the random-walk bound was added, with today's momentum) and ``constant step`` (no
   decay, measured for the zeroth-order run when the layered response's step stopped decaying
-  from the start).
+  from the start);
+- ``layered no backtrack``: the layered run never going back to its kept setting (the default
+  before ``LAYERED_BACKTRACK`` = 2: its rows, the same code path; the default's rows are those
+  it ran as ``layered backtrack 2x``, checked to the digit on the MRR network at 5,000, chip
+  100); every variant above pins it;
+- ``no layered start``: on a wired device the linear check turns away (``mrr-3`` and
+  ``crossbar-2``, the held-out study's three MRR banks and two crossbar layers, on their tuning
+  chips), the zeroth-order plan from the centre (the default before ``LAYERED_START``).
 """
 
 from __future__ import annotations
