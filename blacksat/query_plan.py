@@ -584,6 +584,7 @@ def plan_query_only(
     layered_plateau: int = LAYERED_PLATEAU,
     layered_backtrack: float | None = LAYERED_BACKTRACK,
     layered_start: bool = LAYERED_START,
+    progress: bool = False,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
 
@@ -652,6 +653,7 @@ def plan_query_only(
             budget, until its plateau (``layered_plateau`` steps without a new kept setting) or
             the end of the budget; the zeroth-order run then continues from the best setting
             it measured and keeps its own best (``LAYERED_START``).
+        progress: a progress bar over the layered start's steps (on stderr).
 
     Returns:
         the :class:`QueryPlan`; ``steps`` are sized from what the calibration left.
@@ -732,7 +734,7 @@ def plan_query_only(
         if checked.refused and layered_start and start_theta is None:
             moved, start_report, spent = _run_layered_start(
                 task, device, theta, budget, batch, start_report, start_spent, checked.why,
-                backtrack=layered_backtrack, layered_kwargs=layered_kwargs,
+                backtrack=layered_backtrack, layered_kwargs=layered_kwargs, progress=progress,
             )  # fmt: skip
             if spent:
                 theta = start_theta = moved
@@ -870,6 +872,7 @@ def _run_layered_start(
     *,
     backtrack: float | None,
     layered_kwargs: dict[str, Any],
+    progress: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any] | None, int]:
     """The layered start (:data:`LAYERED_START`): the layered response's plan over what is left
     of ``budget`` (no linear check: ``why`` says why it failed), run here from ``theta (d,)``
@@ -893,14 +896,16 @@ def _run_layered_start(
     built = build_estimator(plan.estimator_spec(), task=task, device=device)
     rng = layered_kwargs["rng"]
     config = replace(
-        plan.train_config(seed=int(rng.integers(2**31)), progress=False, train_digital=False),
+        plan.train_config(seed=int(rng.integers(2**31)), progress=progress, train_digital=False),
         patience=patience,
     )
     metered = isinstance(device, MeteredDevice)
     before = device.ledger.reconfigurations if metered else 0
-    result = Trainer(
+    trainer = Trainer(
         task, built.estimator, device.space, config, meter=device if metered else None
-    ).fit(start)
+    )
+    trainer.label = "layered start"
+    result = trainer.fit(start)
     spent = (
         device.ledger.reconfigurations - before if metered else result.state.ledger.reconfigurations
     )

@@ -222,7 +222,9 @@ def _query_only_setup(config: RunConfig, chip: Any, task: Any) -> Setup:
     return Setup(config, chip, task, None, meter, None, theta0, plan)
 
 
-def _planned_estimator(setup: Setup, out: Path, resume: bool) -> tuple[Any, Any, Any]:
+def _planned_estimator(
+    setup: Setup, out: Path, resume: bool, progress: bool = False
+) -> tuple[Any, Any, Any]:
     """Plan (or, on resume, reload) the query-only default; its estimator and TrainConfig."""
     from blacksat.builder import build_estimator
     from blacksat.query_plan import QueryPlan, plan_query_only
@@ -246,6 +248,7 @@ def _planned_estimator(setup: Setup, out: Path, resume: bool) -> tuple[Any, Any,
             cost_model=info["cost"],
             batch_size=info["batch_size"],
             seed=[config.train.seed, 11],
+            progress=progress,
         )
         text = json.dumps(plan.to_dict(), indent=2)
         _atomic_write(path, lambda p: Path(p).write_text(text))
@@ -384,7 +387,9 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             setup.meter.add_observer(qlog)
         estimator, train_cfg, plan = setup.estimator, config.train, None
         if setup.query_plan is not None:
-            estimator, train_cfg, plan = _planned_estimator(setup, out, resume)
+            estimator, train_cfg, plan = _planned_estimator(
+                setup, out, resume, progress and config.train.progress
+            )
         cfg = dataclasses.replace(train_cfg, progress=progress and config.train.progress)
         trainer = Trainer(
             setup.task,
