@@ -202,6 +202,9 @@ VARIANTS["layered no backtrack"] = {"layered_backtrack": None}
 # away (the held-out shapes of ``benchmarks/layered_heldout.py``, on their tuning chips): the
 # default before its layered start (the zeroth-order plan from the centre)
 VARIANTS["no layered start"] = {"layered_start": False}
+# ... and beside both: a layered run that also goes back to its kept setting at half the step
+# once that setting (or its last backtrack) is 25 steps old, the plateau's count
+VARIANTS["layered backtrack at a stall"] = {"layered_backtrack_patience": 25}
 #: variants that run another variant's code path, query for query, on some configurations (that
 #: variant's rows stand for theirs there): the start probes a network of banks only on ``mrr``,
 #: and the zeroth-order plan (``mzi-0.05``) never backtracks
@@ -221,6 +224,10 @@ SAME_AS: dict[str, dict[str, str]] = {
 #: the wired devices the linear check turns away (only the default and ``no layered start`` run
 #: there: nothing else differs on them)
 NOT_LINEAR = ("mrr-3", "crossbar-2")
+#: a three-bank network the check lets through (the held-out study's ``mrr-3-narrow``, where the
+#: layered response read 31.8 % at 1,000 reconfigurations and 24.7 % at 5,000 on the reported
+#: chips): only the default and ``layered backtrack at a stall`` run there
+THREE_BANKS = ("mrr-3-narrow",)
 #: the devices that declare their wiring (the layered response applies)
 WIRED = ("crossbar", "mrr", "mrr-bank")
 #: variants run only on some configurations (where what they change is used)
@@ -238,6 +245,7 @@ ONLY["start probes networks"] = ("mrr",)
 ONLY["layered term at the decay only"] = ("mrr",)
 ONLY["layered no backtrack"] = WIRED
 ONLY["no layered start"] = NOT_LINEAR
+ONLY["layered backtrack at a stall"] = (*WIRED, *THREE_BANKS)
 #: variants run only at some budgets: the travel floor binds only where a run has few steps
 BUDGETS_ONLY: dict[str, tuple[int, ...]] = {"layered travel 0": (250,)}
 #: what each variant is compared with: the plan it changes one thing of
@@ -288,6 +296,7 @@ CELLS: dict[str, tuple[int, ...]] = {
     "mrr-bank": (500, 2000),
     "mrr-3": (1000, 5000),
     "crossbar-2": (1000, 5000),
+    "mrr-3-narrow": (1000, 5000),
 }
 #: the tuning chips (seed = chip); the reported ones are 0, 1, 2
 CHIPS = (100, 101, 102, 103)
@@ -308,7 +317,7 @@ def tuning_run(variant: str, config: str, budget: int, chip: int) -> dict[str, A
         pf.scenario(config)
         if config == "mrr-bank"
         else lh.scenario(config)
-        if config in NOT_LINEAR
+        if config in (*NOT_LINEAR, *THREE_BANKS)
         else qe.scenario(config)
     )
     try:
@@ -335,6 +344,11 @@ def run(study: Study, quick: bool) -> None:
                     continue  # added with the fine-tuning cap: the default and its variants
                 if config in NOT_LINEAR and variant not in ("default", "no layered start"):
                     continue  # added with the layered start
+                if config in THREE_BANKS and variant not in (
+                    "default",
+                    "layered backtrack at a stall",
+                ):
+                    continue  # added with the backtrack at a stall
                 if budget not in BUDGETS_ONLY.get(variant, (budget,)):
                     continue
                 for chip in chips:

@@ -206,6 +206,11 @@ LAYERED_BACKTRACK: float | None = 2.0
 #: ahead. On a shape added after it was frozen (two crossbar layers, 64 -> 8 -> 10;
 #: ``benchmarks/layered_heldout.py``) -17.3 / +6.8: not a rule that wins everywhere
 LAYERED_START = True
+#: ... and the layered run also backtracks once its kept setting (or its last backtrack) is this
+#: many steps old (``TrainConfig.backtrack_patience``; ``None``: only after a jump). Measured on
+#: the tuning chips (``benchmarks/query_plan_tuning.py``, ``layered backtrack at a stall``), not
+#: adopted before the reported studies are re-run with it
+LAYERED_BACKTRACK_PATIENCE: int | None = None
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)
@@ -435,6 +440,8 @@ class QueryPlan:
             ``operating_point_from``; plans saved before the field, as they ran).
         backtrack: the run's ``TrainConfig.backtrack`` (``None``: never; plans saved before
             the field, as they ran).
+        backtrack_patience: the run's ``TrainConfig.backtrack_patience`` (``None``: only after
+            a jump; plans saved before the field, as they ran).
     """
 
     q: int
@@ -465,6 +472,7 @@ class QueryPlan:
     input_means: bool = False
     operating_point_plateau: int = 0
     backtrack: float | None = None
+    backtrack_patience: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -517,6 +525,11 @@ class QueryPlan:
             batch_size=self.batch_size,
             keep=self.keep,
             backtrack=self.backtrack if self.keep == "best" else None,
+            backtrack_patience=(
+                self.backtrack_patience
+                if self.keep == "best" and self.backtrack is not None
+                else None
+            ),
         )
 
     def train_config(self, *, seed: int, max_steps: int | None = None, **other: Any) -> Any:
@@ -584,6 +597,7 @@ def plan_query_only(
     layered_plateau: int = LAYERED_PLATEAU,
     layered_backtrack: float | None = LAYERED_BACKTRACK,
     layered_start: bool = LAYERED_START,
+    layered_backtrack_patience: int | None = LAYERED_BACKTRACK_PATIENCE,
     progress: bool = False,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
@@ -653,6 +667,8 @@ def plan_query_only(
             budget, until its plateau (``layered_plateau`` steps without a new kept setting) or
             the end of the budget; the zeroth-order run then continues from the best setting
             it measured and keeps its own best (``LAYERED_START``).
+        layered_backtrack_patience: the layered run's ``TrainConfig.backtrack_patience``
+            (``None``: it backtracks only after a jump).
         progress: a progress bar over the layered start's steps (on stderr).
 
     Returns:
@@ -681,6 +697,7 @@ def plan_query_only(
     check_int("layered_plateau", layered_plateau, low=0)
     if layered_backtrack is not None:
         check_real("layered_backtrack", layered_backtrack, low=1.0, low_open=True)
+    check_int("layered_backtrack_patience", layered_backtrack_patience, low=1, none_ok=True)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -729,7 +746,9 @@ def plan_query_only(
             task, device, budget, batch, start_report, start_spent, start_theta, **layered_kwargs
         )
         if plan is not None:
-            return replace(plan, backtrack=layered_backtrack)
+            return replace(
+                plan, backtrack=layered_backtrack, backtrack_patience=layered_backtrack_patience
+            )
         start_spent += checked.reconfigurations
         if checked.refused and layered_start and start_theta is None:
             moved, start_report, spent = _run_layered_start(

@@ -93,6 +93,11 @@ class TrainConfig:
             held step can walk a run off its plateau; on the MRR network's tuning chips a
             20,000-reconfiguration layered-response run jumped from a training loss of 0.2 to 5
             within 15 steps and never came back.
+        backtrack_patience: with ``backtrack``, the run also goes back to its kept setting (at
+            half the step, as after a jump) once that setting is this many steps old, or this
+            many steps after its last backtrack (``None``: only after a jump; at least 1): a
+            step held on a plateau, where the first-order estimate no longer points downhill,
+            is then halved (restoring the best setting, as ``ReduceLROnPlateau`` does not).
         patience: with ``keep="best"``, the run ends (reason ``"plateau"``) once its kept
             setting is this many steps old: the moving average of the step losses has set no
             new low for that many steps (``None``: never; at least 1).
@@ -117,6 +122,7 @@ class TrainConfig:
     keep: str = "last"
     keep_smoothing: float = KEEP_SMOOTHING
     backtrack: float | None = None
+    backtrack_patience: int | None = None
     patience: int | None = None
 
     def __post_init__(self) -> None:
@@ -163,6 +169,10 @@ class TrainConfig:
             check_real("backtrack", self.backtrack, low=1.0, low_open=True)
             if self.keep != "best":
                 raise ConfigError("backtrack returns the run to its kept setting: keep='best'")
+        if self.backtrack_patience is not None:
+            _int_or_none("backtrack_patience", self.backtrack_patience, 1)
+            if self.backtrack is None:
+                raise ConfigError("backtrack_patience needs backtrack (a factor above 1)")
         if self.patience is not None:
             _int_or_none("patience", self.patience, 1)
             if self.keep != "best":

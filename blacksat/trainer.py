@@ -261,10 +261,18 @@ class Trainer:
 
     def _backtrack(self, loss: float) -> bool:
         """``TrainConfig.backtrack``: after a step whose ``loss`` jumped above that many times
-        the kept setting's moving average, continue from the kept setting (the digital layers
-        too) with the optimizer's moments cleared and half the step; ``True`` if it did."""
+        the kept setting's moving average (or, with ``backtrack_patience``, once the kept
+        setting or the last backtrack is that many steps old), continue from the kept setting
+        (the digital layers too) with the optimizer's moments cleared and half the step;
+        ``True`` if it did."""
         factor, best = self.config.backtrack, self._best
-        if factor is None or best is None or best.theta is None or not loss > factor * best.best:
+        if factor is None or best is None or best.theta is None:
+            return False
+        patience = self.config.backtrack_patience
+        stalled = patience is not None and self._step - max(
+            best.step, self._last_backtrack()
+        ) >= patience
+        if not (loss > factor * best.best or stalled):
             return False
         with torch.no_grad():
             self._theta.copy_(best.theta.to(self._theta.dtype))
@@ -277,6 +285,14 @@ class Trainer:
             self._sched.base_lrs = [0.5 * lr for lr in self._sched.base_lrs]
         best.average = best.best  # the average starts again from the kept setting's
         return True
+
+    def _last_backtrack(self) -> int:
+        """The steps completed before the run's last backtrack (-1: none), from its history
+        (which the checkpoint keeps)."""
+        for h in reversed(self._history):
+            if h.get("backtracked"):
+                return int(h["step"]) - 1
+        return -1
 
     def _new_best(self) -> BestSetting | None:
         cfg = self.config

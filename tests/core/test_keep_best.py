@@ -2,6 +2,7 @@
 that ranks settings, what the trainer returns, the digital layers kept with the setting, exact
 resume, and the config's checks."""
 
+import itertools
 import json
 import math
 
@@ -278,3 +279,49 @@ def test_patience_needs_keep_best_and_a_positive_count():
         with pytest.raises(ConfigError, match="patience"):
             TrainConfig(keep="best", patience=bad)
     assert TrainConfig().patience is None
+
+
+def test_backtrack_patience_returns_a_stalled_run_to_its_kept_setting(tmp_path):
+    # a factor no jump reaches: only the stall sends the run back
+    res, est, _ = uphill_run("best", keep_smoothing=0.0, backtrack=100.0, backtrack_patience=4)
+    hist = res.state.history
+    events = [h["step"] for h in hist if h.get("backtracked")]
+    assert events, "the stalled run never went back"
+    first = events[0]
+    k = int(np.argmin(est.losses[:first]))
+    assert first - 1 - k == 4  # the kept reading is 4 steps old when the run goes back
+    np.testing.assert_array_equal(est.seen[first].numpy(), est.seen[k].numpy())
+    lr = {h["step"]: h["lr"] for h in hist}
+    assert lr[first + 1] == pytest.approx(0.5 * lr[first])
+    # the next one comes 4 steps after the last backtrack at the earliest
+    assert all(b - a >= 4 for a, b in itertools.pairwise(events))
+    plain, _, _ = uphill_run("best", keep_smoothing=0.0, backtrack=100.0)
+    assert not any(h.get("backtracked") for h in plain.state.history)
+
+
+def test_a_run_resumed_after_a_stall_backtrack_is_bitwise_the_uninterrupted_one(tmp_path):
+    config = cfg(
+        lr=0.05, epochs=None, max_steps=30, batch_size=None, keep="best", keep_smoothing=0.0,
+        backtrack=100.0, backtrack_patience=4,
+    )  # fmt: skip
+
+    def trainer(**kw):
+        task = make_task()
+        return Trainer(task, UphillBelow(task, 0.835), SPACE, config, **kw)
+
+    full = trainer().fit(THETA0)
+    events = [h["step"] for h in full.state.history if h.get("backtracked")]
+    assert len(events) >= 2, events
+    path = tmp_path / "run.ckpt"
+    cut_off_after(trainer(checkpoint_path=path), events[0] + 2)  # between two backtracks
+    res = trainer(checkpoint_path=path).resume(path)
+    assert [h["lr"] for h in res.state.history] == [h["lr"] for h in full.state.history]
+    np.testing.assert_array_equal(res.theta, full.theta)
+
+
+def test_backtrack_patience_needs_backtrack_and_a_positive_count():
+    with pytest.raises(ConfigError, match="needs backtrack"):
+        TrainConfig(keep="best", backtrack_patience=5)
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ConfigError, match="backtrack_patience"):
+            TrainConfig(keep="best", backtrack=2.0, backtrack_patience=bad)
