@@ -82,7 +82,12 @@ then reported by ``query_efficiency.py`` on other chips.
   100); every variant above pins it;
 - ``no layered start``: on a wired device the linear check turns away (``mrr-3`` and
   ``crossbar-2``, the held-out study's three MRR banks and two crossbar layers, on their tuning
-  chips), the zeroth-order plan from the centre (the default before ``LAYERED_START``).
+  chips), the zeroth-order plan from the centre (the default before ``LAYERED_START``);
+- ``layered backtrack at a stall``: the layered run also going back to its kept setting at half
+  the step once that setting, or its last backtrack, is 25 steps old
+  (``layered_backtrack_patience=25``), on the wired devices and on ``mrr-3-narrow`` (the
+  held-out study's three MRR banks with 16-unit layers, where it was found that the layered
+  response loses with budget; only the default and this variant ran there).
 """
 
 from __future__ import annotations

@@ -269,9 +269,9 @@ class Trainer:
         if factor is None or best is None or best.theta is None:
             return False
         patience = self.config.backtrack_patience
-        stalled = patience is not None and self._step - max(
-            best.step, self._last_backtrack()
-        ) >= patience
+        stalled = (
+            patience is not None and self._step - max(best.step, self._last_backtrack()) >= patience
+        )
         if not (loss > factor * best.best or stalled):
             return False
         with torch.no_grad():
