@@ -97,7 +97,8 @@ class TrainConfig:
             half the step, as after a jump) once that setting is this many steps old, or this
             many steps after its last backtrack (``None``: only after a jump; at least 1): a
             step held on a plateau, where the first-order estimate no longer points downhill,
-            is then halved (restoring the best setting, as ``ReduceLROnPlateau`` does not).
+            is then halved (and the best setting restored, which ``ReduceLROnPlateau`` does not
+            do).
         patience: with ``keep="best"``, the run ends (reason ``"plateau"``) once its kept
             setting is this many steps old: the moving average of the step losses has set no
             new low for that many steps (``None``: never; at least 1).
