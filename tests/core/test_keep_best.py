@@ -226,16 +226,20 @@ class UphillBelow(AutogradEst):
         return est
 
 
-def test_a_run_resumed_after_a_backtrack_is_bitwise_the_uninterrupted_one(tmp_path):
-    config = cfg(
-        lr=0.2, epochs=None, max_steps=30, batch_size=None, keep="best", keep_smoothing=0.0,
-        backtrack=1.2,
-    )  # fmt: skip
+def uphill_below_trainer(**kw):
+    """A factory of fresh trainers (``**trainer_kw``: e.g. ``checkpoint_path``) of one 30-step
+    run with :class:`UphillBelow`, keeping its best setting, with the config fields ``kw``."""
+    config = cfg(epochs=None, max_steps=30, batch_size=None, keep="best", keep_smoothing=0.0, **kw)
 
-    def trainer(**kw):
+    def trainer(**trainer_kw):
         task = make_task()
-        return Trainer(task, UphillBelow(task, 0.835), SPACE, config, **kw)
+        return Trainer(task, UphillBelow(task, 0.835), SPACE, config, **trainer_kw)
 
+    return trainer
+
+
+def test_a_run_resumed_after_a_backtrack_is_bitwise_the_uninterrupted_one(tmp_path):
+    trainer = uphill_below_trainer(lr=0.2, backtrack=1.2)
     full = trainer().fit(THETA0)
     events = [h["step"] for h in full.state.history if h.get("backtracked")]
     assert len(events) >= 3, events  # the run keeps turning back
@@ -300,15 +304,7 @@ def test_backtrack_patience_returns_a_stalled_run_to_its_kept_setting(tmp_path):
 
 
 def test_a_run_resumed_after_a_stall_backtrack_is_bitwise_the_uninterrupted_one(tmp_path):
-    config = cfg(
-        lr=0.05, epochs=None, max_steps=30, batch_size=None, keep="best", keep_smoothing=0.0,
-        backtrack=100.0, backtrack_patience=4,
-    )  # fmt: skip
-
-    def trainer(**kw):
-        task = make_task()
-        return Trainer(task, UphillBelow(task, 0.835), SPACE, config, **kw)
-
+    trainer = uphill_below_trainer(lr=0.05, backtrack=100.0, backtrack_patience=4)
     full = trainer().fit(THETA0)
     events = [h["step"] for h in full.state.history if h.get("backtracked")]
     assert len(events) >= 2, events
