@@ -37,7 +37,8 @@ run's decays from the start), and the run returns the best setting it measured (
 the loss is computed offline on the whole training split through the response identified at the
 current setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``),
 and the run's samples per reconfiguration are its probe inputs; a step whose loss jumps sends it
-back to its kept setting at half the step (``LAYERED_BACKTRACK``). Where a device declares its
+back to its kept setting at half the step (``LAYERED_BACKTRACK``), and so does a stall, a kept
+setting that many steps old (``LAYERED_BACKTRACK_PATIENCE``). Where a device declares its
 wiring but its readings are not a linear map of the inputs, the layered response runs as a start,
 here and charged to the budget, until its plateau, and the zeroth-order run continues from its
 best setting (``LAYERED_START``).
@@ -207,13 +208,15 @@ LAYERED_BACKTRACK: float | None = 2.0
 #: ``benchmarks/layered_heldout.py``) -17.3 / +6.8: not a rule that wins everywhere
 LAYERED_START = True
 #: ... and the layered run also backtracks once its kept setting (or its last backtrack) is this
-#: many steps old (``TrainConfig.backtrack_patience``; ``None``: only after a jump). On tuning
-#: chips 100-103 (``benchmarks/query_plan_tuning.py``, ``layered backtrack at a stall``, 25
-#: steps): three MRR banks with 16-unit layers, where the layered response loses with budget,
-#: +7.2 / +31.8 points at 1,000 / 5,000 reconfigurations; the MRR network 0.0 / 0.0 / -0.3 /
-#: -0.2 at 250 / 1,000 / 5,000 / 20,000, the crossbar and an MRR weight bank within +-0.2. Not
-#: adopted before the reported studies are re-run with it
-LAYERED_BACKTRACK_PATIENCE: int | None = None
+#: many steps old (``TrainConfig.backtrack_patience``; ``None``: only after a jump): a run stalled
+#: on a plateau it cannot leave with its held step goes back to its best setting at half the
+#: step. On tuning chips 100-103 (``benchmarks/query_plan_tuning.py``, ``layered no stall
+#: backtrack``, the default before it): three MRR banks with 16-unit layers, where the layered
+#: response had lost with budget, +7.2 / +31.8 points at 1,000 / 5,000 reconfigurations; the
+#: MRR network 0.0 / 0.0 / -0.3 / -0.2 at 250 / 1,000 / 5,000 / 20,000, the crossbar and an MRR
+#: weight bank within +-0.2. The plateau's count of steps (``LAYERED_PLATEAU``); the layered
+#: start (``LAYERED_START``) stops at that count instead, so it never backtracks at a stall
+LAYERED_BACKTRACK_PATIENCE: int | None = 25
 #: the learning-rate schedules a plan may run: ``"cosine"`` (to zero over its steps),
 #: ``"constant"``, or ``"hold-cosine"`` (held, then a cosine to zero over the last 30 % of the
 #: steps: :class:`~blacksat.train_config.HoldCosine`)
@@ -743,20 +746,19 @@ def plan_query_only(
             keep=layered_keep, memory=int(layered_memory),
             operating_point=layered_operating_point,
             train_share=float(layered_train_share), input_means=bool(layered_input_means),
-            plateau=int(layered_plateau), cost_model=cm, rng=rng,
+            plateau=int(layered_plateau), backtrack=layered_backtrack,
+            backtrack_patience=layered_backtrack_patience, cost_model=cm, rng=rng,
         )  # fmt: skip
         plan, checked = _layered_plan(
             task, device, budget, batch, start_report, start_spent, start_theta, **layered_kwargs
         )
         if plan is not None:
-            return replace(
-                plan, backtrack=layered_backtrack, backtrack_patience=layered_backtrack_patience
-            )
+            return plan
         start_spent += checked.reconfigurations
         if checked.refused and layered_start and start_theta is None:
             moved, start_report, spent = _run_layered_start(
                 task, device, theta, budget, batch, start_report, start_spent, checked.why,
-                backtrack=layered_backtrack, layered_kwargs=layered_kwargs, progress=progress,
+                layered_kwargs=layered_kwargs, progress=progress,
             )  # fmt: skip
             if spent:
                 theta = start_theta = moved
@@ -892,14 +894,14 @@ def _run_layered_start(
     start_spent: int,
     why: str,
     *,
-    backtrack: float | None,
     layered_kwargs: dict[str, Any],
     progress: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any] | None, int]:
     """The layered start (:data:`LAYERED_START`): the layered response's plan over what is left
     of ``budget`` (no linear check: ``why`` says why it failed), run here from ``theta (d,)``
-    with its kept setting, backtracking and, as its patience, its plateau's count of steps; it
-    ends at its plateau or at the end of the budget. The device's controls only (the task's
+    with its kept setting, backtracking after a jump and, as its patience, its plateau's count
+    of steps; it ends at its plateau (so it never backtracks at a stall) or at the end of the
+    budget. The device's controls only (the task's
     digital layers are left as they are). ``-> (the kept setting (d,), the start's report,
     reconfigurations spent)``; nothing spent where no layered plan fits the budget."""
     from blacksat.builder import build_estimator
@@ -909,11 +911,10 @@ def _run_layered_start(
     start = np.asarray(theta, dtype=np.float64)
     plan, _ = _layered_plan(
         task, device, budget, batch, start_report, start_spent, None, check=False,
-        **layered_kwargs,
+        **{**layered_kwargs, "keep": "best", "backtrack_patience": None},
     )  # fmt: skip
     if plan is None:
         return start, start_report, 0
-    plan = replace(plan, keep="best", backtrack=backtrack)
     patience = int(layered_kwargs["plateau"]) or LAYERED_PLATEAU
     built = build_estimator(plan.estimator_spec(), task=task, device=device)
     rng = layered_kwargs["rng"]
@@ -975,6 +976,8 @@ def _layered_plan(
     train_share: float,
     input_means: bool,
     plateau: int,
+    backtrack: float | None,
+    backtrack_patience: int | None,
     cost_model: CostModel | None,
     rng: np.random.Generator,
     check: bool = True,
@@ -1042,6 +1045,8 @@ def _layered_plan(
         train_share=train_share,
         input_means=input_means,
         operating_point_plateau=plateau if operating_point == "late" else 0,
+        backtrack=backtrack,
+        backtrack_patience=backtrack_patience if backtrack is not None else None,
     )
     return plan, _Check(spent - start_spent)
 

@@ -544,9 +544,10 @@ def _keep_markdown(plan: dict[str, Any]) -> str:
     setting, what plans saved before the field ran with)."""
     if plan.get("keep", "last") != "best":
         return ""
-    back = plan.get("backtrack")
+    back, stall = plan.get("backtrack"), plan.get("backtrack_patience")
     return ", keeping the best setting it measured (moving average of the step losses)" + (
         f" and going back to it at half the step when a step's loss exceeds {back:g}x its average"
+        + (f" or the kept setting is {stall} steps old" if stall else "")
         if back
         else ""
     )

@@ -29,6 +29,7 @@ from blacksat.query_plan import (
     FINE_TUNE_LR,
     KEEP,
     LAYERED_BACKTRACK,
+    LAYERED_BACKTRACK_PATIENCE,
     LAYERED_PLATEAU,
     QueryPlan,
     plan_query_only,
@@ -635,6 +636,9 @@ def test_the_run_summary_says_what_the_current_setting_is_read_with():
     assert "step losses)" in plan_markdown(kept) and "half the step" not in plan_markdown(kept)
     back = plan_markdown({**kept, "backtrack": 2.0})
     assert "going back to it at half the step when a step's loss exceeds 2x its average" in back
+    assert "steps old" not in back
+    stall = plan_markdown({**kept, "backtrack": 2.0, "backtrack_patience": 25})
+    assert "exceeds 2x its average or the kept setting is 25 steps old" in stall
     zo = {
         **plan, "estimator": "zeroth_order", "batch_size": 256, "noise": 0.01, "q": 4,
         "beta1": 0.5, "reason": "first above the noise",
@@ -767,11 +771,20 @@ def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
     # a backtracking run by default (the kept setting's); opted out, and in plans saved before
     # the field, never
     assert late.backtrack == LAYERED_BACKTRACK == late.train_config(seed=0).backtrack > 1
+    # ... and after a stall of the plateau's count of steps
+    assert late.backtrack_patience == LAYERED_BACKTRACK_PATIENCE == LAYERED_PLATEAU
+    assert late.train_config(seed=0).backtrack_patience == LAYERED_BACKTRACK_PATIENCE
+    jumps_only = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_backtrack_patience=None,
+    )  # fmt: skip
+    assert jumps_only.backtrack == LAYERED_BACKTRACK and jumps_only.backtrack_patience is None
     never = plan_query_only(
         task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
         layered_backtrack=None,
     )  # fmt: skip
     assert never.backtrack is None and never.train_config(seed=0).backtrack is None
+    assert never.backtrack_patience is None  # a stall needs backtracking to act on
     older = {k: v for k, v in legacy.items() if k != "backtrack"}
     assert QueryPlan.from_dict(older).backtrack is None
     with pytest.raises(ConfigError, match="layered_backtrack"):
