@@ -46,6 +46,13 @@ through, ``LINEAR``), also ``no stall backtrack`` (the default with
 default's own code path, the layered start never backtracking at a stall). Seeds 0, 1, 2, seed
 ``s`` on chip ``s``; accuracy on the full test split of the chip; mean ± sample std (ddof 1).
 ``--only`` filters on ``device``.
+
+What the plan's linear-response check sees (rows of ``method = "linear check"``, ``budget`` 0;
+no training): on each shape's reported chips 0-2 and tuning chips 100-103, the check's
+readings (two random settings and the first again, ``CHECK_INPUTS`` probe inputs each, as
+:func:`blacksat.query_plan.plan_query_only` reads them, with a seed of their own): the linear
+fit's residual and the readings' variance over the inputs, in units of the readout noise's
+variance (median over the two settings), and whether the check passes.
 """
 
 from __future__ import annotations
@@ -87,6 +94,10 @@ DEVICES: dict[str, tuple[str, dict[str, Any], str]] = {
     "mrr-wide": ("mrr", {"layer_sizes": (64, 48, 10)}, "two MRR banks, 64 -> 48 -> 10"),
 }
 METHODS = ("blacksat", "no stall backtrack", "no layered response", "cma")
+#: the chips the linear check's statistics are read on (reported and tuning) and its inputs a
+#: setting (the plan's: 256 samples per reconfiguration)
+CHECK_CHIPS = (0, 1, 2, 100, 101, 102, 103)
+CHECK_INPUTS = 256
 #: the shapes whose readings the linear check lets through (the layered response is the plan):
 #: only there does ``no stall backtrack`` differ from the default
 LINEAR = ("mrr-narrow", "mrr-3-narrow", "mrr-4-narrow", "mrr-wide")
@@ -140,12 +151,30 @@ def one_run(method: str, device: str, budget: int, seed: int) -> dict[str, Any]:
     }
 
 
+def check_run(device: str, chip_seed: int) -> dict[str, Any]:
+    """The linear-response check's statistics on one chip (module docstring)."""
+    import numpy as np
+
+    from blacksat.query_plan import linear_response_check
+
+    sc = scenario(device)
+    chip = sc.build_chip(chip_seed)
+    task = sc.build_task(chip, chip_seed)
+    c = linear_response_check(task, chip, CHECK_INPUTS, np.random.default_rng([chip_seed, 7]))
+    return {"holds": c.holds, "residual_noise": c.residual, "spread_noise": c.spread}
+
+
 def run(study: Study, quick: bool) -> None:
     seeds = SEEDS[:1] if quick else SEEDS
     budgets = (200,) if quick else BUDGETS
     for device in DEVICES:
         if study.skips(device=device):
             continue
+        for chip_seed in CHECK_CHIPS[:1] if quick else CHECK_CHIPS:
+            study.run(
+                functools.partial(check_run, device, chip_seed),
+                device=device, method="linear check", budget=0, seed=chip_seed,
+            )  # fmt: skip
         for budget in budgets:
             for method in METHODS:
                 if method == "no stall backtrack" and device not in LINEAR:
@@ -160,7 +189,9 @@ def run(study: Study, quick: bool) -> None:
 
 
 def section(study: Study) -> str:
-    rows = study.rows()
+    every = study.rows()
+    rows = [r for r in every if r["method"] != "linear check"]
+    checks = [r for r in every if r["method"] == "linear check"]
     lines = [
         "## The layered response on wired devices it was not tuned on",
         "",
@@ -205,6 +236,28 @@ def section(study: Study) -> str:
             lines.append(
                 f"| {device} ({text}) | {d:,} | {budget:,} | {cells[0]} | {', '.join(chose)} | "
                 f"{cells[1]} | {cells[2]} | {cells[3]} |"
+            )
+    if checks:
+        lines += [
+            "",
+            "What the plan's linear-response check sees (two random settings and the first "
+            f"again, {CHECK_INPUTS} probe inputs each; chips "
+            f"{', '.join(map(str, CHECK_CHIPS))}): the linear fit's residual and the readings' "
+            "variance over the inputs, in units of the readout noise's variance (median over "
+            "the two settings; range over the chips), and on how many chips the check passes.",
+            "",
+            "| device | residual / noise | readings' variance / noise | check passes |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for device in DEVICES:
+            mine = [r for r in checks if r["device"] == device]
+            if not mine:
+                continue
+            res = [r["residual_noise"] for r in mine]
+            spr = [r["spread_noise"] for r in mine]
+            lines.append(
+                f"| {device} | {min(res):.2f}-{max(res):.2f} | {min(spr):.1f}-{max(spr):.1f} | "
+                f"{sum(bool(r['holds']) for r in mine)} of {len(mine)} |"
             )
     return "\n".join(lines)
 

@@ -131,6 +131,31 @@ def banks_of(device: Any) -> tuple[Bank, ...] | None:
     return None if raw is None else parse_banks(raw, device.space.dim)
 
 
+def linear_fit_noise(
+    x: np.ndarray, ys: np.ndarray, first: np.ndarray, again: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """What :func:`linear_within_noise` weighs: ``(residual (K,), spread (K,), noise)``, the
+    residual variance of a linear fit to each setting's readings (corrected for its
+    ``n_in + 1`` coefficients), the readings' variance over the inputs, and the readout noise's
+    variance (half the mean squared difference of ``first`` and ``again``, readings of the same
+    setting(s) taken twice); ``None`` where the fit leaves no degree of freedom.
+    ``x (n, n_in)``, ``ys (K, n, n_out)`` (``K`` settings read with the same inputs). Where the
+    spread is only a few times the noise, a residual within the noise says nothing about the
+    response (a network that passes almost no light)."""
+    noise_var = float(np.mean((np.asarray(again) - np.asarray(first)) ** 2)) / 2.0
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    ys = np.asarray(ys, dtype=np.float64).reshape(len(ys), len(x), -1)
+    design = np.c_[x, np.ones(len(x))]
+    dof = len(x) - np.linalg.matrix_rank(design)
+    if dof < 1:
+        return None
+    coef = np.linalg.lstsq(design, ys.transpose(1, 0, 2).reshape(len(x), -1), rcond=None)[0]
+    fit = (design @ coef).reshape(len(x), len(ys), -1).transpose(1, 0, 2)
+    resid = ((ys - fit) ** 2).sum(axis=1).mean(axis=1) / dof  # (K,)
+    spread = ys.var(axis=1).mean(axis=1)  # (K,)
+    return resid, spread, noise_var
+
+
 def linear_within_noise(
     x: np.ndarray, ys: np.ndarray, first: np.ndarray, again: np.ndarray, max_share: float
 ) -> bool:
@@ -139,21 +164,14 @@ def linear_within_noise(
     and ``again``: readings of the same setting(s) taken twice, whose difference is the readout
     noise. The linear fit's residual variance (corrected for its ``n_in + 1`` coefficients),
     median over the settings, must stay within twice the noise's variance or within
-    ``max_share`` of the readings' variance. This is stricter than a held-out share of the
-    readings' variance across settings: a network of three MRR banks explains 0.36-0.89 of each
-    setting's readings and fails it, where the differences between settings made it look
-    linear."""
-    noise_var = float(np.mean((np.asarray(again) - np.asarray(first)) ** 2)) / 2.0
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    ys = np.asarray(ys, dtype=np.float64).reshape(len(ys), len(x), -1)
-    design = np.c_[x, np.ones(len(x))]
-    dof = len(x) - np.linalg.matrix_rank(design)
-    if dof < 1:
+    ``max_share`` of the readings' variance (:func:`linear_fit_noise`). This is stricter than a
+    held-out share of the readings' variance across settings: a network of three MRR banks
+    explains 0.36-0.89 of each setting's readings and fails it, where the differences between
+    settings made it look linear."""
+    stats = linear_fit_noise(x, ys, first, again)
+    if stats is None:
         return False
-    coef = np.linalg.lstsq(design, ys.transpose(1, 0, 2).reshape(len(x), -1), rcond=None)[0]
-    fit = (design @ coef).reshape(len(x), len(ys), -1).transpose(1, 0, 2)
-    resid = ((ys - fit) ** 2).sum(axis=1).mean(axis=1) / dof  # (K,)
-    spread = ys.var(axis=1).mean(axis=1)  # (K,)
+    resid, spread, noise_var = stats
     ok = resid <= np.maximum(2.0 * noise_var, max_share * spread)
     return bool(np.median(ok.astype(float)) >= 0.5)
 

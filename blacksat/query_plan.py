@@ -989,7 +989,7 @@ def _layered_plan(
 ) -> tuple[QueryPlan | None, _Check]:
     """The layered-response plan, or ``None`` where it does not apply: no declared wiring, no
     linear response (the surrogate start's probe, or where it did not run
-    :func:`_linear_response_holds`; not asked without ``check``), too few inputs a
+    :func:`linear_response_check`; not asked without ``check``), too few inputs a
     reconfiguration to identify one, or no budget left for two steps; and what the linear
     check spent and said (:class:`_Check`)."""
     from blacksat.layered_response import banks_of, derived_probes
@@ -1009,9 +1009,10 @@ def _layered_plan(
         # keeps at least 8 degrees of freedom for the residual)
         if batch < n_in + 9 or (budget - spent - 3) // (1 + 2 * k) < 1:
             return None, _Check()
-        holds, cost = _linear_response_holds(task, device, batch, rng)
+        checked = linear_response_check(task, device, batch, rng)
+        cost = checked.reconfigurations
         spent += cost
-        if not holds:
+        if not checked.holds:
             why = "a linear map of the inputs does not explain the readings down to their noise"
             return None, _Check(cost, refused=True, why=why)
     steps = (budget - spent) // (1 + 2 * k)
@@ -1056,16 +1057,38 @@ def _layered_plan(
     return plan, _Check(spent - start_spent)
 
 
-def _linear_response_holds(
+@dataclass(frozen=True)
+class LinearCheck:
+    """What :func:`linear_response_check` read and decided.
+
+    Attributes:
+        holds: a linear map of the inputs explains the readings down to their noise
+            (:func:`~blacksat.layered_response.linear_within_noise`).
+        residual: the linear fit's residual variance, in units of the readout noise's variance
+            (median over the two settings; ``nan`` where the fit leaves no degree of freedom or
+            the readings carry no noise).
+        spread: the readings' variance over the inputs, in the same units (a residual within
+            the noise says little where this is only a few).
+        reconfigurations: what the check spent.
+    """
+
+    holds: bool
+    residual: float
+    spread: float
+    reconfigurations: int
+
+
+def linear_response_check(
     task: Any, device: Any, batch: int, rng: np.random.Generator
-) -> tuple[bool, int]:
+) -> LinearCheck:
     """Does a linear map of the inputs explain the device's readings down to their noise? Two
     random settings and the first of them again, each read with ``batch`` of the surrogate
     start's probe inputs (spread over the range of the inputs the task sends):
     :func:`~blacksat.layered_response.linear_within_noise` with the repeat as the noise and
-    ``1 - RESPONSE_R2`` as the share. ``(holds, reconfigurations spent)``."""
+    ``1 - RESPONSE_R2`` as the share. The layered plan asks it where the surrogate start's
+    probe did not run (three reconfigurations)."""
     from blacksat.estimators import query_cost
-    from blacksat.layered_response import linear_within_noise
+    from blacksat.layered_response import linear_fit_noise, linear_within_noise
     from blacksat.surrogate_start import probe_inputs
     from blacksat.surrogates.linear_response import RESPONSE_R2
 
@@ -1078,14 +1101,21 @@ def _linear_response_holds(
     )
     y = np.asarray(y, dtype=np.float64).reshape(3, batch, -1)
     holds = linear_within_noise(x, y[:2], y[0], y[2], 1.0 - RESPONSE_R2)
-    return holds, int(cost.reconfigurations)
+    stats = linear_fit_noise(x, y[:2], y[0], y[2])
+    residual = spread = math.nan
+    if stats is not None and stats[2] > 0.0:
+        residual = float(np.median(stats[0])) / stats[2]
+        spread = float(np.median(stats[1])) / stats[2]
+    return LinearCheck(holds, residual, spread, int(cost.reconfigurations))
 
 
 __all__ = [
     "CostModel",
+    "LinearCheck",
     "QueryPlan",
     "cost_model_of",
     "level_step",
+    "linear_response_check",
     "measure_cost",
     "plan_query_only",
 ]

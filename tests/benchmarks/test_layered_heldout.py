@@ -35,3 +35,17 @@ def test_the_variant_without_the_stall_rule_runs_only_where_the_layered_response
     assert "no stall backtrack" in M.METHODS
     assert set(M.LINEAR) <= set(M.DEVICES)
     assert not {"mrr-3", "crossbar-2", "crossbar-2-narrow"} & set(M.LINEAR)  # layered starts
+
+
+def test_the_linear_checks_statistics_get_their_own_table_and_stay_out_of_the_first():
+    rows = [
+        {"device": "mrr-narrow", "method": "blacksat", "budget": 1000, "seed": 0,
+         "accuracy": 90.0, "estimator": "layered_response"},
+        {"device": "mrr-narrow", "method": "linear check", "budget": 0, "seed": 0,
+         "holds": True, "residual_noise": 1.2, "spread_noise": 180.0},
+        {"device": "mrr-narrow", "method": "linear check", "budget": 0, "seed": 100,
+         "holds": False, "residual_noise": 2.5, "spread_noise": 30.0},
+    ]  # fmt: skip
+    body = M.section(SavedRows(rows, "layered_heldout"))
+    assert "| mrr-narrow | 1.20-2.50 | 30.0-180.0 | 1 of 2 |" in body
+    assert "| 0 |" not in body  # no budget-0 row in the accuracy table

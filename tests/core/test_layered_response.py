@@ -543,6 +543,36 @@ def test_where_the_probe_cannot_run_the_plan_checks_the_linear_response_itself(d
         assert plan.keep == KEEP
 
 
+class _DimBank(_UserBank):
+    """The same bank passing almost no light: its readings are mostly the readout noise."""
+
+    def query_many(self, thetas, x):
+        y = super().query_many(thetas, x)  # the bank's readings, with their noise
+        return 0.01 * y + 0.05 * self._rng.standard_normal(y.shape)
+
+
+def test_the_linear_check_reports_how_far_the_readings_stand_above_their_noise():
+    """A linear fit to readings that are mostly noise leaves a residual within the noise: the
+    check passes on such a device too (a limit, documented in BENCHMARKS.md), and its spread,
+    a few times the noise where the bank's own readings are far above it, is what tells."""
+    from blacksat.query_plan import linear_response_check
+
+    spreads = {}
+    for device in (_UserBank, _DimBank):
+        chip = device(seed=0)
+        task = default_task(chip, load_digits(seed=0), seed=0)
+        meter = MeteredDevice(chip)
+        c = linear_response_check(task, meter, 160, np.random.default_rng(0))
+        assert c.holds and c.reconfigurations == meter.ledger.reconfigurations == 3
+        assert 0.5 < c.residual < 2.0  # the residual is the readout noise
+        spreads[device.__name__] = c.spread
+    assert spreads["_DimBank"] < 2.0 < 20.0 < 500.0 < spreads["_UserBank"], spreads
+    # a saturating bank is not linear, whatever its spread
+    chip = _SaturatingBank(seed=0)
+    task = default_task(chip, load_digits(seed=0), seed=0)
+    assert not linear_response_check(task, chip, 160, np.random.default_rng(0)).holds
+
+
 def test_a_wired_device_the_check_turns_away_gets_a_layered_start():
     from blacksat.product.run import plan_markdown
 
