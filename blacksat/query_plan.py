@@ -453,6 +453,10 @@ class QueryPlan:
             the field, as they ran).
         backtrack_patience: the run's ``TrainConfig.backtrack_patience`` (``None``: only after
             a jump; plans saved before the field, as they ran).
+        check_spread: where the plan read its own linear-response check
+            (:func:`linear_response_check`), the readings' variance over the inputs in units of
+            the readout noise's variance (``None``: the check did not run); see
+            :meth:`warnings`.
     """
 
     q: int
@@ -484,6 +488,7 @@ class QueryPlan:
     operating_point_plateau: int = 0
     backtrack: float | None = None
     backtrack_patience: int | None = None
+    check_spread: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -491,6 +496,25 @@ class QueryPlan:
         check_int("memory", self.memory, low=1)
         check_choice("operating_point", self.operating_point, OPERATING_POINTS)
         check_real("train_share", self.train_share, low=0.0, high=1.0)
+
+    def warnings(self) -> tuple[str, ...]:
+        """What the user should know before the run: where the layered response runs on a
+        linear check whose readings stood less than ``1 / (1 - RESPONSE_R2)`` (20) times above
+        their noise's variance, a residual within the noise says little about the response (a
+        network of four MRR banks passes it so, and the layered response stays at chance
+        there: BENCHMARKS.md, "The layered response on wired devices it was not tuned on")."""
+        from blacksat.surrogates.linear_response import RESPONSE_R2
+
+        weak = 1.0 / (1.0 - RESPONSE_R2)
+        spread = self.check_spread
+        if self.estimator != "layered_response" or spread is None or not spread < weak:
+            return ()
+        return (
+            f"the layered response's linear check passed on readings only {spread:.1f}x above "
+            f"their noise (variance; {weak:g}x would make it telling): the device may not be a "
+            "linear map of its inputs; if the run's loss does not fall, plan again with "
+            "plan_query_only(..., layered=False) (the zeroth-order plan)",
+        )
 
     def initial(self, theta: Any) -> np.ndarray:
         """Where training starts: the surrogate start's setting if it moved, else ``theta``."""
@@ -1004,6 +1028,7 @@ def _layered_plan(
         return None, _Check()
     k = derived_probes(banks, memory, operating_point == "on")
     spent = start_spent
+    check_spread = None
     if check and (start_report is None or start_report.get("linear") is None):
         # the surrogate start's probe did not run: check the linear response here (its fit
         # keeps at least 8 degrees of freedom for the residual)
@@ -1012,6 +1037,7 @@ def _layered_plan(
         checked = linear_response_check(task, device, batch, rng)
         cost = checked.reconfigurations
         spent += cost
+        check_spread = checked.spread if math.isfinite(checked.spread) else None
         if not checked.holds:
             why = "a linear map of the inputs does not explain the readings down to their noise"
             return None, _Check(cost, refused=True, why=why)
@@ -1053,6 +1079,7 @@ def _layered_plan(
         operating_point_plateau=plateau if operating_point == "late" else 0,
         backtrack=backtrack,
         backtrack_patience=backtrack_patience if backtrack is not None else None,
+        check_spread=check_spread,
     )
     return plan, _Check(spent - start_spent)
 

@@ -567,6 +567,17 @@ def test_the_linear_check_reports_how_far_the_readings_stand_above_their_noise()
         assert 0.5 < c.residual < 2.0  # the residual is the readout noise
         spreads[device.__name__] = c.spread
     assert spreads["_DimBank"] < 2.0 < 20.0 < 500.0 < spreads["_UserBank"], spreads
+    # the plan keeps what its own check read, and says what a weak check means
+    for device, warned in ((_UserBank, False), (_DimBank, True)):
+        chip = device(seed=0)
+        task = default_task(chip, load_digits(seed=0), seed=0)
+        plan = plan_query_only(
+            task, MeteredDevice(chip), chip.space.center, budget=100, batch_size=160, seed=0
+        )  # (100 reconfigurations: no surrogate-start probe, the plan's own check)
+        assert plan.estimator == "layered_response" and plan.check_spread is not None
+        assert bool(plan.warnings()) is warned
+        assert QueryPlan.from_dict(plan.to_dict()).check_spread == plan.check_spread
+    assert "layered=False" in plan.warnings()[0]
     # a saturating bank is not linear, whatever its spread
     chip = _SaturatingBank(seed=0)
     task = default_task(chip, load_digits(seed=0), seed=0)

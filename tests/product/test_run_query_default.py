@@ -30,6 +30,13 @@ class Opaque:
 
 def make(seed=0):
     return Opaque(Crossbar(seed=seed))
+
+
+def dim_network(seed=0):
+    # four MRR banks of 16: little light reaches the output at random settings
+    from blacksat.devices import MRRWeightBank
+
+    return Opaque(MRRWeightBank(layer_sizes=(64, 16, 16, 16, 10), seed=seed))
 """
 
 CROSSBAR = """
@@ -193,3 +200,21 @@ def test_an_interrupted_query_default_run_resumes_to_the_same_result(tmp_path, m
     a, b = (json.loads((tmp_path / r / "result.json").read_text()) for r in ("whole", "part"))
     assert json.dumps(a["query_plan"]) == json.dumps(b["query_plan"]) and a["steps"] == b["steps"]
     assert a["theta"] == b["theta"]
+
+
+def test_a_layered_plan_on_readings_barely_above_their_noise_warns_before_training(tmp_path):
+    """Its linear check passes vacuously (a residual within the noise of readings that are
+    mostly noise): the run says so, before training and in result.json."""
+    config = RunConfig.from_mapping(
+        {
+            "device": {"factory": "opaque_lab:dim_network"},
+            "task": {"dataset": "digits"},
+            "train": {"progress": False},
+            "budget": {"reconfigurations": 60},
+        }
+    )
+    with pytest.warns(UserWarning, match="linear check passed on readings only"):
+        report = train(config, tmp_path / "run", progress=False)
+    plan = report["query_plan"]
+    assert plan["estimator"] == "layered_response" and plan["check_spread"] < 20.0
+    assert any("layered=False" in w for w in report["warnings"])
