@@ -370,8 +370,6 @@ def _check_resumable(config: RunConfig, out: Path) -> None:
 
 
 def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
-    import warnings
-
     from blacksat.checkpoint import load_checkpoint
     from blacksat.querylog import QueryLog
     from blacksat.trainer import Trainer
@@ -392,8 +390,6 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             estimator, train_cfg, plan = _planned_estimator(
                 setup, out, resume, progress and config.train.progress
             )
-            for note in plan.warnings():  # before training, and kept in result.json
-                warnings.warn(note, UserWarning, stacklevel=2)
         cfg = dataclasses.replace(train_cfg, progress=progress and config.train.progress)
         trainer = Trainer(
             setup.task,
@@ -434,7 +430,7 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             "task": dict(setup.task.choices),
             "model": config.estimator.model,
             "query_plan": None if plan is None else plan.to_dict(),
-            "warnings": list(setup.warnings) + list(plan.warnings() if plan else ()),
+            "warnings": list(setup.warnings),
             "ledger": dataclasses.asdict(setup.meter.ledger),
             "evaluation_ledger": dataclasses.asdict(ev.ledger),
             "budget_error": None if result.error is None else str(result.error),

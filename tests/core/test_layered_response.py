@@ -553,9 +553,10 @@ class _DimBank(_UserBank):
 
 def test_the_linear_check_reports_how_far_the_readings_stand_above_their_noise():
     """A linear fit to readings that are mostly noise leaves a residual within the noise: the
-    check passes on such a device too (a limit, documented in BENCHMARKS.md), and its spread,
-    a few times the noise where the bank's own readings are far above it, is what tells."""
-    from blacksat.query_plan import linear_response_check
+    check passes on such a device too, and its spread, a few times the noise where the bank's
+    own readings are far above it, is what tells; below ``WEAK_CHECK`` the plan refuses the
+    layered response as it does a nonlinear device's."""
+    from blacksat.query_plan import WEAK_CHECK, linear_response_check
 
     spreads = {}
     for device in (_UserBank, _DimBank):
@@ -566,22 +567,63 @@ def test_the_linear_check_reports_how_far_the_readings_stand_above_their_noise()
         assert c.holds and c.reconfigurations == meter.ledger.reconfigurations == 3
         assert 0.5 < c.residual < 2.0  # the residual is the readout noise
         spreads[device.__name__] = c.spread
-    assert spreads["_DimBank"] < 2.0 < 20.0 < 500.0 < spreads["_UserBank"], spreads
-    # the plan keeps what its own check read, and says what a weak check means
-    for device, warned in ((_UserBank, False), (_DimBank, True)):
-        chip = device(seed=0)
-        task = default_task(chip, load_digits(seed=0), seed=0)
-        plan = plan_query_only(
-            task, MeteredDevice(chip), chip.space.center, budget=100, batch_size=160, seed=0
-        )  # (100 reconfigurations: no surrogate-start probe, the plan's own check)
-        assert plan.estimator == "layered_response" and plan.check_spread is not None
-        assert bool(plan.warnings()) is warned
-        assert QueryPlan.from_dict(plan.to_dict()).check_spread == plan.check_spread
-    assert "layered=False" in plan.warnings()[0]
+    assert spreads["_DimBank"] < 2.0 < WEAK_CHECK < 500.0 < spreads["_UserBank"], spreads
+    # (100 reconfigurations: no surrogate-start probe, the plan's own check)
+    chip = _UserBank(seed=0)
+    task = default_task(chip, load_digits(seed=0), seed=0)
+    plan = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=100, batch_size=160, seed=0
+    )
+    assert plan.estimator == "layered_response" and plan.check_spread > WEAK_CHECK
+    assert QueryPlan.from_dict(plan.to_dict()).check_spread == plan.check_spread
+    chip = _DimBank(seed=0)
+    task = default_task(chip, load_digits(seed=0), seed=0)
+    meter = MeteredDevice(chip)
+    plan = plan_query_only(task, meter, chip.space.center, budget=100, batch_size=160, seed=0)
+    assert plan.estimator == "zeroth_order"
+    assert plan.start["kind"] == "layered"  # refused as a nonlinear device is: a start
+    assert "above their noise's variance (below 20x)" in plan.start["reason"]
+    assert plan.calibration_reconfigurations == meter.ledger.reconfigurations <= 100
     # a saturating bank is not linear, whatever its spread
     chip = _SaturatingBank(seed=0)
     task = default_task(chip, load_digits(seed=0), seed=0)
     assert not linear_response_check(task, chip, 160, np.random.default_rng(0)).holds
+
+
+def test_a_layered_start_that_finds_no_lower_loss_leaves_the_zeroth_order_plan_as_it_was(
+    monkeypatch,
+):
+    """Where the start kept the setting it started from, the zeroth-order plan runs from there
+    at its own step and returns its last setting, as without the start; its reconfigurations
+    stay charged."""
+    import blacksat.query_plan as qp
+    from blacksat.trainer import Trainer as RealTrainer
+
+    chip = _SaturatingBank(seed=0)
+    task = default_task(chip, load_digits(seed=0), seed=0)
+    plain = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=160, seed=0
+    )
+    assert plain.start["outcome"] == "trained" and plain.start_theta is not None
+
+    class KeptFirst:  # the run's result, its kept setting the one it started from
+        def __init__(self, result, start):
+            self._result, self.theta, self.best_step = result, start, 0
+
+        def __getattr__(self, name):
+            return getattr(self._result, name)
+
+    class Stuck(RealTrainer):
+        def fit(self, theta0):
+            return KeptFirst(super().fit(theta0), np.asarray(theta0, dtype=np.float64))
+
+    monkeypatch.setattr("blacksat.trainer.Trainer", Stuck)
+    meter = MeteredDevice(chip)
+    plan = qp.plan_query_only(task, meter, chip.space.center, budget=300, batch_size=160, seed=0)
+    assert plan.start["outcome"] == "no progress" and "found no setting" in plan.start["reason"]
+    assert plan.start_theta is None and plan.keep == KEEP  # the plan as it was
+    assert plan.calibration_reconfigurations == meter.ledger.reconfigurations
+    assert plan.start["reconfigurations"] < meter.ledger.reconfigurations
 
 
 def test_a_wired_device_the_check_turns_away_gets_a_layered_start():

@@ -202,19 +202,20 @@ def test_an_interrupted_query_default_run_resumes_to_the_same_result(tmp_path, m
     assert a["theta"] == b["theta"]
 
 
-def test_a_layered_plan_on_readings_barely_above_their_noise_warns_before_training(tmp_path):
+def test_readings_barely_above_their_noise_get_the_layered_start_not_the_layered_plan(tmp_path):
     """Its linear check passes vacuously (a residual within the noise of readings that are
-    mostly noise): the run says so, before training and in result.json."""
+    mostly noise), so the plan refuses the layered response as it does a nonlinear device's and
+    says why; the run stays within its budget."""
     config = RunConfig.from_mapping(
         {
             "device": {"factory": "opaque_lab:dim_network"},
             "task": {"dataset": "digits"},
             "train": {"progress": False},
-            "budget": {"reconfigurations": 60},
+            "budget": {"reconfigurations": 400},
         }
     )
-    with pytest.warns(UserWarning, match="linear check passed on readings only"):
-        report = train(config, tmp_path / "run", progress=False)
+    report = train(config, tmp_path / "run", progress=False)
     plan = report["query_plan"]
-    assert plan["estimator"] == "layered_response" and plan["check_spread"] < 20.0
-    assert any("layered=False" in w for w in report["warnings"])
+    assert plan["estimator"] == "zeroth_order" and plan["start"]["kind"] == "layered"
+    assert "above their noise's variance (below 20x)" in plan["start"]["reason"]
+    assert report["ledger"]["reconfigurations"] <= 400
