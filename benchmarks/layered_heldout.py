@@ -43,7 +43,9 @@ default with ``layered=False``: the zeroth-order plan after the surrogate start)
 ``cma`` (library defaults); where the layered response runs as the plan (the shapes the check lets
 through, ``LINEAR``), also ``no stall backtrack`` (the default with
 ``layered_backtrack_patience=None``: the default before the stall rule; elsewhere it is the
-default's own code path, the layered start never backtracking at a stall). Seeds 0, 1, 2, seed
+default's own code path, the layered start never backtracking at a stall). ``mrr-4-narrow`` was
+one of those shapes until the plan began to refuse a check on readings barely above their noise
+(``WEAK_CHECK``); its rows of that variant are gone. Seeds 0, 1, 2, seed
 ``s`` on chip ``s``; accuracy on the full test split of the chip; mean ± sample std (ddof 1).
 ``--only`` filters on ``device``.
 
@@ -100,7 +102,7 @@ CHECK_CHIPS = (0, 1, 2, 100, 101, 102, 103)
 CHECK_INPUTS = 256
 #: the shapes whose readings the linear check lets through (the layered response is the plan):
 #: only there does ``no stall backtrack`` differ from the default
-LINEAR = ("mrr-narrow", "mrr-3-narrow", "mrr-4-narrow", "mrr-wide")
+LINEAR = ("mrr-narrow", "mrr-3-narrow", "mrr-wide")
 BUDGETS = (1000, 5000)
 SEEDS = (0, 1, 2)
 
@@ -189,6 +191,8 @@ def run(study: Study, quick: bool) -> None:
 
 
 def section(study: Study) -> str:
+    from blacksat.query_plan import WEAK_CHECK
+
     every = study.rows()
     rows = [r for r in every if r["method"] != "linear check"]
     checks = [r for r in every if r["method"] == "linear check"]
@@ -244,10 +248,14 @@ def section(study: Study) -> str:
             f"again, {CHECK_INPUTS} probe inputs each; chips "
             f"{', '.join(map(str, CHECK_CHIPS))}): the linear fit's residual and the readings' "
             "variance over the inputs, in units of the readout noise's variance (median over "
-            "the two settings; range over the chips), and on how many chips the check passes.",
+            "the two settings; range over the chips), on how many chips a linear fit explains "
+            "the readings down to their noise, and on how many the plan takes the layered "
+            f"response (that, on readings at least `WEAK_CHECK` = {WEAK_CHECK:g} times above "
+            "their noise).",
             "",
-            "| device | residual / noise | readings' variance / noise | check passes |",
-            "| --- | ---: | ---: | ---: |",
+            "| device | residual / noise | readings' variance / noise | linear within the noise "
+            "| layered response |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
         for device in DEVICES:
             mine = [r for r in checks if r["device"] == device]
@@ -255,9 +263,11 @@ def section(study: Study) -> str:
                 continue
             res = [r["residual_noise"] for r in mine]
             spr = [r["spread_noise"] for r in mine]
+            taken = sum(bool(r["holds"]) and r["spread_noise"] >= WEAK_CHECK for r in mine)
             lines.append(
                 f"| {device} | {min(res):.2f}-{max(res):.2f} | {min(spr):.1f}-{max(spr):.1f} | "
-                f"{sum(bool(r['holds']) for r in mine)} of {len(mine)} |"
+                f"{sum(bool(r['holds']) for r in mine)} of {len(mine)} | "
+                f"{taken} of {len(mine)} |"
             )
     return "\n".join(lines)
 

@@ -41,7 +41,9 @@ back to its kept setting at half the step (``LAYERED_BACKTRACK``), and so does a
 setting that many steps old (``LAYERED_BACKTRACK_PATIENCE``). Where a device declares its
 wiring but its readings are not a linear map of the inputs, the layered response runs as a start,
 here and charged to the budget, until its plateau, and the zeroth-order run continues from its
-best setting (``LAYERED_START``).
+best setting (``LAYERED_START``; from where it started, as without the start, if the start found no
+lower loss); so does a device whose linear check passed on readings that stand less than
+``WEAK_CHECK`` times above their noise, where a fit within the noise cannot tell.
 
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
@@ -268,7 +270,8 @@ LAYERED_KEEP = "best"
 #: nonlinear device's, and runs as a start (``LAYERED_START``). Found on a network of four MRR
 #: banks of 16 (readings 1.8-4.3x their noise at random settings; ``benchmarks/layered_heldout.py``
 #: tabulates the check for every shape), where the check had passed and the layered response
-#: stayed at chance; no other device of the studies passes the check below 69x
+#: stayed at chance; no other device of the studies passes the check below 68x (the crossbar's
+#: two layers, at 15-20x, fail it anyway: not linear)
 WEAK_CHECK = 20.0
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
