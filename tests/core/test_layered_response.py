@@ -590,6 +590,27 @@ def test_the_linear_check_reports_how_far_the_readings_stand_above_their_noise()
     assert not linear_response_check(task, chip, 160, np.random.default_rng(0)).holds
 
 
+def test_a_start_progressed_only_where_its_gain_stands_above_its_own_noise():
+    from blacksat.query_plan import PROGRESS_Z, start_progressed
+
+    rng = np.random.default_rng(0)
+    hist = lambda losses: [{"loss": float(v)} for v in losses]  # noqa: E731
+    flat = 2.3 + 0.05 * rng.standard_normal(40)  # chance lows, no trend
+    assert not start_progressed(hist(flat))
+    falling = np.linspace(2.3, 1.5, 40) + 0.01 * rng.standard_normal(40)
+    assert start_progressed(hist(falling))
+    jumped = falling.copy()
+    jumped[25] = 300.0  # a jump of the loss (a backtrack answers it) is not noise
+    assert start_progressed(hist(jumped))
+    # a gain of a few noise units: the threshold decides
+    small = np.r_[2.3, 2.3 + 0.01 * rng.standard_normal(39) - 0.02]
+    assert start_progressed(hist(small), z=0.5) and not start_progressed(hist(small), z=50.0)
+    assert PROGRESS_Z == 3.0
+    # non-finite losses are skipped; under three, any lower average counts
+    assert start_progressed(hist([2.3, float("nan"), 2.2]))
+    assert not start_progressed(hist([2.3])) and not start_progressed([])
+
+
 def test_a_layered_start_that_finds_no_lower_loss_leaves_the_zeroth_order_plan_as_it_was(
     monkeypatch,
 ):
