@@ -41,9 +41,10 @@ back to its kept setting at half the step (``LAYERED_BACKTRACK``), and so does a
 setting that many steps old (``LAYERED_BACKTRACK_PATIENCE``). Where a device declares its
 wiring but its readings are not a linear map of the inputs, the layered response runs as a start,
 here and charged to the budget, until its plateau, and the zeroth-order run continues from its
-best setting (``LAYERED_START``; from where it started, as without the start, if the start found no
-lower loss); so does a device whose linear check passed on readings that stand less than
-``WEAK_CHECK`` times above their noise, where a fit within the noise cannot tell.
+best setting (``LAYERED_START``; from where it started, as without the start, where the start's
+gain does not stand above its own noise, ``PROGRESS_Z``); so does a device whose linear check
+passed on readings that stand less than ``WEAK_CHECK`` times above their noise, where a fit
+within the noise cannot tell.
 
 Calibration (:func:`plan_query_only`) walks a ladder of smoothing radii ``sigma = r * span``
 (``r`` = 1/400, doubling) and keeps the smallest whose antithetic loss differences rise above
