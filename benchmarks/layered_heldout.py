@@ -37,6 +37,19 @@ check it where nothing was chosen:
 - ``mrr-4-narrow``: four MRR banks, 64 -> 16 -> 16 -> 16 -> 10 (1,696 rings);
 - ``mrr-wide``: two MRR banks with a wider hidden layer, 64 -> 48 -> 10 (3,552 rings).
 
+On ``mrr-4-narrow`` the check passed vacuously (readings barely above their noise) and the
+layered response stayed at chance; two rules answered it, both chosen there: the plan refuses a
+check whose readings stand less than ``WEAK_CHECK`` times above their noise (the layered start
+runs instead), and a start whose gain does not stand ``PROGRESS_Z`` noise deviations above its
+first reading leaves the zeroth-order plan as it was. Two shapes added after both were frozen,
+whose checks also pass on readings a few times their noise, check them (with the method ``no
+weak-check refusal``, ``layered_weak_check=0``: the plan before the rule, there the layered
+response):
+
+- ``crossbar-3``: three crossbar layers, 64 -> 16 -> 16 -> 10 (2,880 conductances);
+- ``mrr-sigmoid``: the MRR network's 64 -> 32 -> 10 with modulators that saturate (a sigmoid
+  O/E/O response, ``activation="sigmoid"``; 2,368 rings).
+
 Methods (``compare``'s, 256 samples per reconfiguration, every run from the centre of the box
 with the same frozen front end): ``blacksat`` (the default), ``no layered response`` (the
 default with ``layered=False``: the zeroth-order plan after the surrogate start) and nevergrad's
@@ -94,8 +107,18 @@ DEVICES: dict[str, tuple[str, dict[str, Any], str]] = {
         "four MRR banks, 64 -> 16 -> 16 -> 16 -> 10",
     ),
     "mrr-wide": ("mrr", {"layer_sizes": (64, 48, 10)}, "two MRR banks, 64 -> 48 -> 10"),
+    "crossbar-3": (
+        "crossbar",
+        {"layer_sizes": (64, 16, 16, 10)},
+        "three crossbar layers, 64 -> 16 -> 16 -> 10",
+    ),
+    "mrr-sigmoid": (
+        "mrr",
+        {"layer_sizes": (64, 32, 10), "activation": "sigmoid"},
+        "two MRR banks with sigmoid O/E/O stages, 64 -> 32 -> 10",
+    ),
 }
-METHODS = ("blacksat", "no stall backtrack", "no layered response", "cma")
+METHODS = ("blacksat", "no stall backtrack", "no weak-check refusal", "no layered response", "cma")
 #: the chips the linear check's statistics are read on (reported and tuning) and its inputs a
 #: setting (the plan's: 256 samples per reconfiguration)
 CHECK_CHIPS = (0, 1, 2, 100, 101, 102, 103)
@@ -103,6 +126,9 @@ CHECK_INPUTS = 256
 #: the shapes whose readings the linear check lets through (the layered response is the plan):
 #: only there does ``no stall backtrack`` differ from the default
 LINEAR = ("mrr-narrow", "mrr-3-narrow", "mrr-wide")
+#: the shapes added to check the weak-check refusal and the start's progress test (only there
+#: does ``no weak-check refusal`` run)
+WEAK = ("crossbar-3", "mrr-sigmoid")
 BUDGETS = (1000, 5000)
 SEEDS = (0, 1, 2)
 
@@ -134,6 +160,8 @@ def one_run(method: str, device: str, budget: int, seed: int) -> dict[str, Any]:
             kwargs["layered"] = False
         if method == "no stall backtrack":
             kwargs["layered_backtrack_patience"] = None
+        if method == "no weak-check refusal":
+            kwargs["layered_weak_check"] = 0.0
         plan = original(*args, **kwargs)
         layered_start = (plan.start or {}).get("kind") == "layered"
         chosen.append(f"layered start, {plan.estimator}" if layered_start else plan.estimator)
@@ -181,6 +209,8 @@ def run(study: Study, quick: bool) -> None:
             for method in METHODS:
                 if method == "no stall backtrack" and device not in LINEAR:
                     continue  # the default's own code path there
+                if method == "no weak-check refusal" and device not in WEAK:
+                    continue
                 for seed in seeds:
                     row = study.run(
                         functools.partial(one_run, method, device, budget, seed),
@@ -207,14 +237,17 @@ def section(study: Study) -> str:
             "rule was chosen on tuning chips of `mrr-3` and `crossbar-2`, and `mrr-3-narrow` "
             "and `crossbar-2-narrow` came after it; the stall rule, and so `no stall "
             "backtrack`, was chosen on tuning chips of `mrr-3-narrow`, and `mrr-4-narrow` and "
-            "`mrr-wide` came after it); seeds 0, 1, 2 (seed `s` on chip `s`), full test "
-            "split, mean ± sample std. `no stall backtrack` ran only where the layered "
-            "response is the plan. The set-up is in the script's docstring.",
+            "`mrr-wide` came after it; the weak-check refusal and the start's progress test, and "
+            "so `no weak-check refusal`, were chosen on `mrr-4-narrow`'s reported chips, and "
+            "`crossbar-3` and `mrr-sigmoid` came after them); seeds 0, 1, 2 (seed `s` on chip "
+            "`s`), full test split, mean ± sample std. `no stall backtrack` ran only where the "
+            "layered response is the plan, `no weak-check refusal` only on the last two shapes. "
+            "The set-up is in the script's docstring.",
         ),
         "",
         "| device | controls | budget | blacksat | estimator the plan chose | no stall backtrack "
-        "| no layered response | cma |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| no weak-check refusal | no layered response | cma |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for device, (_, kwargs, text) in DEVICES.items():
         sizes = kwargs["layer_sizes"]
@@ -239,7 +272,7 @@ def section(study: Study) -> str:
             )
             lines.append(
                 f"| {device} ({text}) | {d:,} | {budget:,} | {cells[0]} | {', '.join(chose)} | "
-                f"{cells[1]} | {cells[2]} | {cells[3]} |"
+                f"{cells[1]} | {cells[2]} | {cells[3]} | {cells[4]} |"
             )
     if checks:
         lines += [

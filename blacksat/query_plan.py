@@ -634,6 +634,7 @@ def plan_query_only(
     layered_backtrack: float | None = LAYERED_BACKTRACK,
     layered_start: bool = LAYERED_START,
     layered_backtrack_patience: int | None = LAYERED_BACKTRACK_PATIENCE,
+    layered_weak_check: float = WEAK_CHECK,
     progress: bool = False,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
@@ -705,6 +706,9 @@ def plan_query_only(
             it measured and keeps its own best (``LAYERED_START``).
         layered_backtrack_patience: the layered run's ``TrainConfig.backtrack_patience``
             (``None``: it backtracks only after a jump).
+        layered_weak_check: the plan's own linear check is refused where its readings stand
+            less than this many times above their noise's variance (:data:`WEAK_CHECK`; 0:
+            never, the plan before the rule).
         progress: a progress bar over the layered start's steps (on stderr).
 
     Returns:
@@ -734,6 +738,7 @@ def plan_query_only(
     if layered_backtrack is not None:
         check_real("layered_backtrack", layered_backtrack, low=1.0, low_open=True)
     check_int("layered_backtrack_patience", layered_backtrack_patience, low=1, none_ok=True)
+    check_real("layered_weak_check", layered_weak_check, low=0.0)
     for name, b1 in (("beta1", beta1), ("layered_beta1", layered_beta1)):
         if check_real(name, b1, low=0.0, high=1.0) == 1.0:
             raise ConfigError(f"{name} must be in [0, 1) (1 would never update the momentum)")
@@ -777,7 +782,8 @@ def plan_query_only(
             operating_point=layered_operating_point,
             train_share=float(layered_train_share), input_means=bool(layered_input_means),
             plateau=int(layered_plateau), backtrack=layered_backtrack,
-            backtrack_patience=layered_backtrack_patience, cost_model=cm, rng=rng,
+            backtrack_patience=layered_backtrack_patience,
+            weak_check=float(layered_weak_check), cost_model=cm, rng=rng,
         )  # fmt: skip
         plan, checked = _layered_plan(
             task, device, budget, batch, start_report, start_spent, start_theta, **layered_kwargs
@@ -1044,6 +1050,7 @@ def _layered_plan(
     plateau: int,
     backtrack: float | None,
     backtrack_patience: int | None,
+    weak_check: float,
     cost_model: CostModel | None,
     rng: np.random.Generator,
     check: bool = True,
@@ -1078,10 +1085,10 @@ def _layered_plan(
         if not checked.holds:
             why = "a linear map of the inputs does not explain the readings down to their noise"
             return None, _Check(cost, refused=True, why=why)
-        if check_spread is not None and check_spread < WEAK_CHECK:
+        if check_spread is not None and check_spread < weak_check:
             why = (
                 f"its readings stand only {check_spread:.1f}x above their noise's variance "
-                f"(below {WEAK_CHECK:g}x), so a linear fit within the noise cannot tell"
+                f"(below {weak_check:g}x), so a linear fit within the noise cannot tell"
             )
             return None, _Check(cost, refused=True, why=why)
     steps = (budget - spent) // (1 + 2 * k)

@@ -584,6 +584,13 @@ def test_the_linear_check_reports_how_far_the_readings_stand_above_their_noise()
     assert plan.start["kind"] == "layered"  # refused as a nonlinear device is: a start
     assert "above their noise's variance (below 20x)" in plan.start["reason"]
     assert plan.calibration_reconfigurations == meter.ledger.reconfigurations <= 100
+    before = plan_query_only(  # the plan before the rule
+        task, MeteredDevice(chip), chip.space.center, budget=100, batch_size=160, seed=0,
+        layered_weak_check=0.0,
+    )  # fmt: skip
+    assert before.estimator == "layered_response" and before.check_spread < WEAK_CHECK
+    with pytest.raises(ConfigError, match="layered_weak_check"):
+        plan_query_only(task, chip, chip.space.center, budget=100, layered_weak_check=-1.0)
     # a saturating bank is not linear, whatever its spread
     chip = _SaturatingBank(seed=0)
     task = default_task(chip, load_digits(seed=0), seed=0)
