@@ -554,8 +554,8 @@ class _DimBank(_UserBank):
 def test_the_linear_check_reports_how_far_the_readings_stand_above_their_noise():
     """A linear fit to readings that are mostly noise leaves a residual within the noise: the
     check passes on such a device too, and its spread, a few times the noise where the bank's
-    own readings are far above it, is what tells; below ``WEAK_CHECK`` the plan refuses the
-    layered response as it does a nonlinear device's."""
+    own readings are far above it, is what tells; asked to, the plan refuses the layered
+    response below ``WEAK_CHECK`` as it does a nonlinear device's (not by default)."""
     from blacksat.query_plan import WEAK_CHECK, linear_response_check
 
     spreads = {}
@@ -579,16 +579,18 @@ def test_the_linear_check_reports_how_far_the_readings_stand_above_their_noise()
     chip = _DimBank(seed=0)
     task = default_task(chip, load_digits(seed=0), seed=0)
     meter = MeteredDevice(chip)
-    plan = plan_query_only(task, meter, chip.space.center, budget=100, batch_size=160, seed=0)
+    plan = plan_query_only(
+        task, meter, chip.space.center, budget=100, batch_size=160, seed=0,
+        layered_weak_check=WEAK_CHECK,
+    )  # fmt: skip
     assert plan.estimator == "zeroth_order"
     assert plan.start["kind"] == "layered"  # refused as a nonlinear device is: a start
     assert "above their noise's variance (below 20x)" in plan.start["reason"]
     assert plan.calibration_reconfigurations == meter.ledger.reconfigurations <= 100
-    before = plan_query_only(  # the plan before the rule
-        task, MeteredDevice(chip), chip.space.center, budget=100, batch_size=160, seed=0,
-        layered_weak_check=0.0,
-    )  # fmt: skip
-    assert before.estimator == "layered_response" and before.check_spread < WEAK_CHECK
+    default = plan_query_only(  # the default refuses no weak check
+        task, MeteredDevice(chip), chip.space.center, budget=100, batch_size=160, seed=0
+    )
+    assert default.estimator == "layered_response" and default.check_spread < WEAK_CHECK
     with pytest.raises(ConfigError, match="layered_weak_check"):
         plan_query_only(task, chip, chip.space.center, budget=100, layered_weak_check=-1.0)
     # a saturating bank is not linear, whatever its spread
