@@ -168,7 +168,12 @@ def linear_within_noise(
     held-out share of the readings' variance across settings: a network of three MRR banks
     explains 0.36-0.89 of each setting's readings and fails it, where the differences between
     settings made it look linear."""
-    stats = linear_fit_noise(x, ys, first, again)
+    return within_noise(linear_fit_noise(x, ys, first, again), max_share)
+
+
+def within_noise(stats: tuple[np.ndarray, np.ndarray, float] | None, max_share: float) -> bool:
+    """:func:`linear_within_noise`'s verdict from :func:`linear_fit_noise`'s ``stats`` (``None``,
+    no degree of freedom left: ``False``), for a caller that also wants the statistics."""
     if stats is None:
         return False
     resid, spread, noise_var = stats

@@ -979,7 +979,7 @@ def _run_layered_start(
         else "the end of the budget"
     )
     # no step lowered the loss by more than its own noise: the kept setting is a chance low
-    stuck = not start_progressed(result.history) if result.best_step else True
+    stuck = not result.best_step or not start_progressed(result.history)
     report = {
         "kind": "layered",
         "outcome": "no progress" if stuck else "trained",
@@ -1170,7 +1170,7 @@ def linear_response_check(
     ``1 - RESPONSE_R2`` as the share. The layered plan asks it where the surrogate start's
     probe did not run (three reconfigurations)."""
     from blacksat.estimators import query_cost
-    from blacksat.layered_response import linear_fit_noise, linear_within_noise
+    from blacksat.layered_response import linear_fit_noise, within_noise
     from blacksat.surrogate_start import probe_inputs
     from blacksat.surrogates.linear_response import RESPONSE_R2
 
@@ -1182,8 +1182,8 @@ def linear_response_check(
         device, len(thetas), batch, lambda: device.query_many(thetas, x.reshape(batch, *shape))
     )
     y = np.asarray(y, dtype=np.float64).reshape(3, batch, -1)
-    holds = linear_within_noise(x, y[:2], y[0], y[2], 1.0 - RESPONSE_R2)
-    stats = linear_fit_noise(x, y[:2], y[0], y[2])
+    stats = linear_fit_noise(x, y[:2], y[0], y[2])  # one fit, the verdict and the figures
+    holds = within_noise(stats, 1.0 - RESPONSE_R2)
     residual = spread = math.nan
     if stats is not None and stats[2] > 0.0:
         residual = float(np.median(stats[0])) / stats[2]
