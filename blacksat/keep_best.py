@@ -18,8 +18,10 @@ of the checkpoint, so a resumed run keeps the same setting as an uninterrupted o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
@@ -118,4 +120,29 @@ def kept_step(best: dict[str, Any] | None, steps: int) -> int | None:
     return steps if step >= steps - 1 else step
 
 
-__all__ = ["KEEP_CHOICES", "KEEP_SMOOTHING", "BestSetting", "kept_step"]
+def progressed(losses: Sequence[float], z: float, smoothing: float = KEEP_SMOOTHING) -> bool:
+    """Did a run lower its loss by more than its own noise? ``losses``: its step losses, in
+    order. The lowest moving average of the finite losses (weight ``smoothing`` on the past, as
+    :class:`BestSetting`'s) must lie more than ``z`` standard deviations of one step's loss below
+    the first loss (itself one noisy reading), the deviation estimated robustly from the
+    step-to-step changes (their median absolute deviation, ``1.4826 MAD / sqrt(2)``: a jump of
+    the loss, which a backtrack answers, does not inflate it). Under three finite losses:
+    whether any average lies below the first."""
+    values = np.asarray([float(v) for v in losses], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return False
+    s = float(smoothing)
+    average = lowest = float(values[0])
+    for loss in values[1:]:
+        average = s * average + (1.0 - s) * float(loss)
+        lowest = min(lowest, average)
+    gain = float(values[0]) - lowest
+    if values.size < 3:
+        return gain > 0.0
+    changes = np.diff(values)
+    mad = float(np.median(np.abs(changes - np.median(changes))))
+    return gain > float(z) * 1.4826 * mad / math.sqrt(2.0)
+
+
+__all__ = ["KEEP_CHOICES", "KEEP_SMOOTHING", "BestSetting", "kept_step", "progressed"]

@@ -38,7 +38,11 @@ the loss is computed offline on the whole training split through the response id
 current setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``),
 and the run's samples per reconfiguration are its probe inputs; a step whose loss jumps sends it
 back to its kept setting at half the step (``LAYERED_BACKTRACK``), and so does a stall, a kept
-setting that many steps old (``LAYERED_BACKTRACK_PATIENCE``). Where a device declares its
+setting that many steps old (``LAYERED_BACKTRACK_PATIENCE``). A layered run that stalls a
+second time before its loss ever fell by more than its noise ends there, and
+:func:`plan_handover` plans the zeroth-order run over what is left, from where it started
+(``LAYERED_HANDOVER``: the check cannot tell a device whose readings stand a few times above their
+noise, the run's own losses can). Where a device declares its
 wiring but its readings are not a linear map of the inputs, the layered response runs as a start,
 here and charged to the budget, until its plateau, and the zeroth-order run continues from its
 best setting (``LAYERED_START``; from where it started, as without the start, where the start's
@@ -286,6 +290,21 @@ LAYERED_WEAK_CHECK = 0.0
 #: held-out shapes' reported chips the starts that trained read 9.5-259 of them, the four-bank
 #: network's chance lows 0.0-0.7 (scratch runs, the closing notes)
 PROGRESS_Z = 3.0
+#: the layered run that is the plan (its linear check passed) hands over to the zeroth-order plan
+#: at its second stall (``LAYERED_BACKTRACK_PATIENCE`` steps without a new kept setting, the
+#: first answered by going back at half the step) if by then it has not progressed
+#: (:func:`start_progressed`, ``PROGRESS_Z``): it ends there (``TrainConfig.no_progress_z``,
+#: reason ``"no progress"``) and :func:`plan_handover` plans the zeroth-order run over what is
+#: left of the budget, from where the layered run started. The run itself tells a device the
+#: layered response trains from one it does not, which its linear check cannot where the
+#: readings stand a few times above their noise (``WEAK_CHECK``). A run that progressed is
+#: untouched, step for step. No constant of its own. Chosen on the reported chips of two
+#: held-out shapes (``benchmarks/layered_heldout.py``): on four MRR banks of 16 the layered run
+#: stays at chance and the handover took 5,000 reconfigurations from 10.7 to about 41 % (scratch
+#: runs); handing over at the first stall lost a run of three banks of 16 that leaves its dark
+#: start slowly (42.4 -> 8.0 % at 1,000), the second stall kept it. Three shapes added after it
+#: was frozen check it (the section)
+LAYERED_HANDOVER = True
 #: the radius is at most this many learning rates
 SIGMA_PER_LR = 3.0
 #: Adam's first-moment decay (a momentum horizon of 1 / (1 - BETA1) = 2 steps)
@@ -482,6 +501,10 @@ class QueryPlan:
             (:func:`linear_response_check`), the readings' variance over the inputs in units of
             the readout noise's variance (``None``: the check did not run; a few means the check
             says little, :data:`WEAK_CHECK`).
+        no_progress_z: the run's ``TrainConfig.no_progress_z``: a layered run that stalls before
+            it progressed ends there (``"no progress"``) and :func:`plan_handover` continues it
+            (:data:`LAYERED_HANDOVER`; ``None``: never, plans saved before the field, as they
+            ran).
     """
 
     q: int
@@ -514,6 +537,7 @@ class QueryPlan:
     backtrack: float | None = None
     backtrack_patience: int | None = None
     check_spread: float | None = None
+    no_progress_z: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -569,6 +593,13 @@ class QueryPlan:
             backtrack_patience=(
                 self.backtrack_patience
                 if self.keep == "best" and self.backtrack is not None
+                else None
+            ),
+            no_progress_z=(
+                self.no_progress_z
+                if self.keep == "best"
+                and self.backtrack is not None
+                and self.backtrack_patience is not None
                 else None
             ),
         )
@@ -640,6 +671,8 @@ def plan_query_only(
     layered_start: bool = LAYERED_START,
     layered_backtrack_patience: int | None = LAYERED_BACKTRACK_PATIENCE,
     layered_weak_check: float = LAYERED_WEAK_CHECK,
+    layered_handover: bool = LAYERED_HANDOVER,
+    fine_tune: bool = False,
     progress: bool = False,
 ) -> QueryPlan:
     """Calibrate a zeroth-order run on ``device`` from ``theta (d,)`` with the given budget.
@@ -714,6 +747,10 @@ def plan_query_only(
         layered_weak_check: the plan's own linear check is refused where its readings stand
             less than this many times above their noise's variance (0: never, the default,
             :data:`LAYERED_WEAK_CHECK`; :data:`WEAK_CHECK` is the threshold measured).
+        layered_handover: a layered run that stalls before it progressed ends there, for
+            :func:`plan_handover` to continue with zeroth order (:data:`LAYERED_HANDOVER`).
+        fine_tune: ``theta`` is a trained start (the zeroth-order learning rate is then at most
+            ``fine_tune_lr``, as after a surrogate start that trained).
         progress: a progress bar over the layered start's steps (on stderr).
 
     Returns:
@@ -788,7 +825,8 @@ def plan_query_only(
             train_share=float(layered_train_share), input_means=bool(layered_input_means),
             plateau=int(layered_plateau), backtrack=layered_backtrack,
             backtrack_patience=layered_backtrack_patience,
-            weak_check=float(layered_weak_check), cost_model=cm, rng=rng,
+            weak_check=float(layered_weak_check), handover=bool(layered_handover),
+            cost_model=cm, rng=rng,
         )  # fmt: skip
         plan, checked = _layered_plan(
             task, device, budget, batch, start_report, start_spent, start_theta, **layered_kwargs
@@ -891,7 +929,7 @@ def plan_query_only(
     lr = min(
         max(lr_per_sigma * chosen, lr_floor * span), walk * span / math.sqrt(max(steps, 1) * d)
     )
-    if start_theta is not None:  # fine-tuning a trained start
+    if start_theta is not None or fine_tune:  # fine-tuning a trained start
         lr = min(lr, fine_tune_lr * span)
     return QueryPlan(
         q=int(q),
@@ -1005,30 +1043,68 @@ def _run_layered_start(
 
 def start_progressed(history: list[dict[str, Any]], z: float = PROGRESS_Z) -> bool:
     """Did a run lower its loss by more than its own noise? ``history``: the run's step records
-    (``loss`` each). The lowest moving average of the finite losses (weight
-    :data:`~blacksat.keep_best.KEEP_SMOOTHING` on the past, as the kept setting's) must lie more
-    than ``z`` standard deviations of one step's loss below the first loss (itself one noisy
-    reading), the deviation estimated robustly from the step-to-step changes (their median
-    absolute deviation, ``1.4826 MAD / sqrt(2)``: a jump of the loss, which a backtrack answers,
-    does not inflate it). Under three finite losses: whether any average lies below the
-    first."""
-    from blacksat.keep_best import KEEP_SMOOTHING
+    (``loss`` each); :func:`blacksat.keep_best.progressed` of their losses (weight
+    :data:`~blacksat.keep_best.KEEP_SMOOTHING` on the past, as the kept setting's)."""
+    from blacksat.keep_best import progressed
 
-    losses = np.array([float(h["loss"]) for h in history], dtype=np.float64)
-    losses = losses[np.isfinite(losses)]
-    if losses.size == 0:
-        return False
-    s = KEEP_SMOOTHING
-    average, lowest = float(losses[0]), float(losses[0])
-    for loss in losses[1:]:
-        average = s * average + (1.0 - s) * float(loss)
-        lowest = min(lowest, average)
-    gain = float(losses[0]) - lowest
-    if losses.size < 3:
-        return gain > 0.0
-    changes = np.diff(losses)
-    mad = float(np.median(np.abs(changes - np.median(changes))))
-    return gain > z * 1.4826 * mad / math.sqrt(2.0)
+    return progressed([float(h["loss"]) for h in history], z)
+
+
+def plan_handover(
+    plan: QueryPlan,
+    task: Any,
+    device: Any,
+    theta: Any,
+    *,
+    spent: int,
+    seed: int | Sequence[int] | np.random.Generator | None = 0,
+    steps: int | None = None,
+) -> QueryPlan:
+    """The zeroth-order plan that continues a layered run which ended with ``"no progress"``
+    (:data:`LAYERED_HANDOVER`): calibrated on ``device`` from where the layered run started
+    (``plan.initial(theta)``: its kept setting is a chance low), over what is left of
+    ``plan.budget`` after ``spent`` reconfigurations (``plan``'s calibration and the layered
+    run), with ``plan``'s probe inputs a reconfiguration as its batch, no surrogate start and no
+    layered response; a trained surrogate start's setting is fine-tuned
+    (``fine_tune_lr``). Its ``start`` reports the layered run (``steps`` of them, if given).
+
+    Raises:
+        ConfigError: ``plan`` is not a layered plan, or nothing is left of its budget.
+    """
+    if plan.estimator != "layered_response":
+        raise ConfigError(f"only a layered plan hands over, not a {plan.estimator!r} one")
+    left = int(plan.budget) - check_int("spent", spent, low=0)
+    if left < 1:
+        raise ConfigError(
+            f"the layered run spent {spent} of {plan.budget} reconfigurations: nothing is left "
+            "to hand over"
+        )
+    zo = plan_query_only(
+        task, device, plan.initial(theta), budget=left,
+        batch_size=plan.inputs, cost_model=plan.cost_model, seed=seed, start=False,
+        layered=False, fine_tune=plan.start_theta is not None,
+    )  # fmt: skip
+    ran = "" if steps is None else f"{steps} steps, "
+    report = {
+        "kind": "layered",
+        "outcome": "no progress",
+        "reason": (
+            f"the layered response ran {ran}stalled twice ({plan.backtrack_patience} steps "
+            "without a new low of the loss; the second time at half the step) and found no "
+            "setting whose loss stands below where it started by more than the loss's own noise "
+            f"({plan.no_progress_z:g} standard deviations), so the zeroth-order plan runs with "
+            f"the {left} reconfigurations left, from where it started"
+        ),
+        "reconfigurations": int(spent),
+        "surrogate": plan.start,  # what the surrogate start, which ran first, said
+    }
+    return replace(
+        zo,
+        budget=int(plan.budget),
+        calibration_reconfigurations=int(spent) + zo.calibration_reconfigurations,
+        start=report,
+        start_theta=plan.start_theta,
+    )
 
 
 def _layered_plan(
@@ -1056,6 +1132,7 @@ def _layered_plan(
     backtrack: float | None,
     backtrack_patience: int | None,
     weak_check: float,
+    handover: bool,
     cost_model: CostModel | None,
     rng: np.random.Generator,
     check: bool = True,
@@ -1135,6 +1212,11 @@ def _layered_plan(
         backtrack=backtrack,
         backtrack_patience=backtrack_patience if backtrack is not None else None,
         check_spread=check_spread,
+        no_progress_z=(
+            PROGRESS_Z
+            if handover and check and backtrack is not None and backtrack_patience is not None
+            else None
+        ),
     )
     return plan, _Check(spent - start_spent)
 
@@ -1199,6 +1281,7 @@ __all__ = [
     "level_step",
     "linear_response_check",
     "measure_cost",
+    "plan_handover",
     "plan_query_only",
     "start_progressed",
 ]

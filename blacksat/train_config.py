@@ -102,6 +102,13 @@ class TrainConfig:
         patience: with ``keep="best"``, the run ends (reason ``"plateau"``) once its kept
             setting is this many steps old: the moving average of the step losses has set no
             new low for that many steps (``None``: never; at least 1).
+        no_progress_z: with ``backtrack_patience``, a run that reaches such a stall after it
+            has backtracked once (it went back at half the step and stalled again) without
+            having progressed ends there (reason ``"no progress"``) instead of backtracking
+            again: the lowest moving average of its step losses is not this many standard
+            deviations of one step's loss below its first loss
+            (:func:`blacksat.keep_best.progressed`), so its kept setting is a chance low and its
+            estimates read noise; the caller decides what runs next (``None``: never; above 0).
     """
 
     optimizer: str = "adam"
@@ -125,6 +132,7 @@ class TrainConfig:
     backtrack: float | None = None
     backtrack_patience: int | None = None
     patience: int | None = None
+    no_progress_z: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.optimizer, str) or self.optimizer.lower() not in optimizers():
@@ -174,6 +182,12 @@ class TrainConfig:
             _int_or_none("backtrack_patience", self.backtrack_patience, 1)
             if self.backtrack is None:
                 raise ConfigError("backtrack_patience needs backtrack (a factor above 1)")
+        if self.no_progress_z is not None:
+            check_real("no_progress_z", self.no_progress_z, low=0.0, low_open=True)
+            if self.backtrack_patience is None:
+                raise ConfigError(
+                    "no_progress_z is read at a stall: it needs backtrack_patience (and backtrack)"
+                )
         if self.patience is not None:
             _int_or_none("patience", self.patience, 1)
             if self.keep != "best":

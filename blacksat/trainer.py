@@ -48,7 +48,7 @@ from blacksat.objective import Batch, Estimate, StepContext, add_costs
 from blacksat.space import ParamSpace
 from blacksat.train_config import ScheduleFactory, TrainConfig, make_schedule, optimizers
 
-StopReason = Literal["completed", "budget", "plateau"]
+StopReason = Literal["completed", "budget", "plateau", "no progress"]
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,10 @@ class TrainResult:
 
     Attributes:
         state: the final :class:`TrainState` (the last good state when stopped by the budget).
-        reason: ``"completed"`` (epochs / max_steps reached), ``"budget"``, or
-            ``"plateau"`` (``TrainConfig.patience`` steps without a new kept setting).
+        reason: ``"completed"`` (epochs / max_steps reached), ``"budget"``, ``"plateau"``
+            (``TrainConfig.patience`` steps without a new kept setting) or ``"no progress"``
+            (a stall before the loss ever fell by more than its noise:
+            ``TrainConfig.no_progress_z``).
         error: the :class:`~blacksat.errors.BudgetExhausted` that stopped the run, if any.
     """
 
@@ -272,6 +274,12 @@ class Trainer:
         stalled = (
             patience is not None and self._step - max(best.step, self._last_backtrack()) >= patience
         )
+        if (
+            stalled
+            and self._last_backtrack() >= 0
+            and self._hopeless([*(h["loss"] for h in self._history), loss])
+        ):
+            return False  # the run ends here instead (``_no_progress``)
         if not (loss > factor * best.best or stalled):
             return False
         with torch.no_grad():
@@ -285,6 +293,26 @@ class Trainer:
             self._sched.base_lrs = [0.5 * lr for lr in self._sched.base_lrs]
         best.average = best.best  # the average starts again from the kept setting's
         return True
+
+    def _hopeless(self, losses: list[float]) -> bool:
+        """``TrainConfig.no_progress_z``: the step losses so far never fell by more than their
+        noise."""
+        from blacksat.keep_best import progressed
+
+        z = self.config.no_progress_z
+        return z is not None and not progressed(losses, z, self.config.keep_smoothing)
+
+    def _no_progress(self) -> bool:
+        """The run reached a stall (``backtrack_patience`` steps after its kept setting or its
+        last backtrack, read after the last step) after a backtrack, and :meth:`_hopeless`: it
+        ends there."""
+        patience, best = self.config.backtrack_patience, self._best
+        if self.config.no_progress_z is None or patience is None or best is None:
+            return False
+        last = self._last_backtrack()
+        if best.theta is None or last < 0 or self._step - 1 - max(best.step, last) < patience:
+            return False
+        return self._hopeless([h["loss"] for h in self._history])
 
     def _last_backtrack(self) -> int:
         """The steps completed before the run's last backtrack (-1: none), from its history
@@ -400,7 +428,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{rec['loss']:.4g}", epoch=rec["epoch"], refresh=False)
                 if cfg.checkpoint_every is not None and self._step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-            if reason == "completed" and self._stalled():
+            if reason == "completed" and self._no_progress():
+                reason = "no progress"
+            elif reason == "completed" and self._stalled():
                 reason = "plateau"
             self._sync_ledger()
             self._elapsed = base + time.perf_counter() - t0
@@ -540,6 +570,7 @@ class Trainer:
             (cfg.max_steps is not None and self._step >= cfg.max_steps)
             or (cfg.epochs is not None and self._epoch >= cfg.epochs)
             or self._stalled()
+            or self._no_progress()
         )
 
     def _stalled(self) -> bool:

@@ -390,6 +390,23 @@ def _run_blacksat(
         )
     start = theta0 if plan is None else plan.initial(theta0)
     result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(start)
+    if plan is not None and result.reason == "no progress":
+        # the layered run stalled at chance: zeroth order with what is left (LAYERED_HANDOVER)
+        from blacksat.query_plan import plan_handover
+
+        spent = int(meter.ledger.reconfigurations)
+        zo = plan_handover(
+            plan, task, meter, theta0, spent=spent, seed=[int(seed), 12], steps=result.steps
+        )
+        built = build_estimator(zo.estimator_spec(), sat_spec, task=task, device=meter, chip=chip)
+        recorder = _Recorder(built.estimator, meter, rows=recorder.rows)
+        cfg = zo.train_config(
+            seed=seed,
+            max_steps=built.max_steps(zo.budget, spent=zo.calibration_reconfigurations),
+            progress=False,
+            train_digital=False,
+        )
+        result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(zo.initial(theta0))
     return result.theta, result.reason, recorder.rows
 
 
@@ -422,8 +439,9 @@ def method_specs(m: Method) -> tuple[Any, Any]:
 class _Recorder:
     """Wraps an estimator; records the ledger and minibatch loss after every estimate."""
 
-    def __init__(self, inner: Any, meter: Any) -> None:
-        self.inner, self.meter, self.rows = inner, meter, []
+    def __init__(self, inner: Any, meter: Any, rows: list[dict[str, Any]] | None = None) -> None:
+        self.inner, self.meter = inner, meter
+        self.rows: list[dict[str, Any]] = [] if rows is None else rows
         self.task, self.name = inner.task, getattr(inner, "name", "estimator")
 
     def __call__(self, theta: torch.Tensor, batch: Any, ctx: Any) -> Any:

@@ -12,9 +12,15 @@ A run directory holds:
                      identity ``log.device_id``; the final evaluation's queries under
                      ``<device_id>/evaluation``
 ``task.pt``          the state dicts of the task's digital layers (``front``, ``back``)
+``plan.json``        the query-only default's plan (a device with no model and no
+                     ``[estimator]``)
+``handover.json``    where that plan's layered run stalled before it progressed: the
+                     zeroth-order plan it handed over to and the ledger after its calibration
+``handover.pt``      that zeroth-order run's checkpoint
 ``result.json``      ``schema`` (``"blacksat.run/1"``), ``reason`` (``"completed"``,
-                     ``"budget"`` or ``"plateau"``), ``steps``, ``final_loss`` (last
-                     minibatch), ``theta``,
+                     ``"budget"``, ``"plateau"`` or ``"no progress"``), ``steps``,
+                     ``final_loss`` (last minibatch), ``theta``, ``query_plan`` and
+                     ``handed_over_from`` (the layered plan, or null),
                      ``accuracy`` (``chip``: full test split on the chip, through an unbudgeted
                      meter; ``model``: on the model named by ``model``, ``"nominal"`` or
                      ``"exact"``), ``ledger`` (what training spent), ``evaluation_ledger``,
@@ -26,9 +32,10 @@ A run directory holds:
                      (tables ``{"columns", "rows"}``; null without ``sweep``)
 ===================  ==========================================================================
 
-Resuming (``resume=True``) loads ``checkpoint.pt`` and restores the meter's ledger to what the
-run has spent: the larger of the checkpoint's ledger and the query log's total, so that queries
-sent after the last checkpoint (a crash) still count against the budget.
+Resuming (``resume=True``) loads ``checkpoint.pt`` (``handover.pt`` once a run has handed over)
+and restores the meter's ledger to what the run has spent: the larger of the checkpoint's ledger
+and the query log's total, so that queries sent after the last checkpoint (a crash) still count
+against the budget.
 """
 
 from __future__ import annotations
@@ -63,7 +70,8 @@ from blacksat.product.run_config import RunConfig
 RESULT_SCHEMA = "blacksat.run/1"
 EVALUATION_SCHEMA = "blacksat.evaluation/1"
 FILES = ("config.toml", "checkpoint.pt", "log.jsonl", "task.pt", "result.json")
-EXTRA_FILES = ("queries.sqlite", "evaluation.json", "plan.json")  # also part of a run when present
+#: also part of a run when present
+EXTRA_FILES = ("queries.sqlite", "evaluation.json", "plan.json", "handover.json", "handover.pt")
 
 
 @dataclass
@@ -226,7 +234,6 @@ def _planned_estimator(
     setup: Setup, out: Path, resume: bool, progress: bool = False
 ) -> tuple[Any, Any, Any]:
     """Plan (or, on resume, reload) the query-only default; its estimator and TrainConfig."""
-    from blacksat.builder import build_estimator
     from blacksat.query_plan import QueryPlan, plan_query_only
 
     config, info = setup.config, setup.query_plan
@@ -252,6 +259,15 @@ def _planned_estimator(
         )
         text = json.dumps(plan.to_dict(), indent=2)
         _atomic_write(path, lambda p: Path(p).write_text(text))
+    estimator, cfg = _plan_parts(setup, plan)
+    return estimator, cfg, plan
+
+
+def _plan_parts(setup: Setup, plan: Any) -> tuple[Any, Any]:
+    """The estimator and TrainConfig of a query plan on ``setup``'s device."""
+    from blacksat.builder import build_estimator
+
+    config = setup.config
     built = build_estimator(
         plan.estimator_spec(),
         config.sat,
@@ -263,8 +279,69 @@ def _planned_estimator(
         perturbations=device_perturbations(setup.chip, config.sat.perturbation),
     )
     steps = built.max_steps(plan.budget, spent=plan.calibration_reconfigurations)
-    cfg = plan.configure(config.train, max_steps=steps)
-    return built.estimator, cfg, plan
+    return built.estimator, plan.configure(config.train, max_steps=steps)
+
+
+def _hand_over(
+    setup: Setup, out: Path, plan: Any, result: Any, digital0: dict[str, Any], progress: bool
+) -> tuple[Any, Any]:
+    """A layered run ended with ``"no progress"`` (``LAYERED_HANDOVER``): the digital layers
+    back to where it started, the zeroth-order plan for what is left (``handover.json``, with
+    the ledger after its calibration) and its run (``handover.pt``)."""
+    from blacksat.query_plan import plan_handover
+
+    for name, sd in digital0.items():
+        if sd is not None:
+            getattr(setup.task, name).load_state_dict(sd)
+    zo = plan_handover(
+        plan, setup.task, setup.meter, setup.theta0,
+        spent=int(setup.meter.ledger.reconfigurations),
+        seed=[setup.config.train.seed, 12], steps=result.steps,
+    )  # fmt: skip
+    saved = {"plan": zo.to_dict(), "ledger": dataclasses.asdict(setup.meter.ledger)}
+    text = json.dumps(saved, indent=2)
+    _atomic_write(out / "handover.json", lambda p: Path(p).write_text(text))
+    return _run_handover(setup, out, zo, progress, None), zo
+
+
+def _resume_handover(setup: Setup, out: Path, logged: Ledger, progress: bool) -> tuple[Any, Any]:
+    """Resume a run that had handed over (``handover.json``): its zeroth-order run from
+    ``handover.pt``, or from its start if it saved no checkpoint yet; the meter's ledger is the
+    largest of the saved ones and the query log's total."""
+    from blacksat.checkpoint import load_checkpoint
+    from blacksat.query_plan import QueryPlan
+
+    path = out / "handover.json"
+    try:
+        saved = json.loads(path.read_text())
+        zo = QueryPlan.from_dict(saved["plan"])
+        ledger = Ledger(**saved["ledger"])
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise ConfigError(f"{str(path)!r} is not a handed-over plan: {exc}") from None
+    ckpt = out / "handover.pt"
+    state = load_checkpoint(ckpt) if ckpt.is_file() else None
+    spent = _fieldwise_max(ledger, logged)
+    setup.meter.restore(spent if state is None else _fieldwise_max(state.ledger, spent))
+    return _run_handover(setup, out, zo, progress, state), zo
+
+
+def _run_handover(setup: Setup, out: Path, zo: Any, progress: bool, state: Any) -> Any:
+    """Train (or, from ``state``, resume) the zeroth-order plan ``zo`` a layered run handed
+    over to."""
+    from blacksat.trainer import Trainer
+
+    estimator, cfg = _plan_parts(setup, zo)
+    trainer = Trainer(
+        setup.task,
+        estimator,
+        setup.space if setup.space is not None else setup.chip.space,
+        dataclasses.replace(cfg, progress=progress and setup.config.train.progress),
+        meter=setup.meter,
+        log_path=out / "log.jsonl",
+        checkpoint_path=out / "handover.pt",
+        saf=setup.config.saf.build(),
+    )
+    return trainer.resume(state) if state is not None else trainer.fit(zo.initial(setup.theta0))
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -390,24 +467,34 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             estimator, train_cfg, plan = _planned_estimator(
                 setup, out, resume, progress and config.train.progress
             )
-        cfg = dataclasses.replace(train_cfg, progress=progress and config.train.progress)
-        trainer = Trainer(
-            setup.task,
-            estimator,
-            setup.space if setup.space is not None else setup.chip.space,
-            cfg,
-            meter=setup.meter,
-            log_path=out / "log.jsonl",
-            checkpoint_path=ckpt,
-            saf=config.saf.build(),
-        )
-        if resume:
-            state = load_checkpoint(ckpt)
-            logged = qlog.spent(device=ident) if qlog is not None else Ledger()
-            setup.meter.restore(_fieldwise_max(state.ledger, logged))
-            result = trainer.resume(state)
+        logged = qlog.spent(device=ident) if (resume and qlog is not None) else Ledger()
+        layered = plan
+        if resume and plan is not None and (out / "handover.json").is_file():
+            result, plan = _resume_handover(setup, out, logged, progress)
         else:
-            result = trainer.fit(setup.theta0 if plan is None else plan.initial(setup.theta0))
+            cfg = dataclasses.replace(train_cfg, progress=progress and config.train.progress)
+            trainer = Trainer(
+                setup.task,
+                estimator,
+                setup.space if setup.space is not None else setup.chip.space,
+                cfg,
+                meter=setup.meter,
+                log_path=out / "log.jsonl",
+                checkpoint_path=ckpt,
+                saf=config.saf.build(),
+            )
+            digital0 = {
+                name: None if sd is None else {k: v.clone() for k, v in sd.items()}
+                for name, sd in _digital_state(setup.task).items()
+            }
+            if resume:
+                state = load_checkpoint(ckpt)
+                setup.meter.restore(_fieldwise_max(state.ledger, logged))
+                result = trainer.resume(state)
+            else:
+                result = trainer.fit(setup.theta0 if plan is None else plan.initial(setup.theta0))
+            if plan is not None and result.reason == "no progress":
+                result, plan = _hand_over(setup, out, plan, result, digital0, progress)
         _atomic_write(out / "task.pt", lambda p: torch.save(_digital_state(setup.task), p))
         ev = MeteredDevice(setup.chip)
         if qlog is not None:
@@ -430,6 +517,8 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
             "task": dict(setup.task.choices),
             "model": config.estimator.model,
             "query_plan": None if plan is None else plan.to_dict(),
+            # the layered plan a run handed over from (LAYERED_HANDOVER), else null
+            "handed_over_from": None if layered is plan else layered.to_dict(),
             "warnings": list(setup.warnings),
             "ledger": dataclasses.asdict(setup.meter.ledger),
             "evaluation_ledger": dataclasses.asdict(ev.ledger),

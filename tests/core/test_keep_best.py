@@ -321,3 +321,70 @@ def test_backtrack_patience_needs_backtrack_and_a_positive_count():
     for bad in (0, -2, 1.5):
         with pytest.raises(ConfigError, match="backtrack_patience"):
             TrainConfig(keep="best", backtrack=2.0, backtrack_patience=bad)
+
+
+# ---------------------------------------------------------------------- no progress
+class ReadsNoise(AutogradEst):
+    """A loss that is noise about a level (the dark start of a deep device: every estimate reads
+    noise), drawn from ``ctx.rng`` so a resume replays it."""
+
+    def __call__(self, theta, batch, ctx):
+        est = super().__call__(theta, batch, ctx)
+        loss = 2.3 + 0.01 * float(ctx.rng.standard_normal())
+        return type(est)(est.grad, loss, est.cost, est.digital_grads, est.logits)
+
+
+def noise_trainer(**kw):
+    config = cfg(
+        lr=0.05, epochs=None, max_steps=60, batch_size=None, keep="best",
+        backtrack=2.0, backtrack_patience=4, **kw,
+    )  # fmt: skip
+
+    def trainer(**trainer_kw):
+        task = make_task()
+        return Trainer(task, ReadsNoise(task, 0.0), SPACE, config, **trainer_kw)
+
+    return trainer
+
+
+def test_a_run_that_stalls_twice_without_progress_ends_there(tmp_path):
+    res = noise_trainer(no_progress_z=3.0)().fit(THETA0)
+    hist = res.state.history
+    events = [h["step"] for h in hist if h.get("backtracked")]
+    assert res.reason == "no progress" and res.steps < 60
+    # it went back once at its first stall, at half the step, and ended at its second
+    assert len(events) == 1
+    best = res.state.best
+    assert res.steps - 1 - max(best["step"], events[0] - 1) == 4
+    # without the test the same run backtracks at every stall and completes its steps
+    plain = noise_trainer()().fit(THETA0)
+    assert plain.reason == "completed" and plain.steps == 60
+    assert sum(bool(h.get("backtracked")) for h in plain.state.history) >= 3
+    assert [h["loss"] for h in plain.state.history[: res.steps]] == [h["loss"] for h in hist]
+    # an interrupted run resumed ends at the same step
+    path = tmp_path / "run.ckpt"
+    trainer = noise_trainer(no_progress_z=3.0)
+    cut_off_after(trainer(checkpoint_path=path), events[0] + 2)
+    again = trainer(checkpoint_path=path).resume(path)
+    assert again.reason == "no progress" and again.steps == res.steps
+    np.testing.assert_array_equal(again.theta, res.theta)
+
+
+def test_a_run_that_progressed_is_untouched_by_the_no_progress_test():
+    with_test, _, _ = uphill_run(
+        "best", keep_smoothing=0.0, backtrack=100.0, backtrack_patience=4, no_progress_z=3.0
+    )
+    plain, _, _ = uphill_run("best", keep_smoothing=0.0, backtrack=100.0, backtrack_patience=4)
+    assert with_test.reason == plain.reason == "completed"
+    assert sum(bool(h.get("backtracked")) for h in plain.state.history) >= 2
+    assert with_test.state.history == plain.state.history
+    np.testing.assert_array_equal(with_test.theta, plain.theta)
+
+
+def test_no_progress_z_needs_a_stall_to_read_and_a_positive_z():
+    with pytest.raises(ConfigError, match="needs backtrack_patience"):
+        TrainConfig(keep="best", backtrack=2.0, no_progress_z=3.0)
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ConfigError, match="no_progress_z"):
+            TrainConfig(keep="best", backtrack=2.0, backtrack_patience=4, no_progress_z=bad)
+    assert TrainConfig().no_progress_z is None

@@ -1022,3 +1022,48 @@ def test_late_switches_at_the_losses_plateau_for_good_and_resumes_so(small):
     fresh = make(plateau=1)
     fresh.load_state_dict(old)  # saved before the record: a fresh one
     assert fresh.switched is None and fresh.steps == live.steps
+
+
+def test_the_layered_plan_hands_over_where_it_never_progresses_and_only_a_layered_plan(small):
+    """The plan's run ends at a stall that comes before any progress (``no_progress_z``);
+    :func:`plan_handover` then plans zeroth order over what is left, from where the layered run
+    started; opted out, and in plans saved before the field, never."""
+    from blacksat.query_plan import LAYERED_HANDOVER, PROGRESS_Z, plan_handover
+
+    chip, task = small
+    meter = MeteredDevice(chip)
+    plan = plan_query_only(task, meter, chip.space.center, budget=300, batch_size=96, seed=0)
+    assert LAYERED_HANDOVER and plan.no_progress_z == PROGRESS_Z
+    cfg = plan.train_config(seed=0)
+    assert cfg.no_progress_z == PROGRESS_Z and cfg.backtrack_patience == LAYERED_PLATEAU
+    off = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_handover=False,
+    )  # fmt: skip
+    assert off.no_progress_z is None and off.train_config(seed=0).no_progress_z is None
+    skip = ("no_progress_z", "check_spread", "noise", "calibrated_sigma")  # nan, chip's noise
+    same = [k for k in plan.to_dict() if k not in skip]
+    assert [off.to_dict()[k] for k in same] == [plan.to_dict()[k] for k in same]
+    stall_less = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_backtrack_patience=None,
+    )  # fmt: skip
+    assert stall_less.no_progress_z is None  # the test is read at a stall
+    legacy = {k: v for k, v in plan.to_dict().items() if k != "no_progress_z"}
+    assert QueryPlan.from_dict(legacy).train_config(seed=0).no_progress_z is None
+
+    spent = meter.ledger.reconfigurations + 120  # as if the layered run had spent 120
+    zo = plan_handover(plan, task, meter, chip.space.center, spent=spent, seed=1, steps=9)
+    assert zo.estimator == "zeroth_order" and zo.budget == plan.budget == 300
+    assert zo.start["kind"] == "layered" and zo.start["outcome"] == "no progress"
+    left = 300 - spent
+    assert "9 steps" in zo.start["reason"] and f"{left} reconfigurations left" in zo.start["reason"]
+    assert zo.start["reconfigurations"] == spent and zo.start_theta is None
+    calibration = zo.calibration_reconfigurations - spent
+    assert 0 < calibration <= left // 4  # its own calibration, charged, within its quarter
+    assert zo.steps == (left - calibration) // (2 * zo.q) and zo.batch_size == 96
+    np.testing.assert_array_equal(zo.initial(chip.space.center), chip.space.center)
+    with pytest.raises(ConfigError, match="nothing is left"):
+        plan_handover(plan, task, meter, chip.space.center, spent=300)
+    with pytest.raises(ConfigError, match="only a layered plan hands over"):
+        plan_handover(zo, task, meter, chip.space.center, spent=10)

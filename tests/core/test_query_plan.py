@@ -244,3 +244,35 @@ def test_measure_cost_fits_reconfiguration_and_sample_times():
     assert cm.seconds_per_sample == pytest.approx(0.001)
     with pytest.raises(ConfigError, match="two inputs"):
         measure_cost(meter, chip.space.center, x[:1])
+
+
+def test_compare_method_blacksat_hands_over_a_layered_run_that_never_progresses(monkeypatch):
+    """Four MRR banks of 16 from the box centre: the layered run reads noise; at its second
+    stall (shortened here to 3 steps) it hands over, and zeroth order spends the rest."""
+    import dataclasses
+
+    import blacksat.query_plan as qp
+    from blacksat.product.compare import Scenario, run_one
+
+    real_configure, real_handover, handed = qp.QueryPlan.configure, qp.plan_handover, []
+
+    def configure(self, cfg, *, max_steps=None):
+        out = real_configure(self, cfg, max_steps=max_steps)
+        short = out.backtrack_patience is not None
+        return dataclasses.replace(out, backtrack_patience=3) if short else out
+
+    def handover(plan, *args, **kwargs):
+        zo = real_handover(plan, *args, **kwargs)
+        handed.append((plan, kwargs["spent"], zo))
+        return zo
+
+    monkeypatch.setattr(qp.QueryPlan, "configure", configure)
+    monkeypatch.setattr(qp, "plan_handover", handover)
+    sc = Scenario(device="mrr", device_kwargs={"layer_sizes": (64, 16, 16, 16, 10)})
+    row = run_one("blacksat", sc, 0, 0, 600)
+    assert len(handed) == 1
+    layered, spent, zo = handed[0]
+    assert layered.estimator == "layered_response" and zo.estimator == "zeroth_order"
+    assert 0 < spent < 300 and zo.calibration_reconfigurations > spent
+    assert 600 - 2 * zo.q < row["reconfigurations"] <= 600  # zeroth order spent the rest
+    assert row["stop"] == "completed"

@@ -218,3 +218,76 @@ def test_a_run_keeps_what_the_plans_linear_check_read(tmp_path):
     plan = report["query_plan"]
     assert plan["estimator"] == "layered_response" and 0.0 < plan["check_spread"] < 20.0
     assert report["ledger"]["reconfigurations"] <= 60
+
+
+def _short_stalls(monkeypatch):
+    """The layered run's stall after 3 steps instead of LAYERED_BACKTRACK_PATIENCE (a short
+    test run reaches two of them)."""
+    import dataclasses
+
+    import blacksat.product.run as run
+
+    real = run._plan_parts
+
+    def parts(setup, plan):
+        estimator, cfg = real(setup, plan)
+        if cfg.backtrack_patience is not None:
+            cfg = dataclasses.replace(cfg, backtrack_patience=3)
+        return estimator, cfg
+
+    monkeypatch.setattr(run, "_plan_parts", parts)
+
+
+def test_a_layered_run_that_never_progresses_hands_over_to_zeroth_order(tmp_path, monkeypatch):
+    """Four MRR banks of 16 from the box centre: the layered run reads noise, stalls twice
+    without progress and the zeroth-order plan continues with what is left, from where it
+    started; an interrupted run resumed in either phase ends as the uninterrupted one."""
+    from blacksat.product.cli import main
+    from blacksat.trainer import Trainer
+
+    _short_stalls(monkeypatch)
+    (tmp_path / "dim.toml").write_text(
+        '[device]\nfactory = "opaque_lab:dim_network"\n[task]\ndataset = "digits"\n'
+        "[train]\nprogress = false\n[budget]\nreconfigurations = 400\n"
+    )
+    cfg = str(tmp_path / "dim.toml")
+    real, calls = Trainer._one_step, [0]
+
+    def counted(self):
+        calls[0] += 1
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "_one_step", counted)
+    assert main(["train", "--config", cfg, "--out", str(tmp_path / "whole"), "--quiet"]) == 0
+    whole = json.loads((tmp_path / "whole" / "result.json").read_text())
+    layered, plan = whole["handed_over_from"], whole["query_plan"]
+    assert layered["estimator"] == "layered_response" and layered["no_progress_z"] == 3.0
+    assert plan["estimator"] == "zeroth_order" and plan["budget"] == 400
+    assert plan["start"]["kind"] == "layered" and plan["start"]["outcome"] == "no progress"
+    assert plan["start_theta"] is None  # from where the layered run started
+    assert plan["calibration_reconfigurations"] > plan["start"]["reconfigurations"] > 0
+    assert whole["reason"] == "completed" and whole["steps"] == plan["steps"] > 0
+    assert whole["ledger"]["reconfigurations"] <= 400
+    assert (tmp_path / "whole" / "handover.json").is_file()
+    assert (tmp_path / "whole" / "handover.pt").is_file()
+    total = calls[0]
+    first = total - whole["steps"]  # the layered run's steps
+    for cut, name in ((first - 2, "in-layered"), (total - 3, "in-zeroth-order")):
+        done = [0]
+
+        def step(self, done=done, cut=cut):
+            if done[0] == cut:
+                raise KeyboardInterrupt
+            done[0] += 1
+            return real(self)
+
+        monkeypatch.setattr(Trainer, "_one_step", step)
+        with pytest.raises(SystemExit):
+            main(["train", "--config", cfg, "--out", str(tmp_path / name), "--quiet"])
+        monkeypatch.setattr(Trainer, "_one_step", real)
+        assert (tmp_path / name / "handover.json").is_file() == (name == "in-zeroth-order")
+        assert main(["train", "--out", str(tmp_path / name), "--resume", "--quiet"]) == 0
+        again = json.loads((tmp_path / name / "result.json").read_text())
+        assert json.dumps(again["query_plan"]) == json.dumps(plan), name
+        assert again["theta"] == whole["theta"] and again["steps"] == whole["steps"], name
+        assert again["ledger"] == whole["ledger"], name
