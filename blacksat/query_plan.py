@@ -1086,7 +1086,7 @@ def plan_handover(
     )  # fmt: skip
     ran = "" if steps is None else f"{steps} steps, "
     report = {
-        "kind": "layered",
+        "kind": "handover",
         "outcome": "no progress",
         "reason": (
             f"the layered response ran {ran}stalled twice ({plan.backtrack_patience} steps "

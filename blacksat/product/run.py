@@ -646,6 +646,11 @@ def _start_markdown(start: dict[str, Any] | None) -> str:
     """The surrogate start's outcome, as a clause of :func:`plan_markdown`."""
     if not start:
         return ""
+    if start.get("kind") == "handover":
+        return (
+            f"; it continues a layered run that made no progress: {start['reason']} "
+            f"({start['reconfigurations']} reconfigurations, its plan's calibration included)"
+        )
     return (
         f"; {start.get('kind', 'surrogate')} start {start['outcome']}: {start['reason']} "
         f"({start['reconfigurations']} reconfigurations)"

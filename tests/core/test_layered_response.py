@@ -1055,7 +1055,7 @@ def test_the_layered_plan_hands_over_where_it_never_progresses_and_only_a_layere
     spent = meter.ledger.reconfigurations + 120  # as if the layered run had spent 120
     zo = plan_handover(plan, task, meter, chip.space.center, spent=spent, seed=1, steps=9)
     assert zo.estimator == "zeroth_order" and zo.budget == plan.budget == 300
-    assert zo.start["kind"] == "layered" and zo.start["outcome"] == "no progress"
+    assert zo.start["kind"] == "handover" and zo.start["outcome"] == "no progress"
     left = 300 - spent
     assert "9 steps" in zo.start["reason"] and f"{left} reconfigurations left" in zo.start["reason"]
     assert zo.start["reconfigurations"] == spent and zo.start_theta is None

@@ -263,11 +263,15 @@ def test_a_layered_run_that_never_progresses_hands_over_to_zeroth_order(tmp_path
     layered, plan = whole["handed_over_from"], whole["query_plan"]
     assert layered["estimator"] == "layered_response" and layered["no_progress_z"] == 3.0
     assert plan["estimator"] == "zeroth_order" and plan["budget"] == 400
-    assert plan["start"]["kind"] == "layered" and plan["start"]["outcome"] == "no progress"
+    assert plan["start"]["kind"] == "handover" and plan["start"]["outcome"] == "no progress"
     assert plan["start_theta"] is None  # from where the layered run started
     assert plan["calibration_reconfigurations"] > plan["start"]["reconfigurations"] > 0
     assert whole["reason"] == "completed" and whole["steps"] == plan["steps"] > 0
     assert whole["ledger"]["reconfigurations"] <= 400
+    from blacksat.product.run import result_markdown
+
+    line = result_markdown(whole, tmp_path / "whole")
+    assert "continues a layered run that made no progress" in line and "stalled twice" in line
     assert (tmp_path / "whole" / "handover.json").is_file()
     assert (tmp_path / "whole" / "handover.pt").is_file()
     total = calls[0]
