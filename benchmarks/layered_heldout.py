@@ -50,12 +50,13 @@ default (``LAYERED_WEAK_CHECK`` = 0):
 - ``mrr-sigmoid``: the MRR network's 64 -> 32 -> 10 with modulators that saturate (a sigmoid
   O/E/O response, ``activation="sigmoid"``; 2,368 rings).
 
-Where the layered response is the plan, a run that stalls twice before its loss ever fell by
-more than its noise now hands over to the zeroth-order plan (``LAYERED_HANDOVER``; the method
-``no handover`` is the default without it, ``layered_handover=False``). It was chosen on the
-reported chips of ``mrr-4-narrow`` (where it answers the stall at chance) and ``mrr-3-narrow``
-(where handing over at the first stall lost a run that leaves its start slowly), so those are
-its tuning shapes; three shapes added after it was frozen check it where nothing was chosen:
+Where the layered response is the plan on readings that stand less than ``WEAK_CHECK`` times
+above their noise, a run that stalls twice before its loss ever fell by more than its noise now
+hands over to the zeroth-order plan (``LAYERED_HANDOVER``; the method ``no handover`` is the
+default without it, ``layered_handover=False``). It was chosen on the reported chips of
+``mrr-4-narrow`` (where it answers the stall at chance) and ``mrr-3-narrow`` (where handing over
+at the first stall lost a run that leaves its start slowly), so those are its tuning shapes;
+three shapes added after it was frozen check it where nothing was chosen:
 
 - ``mrr-4``: four MRR banks, 64 -> 32 -> 16 -> 16 -> 10 (2,816 rings);
 - ``mrr-sharp``: the MRR network's 64 -> 32 -> 10 with rings of half the linewidth (0.08);

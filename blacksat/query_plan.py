@@ -38,11 +38,11 @@ the loss is computed offline on the whole training split through the response id
 current setting, read on as many training samples as the probes have inputs (``LAYERED_ANCHOR``),
 and the run's samples per reconfiguration are its probe inputs; a step whose loss jumps sends it
 back to its kept setting at half the step (``LAYERED_BACKTRACK``), and so does a stall, a kept
-setting that many steps old (``LAYERED_BACKTRACK_PATIENCE``). A layered run that stalls a
-second time before its loss ever fell by more than its noise ends there, and
-:func:`plan_handover` plans the zeroth-order run over what is left, from where it started
-(``LAYERED_HANDOVER``: the check cannot tell a device whose readings stand a few times above their
-noise, the run's own losses can). Where a device declares its
+setting that many steps old (``LAYERED_BACKTRACK_PATIENCE``). Where the check's readings stood
+only a few times above their noise (``WEAK_CHECK``: the check cannot tell a linear response from
+noise there; the run's own losses can), a layered run that stalls a second time before its loss
+ever fell by more than its noise ends there, and :func:`plan_handover` plans the zeroth-order run
+over what is left, from where it started (``LAYERED_HANDOVER``). Where a device declares its
 wiring but its readings are not a linear map of the inputs, the layered response runs as a start,
 here and charged to the budget, until its plateau, and the zeroth-order run continues from its
 best setting (``LAYERED_START``; from where it started, as without the start, where the start's
@@ -290,15 +290,18 @@ LAYERED_WEAK_CHECK = 0.0
 #: held-out shapes' reported chips the starts that trained read 9.5-259 of them, the four-bank
 #: network's chance lows 0.0-0.7 (scratch runs, the closing notes)
 PROGRESS_Z = 3.0
-#: the layered run that is the plan (its linear check passed) hands over to the zeroth-order plan
-#: at its second stall (``LAYERED_BACKTRACK_PATIENCE`` steps without a new kept setting, the
-#: first answered by going back at half the step) if by then it has not progressed
-#: (:func:`start_progressed`, ``PROGRESS_Z``): it ends there (``TrainConfig.no_progress_z``,
-#: reason ``"no progress"``) and :func:`plan_handover` plans the zeroth-order run over what is
-#: left of the budget, from where the layered run started. The run itself tells a device the
-#: layered response trains from one it does not, which its linear check cannot where the
-#: readings stand a few times above their noise (``WEAK_CHECK``). A run that progressed is
-#: untouched, step for step. No constant of its own. Chosen on the reported chips of two
+#: where the plan's own linear check passed on readings that stand less than ``WEAK_CHECK`` times
+#: above their noise (the check cannot tell a linear response from noise there), the layered
+#: run that is the plan hands over to the zeroth-order plan at its second stall
+#: (``LAYERED_BACKTRACK_PATIENCE`` steps without a new kept setting, the first answered by going
+#: back at half the step) if by then it has not progressed (:func:`start_progressed`,
+#: ``PROGRESS_Z``): it ends there (``TrainConfig.no_progress_z``, reason ``"no progress"``) and
+#: :func:`plan_handover` plans the zeroth-order run over what is left of the budget, from where
+#: the layered run started. The run's own losses tell a device the layered response trains from
+#: one it does not, where the check cannot. Elsewhere it is not armed: a run that starts bright
+#: and flat (a trained surrogate start, already at its optimum, reads no progress either) keeps
+#: the layered response. A run that progressed is untouched, step for step. No constant of its
+#: own. Chosen on the reported chips of two
 #: held-out shapes (``benchmarks/layered_heldout.py``): on four MRR banks of 16 the layered run
 #: stays at chance and the handover took 5,000 reconfigurations from 10.7 to about 41 % (scratch
 #: runs); handing over at the first stall lost a run of three banks of 16 that leaves its dark
@@ -747,8 +750,10 @@ def plan_query_only(
         layered_weak_check: the plan's own linear check is refused where its readings stand
             less than this many times above their noise's variance (0: never, the default,
             :data:`LAYERED_WEAK_CHECK`; :data:`WEAK_CHECK` is the threshold measured).
-        layered_handover: a layered run that stalls before it progressed ends there, for
-            :func:`plan_handover` to continue with zeroth order (:data:`LAYERED_HANDOVER`).
+        layered_handover: where the plan's own linear check read its readings less than
+            :data:`WEAK_CHECK` times above their noise, a layered run that stalls twice before it
+            progressed ends there, for :func:`plan_handover` to continue with zeroth order
+            (:data:`LAYERED_HANDOVER`).
         fine_tune: ``theta`` is a trained start (the zeroth-order learning rate is then at most
             ``fine_tune_lr``, as after a surrogate start that trained).
         progress: a progress bar over the layered start's steps (on stderr).
@@ -1214,7 +1219,11 @@ def _layered_plan(
         check_spread=check_spread,
         no_progress_z=(
             PROGRESS_Z
-            if handover and check and backtrack is not None and backtrack_patience is not None
+            if handover
+            and check_spread is not None
+            and check_spread < WEAK_CHECK
+            and backtrack is not None
+            and backtrack_patience is not None
             else None
         ),
     )

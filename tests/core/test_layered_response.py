@@ -1025,14 +1025,23 @@ def test_late_switches_at_the_losses_plateau_for_good_and_resumes_so(small):
 
 
 def test_the_layered_plan_hands_over_where_it_never_progresses_and_only_a_layered_plan(small):
-    """The plan's run ends at a stall that comes before any progress (``no_progress_z``);
-    :func:`plan_handover` then plans zeroth order over what is left, from where the layered run
-    started; opted out, and in plans saved before the field, never."""
-    from blacksat.query_plan import LAYERED_HANDOVER, PROGRESS_Z, plan_handover
+    """Where the plan's linear check passed on readings barely above their noise (four MRR
+    banks of 16), the plan's run ends at a second stall that comes before any progress
+    (``no_progress_z``); :func:`plan_handover` then plans zeroth order over what is left, from
+    where the layered run started. A bright network's plan, one opted out, and plans saved
+    before the field, never."""
+    from blacksat.query_plan import LAYERED_HANDOVER, PROGRESS_Z, WEAK_CHECK, plan_handover
 
-    chip, task = small
+    bright_chip, bright_task = small
+    bright = plan_query_only(
+        bright_task, MeteredDevice(bright_chip), bright_chip.space.center, budget=300,
+        batch_size=96, seed=0,
+    )  # fmt: skip
+    assert bright.check_spread > WEAK_CHECK and bright.no_progress_z is None
+    chip, task = _mrr((64, 16, 16, 16, 10))
     meter = MeteredDevice(chip)
     plan = plan_query_only(task, meter, chip.space.center, budget=300, batch_size=96, seed=0)
+    assert plan.estimator == "layered_response" and plan.check_spread < WEAK_CHECK
     assert LAYERED_HANDOVER and plan.no_progress_z == PROGRESS_Z
     cfg = plan.train_config(seed=0)
     assert cfg.no_progress_z == PROGRESS_Z and cfg.backtrack_patience == LAYERED_PLATEAU
