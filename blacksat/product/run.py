@@ -622,7 +622,12 @@ def plan_markdown(plan: dict[str, Any]) -> str:
         f"{plan['steps']} steps of {2 * plan['q']} settings, "
         f"{'the full training split' if batch is None else f'{batch} samples'} per setting"
         + _keep_markdown(plan)
-        + f"; the calibration spent {plan['calibration_reconfigurations']} of "
+        + (
+            "; the layered run and the calibration spent"
+            if (plan.get("start") or {}).get("kind") == "handover"
+            else "; the calibration spent"
+        )
+        + f" {plan['calibration_reconfigurations']} of "
         f"{plan['budget']} reconfigurations (loss noise {plan['noise']:.3g})"
         + _start_markdown(plan.get("start"))
     )

@@ -272,6 +272,7 @@ def test_a_layered_run_that_never_progresses_hands_over_to_zeroth_order(tmp_path
 
     line = result_markdown(whole, tmp_path / "whole")
     assert "continues a layered run that made no progress" in line and "stalled twice" in line
+    assert "the layered run and the calibration spent" in line
     assert (tmp_path / "whole" / "handover.json").is_file()
     assert (tmp_path / "whole" / "handover.pt").is_file()
     total = calls[0]
