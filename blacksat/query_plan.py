@@ -504,10 +504,10 @@ class QueryPlan:
             (:func:`linear_response_check`), the readings' variance over the inputs in units of
             the readout noise's variance (``None``: the check did not run; a few means the check
             says little, :data:`WEAK_CHECK`).
-        no_progress_z: the run's ``TrainConfig.no_progress_z``: a layered run that stalls before
-            it progressed ends there (``"no progress"``) and :func:`plan_handover` continues it
-            (:data:`LAYERED_HANDOVER`; ``None``: never, plans saved before the field, as they
-            ran).
+        no_progress_z: the run's ``TrainConfig.no_progress_z``: a layered run that stalls twice
+            before it progressed ends there (``"no progress"``) and :func:`plan_handover`
+            continues it (:data:`LAYERED_HANDOVER`, armed on a weak check; ``None``: never, plans
+            saved before the field, as they ran).
     """
 
     q: int
