@@ -274,12 +274,6 @@ class Trainer:
         stalled = (
             patience is not None and self._step - max(best.step, self._last_backtrack()) >= patience
         )
-        if (
-            stalled
-            and self._last_backtrack() >= 0
-            and self._hopeless([*(h["loss"] for h in self._history), loss])
-        ):
-            return False  # the run ends here instead (``_no_progress``)
         if not (loss > factor * best.best or stalled):
             return False
         with torch.no_grad():
@@ -294,25 +288,26 @@ class Trainer:
         best.average = best.best  # the average starts again from the kept setting's
         return True
 
-    def _hopeless(self, losses: list[float]) -> bool:
-        """``TrainConfig.no_progress_z``: the step losses so far never fell by more than their
-        noise."""
+    def _gives_up(self, loss: float) -> bool:
+        """``TrainConfig.no_progress_z``: after the step that read ``loss``, the run is at a
+        stall (``backtrack_patience`` steps after its kept setting or its last backtrack), has
+        backtracked before, and its step losses never fell by more than their noise
+        (:func:`~blacksat.keep_best.progressed`): it ends here instead of backtracking again."""
         from blacksat.keep_best import progressed
 
-        z = self.config.no_progress_z
-        return z is not None and not progressed(losses, z, self.config.keep_smoothing)
-
-    def _no_progress(self) -> bool:
-        """The run reached a stall (``backtrack_patience`` steps after its kept setting or its
-        last backtrack, read after the last step) after a backtrack, and :meth:`_hopeless`: it
-        ends there."""
-        patience, best = self.config.backtrack_patience, self._best
-        if self.config.no_progress_z is None or patience is None or best is None:
+        z, patience, best = self.config.no_progress_z, self.config.backtrack_patience, self._best
+        if z is None or patience is None or best is None or best.theta is None:
             return False
         last = self._last_backtrack()
-        if best.theta is None or last < 0 or self._step - 1 - max(best.step, last) < patience:
+        if last < 0 or self._step - max(best.step, last) < patience:
             return False
-        return self._hopeless([h["loss"] for h in self._history])
+        losses = [*(h["loss"] for h in self._history), loss]
+        return not progressed(losses, z, self.config.keep_smoothing)
+
+    def _no_progress(self) -> bool:
+        """The last step gave up (:meth:`_gives_up`; recorded in the history, which the
+        checkpoint keeps)."""
+        return bool(self._history) and bool(self._history[-1].get("no_progress"))
 
     def _last_backtrack(self) -> int:
         """The steps completed before the run's last backtrack (-1: none), from its history
@@ -493,7 +488,8 @@ class Trainer:
                 self._sched.step(loss)
             else:
                 self._sched.step()
-        backtracked = self._backtrack(loss)
+        gave_up = self._gives_up(loss)
+        backtracked = not gave_up and self._backtrack(loss)
         if self.saf is not None and est.logits is not None:
             self.saf.record(batch, est.logits, epoch)
         self._offset += len(index)
@@ -508,6 +504,8 @@ class Trainer:
         hist = {"step": self._step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm}
         if backtracked:
             hist["backtracked"] = True
+        if gave_up:
+            hist["no_progress"] = True
         self._history.append(hist)
         self._clean = True
         return {"event": "step", **hist, "batch": len(batch), "ledger": _ledger_dict(self._ledger)}

@@ -374,22 +374,27 @@ def _run_blacksat(
             task, meter, theta0, budget=budget, batch_size=batch, seed=[int(seed), 11]
         )
         estimator = plan.estimator_spec()
-    try:
-        built = build_estimator(estimator, sat_spec, task=task, device=meter, chip=chip)
-    except ConfigError as exc:
-        raise ConfigError(f"method {m.name!r}: {exc}") from None
-    recorder = _Recorder(built.estimator, meter)
-    if plan is None:
-        cfg = m.train_config(max_steps=built.max_steps(budget), seed=seed)
-    else:
-        cfg = plan.train_config(
-            seed=seed,
-            max_steps=built.max_steps(budget, spent=plan.calibration_reconfigurations),
-            progress=False,
-            train_digital=False,
-        )
-    start = theta0 if plan is None else plan.initial(theta0)
-    result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(start)
+    rows: list[dict[str, Any]] = []
+
+    def fit(spec: Any, plan: Any, start: np.ndarray) -> Any:
+        """One run of ``spec``, sized by ``plan`` (``None``: the method's own settings)."""
+        try:
+            built = build_estimator(spec, sat_spec, task=task, device=meter, chip=chip)
+        except ConfigError as exc:
+            raise ConfigError(f"method {m.name!r}: {exc}") from None
+        if plan is None:
+            cfg = m.train_config(max_steps=built.max_steps(budget), seed=seed)
+        else:
+            cfg = plan.train_config(
+                seed=seed,
+                max_steps=built.max_steps(plan.budget, spent=plan.calibration_reconfigurations),
+                progress=False,
+                train_digital=False,
+            )
+        recorder = _Recorder(built.estimator, meter, rows)
+        return Trainer(task, recorder, chip.space, cfg, meter=meter).fit(start)
+
+    result = fit(estimator, plan, theta0 if plan is None else plan.initial(theta0))
     if plan is not None and result.reason == "no progress":
         # the layered run stalled at chance: zeroth order with what is left (LAYERED_HANDOVER)
         from blacksat.query_plan import plan_handover
@@ -398,16 +403,8 @@ def _run_blacksat(
         zo = plan_handover(
             plan, task, meter, theta0, spent=spent, seed=[int(seed), 12], steps=result.steps
         )
-        built = build_estimator(zo.estimator_spec(), sat_spec, task=task, device=meter, chip=chip)
-        recorder = _Recorder(built.estimator, meter, rows=recorder.rows)
-        cfg = zo.train_config(
-            seed=seed,
-            max_steps=built.max_steps(zo.budget, spent=zo.calibration_reconfigurations),
-            progress=False,
-            train_digital=False,
-        )
-        result = Trainer(task, recorder, chip.space, cfg, meter=meter).fit(zo.initial(theta0))
-    return result.theta, result.reason, recorder.rows
+        result = fit(zo.estimator_spec(), zo, zo.initial(theta0))
+    return result.theta, result.reason, rows
 
 
 def method_specs(m: Method) -> tuple[Any, Any]:

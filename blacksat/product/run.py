@@ -328,20 +328,28 @@ def _resume_handover(setup: Setup, out: Path, logged: Ledger, progress: bool) ->
 def _run_handover(setup: Setup, out: Path, zo: Any, progress: bool, state: Any) -> Any:
     """Train (or, from ``state``, resume) the zeroth-order plan ``zo`` a layered run handed
     over to."""
+    estimator, cfg = _plan_parts(setup, zo)
+    trainer = _trainer(setup, estimator, cfg, out, "handover.pt", progress)
+    return trainer.resume(state) if state is not None else trainer.fit(zo.initial(setup.theta0))
+
+
+def _trainer(
+    setup: Setup, estimator: Any, cfg: Any, out: Path, checkpoint: str, progress: bool
+) -> Any:
+    """The run's :class:`~blacksat.trainer.Trainer` of ``estimator`` (its log in ``log.jsonl``,
+    its checkpoint ``out / checkpoint``)."""
     from blacksat.trainer import Trainer
 
-    estimator, cfg = _plan_parts(setup, zo)
-    trainer = Trainer(
+    return Trainer(
         setup.task,
         estimator,
         setup.space if setup.space is not None else setup.chip.space,
         dataclasses.replace(cfg, progress=progress and setup.config.train.progress),
         meter=setup.meter,
         log_path=out / "log.jsonl",
-        checkpoint_path=out / "handover.pt",
+        checkpoint_path=out / checkpoint,
         saf=setup.config.saf.build(),
     )
-    return trainer.resume(state) if state is not None else trainer.fit(zo.initial(setup.theta0))
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -449,7 +457,6 @@ def _check_resumable(config: RunConfig, out: Path) -> None:
 def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, Any]:
     from blacksat.checkpoint import load_checkpoint
     from blacksat.querylog import QueryLog
-    from blacksat.trainer import Trainer
 
     t0 = time.perf_counter()
     config = setup.config
@@ -472,17 +479,7 @@ def _train(setup: Setup, out: Path, resume: bool, progress: bool) -> dict[str, A
         if resume and plan is not None and (out / "handover.json").is_file():
             result, plan = _resume_handover(setup, out, logged, progress)
         else:
-            cfg = dataclasses.replace(train_cfg, progress=progress and config.train.progress)
-            trainer = Trainer(
-                setup.task,
-                estimator,
-                setup.space if setup.space is not None else setup.chip.space,
-                cfg,
-                meter=setup.meter,
-                log_path=out / "log.jsonl",
-                checkpoint_path=ckpt,
-                saf=config.saf.build(),
-            )
+            trainer = _trainer(setup, estimator, train_cfg, out, ckpt.name, progress)
             digital0 = {
                 name: None if sd is None else {k: v.clone() for k, v in sd.items()}
                 for name, sd in _digital_state(setup.task).items()
