@@ -45,8 +45,9 @@ def test_the_report_renders_from_rows(tmp_path, monkeypatch):
     d = tmp_path / "crossbar" / "equal-samples"
     d.mkdir(parents=True)
     acc = {"blacksat": (0.5, 0.9), "cma": (0.6, 0.8), "pepg": (0.2, 0.3)}
+    slope = {"blacksat": 0.01, "cma": 0.02, "pepg": 0.01}  # paired differences vary by seed
     rows = [
-        {"method": m, "budget": b, "seed": s, "test_accuracy": a[i] + 0.01 * s}
+        {"method": m, "budget": b, "seed": s, "test_accuracy": a[i] + slope[m] * s}
         for m, a in acc.items()
         for i, b in enumerate((100, 1000))
         for s in range(3)
@@ -56,9 +57,11 @@ def test_the_report_renders_from_rows(tmp_path, monkeypatch):
     (tmp_path / "crossbar" / "white_box.json").write_text(json.dumps(wb))
     M.publish()
     body = written["query_efficiency"]
-    assert "| crossbar | 100 | 51.0 | cma 61.0 | -10.0 | 95.0 |" in body
-    assert "| crossbar | 1,000 | 91.0 | cma 81.0 | +10.0 | 95.0 |" in body
+    # seed by seed blacksat - cma: -10, -11, -12 at 100 and +10, +9, +8 at 1,000 (std 1, se 0.58)
+    assert "| crossbar | 100 | 51.0 | cma 62.0 | -11.0 ± 0.6 | 95.0 |" in body
+    assert "| crossbar | 1,000 | 91.0 | cma 82.0 | +9.0 ± 0.6 | 95.0 |" in body
     assert "blacksat >= the best baseline in 1 of 2" in body
+    assert "beyond twice its standard error in 1 cells ahead and 1 behind" in body
     assert (tmp_path / "accuracy_vs_reconfigurations.png").is_file()
 
 

@@ -39,3 +39,34 @@ def test_a_variant_reaches_the_plan(monkeypatch):
     row = M.tuning_run("beta1=0.9", "crossbar", 40, 100)
     assert seen == [0.9] and qp.plan_query_only is spy  # restored after the run
     assert 0 < row["reconfigurations"] <= 40 and 0.0 <= row["accuracy"] <= 100.0
+
+
+def test_the_reseeded_default_moves_every_seed_but_the_chips(monkeypatch):
+    import blacksat.product.compare as compare
+
+    calls = []
+
+    def fake_run_one(method, scenario, seed, chip, budget):
+        calls.append((seed, chip))
+        return {"test_accuracy": 0.5, "reconfigurations": budget, "wall_s": 0.0}
+
+    monkeypatch.setattr(compare, "run_one", fake_run_one)
+    M.tuning_run("default", "crossbar", 40, 101)
+    M.tuning_run(M.RESEED, "crossbar", 40, 101)
+    assert calls == [(101, 101), (101 + M.RESEED_OFFSET, 101)]
+
+
+def test_a_cell_counts_as_resolved_beyond_twice_its_standard_error():
+    # mean 2, std 1 over 4 chips: standard error 0.5, so 2 > 2 * 0.5
+    assert M._resolved([1.0, 2.0, 3.0, 2.0])
+    # mean 1, std 1.63: standard error 0.82
+    assert not M._resolved([-1.0, 1.0, 3.0, 1.0])
+    assert not M._resolved([5.0])  # one chip has no standard error
+    rows = [
+        {"variant": v, "config": "crossbar", "budget": 250, "chip": c, "accuracy": a}
+        for v, accs in (("default", (80.0, 84.0, 82.0)), (M.RESEED, (80.5, 83.0, 82.5)))
+        for c, a in zip((100, 101, 102), accs, strict=True)
+    ]
+    body = M.section(SavedRows(rows, "query_plan_tuning"))
+    assert f"- `{M.RESEED}` against `default`: +0.0 over 1 cells" in body
+    assert "beyond twice its standard error over the chips in 0)" in body
