@@ -244,12 +244,27 @@ POWERED_VARIANTS: dict[str, dict[str, Any]] = {
     "layered beta1=0.8": {"layered_beta1": 0.8},
     "layered operating point off": {"layered_operating_point": "off"},
     "layered operating point on (now)": {"layered_operating_point": "on"},
+    "zeroth-order q=2 (now)": {"q": 2},
+    "zeroth-order beta1=0.9 (now)": {"beta1": 0.9},
+    "no surrogate start (now)": {"start": False},
 }
 #: powered cells: (configuration, budget) -> the variants run there beside the default. The
 #: MRR network at 500 reconfigurations is where the physics-free study's target for local
 #: devices is missed by 0.2 points (``physics_free.py``): do the layered response's constants
 #: leave anything there?
-POWERED: dict[tuple[str, int], tuple[str, ...]] = {("mrr", 500): tuple(POWERED_VARIANTS)}
+#: The MZI at 1,000 and 5,000: the zeroth-order plan's directions a step and momentum were
+#: chosen when the crossbar and the MRR network also ran it (they now run the layered response),
+#: and its surrogate start spends 30 reconfigurations there before it stops
+_ZEROTH_ORDER = (
+    "zeroth-order q=2 (now)",
+    "zeroth-order beta1=0.9 (now)",
+    "no surrogate start (now)",
+)
+POWERED: dict[tuple[str, int], tuple[str, ...]] = {
+    ("mrr", 500): tuple(v for v in POWERED_VARIANTS if v.startswith("layered ")),
+    ("mzi-0.05", 1000): _ZEROTH_ORDER,
+    ("mzi-0.05", 5000): _ZEROTH_ORDER,
+}
 #: variants that run another variant's code path, query for query, on some configurations (that
 #: variant's rows stand for theirs there): the start probes a network of banks only on ``mrr``,
 #: and the zeroth-order plan (``mzi-0.05``) never backtracks
