@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, summary, write_section
+from _report import ROOT, machine, standard_error, summary, write_section
 from _study import Study, field_filter
 
 from blacksat.product.compare import Scenario, compare
@@ -382,13 +382,6 @@ def paired(rows: list[dict[str, Any]], a: str, b: str, budget: int) -> list[floa
         for m in (a, b)
     }
     return [acc[a][s] - acc[b][s] for s in sorted(acc[a]) if s in acc[b]]
-
-
-def standard_error(diffs: list[float]) -> float:
-    """The standard error of a mean difference (ddof 1; ``nan`` below two)."""
-    if len(diffs) < 2:
-        return math.nan
-    return float(np.std(diffs, ddof=1)) / math.sqrt(len(diffs))
 
 
 def fmt(m: float, s: float, n: int, bold: bool = False) -> str:

@@ -113,6 +113,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import standard_error
 from _study import Study, summary
 from _study import main as run_study
 
@@ -264,6 +265,12 @@ POWERED: dict[tuple[str, int], tuple[str, ...]] = {
     ("mrr", 500): tuple(v for v in POWERED_VARIANTS if v.startswith("layered ")),
     ("mzi-0.05", 1000): _ZEROTH_ORDER,
     ("mzi-0.05", 5000): _ZEROTH_ORDER,
+    # where two directions a step read ahead at 1,000: the MZI's other budgets and the other
+    # zeroth-order devices of the reports, on their tuning chips
+    ("mzi-0.05", 250): _ZEROTH_ORDER[:1],
+    ("mzi-0.05", 20000): _ZEROTH_ORDER[:1],
+    ("mzi-hybrid", 1000): _ZEROTH_ORDER[:1],
+    ("diffractive-q16", 1000): _ZEROTH_ORDER[:1],
 }
 #: variants that run another variant's code path, query for query, on some configurations (that
 #: variant's rows stand for theirs there): the start probes a network of banks only on ``mrr``,
@@ -571,13 +578,6 @@ def powered_table(rows: list[dict[str, Any]]) -> list[str]:
                 f"{np.mean([a['train_loss'] for a, _ in pairs]):.3f} |"
             )
     return lines
-
-
-def standard_error(diffs: list[float]) -> float:
-    """The standard error of a mean difference (ddof 1; ``nan`` below two)."""
-    if len(diffs) < 2:
-        return math.nan
-    return float(np.std(diffs, ddof=1)) / math.sqrt(len(diffs))
 
 
 def _resolved(paired: list[float]) -> bool:
