@@ -85,11 +85,13 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import standard_error
 from _study import Study, summary
 from _study import main as run_study
 
@@ -293,8 +295,8 @@ def section(study: Study) -> str:
         "",
         "| device | controls | budget | blacksat | estimator the plan chose | "
         + " | ".join(METHODS[1:])
-        + " |",
-        "| --- | ---: | ---: | ---: | --- |" + " ---: |" * (len(METHODS) - 1),
+        + " | blacksat − cma (± standard error, paired by seed) |",
+        "| --- | ---: | ---: | ---: | --- |" + " ---: |" * len(METHODS),
     ]
     for device, (_, kwargs, text) in DEVICES.items():
         sizes = kwargs["layer_sizes"]
@@ -320,7 +322,7 @@ def section(study: Study) -> str:
             lines.append(
                 f"| {device} ({text}) | {d:,} | {budget:,} | {cells[0]} | {'; '.join(chose)} | "
                 + " | ".join(cells[1:])
-                + " |"
+                + f" | {_against_cma(rows, device, budget)} |"
             )
     if checks:
         lines += [
@@ -352,6 +354,24 @@ def section(study: Study) -> str:
                 f"{taken} of {len(mine)} |"
             )
     return "\n".join(lines)
+
+
+def _against_cma(rows: list[dict[str, Any]], device: str, budget: int) -> str:
+    """blacksat's accuracy minus CMA's, seed by seed (each seed on its own chip), as ``mean ±
+    standard error``; ``—`` without pairs."""
+    acc = {
+        m: {
+            r["seed"]: r["accuracy"]
+            for r in rows
+            if (r["device"], r["method"], r["budget"]) == (device, m, budget)
+        }
+        for m in ("blacksat", "cma")
+    }
+    diffs = [acc["blacksat"][s] - acc["cma"][s] for s in sorted(acc["blacksat"]) if s in acc["cma"]]
+    if not diffs:
+        return "—"
+    se = standard_error(diffs)
+    return f"{sum(diffs) / len(diffs):+.1f}" + ("" if math.isnan(se) else f" ± {se:.1f}")
 
 
 def main(argv: list[str] | None = None) -> None:
