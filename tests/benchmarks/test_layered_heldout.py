@@ -29,8 +29,7 @@ def test_the_section_reports_each_method_and_the_plans_choice():
     assert (
         "| mrr-narrow (two MRR banks, 64 -> 16 -> 10) | 1,184 | 1,000 | 82.0 ± 2.8 | "
         "layered_response | 76.0 ± 1.4 | 71.0 ± 1.4 | 61.0 ± 1.4 | 22.0 ± 2.8 | 28.0 ± 2.8 | "
-        "+54.0 ± 4.0 |"  # blacksat - cma seed by seed: 50 and 58
-        in body
+        "+54.0 ± 4.0 |" in body  # blacksat - cma seed by seed: 50 and 58
     )
     assert "| crossbar-2 (two crossbar layers, 64 -> 16 -> 10) | 2,368 | 1,000 | 25.0 | " \
         "zeroth_order | — | — | — | — | — | — |" in body  # fmt: skip
