@@ -41,7 +41,7 @@ OUT = ROOT / "benchmarks" / "results" / "compare"
 def report(result: CompareResult, *, command: str, minutes: float, workers: str) -> str:
     """The BENCHMARKS.md section."""
     summary = result.summary()
-    h2h = head_to_head(summary)
+    h2h = head_to_head(summary, rows=result.rows)
     sc = scenario_dict(result.scenario)
     rel = result.out_dir.relative_to(ROOT).as_posix() if result.out_dir else "."
     met = [r["budget"] for r in h2h if r["met"]]

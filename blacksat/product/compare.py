@@ -509,7 +509,7 @@ class CompareResult:
         baseline (:func:`blacksat.product.compare_plots.head_to_head`)."""
         from blacksat.product.compare_plots import head_to_head
 
-        return head_to_head(self.summary())
+        return head_to_head(self.summary(), rows=self.rows)
 
     def write(self, out_dir: str | Path) -> Path:
         """Write ``results.csv``, ``results.json``, ``summary.md`` and the plots."""

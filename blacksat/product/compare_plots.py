@@ -42,6 +42,11 @@ TARGET_DEFINITION = (
     "used at most 1/5 of its samples (samples ratio = blacksat / nevergrad). Accuracy: % on "
     "the full test split, mean ± sample std (ddof = 1) over the runs."
 )
+PAIRED_DEFINITION = (
+    "Difference, paired: blacksat's accuracy minus nevergrad's run by run (the same seed and "
+    "chip), mean ± its standard error; a difference within about twice its error is what these "
+    "seeds cannot tell from level."
+)
 ROBUSTNESS_PLOT = "robustness.png"
 
 
@@ -82,7 +87,11 @@ def aggregate(rows: Sequence[dict[str, Any]], scenario: Scenario) -> list[dict[s
     return out
 
 
-def head_to_head(summary: Sequence[dict[str, Any]], ratio: float = 5.0) -> list[dict[str, Any]]:
+def head_to_head(
+    summary: Sequence[dict[str, Any]],
+    ratio: float = 5.0,
+    rows: Sequence[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Per budget, the best query-only blacksat method against the best nevergrad baseline
     (best = highest mean test accuracy). The target is met when blacksat's mean accuracy is at
     least nevergrad's **and** it used at most ``1 / ratio`` of nevergrad's samples.
@@ -90,7 +99,10 @@ def head_to_head(summary: Sequence[dict[str, Any]], ratio: float = 5.0) -> list[
     Returns records with ``budget``, ``blacksat``, ``blacksat_accuracy``, ``blacksat_std``,
     ``blacksat_samples``, ``nevergrad``, ``nevergrad_accuracy``, ``nevergrad_std``,
     ``nevergrad_samples``, ``samples_ratio`` (blacksat / nevergrad), ``accuracy_ok``,
-    ``samples_ok``, ``met``; empty when either side is missing."""
+    ``samples_ok``, ``met``, and, given the sweep's ``rows``, ``difference`` and
+    ``difference_se``: blacksat's accuracy minus nevergrad's run by run (the same seed and chip),
+    their mean and its standard error (``nan`` without two pairs); empty when either side is
+    missing."""
     out = []
     for budget in sorted({s["budget"] for s in summary}):
         at = [s for s in summary if s["budget"] == budget]
@@ -118,9 +130,25 @@ def head_to_head(summary: Sequence[dict[str, Any]], ratio: float = 5.0) -> list[
                 "accuracy_ok": acc_ok,
                 "samples_ok": samples_ok,
                 "met": acc_ok and samples_ok,
+                **_paired(rows or (), b["method"], n["method"], budget),
             }
         )
     return out
+
+
+def _paired(rows: Sequence[dict[str, Any]], a: str, b: str, budget: int) -> dict[str, float]:
+    """``a``'s test accuracy minus ``b``'s run by run (the same seed and chip) at ``budget``:
+    ``difference`` (their mean) and ``difference_se`` (its standard error, ddof 1), ``nan``
+    where fewer than two runs pair."""
+    acc: dict[str, dict[tuple[Any, Any], float]] = {a: {}, b: {}}
+    for r in rows:
+        if r.get("budget") == budget and r.get("method") in acc:
+            acc[r["method"]][(r.get("seed"), r.get("chip"))] = float(r["test_accuracy"])
+    diffs = [acc[a][k] - acc[b][k] for k in acc[a] if k in acc[b]]
+    if not diffs:
+        return {"difference": math.nan, "difference_se": math.nan}
+    se = float(np.std(diffs, ddof=1)) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+    return {"difference": float(np.mean(diffs)), "difference_se": se}
 
 
 # ---------------------------------------------------------------------- markdown
@@ -160,8 +188,8 @@ def head_to_head_table(records: Sequence[dict[str, Any]]) -> str:
     """Markdown of :func:`head_to_head`."""
     lines = [
         "| budget | best blacksat (query-only) | acc. % | best nevergrad | acc. % | "
-        "samples ratio | target met |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "samples ratio | target met | difference, paired (points) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in records:
         verdict = "yes" if r["met"] else (
@@ -170,14 +198,25 @@ def head_to_head_table(records: Sequence[dict[str, Any]]) -> str:
                 if not ok
             ) + ")"
         )  # fmt: skip
+        diff = _difference(r)
         lines.append(
             f"| {r['budget']} | {r['blacksat']} | {_pct(r['blacksat_accuracy'], r['blacksat_std'])}"
             f" | {r['nevergrad']} | {_pct(r['nevergrad_accuracy'], r['nevergrad_std'])} | "
-            f"1/{1 / r['samples_ratio']:.1f} | {verdict} |"
+            f"1/{1 / r['samples_ratio']:.1f} | {verdict} | {diff} |"
             if r["samples_ratio"] > 0
-            else f"| {r['budget']} | {r['blacksat']} | - | {r['nevergrad']} | - | 0 | {verdict} |"
+            else f"| {r['budget']} | {r['blacksat']} | - | {r['nevergrad']} | - | 0 | {verdict} "
+            f"| {diff} |"
         )
     return "\n".join(lines)
+
+
+def _difference(record: dict[str, Any]) -> str:
+    """``+x.x ± y.y`` points (the paired difference and its standard error; a difference within
+    twice its error is what the sweep's seeds cannot tell from level), or ``-``."""
+    d, se = record.get("difference", math.nan), record.get("difference_se", math.nan)
+    if math.isnan(d):
+        return "-"
+    return f"{100 * d:+.1f}" + ("" if math.isnan(se) else f" ± {100 * se:.1f}")
 
 
 def robustness_table(summary: Sequence[dict[str, Any]], scenario: Scenario) -> str:
@@ -213,13 +252,13 @@ def summary_markdown(result: CompareResult, plots: Sequence[str] = ()) -> str:
         "",
         accuracy_table(summary),
     ]
-    h2h = head_to_head(summary)
+    h2h = head_to_head(summary, rows=result.rows)
     if h2h:
         parts += [
             "",
             "## Best query-only blacksat vs best nevergrad",
             "",
-            TARGET_DEFINITION,
+            TARGET_DEFINITION + " " + PAIRED_DEFINITION,
             "",
             head_to_head_table(h2h),
         ]

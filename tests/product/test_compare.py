@@ -7,6 +7,7 @@ reconfigurations.
 
 import csv
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,7 +23,7 @@ from blacksat.product.compare import (
     method,
     run_one,
 )
-from blacksat.product.compare_plots import aggregate, head_to_head
+from blacksat.product.compare_plots import aggregate, head_to_head, head_to_head_table
 
 SMALL = Scenario(
     device_kwargs={"n_modes": 4},
@@ -178,6 +179,26 @@ def test_head_to_head_needs_accuracy_and_a_fifth_of_the_samples():
     assert (first["blacksat"], first["nevergrad"]) == ("zo", "cma")
     assert first["met"] and first["samples_ratio"] == pytest.approx(0.19)
     assert second["accuracy_ok"] and not second["samples_ok"] and not second["met"]
+
+
+def test_head_to_head_pairs_the_two_methods_run_by_run():
+    summary = [
+        _summary_row("cma", "nevergrad", 100, 0.50, 1000.0),
+        _summary_row("zo", "query-only", 100, 0.55, 190.0),
+    ]
+    runs = [  # zo - cma by (seed, chip): +0.04, +0.06; the unpaired run is left out
+        {"method": "cma", "budget": 100, "seed": 0, "chip": 0, "test_accuracy": 0.50},
+        {"method": "cma", "budget": 100, "seed": 1, "chip": 1, "test_accuracy": 0.48},
+        {"method": "zo", "budget": 100, "seed": 0, "chip": 0, "test_accuracy": 0.54},
+        {"method": "zo", "budget": 100, "seed": 1, "chip": 1, "test_accuracy": 0.54},
+        {"method": "zo", "budget": 100, "seed": 2, "chip": 2, "test_accuracy": 0.99},
+    ]
+    (rec,) = head_to_head(summary, rows=runs)
+    assert rec["difference"] == pytest.approx(0.05)
+    assert rec["difference_se"] == pytest.approx(0.01)  # std 0.0141 / sqrt(2)
+    assert "| yes | +5.0 ± 1.0 |" in head_to_head_table([rec])
+    (bare,) = head_to_head(summary)  # without the runs: no paired difference
+    assert math.isnan(bare["difference"]) and "| yes | - |" in head_to_head_table([bare])
 
 
 def test_aggregate_means_and_spreads(threaded):
