@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from blacksat.evaluation import Summary
@@ -56,15 +54,6 @@ def summary(values: Iterable[float | None]) -> tuple[float, float, int]:
         return float("nan"), float("nan"), 0
     s = Summary.of(vals)
     return s.mean, s.std, len(vals)
-
-
-def standard_error(diffs: Iterable[float]) -> float:
-    """The standard error of a mean (of paired differences, say): sample std (``ddof=1``) over
-    ``sqrt(n)``; ``nan`` below two values."""
-    vals = [float(v) for v in diffs]
-    if len(vals) < 2:
-        return float("nan")
-    return float(np.std(vals, ddof=1)) / math.sqrt(len(vals))
 
 
 def write_section(key: str, body: str) -> None:

@@ -91,7 +91,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import standard_error
 from _study import Study, summary
 from _study import main as run_study
 
@@ -358,7 +357,9 @@ def section(study: Study) -> str:
 
 def _against_cma(rows: list[dict[str, Any]], device: str, budget: int) -> str:
     """blacksat's accuracy minus CMA's, seed by seed (each seed on its own chip), as ``mean ±
-    standard error``; ``—`` without pairs."""
+    standard error`` (:func:`blacksat.evaluation.paired_difference`); ``—`` without pairs."""
+    from blacksat.evaluation import paired_difference
+
     acc = {
         m: {
             r["seed"]: r["accuracy"]
@@ -367,11 +368,10 @@ def _against_cma(rows: list[dict[str, Any]], device: str, budget: int) -> str:
         }
         for m in ("blacksat", "cma")
     }
-    diffs = [acc["blacksat"][s] - acc["cma"][s] for s in sorted(acc["blacksat"]) if s in acc["cma"]]
-    if not diffs:
+    mean, se, n = paired_difference(acc["blacksat"], acc["cma"])
+    if n == 0:
         return "—"
-    se = standard_error(diffs)
-    return f"{sum(diffs) / len(diffs):+.1f}" + ("" if math.isnan(se) else f" ± {se:.1f}")
+    return f"{mean:+.1f}" + ("" if math.isnan(se) else f" ± {se:.1f}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -47,9 +47,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import ROOT, machine, standard_error, summary, write_section
+from _report import ROOT, machine, summary, write_section
 from _study import Study, field_filter
 
+from blacksat.evaluation import paired_difference
 from blacksat.product.compare import Scenario, compare
 from blacksat.query_plan import CostModel
 
@@ -370,9 +371,9 @@ def cell(rows: list[dict[str, Any]], method: str, budget: int) -> tuple[float, f
     return summary(vals)
 
 
-def paired(rows: list[dict[str, Any]], a: str, b: str, budget: int) -> list[float]:
+def paired(rows: list[dict[str, Any]], a: str, b: str, budget: int) -> tuple[float, float, int]:
     """``a``'s accuracy minus ``b``'s (points) seed by seed at ``budget`` (each seed on its own
-    chip, so the differences are paired)."""
+    chip): mean, standard error and pairs (:func:`blacksat.evaluation.paired_difference`)."""
     acc = {
         m: {
             r["seed"]: 100 * r["test_accuracy"]
@@ -381,7 +382,7 @@ def paired(rows: list[dict[str, Any]], a: str, b: str, budget: int) -> list[floa
         }
         for m in (a, b)
     }
-    return [acc[a][s] - acc[b][s] for s in sorted(acc[a]) if s in acc[b]]
+    return paired_difference(acc[a], acc[b])
 
 
 def fmt(m: float, s: float, n: int, bold: bool = False) -> str:
@@ -469,7 +470,7 @@ def config_table(name: str) -> tuple[str, dict[str, Any]]:
         base = {k: v for k, v in base.items() if not math.isnan(v)}
         if base and not math.isnan(ours):
             top = max(base, key=lambda k: base[k])
-            se = standard_error(paired(rows, "blacksat", top, b))
+            se = paired(rows, "blacksat", top, b)[1]
             figures["budgets"][b] = {
                 "blacksat": ours, "best": top, "best_acc": base[top], "se": se,
             }  # fmt: skip

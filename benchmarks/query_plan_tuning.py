@@ -113,9 +113,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import standard_error
 from _study import Study, summary
 from _study import main as run_study
+
+from blacksat.evaluation import standard_error
 
 #: variant -> keyword arguments of plan_query_only
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -129,6 +129,25 @@ class Summary:
         }
 
 
+def standard_error(values: Iterable[float]) -> float:
+    """The standard error of the values' mean: sample std (``ddof=1``) over ``sqrt(n)``;
+    ``nan`` below two values."""
+    v = np.asarray([float(x) for x in values], dtype=np.float64)
+    return float(v.std(ddof=1)) / math.sqrt(v.size) if v.size > 1 else math.nan
+
+
+def paired_difference(a: Mapping[Any, float], b: Mapping[Any, float]) -> tuple[float, float, int]:
+    """``a - b`` over the keys both have (runs of two methods on the same seed and chip, say):
+    the mean difference, its standard error (sample std, ``ddof=1``, over ``sqrt(n)``; ``nan``
+    below two pairs) and the number of pairs (``(nan, nan, 0)`` for none). Pairing removes what
+    the two share (the chip, the seed's data), so it resolves differences that the spread of
+    either side alone hides."""
+    diffs = [float(a[k]) - float(b[k]) for k in a if k in b]
+    if not diffs:
+        return math.nan, math.nan, 0
+    return float(np.mean(diffs)), standard_error(diffs), len(diffs)
+
+
 @dataclass(frozen=True)
 class TransferResult(Summary):
     """Accuracy on each chip (``labels``: the chips' seeds where known, else their positions)."""
@@ -443,7 +462,9 @@ __all__ = [
     "hutchinson_trace",
     "markdown_table",
     "nuisance_sweep",
+    "paired_difference",
     "perturbation_sweep",
     "query_sharpness",
+    "standard_error",
     "transfer",
 ]

@@ -138,17 +138,16 @@ def head_to_head(
 
 def _paired(rows: Sequence[dict[str, Any]], a: str, b: str, budget: int) -> dict[str, float]:
     """``a``'s test accuracy minus ``b``'s run by run (the same seed and chip) at ``budget``:
-    ``difference`` (their mean) and ``difference_se`` (its standard error, ddof 1), ``nan``
-    where fewer than two runs pair."""
+    ``difference`` (their mean) and ``difference_se`` (its standard error,
+    :func:`~blacksat.evaluation.paired_difference`)."""
+    from blacksat.evaluation import paired_difference
+
     acc: dict[str, dict[tuple[Any, Any], float]] = {a: {}, b: {}}
     for r in rows:
         if r.get("budget") == budget and r.get("method") in acc:
             acc[r["method"]][(r.get("seed"), r.get("chip"))] = float(r["test_accuracy"])
-    diffs = [acc[a][k] - acc[b][k] for k in acc[a] if k in acc[b]]
-    if not diffs:
-        return {"difference": math.nan, "difference_se": math.nan}
-    se = float(np.std(diffs, ddof=1)) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-    return {"difference": float(np.mean(diffs)), "difference_se": se}
+    mean, se, _ = paired_difference(acc[a], acc[b])
+    return {"difference": mean, "difference_se": se}
 
 
 # ---------------------------------------------------------------------- markdown

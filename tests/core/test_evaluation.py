@@ -1,6 +1,7 @@
 """Robustness evaluation: full-split accuracy, nuisance and perturbation sweeps, transfer."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ from blacksat.evaluation import (
     accuracy,
     accuracy_many,
     nuisance_sweep,
+    paired_difference,
     perturbation_sweep,
+    standard_error,
     transfer,
 )
 from blacksat.meter import MeteredDevice
@@ -202,3 +205,18 @@ def test_fresh_chip_seeds_follow_one_rule_disjoint_from_training_and_tuning_chip
         fresh_chip_seeds(-1, 2)
     with pytest.raises(ConfigError):
         fresh_chip_seeds(0, True)
+
+
+def test_paired_difference_pairs_by_key_and_gives_the_standard_error():
+    a = {(0, 0): 0.60, (1, 1): 0.50, (2, 2): 0.70, (3, 3): 0.9}
+    b = {(0, 0): 0.50, (1, 1): 0.45, (2, 2): 0.55}  # (3, 3) has no pair
+    mean, se, n = paired_difference(a, b)
+    diffs = np.array([0.10, 0.05, 0.15])
+    assert n == 3 and mean == pytest.approx(diffs.mean())
+    assert se == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    # one pair: no standard error; none: nothing at all
+    assert math.isnan(paired_difference({0: 1.0}, {0: 0.5})[1])
+    mean, se, n = paired_difference({0: 1.0}, {1: 0.5})
+    assert n == 0 and math.isnan(mean) and math.isnan(se)
+    assert standard_error([1.0, 2.0, 3.0]) == pytest.approx(1.0 / np.sqrt(3))
+    assert math.isnan(standard_error([4.0]))
