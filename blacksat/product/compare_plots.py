@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blacksat.evaluation import Summary
+from blacksat.evaluation import Summary, paired_difference
 
 if TYPE_CHECKING:
     from blacksat.product.compare import CompareResult, Scenario
@@ -140,8 +140,6 @@ def _paired(rows: Sequence[dict[str, Any]], a: str, b: str, budget: int) -> dict
     """``a``'s test accuracy minus ``b``'s run by run (the same seed and chip) at ``budget``:
     ``difference`` (their mean) and ``difference_se`` (its standard error,
     :func:`~blacksat.evaluation.paired_difference`)."""
-    from blacksat.evaluation import paired_difference
-
     acc: dict[str, dict[tuple[Any, Any], float]] = {a: {}, b: {}}
     for r in rows:
         if r.get("budget") == budget and r.get("method") in acc:
