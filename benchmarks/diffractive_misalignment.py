@@ -635,7 +635,8 @@ def section(study: Study, runs: Sequence[dict[str, Any]], s: Settings, files: li
     top = s.shifts[-1]
     pitch = float(s.device.get("pitch", DEFAULT_PITCH))
     lines = [
-        "## Diffractive network: misalignment" + (" at the paper's geometry" if paper else ""),
+        "## Diffractive network: misalignment"
+        + (f" at the paper's geometry, {s.n} x {s.n} pixels" if paper else ""),
         "",
         study.header(command, f"`--report-only` re-renders this section from `{folder}`."),
         "",

@@ -15,7 +15,9 @@ then reported by ``query_efficiency.py`` on other chips.
 
 - ``default``: the plan as it ships, surrogate start included, and on a device that declares its
   wiring (the crossbar, the MRR network, the MRR weight bank) the layered response
-  (:mod:`blacksat.layered_response`);
+  (:mod:`blacksat.layered_response`), but with four antithetic directions a step in its
+  zeroth-order plan (``RECORD``: every run here was made with them; the plan takes two since,
+  chosen from the powered cells below, where it is ``zeroth-order q=2 (now)``);
 - ``no layered response``: ``layered=False``, the zeroth-order plan after the surrogate start
   (the default before the layered response; its rows are those the ``default`` had then, the
   same code path, checked to the digit on the crossbar at 250, chip 100);
@@ -97,9 +99,9 @@ then reported by ``query_efficiency.py`` on other chips.
   variant's difference must exceed to say anything.
 
 Powered cells (``POWERED``): where a decision turns on a cell, the default and variants of it
-that change one argument of the plan as it ships (``POWERED_VARIANTS``) run on every tuning
-chip with ``POWERED_REPEATS`` seeds a chip, paired run by run; their table gives each mean
-difference with its standard error.
+that change one argument of the plan (``POWERED_VARIANTS``; the ``zeroth-order q=2, ...``
+ones two) run on every tuning chip with ``POWERED_REPEATS`` seeds a chip, paired run by run; their
+table gives each mean difference with its standard error.
 """
 
 from __future__ import annotations
@@ -249,6 +251,10 @@ POWERED_VARIANTS: dict[str, dict[str, Any]] = {
     "zeroth-order q=2 (now)": {"q": 2},
     "zeroth-order beta1=0.9 (now)": {"beta1": 0.9},
     "no surrogate start (now)": {"start": False},
+    "zeroth-order q=1 (now)": {"q": 1},
+    "zeroth-order walk 16 (now)": {"walk": 16.0},
+    "zeroth-order q=2, walk 16 (now)": {"q": 2, "walk": 16.0},
+    "zeroth-order q=2, walk floor (now)": {"q": 2, "walk_floor": True},
 }
 #: powered cells: (configuration, budget) -> the variants run there beside the default. The
 #: MRR network at 500 reconfigurations is where the physics-free study's target for local
@@ -262,22 +268,40 @@ _ZEROTH_ORDER = (
     "zeroth-order beta1=0.9 (now)",
     "no surrogate start (now)",
 )
+#: a configuration name with this suffix runs query_efficiency.py's regime 2: the batch from the
+#: device's cost model (32 samples a reconfiguration on the diffractive network, 100 on the
+#: meshes), the budget the reconfigurations a regime-1 budget's device seconds buy
+SECONDS = " (device seconds)"
+_CANDIDATE = "zeroth-order q=2, walk 16 (now)"
+_FLOOR = "zeroth-order q=2, walk floor (now)"
 POWERED: dict[tuple[str, int], tuple[str, ...]] = {
     ("mrr", 500): tuple(v for v in POWERED_VARIANTS if v.startswith("layered ")),
-    ("mzi-0.05", 1000): _ZEROTH_ORDER,
-    ("mzi-0.05", 5000): _ZEROTH_ORDER,
+    ("mzi-0.05", 1000): (*_ZEROTH_ORDER, "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
+    ("mzi-0.05", 5000): (
+        *_ZEROTH_ORDER,
+        "zeroth-order q=1 (now)",
+        "zeroth-order walk 16 (now)",
+        _CANDIDATE,
+        _FLOOR,
+    ),
     # where two directions a step read ahead at 1,000: the MZI's other budgets and the other
     # zeroth-order devices of the reports, on their tuning chips
-    ("mzi-0.05", 250): _ZEROTH_ORDER[:1],
-    ("mzi-0.05", 20000): _ZEROTH_ORDER[:1],
-    ("mzi-hybrid", 1000): _ZEROTH_ORDER[:1],
-    ("diffractive-q16", 1000): _ZEROTH_ORDER[:1],
-    ("mzi-hybrid", 5000): _ZEROTH_ORDER[:1],
+    ("mzi-0.05", 250): (*_ZEROTH_ORDER[:1], "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
+    ("mzi-0.05", 20000): (*_ZEROTH_ORDER[:1], "zeroth-order walk 16 (now)", _CANDIDATE, _FLOOR),
+    ("mzi-hybrid", 1000): (*_ZEROTH_ORDER[:1], "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
+    ("diffractive-q16", 1000): (*_ZEROTH_ORDER[:1], "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
+    ("mzi-hybrid", 5000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR),
+    ("mzi-hybrid", 20000): (*_ZEROTH_ORDER[:1], "zeroth-order walk 16 (now)", _CANDIDATE, _FLOOR),
+    ("diffractive-q16", 5000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR),
     # ... and where zeroth order continues a layered start (the held-out study's shapes the
     # linear check turns away, on their tuning chips)
-    ("crossbar-2", 1000): _ZEROTH_ORDER[:1],
-    ("crossbar-2", 5000): _ZEROTH_ORDER[:1],
-    ("mrr-3", 1000): _ZEROTH_ORDER[:1],
+    ("crossbar-2", 1000): (*_ZEROTH_ORDER[:1], "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
+    ("crossbar-2", 5000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR),
+    ("mrr-3", 1000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR),
+    # ... and regime 2 of the query-efficiency study, where small batches buy long runs: the
+    # reconfigurations the device seconds of 1,000 at 256 samples buy
+    ("diffractive-q16" + SECONDS, 5602): (*_ZEROTH_ORDER[:1], _FLOOR),
+    ("mzi-hybrid" + SECONDS, 1780): (*_ZEROTH_ORDER[:1], _FLOOR),
 }
 #: variants that run another variant's code path, query for query, on some configurations (that
 #: variant's rows stand for theirs there): the start probes a network of banks only on ``mrr``,
@@ -365,6 +389,15 @@ REFERENCE["start probes networks"] = "layered term at the decay only"
 REFERENCE["layered term at the decay only"] = "layered no backtrack"
 # ... and beside the default of backtracking after a jump
 REFERENCE["layered no backtrack"] = "layered no stall backtrack"
+#: every run of this study takes these plan arguments unless its variant sets them: its runs
+#: were made while the zeroth-order plan took four antithetic directions a step (``Q`` = 4 until
+#: the powered cells put two ahead; the walk bound below the floor, as it still is), so the
+#: default's column and every variant, the powered cells' included, stay one consistent record
+#: of that plan; the shipped default since is the powered variant ``zeroth-order q=2 (now)``,
+#: and the reports
+#: (``query_efficiency.py``, ``physics_free.py``, ``layered_heldout.py``,
+#: ``scaling_training.py``) run it
+RECORD: dict[str, Any] = {"q": 4, "walk_floor": False}
 #: configuration of query_efficiency.py -> budgets (reconfigurations)
 CELLS: dict[str, tuple[int, ...]] = {
     "crossbar": (250, 1000, 5000),
@@ -391,10 +424,19 @@ def tuning_run(
 
     import blacksat.query_plan as qp
     from blacksat.product.compare import run_one
+    from blacksat.product.compare_methods import Method
 
     original = qp.plan_query_only
-    args = VARIANTS[variant] if variant in VARIANTS else POWERED_VARIANTS[variant]
+    args = {**RECORD, **(VARIANTS[variant] if variant in VARIANTS else POWERED_VARIANTS[variant])}
     qp.plan_query_only = functools.partial(original, **args)
+    method: Method | str = "blacksat"
+    if config.endswith(SECONDS):  # regime 2: the batch from the device's cost model
+        config = config.removesuffix(SECONDS)
+        batch = qe.regime_budgets(config)[next(iter(qe.regime_budgets(config)))]["batch"]
+        method = Method(
+            "blacksat", "blacksat", {"estimator": "auto", "batch_size": batch},
+            "the query-only default, batch from the cost model",
+        )  # fmt: skip
     sc = (
         pf.scenario(config)
         if config == "mrr-bank"
@@ -404,7 +446,7 @@ def tuning_run(
     )
     seed = chip + RESEED_OFFSET * (repeat + (variant == RESEED))
     try:
-        row = run_one("blacksat", sc, seed, chip, budget)
+        row = run_one(method, sc, seed, chip, budget)
     finally:
         qp.plan_query_only = original
     return {
@@ -556,7 +598,9 @@ def powered_table(rows: list[dict[str, Any]]) -> list[str]:
     acc = {(r["variant"], r["config"], r["budget"], r["chip"], r["repeat"]): r for r in runs}
     lines = [
         "",
-        f"Powered cells: the default and one change of it on every tuning chip with "
+        f"Powered cells: the default (four directions a step in its zeroth-order plan, as "
+        f"everywhere in this study: the default since is `zeroth-order q=2 (now)`) and one "
+        f"change of it on every tuning chip with "
         f"{POWERED_REPEATS} seeds a chip (seed = chip + {RESEED_OFFSET:,} x repeat), paired run "
         "by run. Accuracy (%) and training loss on the chip, means over the runs; the "
         "difference's standard error is over the paired runs (ddof 1).",

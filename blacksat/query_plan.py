@@ -75,12 +75,14 @@ ten steps' estimates are applied at a learning rate near zero. On the tuning chi
 momentum gained most where runs are short (the crossbar at 250 reconfigurations: +11 points) and
 changed little at 5,000-20,000.
 
-The constants (``q = 4`` antithetic directions, ``snr = 3``, ``lr_per_sigma = 3``, ``lr_floor =
-0.02``; then ``walk = 8`` and ``sigma_per_lr = 3``, added when the MRR network failed; then
-``beta1 = 0.5``, when the crossbar lost at small budgets; then ``fine_tune_lr = 0.01``, when
-fine-tuning walked an MRR weight bank off its surrogate start) were chosen on tuning chips 100-103
-of three device families (the MZI at s = 0.05, the crossbar and the MRR network; the last also on
-an MRR weight bank) and are frozen;
+The constants (``snr = 3``, ``lr_per_sigma = 3``, ``lr_floor = 0.02``; then ``walk = 8`` and
+``sigma_per_lr = 3``, added when the MRR network failed; then ``beta1 = 0.5``, when the crossbar
+lost at small budgets; then ``fine_tune_lr = 0.01``, when fine-tuning walked an MRR weight bank
+off its surrogate start) were chosen on tuning chips 100-103 of three device families (the MZI
+at s = 0.05, the crossbar and the MRR network; the last also on an MRR weight bank) and are
+frozen; ``q = 2`` antithetic directions a step (four before) was chosen on those chips of the
+devices the zeroth-order plan serves now (the MZI family, the diffractive network and the wired
+shapes the layered response only starts), with five seeds a chip (:data:`Q`);
 ``benchmarks/query_efficiency.py`` reports them on other chips, seeds and devices.
 """
 
@@ -99,8 +101,24 @@ from blacksat.layered_response import ANCHORS, MEMORY, OPERATING_POINTS
 from blacksat.train_config import HOLD_COSINE_DECAY
 from blacksat.validation import as_generator, check_choice, check_int, check_real
 
-#: antithetic Gaussian directions per step (8 reconfigurations a step)
-Q = 4
+#: antithetic Gaussian directions per step (4 reconfigurations a step). Two, not four: on tuning
+#: chips 100-103 with five seeds a chip (20 runs paired with the four-direction plan, mean
+#: difference ± its standard error; ``benchmarks/query_plan_tuning.py``, powered cells) the MZI
+#: at s = 0.05 +2.0 ± 1.1 / +3.9 ± 1.4 / -0.1 ± 1.1 / +1.6 ± 1.0 points at 250 / 1,000 / 5,000 /
+#: 20,000 reconfigurations, the two-mesh hybrid +1.2 ± 1.2 / -0.6 ± 1.1 / +1.1 ± 1.0 at 1,000 /
+#: 5,000 / 20,000, the 16-level diffractive network +1.0 ± 1.1 / +0.8 ± 0.9 at 1,000 / 5,000, and
+#: where zeroth order continues a layered start, two crossbar layers +0.3 ± 0.3 / -0.8 ± 0.5 at
+#: 1,000 / 5,000 and three MRR banks +0.5 ± 2.0 at 1,000 (+0.9 over the 12 cells; none behind
+#: beyond twice its error). Half the directions buy twice the steps: where the random-walk bound
+#: below does not bind, a run's progress per reconfiguration grows as the directions a step
+#: shrink (each estimate is mostly noise either way, and Adam moves every control by about its
+#: step whatever the estimate's quality); where it binds (the meshes at 20,000) the gain is
+#: within its error. One direction
+#: (+2.8 / +4.4 / +1.2 on the MZI at 250 / 1,000 / 5,000, +1.1 on the hybrid and +0.9 on the
+#: diffractive network at 1,000) read the same within the errors and was not taken: the crossbar
+#: trained by zeroth order from its dark start, with programming noise in every reading, lost 7.1
+#: points at 1,000 with two directions against four when it last ran zeroth order
+Q = 2
 #: a radius is usable when its RMS loss difference is this many times the noise of a difference
 SNR = 3.0
 #: Adam's learning rate as a multiple of the smoothing radius
@@ -110,6 +128,22 @@ LR_PER_SIGMA = 3.0
 LR_FLOOR = 0.02
 #: the run's random walk, ``lr * sqrt(steps * d)``, is at most this many spans
 WALK = 8.0
+#: ... and it may set the step below ``LR_FLOOR`` (``True``: it caps only a step the radius set
+#: above the floor). Asked when two directions a step were chosen, on tuning chips 100-103 with
+#: five seeds a chip (20 runs paired with the plan of four directions and this rule;
+#: ``benchmarks/query_plan_tuning.py``, powered cells, ``zeroth-order q=2, walk floor``): with 256
+#: samples a reconfiguration, where long runs bring the bound below the floor, keeping the floor
+#: read ahead (MZI at s = 0.05 +1.1 ± 1.2 / +2.9 ± 0.9 at 5,000 / 20,000 reconfigurations, the
+#: two-mesh hybrid +1.6 ± 1.4 / +2.1 ± 0.8, two crossbar layers continuing a layered start +2.0 ±
+#: 0.7 at 5,000; the diffractive network -0.1 ± 0.8 at 5,000), but with the batch a cost model
+#: gives (32 samples on the 16-level diffractive network, 100 on the meshes: noisier estimates
+#: and more steps) it read -7.2 ± 1.0 on the diffractive network and -1.3 ± 1.1 on the hybrid
+#: (two directions alone: +0.2 ± 0.8 and -1.2 ± 1.1). The bound's length in spans does not carry the
+#: estimates' noise, which sets how far a walk can go; twice the bound (``walk`` = 16) read +5.2
+#: ± 1.1 on the hybrid at 20,000 and -5.2 ± 0.9 on the diffractive network at 1,000 (its step from
+#: 2.3 to 4.5 % of the span: its radius is a level step, 6.25 % of the span, and the bound sets
+#: its step at every budget). Left as it was
+WALK_FLOOR = False
 #: after a trained surrogate start the learning rate is at most this fraction of the span (the
 #: step of the start's own offline training): the run fine-tunes. On tuning chips 100-103 (means
 #: of 4) a cap at the floor (2 %) let the zeroth-order steps walk the MRR weight bank off the
@@ -650,6 +684,7 @@ def plan_query_only(
     lr_per_sigma: float = LR_PER_SIGMA,
     lr_floor: float = LR_FLOOR,
     walk: float = WALK,
+    walk_floor: bool = WALK_FLOOR,
     sigma_per_lr: float = SIGMA_PER_LR,
     beta1: float = BETA1,
     schedule: str = SCHEDULE,
@@ -704,7 +739,9 @@ def plan_query_only(
         lr_per_sigma: Adam's learning rate per unit of radius.
         lr_floor: the radius-based learning rate is never below this fraction of the span.
         walk: the run's random walk ``lr * sqrt(steps * d)`` is at most this many spans (this
-            bound wins over the two above).
+            bound wins over the two above, unless ``walk_floor``).
+        walk_floor: the walk bound caps only a step the radius set above ``lr_floor``; it never
+            sets the step below the floor (:data:`WALK_FLOOR`).
         sigma_per_lr: the radius is at most this many learning rates (never below a level).
         beta1: Adam's first-moment decay, in ``[0, 1)``.
         schedule: the zeroth-order run's learning rate over its steps: ``"cosine"`` (to zero),
@@ -934,6 +971,8 @@ def plan_query_only(
     lr = min(
         max(lr_per_sigma * chosen, lr_floor * span), walk * span / math.sqrt(max(steps, 1) * d)
     )
+    if walk_floor:
+        lr = max(lr, lr_floor * span)
     if start_theta is not None or fine_tune:  # fine-tuning a trained start
         lr = min(lr, fine_tune_lr * span)
     return QueryPlan(

@@ -12,6 +12,7 @@ from blacksat.builder import SatSpec, build_estimator
 from blacksat.query_plan import (
     FIRST_RUNG,
     CostModel,
+    Q,
     QueryPlan,
     cost_model_of,
     level_step,
@@ -131,7 +132,7 @@ def test_a_tiny_budget_skips_calibration_and_stays_within_it():
     meter = MeteredDevice(chip, max_reconfigurations=20)
     plan = plan_query_only(task, meter, chip.space.center, budget=20, seed=0)
     assert meter.ledger.reconfigurations <= 5
-    assert plan.steps == (20 - plan.calibration_reconfigurations) // 8
+    assert plan.steps == (20 - plan.calibration_reconfigurations) // (2 * Q)
     assert plan.sigma > 0
 
 
