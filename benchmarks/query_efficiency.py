@@ -19,7 +19,9 @@ finished run appended to ``rows.jsonl`` as it completes, so an interrupted sweep
   configurations (the MZI at s = 0.05 and the crossbar) and frozen before any reported run;
   its random-walk bound (``walk``) was added after the MRR network failed, and its short momentum
   (``beta1 = 0.5``) after the crossbar lost at small budgets, both chosen on tuning chips 100-103
-  of those two and of the MRR network (the reported MRR chips are 0-2).
+  of those two and of the MRR network (the reported MRR chips are 0-2); its two directions a
+  step (``q = 2``, four before) were chosen on tuning chips 100-103 of the zeroth-order
+  configurations with five seeds a chip (``benchmarks/query_plan_tuning.py``, powered cells).
 - **Regime 1, equal samples**: 256 samples per reconfiguration for every method.
 - **Regime 2, device seconds**: each configuration declares a cost model (seconds per
   reconfiguration and per sample, typical of its hardware); the budget is the device time of
@@ -657,10 +659,12 @@ def publish() -> None:
         "calibration charged to its budget); its constants were chosen on tuning chips 100-103 "
         "of `mzi-0.05` and `crossbar` (the random-walk bound, Adam's short momentum and the "
         "surrogate start's rules also on `mrr`, its fine-tuning step also on an MRR weight "
-        "bank) and frozen. On the devices that declare their wiring (`mrr`, `crossbar`) it "
-        "trains with the layered response (`blacksat.estimators.LayeredResponse`), whose "
-        "radius, step, momentum and travel floor were chosen on tuning chips 100-103 of `mrr`, "
-        "`crossbar` and an MRR weight bank (`query_plan_tuning.py`). "
+        "bank; its two directions a step on the zeroth-order configurations, `mzi-hybrid` "
+        "and `diffractive-q16` included, with five seeds a chip) and frozen. On the devices "
+        "that declare their wiring (`mrr`, `crossbar`) it trains with the layered response "
+        "(`blacksat.estimators.LayeredResponse`), whose radius, step, momentum and travel "
+        "floor were chosen on tuning chips 100-103 of `mrr`, `crossbar` and an MRR weight "
+        "bank (`query_plan_tuning.py`). "
         "`zo-adam` is the "
         "zeroth-order recipe tuned on MZI tuning chips "
         "(shown for reference, not a baseline). Baselines run with their published or library "

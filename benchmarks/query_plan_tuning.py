@@ -268,6 +268,9 @@ _ZEROTH_ORDER = (
     "zeroth-order beta1=0.9 (now)",
     "no surrogate start (now)",
 )
+#: configurations of benchmarks/physics_free.py run here (the MRR weight bank; the diffractive
+#: network with 256 phase levels, where two directions a step lost at 500 on the reported pairs)
+PHYSICS_FREE = ("mrr-bank", "diffractive")
 #: a configuration name with this suffix runs query_efficiency.py's regime 2: the batch from the
 #: device's cost model (32 samples a reconfiguration on the diffractive network, 100 on the
 #: meshes), the budget the reconfigurations a regime-1 budget's device seconds buy
@@ -302,6 +305,11 @@ POWERED: dict[tuple[str, int], tuple[str, ...]] = {
     # reconfigurations the device seconds of 1,000 at 256 samples buy
     ("diffractive-q16" + SECONDS, 5602): (*_ZEROTH_ORDER[:1], _FLOOR),
     ("mzi-hybrid" + SECONDS, 1780): (*_ZEROTH_ORDER[:1], _FLOOR),
+    # ... and the physics-free study's diffractive network (256 levels) at 500
+    ("diffractive", 500): _ZEROTH_ORDER[:1],
+    # ... and a long continuation of a layered start, where the held-out study's 5,000 cells
+    # read two directions level or behind
+    ("mrr-3", 5000): _ZEROTH_ORDER[:1],
 }
 #: variants that run another variant's code path, query for query, on some configurations (that
 #: variant's rows stand for theirs there): the start probes a network of banks only on ``mrr``,
@@ -439,7 +447,7 @@ def tuning_run(
         )  # fmt: skip
     sc = (
         pf.scenario(config)
-        if config == "mrr-bank"
+        if config in PHYSICS_FREE
         else lh.scenario(config)
         if config in (*NOT_LINEAR, *THREE_BANKS)
         else qe.scenario(config)

@@ -106,18 +106,22 @@ from blacksat.validation import as_generator, check_choice, check_int, check_rea
 #: difference ± its standard error; ``benchmarks/query_plan_tuning.py``, powered cells) the MZI
 #: at s = 0.05 +2.0 ± 1.1 / +3.9 ± 1.4 / -0.1 ± 1.1 / +1.6 ± 1.0 points at 250 / 1,000 / 5,000 /
 #: 20,000 reconfigurations, the two-mesh hybrid +1.2 ± 1.2 / -0.6 ± 1.1 / +1.1 ± 1.0 at 1,000 /
-#: 5,000 / 20,000, the 16-level diffractive network +1.0 ± 1.1 / +0.8 ± 0.9 at 1,000 / 5,000, and
-#: where zeroth order continues a layered start, two crossbar layers +0.3 ± 0.3 / -0.8 ± 0.5 at
-#: 1,000 / 5,000 and three MRR banks +0.5 ± 2.0 at 1,000 (+0.9 over the 12 cells; none behind
-#: beyond twice its error). Half the directions buy twice the steps: where the random-walk bound
-#: below does not bind, a run's progress per reconfiguration grows as the directions a step
-#: shrink (each estimate is mostly noise either way, and Adam moves every control by about its
-#: step whatever the estimate's quality); where it binds (the meshes at 20,000) the gain is
-#: within its error. One direction
+#: 5,000 / 20,000, the 16-level diffractive network +1.0 ± 1.1 / +0.8 ± 0.9 at 1,000 / 5,000,
+#: where zeroth order continues a layered start two crossbar layers +0.3 ± 0.3 / -0.8 ± 0.5 and
+#: three MRR banks +0.5 ± 2.0 / -1.1 ± 0.7 at 1,000 / 5,000; with the batch a cost model gives
+#: (32 samples on the diffractive network, 100 on the hybrid) +0.2 ± 0.8 / -1.2 ± 1.1; the
+#: diffractive network with 256 levels -0.7 ± 0.8 at 500. +0.5 over the 16 cells, ahead in 10,
+#: none behind beyond twice its error (a long continuation of a layered start reads slightly
+#: behind on both shapes: more directions may suit fine-tuning; not resolved). Half the
+#: directions buy twice the steps: where the random-walk bound below does not bind, a run's
+#: progress per reconfiguration grows as the directions a step shrink (each estimate is mostly
+#: noise either way, and Adam moves every control by about its step whatever the estimate's
+#: quality); where it binds (the meshes at 20,000) the gain is within its error. One direction
 #: (+2.8 / +4.4 / +1.2 on the MZI at 250 / 1,000 / 5,000, +1.1 on the hybrid and +0.9 on the
-#: diffractive network at 1,000) read the same within the errors and was not taken: the crossbar
-#: trained by zeroth order from its dark start, with programming noise in every reading, lost 7.1
-#: points at 1,000 with two directions against four when it last ran zeroth order
+#: diffractive network at 1,000) read the same within the errors and was not taken: the
+#: crossbar trained by zeroth order from its dark start, with programming noise in every
+#: reading, lost 7.1 points at 1,000 with two directions against four when it last ran zeroth
+#: order
 Q = 2
 #: a radius is usable when its RMS loss difference is this many times the noise of a difference
 SNR = 3.0
