@@ -254,7 +254,8 @@ POWERED_VARIANTS: dict[str, dict[str, Any]] = {
     "zeroth-order q=1 (now)": {"q": 1},
     "zeroth-order walk 16 (now)": {"walk": 16.0},
     "zeroth-order q=2, walk 16 (now)": {"q": 2, "walk": 16.0},
-    "zeroth-order q=2, walk floor (now)": {"q": 2, "walk_floor": True},
+    "zeroth-order q=2, walk floor (now)": {"q": 2, "walk_floor": 0.02},
+    "zeroth-order q=2, walk floor 1 % (now)": {"q": 2, "walk_floor": 0.01},
 }
 #: powered cells: (configuration, budget) -> the variants run there beside the default. The
 #: MRR network at 500 reconfigurations is where the physics-free study's target for local
@@ -277,6 +278,7 @@ PHYSICS_FREE = ("mrr-bank", "diffractive")
 SECONDS = " (device seconds)"
 _CANDIDATE = "zeroth-order q=2, walk 16 (now)"
 _FLOOR = "zeroth-order q=2, walk floor (now)"
+_FLOOR_1 = "zeroth-order q=2, walk floor 1 % (now)"
 POWERED: dict[tuple[str, int], tuple[str, ...]] = {
     ("mrr", 500): tuple(v for v in POWERED_VARIANTS if v.startswith("layered ")),
     ("mzi-0.05", 1000): (*_ZEROTH_ORDER, "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
@@ -290,16 +292,28 @@ POWERED: dict[tuple[str, int], tuple[str, ...]] = {
     # where two directions a step read ahead at 1,000: the MZI's other budgets and the other
     # zeroth-order devices of the reports, on their tuning chips
     ("mzi-0.05", 250): (*_ZEROTH_ORDER[:1], "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
-    ("mzi-0.05", 20000): (*_ZEROTH_ORDER[:1], "zeroth-order walk 16 (now)", _CANDIDATE, _FLOOR),
+    ("mzi-0.05", 20000): (
+        *_ZEROTH_ORDER[:1],
+        "zeroth-order walk 16 (now)",
+        _CANDIDATE,
+        _FLOOR,
+        _FLOOR_1,
+    ),
     ("mzi-hybrid", 1000): (*_ZEROTH_ORDER[:1], "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
     ("diffractive-q16", 1000): (*_ZEROTH_ORDER[:1], "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
     ("mzi-hybrid", 5000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR),
-    ("mzi-hybrid", 20000): (*_ZEROTH_ORDER[:1], "zeroth-order walk 16 (now)", _CANDIDATE, _FLOOR),
+    ("mzi-hybrid", 20000): (
+        *_ZEROTH_ORDER[:1],
+        "zeroth-order walk 16 (now)",
+        _CANDIDATE,
+        _FLOOR,
+        _FLOOR_1,
+    ),
     ("diffractive-q16", 5000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR),
     # ... and where zeroth order continues a layered start (the held-out study's shapes the
     # linear check turns away, on their tuning chips)
     ("crossbar-2", 1000): (*_ZEROTH_ORDER[:1], "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
-    ("crossbar-2", 5000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR),
+    ("crossbar-2", 5000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR, _FLOOR_1),
     ("mrr-3", 1000): (*_ZEROTH_ORDER[:1], _CANDIDATE, _FLOOR),
     # ... and regime 2 of the query-efficiency study, where small batches buy long runs: the
     # reconfigurations the device seconds of 1,000 at 256 samples buy
@@ -309,7 +323,11 @@ POWERED: dict[tuple[str, int], tuple[str, ...]] = {
     ("diffractive", 500): _ZEROTH_ORDER[:1],
     # ... and a long continuation of a layered start, where the held-out study's 5,000 cells
     # read two directions level or behind
-    ("mrr-3", 5000): _ZEROTH_ORDER[:1],
+    ("mrr-3", 5000): (*_ZEROTH_ORDER[:1], _FLOOR_1),
+    # a walk bound that stops at 1 % of the span, where the bound sets the step below it: the
+    # meshes at 20,000, the continuations at 5,000, and regime 2's longest diffractive runs
+    # (the device seconds of 5,000 at 256 samples: 28,013 reconfigurations of 32 samples)
+    ("diffractive-q16" + SECONDS, 28013): (_FLOOR_1, *_ZEROTH_ORDER[:1]),
 }
 #: variants that run another variant's code path, query for query, on some configurations (that
 #: variant's rows stand for theirs there): the start probes a network of banks only on ``mrr``,
@@ -405,7 +423,7 @@ REFERENCE["layered no backtrack"] = "layered no stall backtrack"
 #: and the reports
 #: (``query_efficiency.py``, ``physics_free.py``, ``layered_heldout.py``,
 #: ``scaling_training.py``) run it
-RECORD: dict[str, Any] = {"q": 4, "walk_floor": False}
+RECORD: dict[str, Any] = {"q": 4, "walk_floor": 0.0}
 #: configuration of query_efficiency.py -> budgets (reconfigurations)
 CELLS: dict[str, tuple[int, ...]] = {
     "crossbar": (250, 1000, 5000),

@@ -109,10 +109,11 @@ from blacksat.validation import as_generator, check_choice, check_int, check_rea
 #: 5,000 / 20,000, the 16-level diffractive network +1.0 ± 1.1 / +0.8 ± 0.9 at 1,000 / 5,000,
 #: where zeroth order continues a layered start two crossbar layers +0.3 ± 0.3 / -0.8 ± 0.5 and
 #: three MRR banks +0.5 ± 2.0 / -1.1 ± 0.7 at 1,000 / 5,000; with the batch a cost model gives
-#: (32 samples on the diffractive network, 100 on the hybrid) +0.2 ± 0.8 / -1.2 ± 1.1; the
-#: diffractive network with 256 levels -0.7 ± 0.8 at 500. +0.5 over the 16 cells, ahead in 10,
-#: none behind beyond twice its error (a long continuation of a layered start reads slightly
-#: behind on both shapes: more directions may suit fine-tuning; not resolved). Half the
+#: (32 samples on the diffractive network, 100 on the hybrid) +0.2 ± 0.8 / -1.2 ± 1.1 and -0.1 ±
+#: 1.1 on the diffractive network's longest runs; with 256 levels -0.7 ± 0.8 at 500. +0.5 over
+#: the 17 cells, ahead in 10, none behind beyond twice its error (a long continuation of a
+#: layered start reads slightly behind on both shapes: more directions may suit fine-tuning;
+#: not resolved). Half the
 #: directions buy twice the steps: where the random-walk bound below does not bind, a run's
 #: progress per reconfiguration grows as the directions a step shrink (each estimate is mostly
 #: noise either way, and Adam moves every control by about its step whatever the estimate's
@@ -132,8 +133,9 @@ LR_PER_SIGMA = 3.0
 LR_FLOOR = 0.02
 #: the run's random walk, ``lr * sqrt(steps * d)``, is at most this many spans
 WALK = 8.0
-#: ... and it may set the step below ``LR_FLOOR`` (``True``: it caps only a step the radius set
-#: above the floor). Asked when two directions a step were chosen, on tuning chips 100-103 with
+#: ... and it may set the step as low as it reaches (``WALK_FLOOR`` = a fraction of the span: it
+#: never sets the step below that; ``LR_FLOOR`` = 0.02: it caps only a step the radius set above
+#: the floor). Asked when two directions a step were chosen, on tuning chips 100-103 with
 #: five seeds a chip (20 runs paired with the plan of four directions and this rule;
 #: ``benchmarks/query_plan_tuning.py``, powered cells, ``zeroth-order q=2, walk floor``): with 256
 #: samples a reconfiguration, where long runs bring the bound below the floor, keeping the floor
@@ -146,8 +148,10 @@ WALK = 8.0
 #: estimates' noise, which sets how far a walk can go; twice the bound (``walk`` = 16) read +5.2
 #: ± 1.1 on the hybrid at 20,000 and -5.2 ± 0.9 on the diffractive network at 1,000 (its step from
 #: 2.3 to 4.5 % of the span: its radius is a level step, 6.25 % of the span, and the bound sets
-#: its step at every budget). Left as it was
-WALK_FLOOR = False
+#: its step at every budget). A floor at 1 % of the span (``walk_floor=0.01``) read +4.8 ± 0.8
+#: on the hybrid at 20,000 and +2.8 ± 0.4 on two crossbar layers at 5,000 against two directions
+#: alone, but -5.2 ± 2.0 on three MRR banks at 5,000. Left as it was
+WALK_FLOOR = 0.0
 #: after a trained surrogate start the learning rate is at most this fraction of the span (the
 #: step of the start's own offline training): the run fine-tunes. On tuning chips 100-103 (means
 #: of 4) a cap at the floor (2 %) let the zeroth-order steps walk the MRR weight bank off the
@@ -688,7 +692,7 @@ def plan_query_only(
     lr_per_sigma: float = LR_PER_SIGMA,
     lr_floor: float = LR_FLOOR,
     walk: float = WALK,
-    walk_floor: bool = WALK_FLOOR,
+    walk_floor: float = WALK_FLOOR,
     sigma_per_lr: float = SIGMA_PER_LR,
     beta1: float = BETA1,
     schedule: str = SCHEDULE,
@@ -743,9 +747,10 @@ def plan_query_only(
         lr_per_sigma: Adam's learning rate per unit of radius.
         lr_floor: the radius-based learning rate is never below this fraction of the span.
         walk: the run's random walk ``lr * sqrt(steps * d)`` is at most this many spans (this
-            bound wins over the two above, unless ``walk_floor``).
-        walk_floor: the walk bound caps only a step the radius set above ``lr_floor``; it never
-            sets the step below the floor (:data:`WALK_FLOOR`).
+            bound wins over the two above, down to ``walk_floor``).
+        walk_floor: the walk bound never sets the step below this fraction of the span (0: as
+            low as it reaches, :data:`WALK_FLOOR`; ``lr_floor``: it caps only a step the radius
+            set above the floor; never above the radius-based step).
         sigma_per_lr: the radius is at most this many learning rates (never below a level).
         beta1: Adam's first-moment decay, in ``[0, 1)``.
         schedule: the zeroth-order run's learning rate over its steps: ``"cosine"`` (to zero),
@@ -810,6 +815,7 @@ def plan_query_only(
     check_real("lr_per_sigma", lr_per_sigma, low=0.0, low_open=True)
     check_real("lr_floor", lr_floor, low=0.0)
     check_real("walk", walk, low=0.0, low_open=True)
+    check_real("walk_floor", walk_floor, low=0.0)
     check_real("fine_tune_lr", fine_tune_lr, low=0.0, low_open=True)
     check_real("layered_sigma", layered_sigma, low=0.0, low_open=True)
     check_real("layered_lr", layered_lr, low=0.0, low_open=True)
@@ -975,8 +981,8 @@ def plan_query_only(
     lr = min(
         max(lr_per_sigma * chosen, lr_floor * span), walk * span / math.sqrt(max(steps, 1) * d)
     )
-    if walk_floor:
-        lr = max(lr, lr_floor * span)
+    if walk_floor > 0:  # never above the radius-based step: the bound only caps
+        lr = max(lr, min(walk_floor * span, max(lr_per_sigma * chosen, lr_floor * span)))
     if start_theta is not None or fine_tune:  # fine-tuning a trained start
         lr = min(lr, fine_tune_lr * span)
     return QueryPlan(

@@ -111,16 +111,16 @@ def test_the_random_walk_bounds_the_step_and_the_step_bounds_the_radius():
 
 
 def test_walk_floor_keeps_the_floor_and_caps_only_a_larger_step():
-    """``walk_floor``: the walk bound never sets the step below ``lr_floor`` of the span; a step
-    the radius sets above the floor it still caps."""
+    """``walk_floor``: the walk bound never sets the step below that fraction of the span (here
+    ``lr_floor``'s); a step the radius sets above it it still caps."""
     chip, task = _setup()
     below = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=1000, seed=0,
-                            walk=0.05, start=False, walk_floor=True)  # fmt: skip
+                            walk=0.05, start=False, walk_floor=0.02)  # fmt: skip
     assert below.lr == pytest.approx(0.02 * below.span)  # the bound alone would be far lower
     chip, task = _setup()
     above = plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=1000, seed=0,
                             lr_floor=0.001, lr_per_sigma=1e3, start=False, walk=8.0,
-                            walk_floor=True)  # fmt: skip
+                            walk_floor=0.02)  # fmt: skip
     bound = 8.0 * above.span / np.sqrt(above.steps * chip.space.dim)
     assert above.lr == pytest.approx(bound) and bound > 0.001 * above.span
 
