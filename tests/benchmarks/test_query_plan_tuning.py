@@ -56,6 +56,33 @@ def test_the_reseeded_default_moves_every_seed_but_the_chips(monkeypatch):
     assert calls == [(101, 101), (101 + M.RESEED_OFFSET, 101)]
 
 
+def test_every_run_takes_the_record_unless_its_variant_says_otherwise(monkeypatch):
+    """``RECORD`` (four directions a step) reaches the plan of the default and of a variant that
+    does not set ``q``; a variant that sets it wins; a regime-2 configuration (``SECONDS``) runs
+    the cost model's batch on the base configuration."""
+    import blacksat.product.compare as compare
+    import blacksat.query_plan as qp
+
+    seen, methods = [], []
+
+    def fake_run_one(method, scenario, seed, chip, budget):
+        qp.plan_query_only(None, None, None)  # the partial the study installed, args only
+        methods.append((method, scenario.device))
+        return {"test_accuracy": 0.5, "reconfigurations": budget, "wall_s": 0.0}
+
+    monkeypatch.setattr(qp, "plan_query_only", lambda *a, **k: seen.append(
+        (k.get("q"), k.get("walk_floor"))))  # fmt: skip
+    monkeypatch.setattr(compare, "run_one", fake_run_one)
+    M.tuning_run("default", "crossbar", 40, 100)
+    M.tuning_run("beta1=0.9", "crossbar", 40, 100)
+    M.tuning_run("zeroth-order q=2 (now)", "mzi-0.05", 40, 100, 0)
+    M.tuning_run("default", "diffractive-q16" + M.SECONDS, 40, 100, 0)
+    assert seen == [(4, 0.0), (4, 0.0), (2, 0.0), (4, 0.0)]
+    assert methods[0][0] == "blacksat" and methods[0][1] == "crossbar"
+    batch_method, device = methods[-1]
+    assert device == "diffractive" and batch_method.options["batch_size"] == 32
+
+
 def test_a_cell_counts_as_resolved_beyond_twice_its_standard_error():
     # mean 2, std 1 over 4 chips: standard error 0.5, so 2 > 2 * 0.5
     assert M._resolved([1.0, 2.0, 3.0, 2.0])
