@@ -54,6 +54,7 @@ from _study import Study, field_filter
 
 from blacksat.evaluation import paired_difference
 from blacksat.product.compare import Scenario, compare
+from blacksat.product.compare_methods import Method
 from blacksat.query_plan import CostModel
 
 OUT = ROOT / "benchmarks" / "results" / "query_efficiency"
@@ -308,21 +309,26 @@ def run_all(
             seconds_regime(name, quick, force, seeds, methods)
 
 
+def seconds_method(name: str) -> Method:
+    """Regime 2's ``blacksat``: the query-only default with the batch the configuration's cost
+    model balances (:meth:`~blacksat.query_plan.CostModel.balanced_batch`)."""
+    cm = CONFIGS[name][2]
+    return Method(
+        "blacksat", "blacksat",
+        {"estimator": "auto", "batch_size": cm.balanced_batch(n_train(name))},
+        "the query-only default, batch from the cost model",
+    )  # fmt: skip
+
+
 def seconds_regime(
     name: str, quick: bool, force: bool, seeds: tuple[int, ...], methods: list[str] | None = None
 ) -> None:
-    from blacksat.product.compare_methods import Method
-
     t0 = time.perf_counter()
     base = OUT / name
     plan = regime_budgets(name)
     if quick:
         plan = {r: {**v, "blacksat": r // 10, "full": max(r // 40, 8)} for r, v in plan.items()}
-    batch = next(iter(plan.values()))["batch"]
-    bs = Method(
-        "blacksat", "blacksat", {"estimator": "auto", "batch_size": batch},
-        "the query-only default, batch from the cost model",
-    )  # fmt: skip
+    bs = seconds_method(name)
     if not methods or "blacksat" in methods:
         compare(
             [bs], scenario(name), seeds, "paired", [v["blacksat"] for v in plan.values()],

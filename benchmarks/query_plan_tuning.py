@@ -458,11 +458,7 @@ def tuning_run(
     method: Method | str = "blacksat"
     if config.endswith(SECONDS):  # regime 2: the batch from the device's cost model
         config = config.removesuffix(SECONDS)
-        batch = qe.regime_budgets(config)[next(iter(qe.regime_budgets(config)))]["batch"]
-        method = Method(
-            "blacksat", "blacksat", {"estimator": "auto", "batch_size": batch},
-            "the query-only default, batch from the cost model",
-        )  # fmt: skip
+        method = qe.seconds_method(config)
     sc = (
         pf.scenario(config)
         if config in PHYSICS_FREE

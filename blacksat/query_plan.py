@@ -978,11 +978,9 @@ def plan_query_only(
     else:
         chosen, reason = rungs[0] * span, "no budget to calibrate: smallest radius"
     steps = max((left - spent) // (2 * q), 0)
-    lr = min(
-        max(lr_per_sigma * chosen, lr_floor * span), walk * span / math.sqrt(max(steps, 1) * d)
-    )
-    if walk_floor > 0:  # never above the radius-based step: the bound only caps
-        lr = max(lr, min(walk_floor * span, max(lr_per_sigma * chosen, lr_floor * span)))
+    # the radius-based step, capped by the walk bound, which stops at walk_floor of the span
+    walk_bound = walk * span / math.sqrt(max(steps, 1) * d)
+    lr = min(max(lr_per_sigma * chosen, lr_floor * span), max(walk_bound, walk_floor * span))
     if start_theta is not None or fine_tune:  # fine-tuning a trained start
         lr = min(lr, fine_tune_lr * span)
     return QueryPlan(
