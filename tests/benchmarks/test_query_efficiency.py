@@ -27,6 +27,30 @@ def test_reach_interpolates_in_log_budget():
     assert M.reach([100, 1000, 10_000], [10.0, float("nan"), 50.0], 30.0) == 10_000
 
 
+def test_the_reach_ratio_says_when_it_is_a_bound():
+    inf = float("inf")
+    assert M.reach_ratio(inf, inf, 250, 80_000, 80_000) == ("—", None, "none")
+    assert M.reach_ratio(30_000, 60_000, 250, 80_000, 80_000) == ("2.0x", 2.0, "exact")
+    # the baseline reached nothing by its last budget: at least that over ours
+    assert M.reach_ratio(20_000, inf, 250, 80_000, 80_000) == (">= 4.0x", 4.0, "at least")
+    # ours reached it at the first budget: at least the baseline's over that budget
+    assert M.reach_ratio(250, 1_000, 250, 80_000, 80_000) == (">= 4.0x", 4.0, "at least")
+    # ours never reached it, the baseline did: below its reach over our last budget
+    assert M.reach_ratio(inf, 40_000, 250, 80_000, 80_000) == ("< 0.5x", 0.5, "below")
+
+
+def test_the_median_verdict_counts_bounds_and_leaves_no_ratio_open():
+    at_least = {"a": (68.8, "at least"), "b": (4.6, "at least"), "c": (2.1, "at least")}
+    none = {"d": (None, "none"), "e": (None, "none"), "f": (None, "none")}
+    assert M.median_verdict({**at_least, "d": (3.0, "exact"), "e": (None, "none")}).startswith(
+        "**met**: 4 of 5"
+    )
+    open_case = M.median_verdict({**at_least, **none})  # 3 of 6 above: the median is open
+    assert open_case.startswith("**not met**") and "3 have no ratio" in open_case
+    below = {"a": (1.5, "exact"), "b": (0.5, "below"), "c": (9.0, "exact"), "d": (None, "none")}
+    assert M.median_verdict(below).startswith("**not met**: 2 of 4 configurations stand below")
+
+
 def test_device_seconds_buy_the_same_time_as_regime_one():
     for name in ("mzi-0.05", "crossbar"):
         _, _, cm, _, _ = M.CONFIGS[name]
