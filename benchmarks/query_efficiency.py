@@ -670,7 +670,7 @@ def plot(figs: dict[str, Any]) -> Path | None:
         if not math.isnan(wb):
             ax.axhline(wb, ls="--", color="gray", lw=1, label="white box")
         ax.set_xscale("log")
-        ax.set_xticks(list(budgets), [f"{b:,}" for b in budgets])
+        ax.set_xticks(list(budgets), [f"{b // 1000}k" if b >= 1000 else str(b) for b in budgets])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(name)
         ax.set_xlabel("reconfigurations")
