@@ -75,7 +75,8 @@ class Scenario:
             temperature at -2, -1, 1, 2 K where the device has one, none otherwise.
         fresh_chip_offset: the fresh chip of run ``chip = c`` has seed ``c + offset`` (default
             the library's rule, :func:`~blacksat.evaluation.fresh_chip_seeds`).
-        threads: torch threads inside a run (fixed so every executor computes alike).
+        threads: torch and BLAS / OpenMP threads inside a run (fixed so every executor
+            computes alike).
     """
 
     device: Any = "mzi"
@@ -226,7 +227,7 @@ def run_one(
     from blacksat.meter import MeteredDevice
 
     t0 = time.perf_counter()
-    with _torch_threads(scenario.threads):
+    with _threads(scenario.threads):
         chip = scenario.build_chip(chip_seed)
         task = scenario.build_task(chip, seed)
         theta0 = scenario.initial(chip, seed)
@@ -253,16 +254,24 @@ def run_one(
 
 
 _THREADS_LOCK = threading.Lock()
-_THREADS_USERS = [0, 0]  # [runs inside, torch threads before the first one entered]
+#: [runs inside, torch threads before the first one entered, the BLAS / OpenMP limits it set]
+_THREADS_USERS: list[Any] = [0, 0, None]
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` torch threads; the process's setting is restored when the last
-    concurrent run (threads of one process, e.g. a thread pool) leaves."""
+def _threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch threads and ``n`` threads in every BLAS / OpenMP pool numpy and
+    scipy use (``threadpoolctl``: a baseline's covariance updates and eigendecompositions would
+    otherwise take every core, so a process executor's workers would fight over them); the
+    process's settings are restored when the last concurrent run (threads of one process, e.g.
+    a thread pool) leaves."""
+    from threadpoolctl import threadpool_limits
+
     with _THREADS_LOCK:
+        limits = threadpool_limits(limits=n)  # it remembers the limits it replaced
         if _THREADS_USERS[0] == 0:
             _THREADS_USERS[1] = torch.get_num_threads()
+            _THREADS_USERS[2] = limits  # the process's own: restored by the last to leave
         _THREADS_USERS[0] += 1
         torch.set_num_threads(n)
     try:
@@ -272,6 +281,8 @@ def _torch_threads(n: int) -> Iterator[None]:
             _THREADS_USERS[0] -= 1
             if _THREADS_USERS[0] == 0:
                 torch.set_num_threads(_THREADS_USERS[1])
+                _THREADS_USERS[2].restore_original_limits()
+                _THREADS_USERS[2] = None
 
 
 def evaluate(
@@ -674,17 +685,18 @@ def compare(
             ex.submit(run_one, m, scenario, s, c, b): (m.name, s, c, b) for m, s, c, b in order
         }
         with tqdm(total=len(futures), disable=not progress, desc="compare", unit="run") as bar:
-            for fut in as_completed(futures):
-                key = futures[fut]
-                try:
+            try:
+                for fut in as_completed(futures):
+                    key = futures[fut]
                     rows[key] = fut.result()
                     if sink is not None:
                         sink.append(rows[key])
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-                bar.update(1)
+                    bar.update(1)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                _keep_finished(futures, rows, sink)
+                raise
     finally:
         if owned is not None:
             if isinstance(owned, ProcessPoolExecutor):
@@ -698,6 +710,26 @@ def compare(
     if out_dir is not None:
         result.write(out_dir)
     return result
+
+
+def _keep_finished(
+    futures: dict[Future, tuple[str, int, int, int]],
+    rows: dict[tuple[str, int, int, int], dict[str, Any]],
+    sink: Any,
+) -> None:
+    """Record every run that finished but was not yet recorded when the sweep stopped (a run
+    that failed, or an interrupt, surfaces before runs that completed alongside it): a stopped
+    sweep loses only the runs in flight. A failure to record one is left to the error that
+    stopped the sweep."""
+    for f, key in futures.items():
+        if key in rows or not f.done() or f.cancelled() or f.exception() is not None:
+            continue
+        try:
+            rows[key] = f.result()
+            if sink is not None:
+                sink.append(rows[key])
+        except Exception:  # the sweep's own error is the one to raise
+            return
 
 
 def _sweep_doc(methods: Sequence[Method], scenario: Scenario) -> dict[str, Any]:

@@ -348,3 +348,49 @@ def test_summary_defines_the_target_and_names_columns_like_the_csv(threaded):
     assert len(set(colours)) == 12  # every method its own colour
     # one hue per method: tab10 first, never tab20's light/dark pairs of one hue side by side
     assert colours[:10] == list(matplotlib.colormaps["tab10"].colors)
+
+
+def test_a_run_limits_the_blas_pools_to_its_threads_and_restores_them():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from blacksat.product.compare import _threads
+
+    np.linalg.eigh(np.eye(3))  # numpy's BLAS is loaded, so it has a pool to limit
+    with threadpool_limits(limits=2):  # the process's own setting, restored below
+        before = [p["num_threads"] for p in threadpool_info()]
+        assert before and all(n == 2 for n in before)
+        with _threads(1):
+            with _threads(1):  # a second concurrent run in the process
+                assert all(p["num_threads"] == 1 for p in threadpool_info())
+            assert all(p["num_threads"] == 1 for p in threadpool_info())  # one still inside
+        assert [p["num_threads"] for p in threadpool_info()] == before
+
+
+def test_a_failed_run_does_not_lose_runs_that_finished_alongside_it(threaded, tmp_path):
+    """Runs already finished when another fails are on disk, whichever order the executor
+    reports them in (every future here is done before compare looks at any)."""
+    from concurrent.futures import Future
+
+    by_key = {(r["method"], r["seed"], r["chip"], r["budget"]): r for r in threaded.rows}
+
+    class Done:
+        """An executor that has run everything by the time compare waits: the fourth run
+        submitted fails, the others succeed."""
+
+        def __init__(self) -> None:
+            self.n = 0
+
+        def submit(self, fn, m, scenario, seed, chip, budget):
+            self.n += 1
+            f: Future = Future()
+            if self.n == 4:
+                f.set_exception(RuntimeError("the machine went down"))
+            else:
+                f.set_result(dict(by_key[(m.name, seed, chip, budget)]))
+            return f
+
+    out = tmp_path / "sweep"
+    with pytest.raises(RuntimeError, match="went down"):
+        compare(**SWEEP, executor=Done(), out_dir=out, progress=False)
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    assert len(lines) == len(threaded.rows) - 1  # all but the failed run
