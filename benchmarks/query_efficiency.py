@@ -119,7 +119,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any], CostModel, tuple[int, ...], str]] 
         "diffractive",
         {"n": 16, "levels": 16},
         CostModel(1.0 / 60.0, 1e-3),
-        (250, 1000, 5000),
+        BUDGETS,
         "two 16 x 16 SLM layers with 16 phase levels (512 quantized periodic phases); 60 Hz "
         "SLM, 1 kHz camera",
     ),
