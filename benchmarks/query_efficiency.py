@@ -457,26 +457,19 @@ def reach_ratio(
     return f"{theirs / ours:.1f}x", theirs / ours, "exact"
 
 
-def capped_below(name: str, baselines: list[str]) -> bool:
-    """Whether every baseline of ``baselines`` stopped before the longest running one stood
-    below it (mean accuracy) at its own last budget on configuration ``name``."""
-    budgets = CONFIGS[name][3]
-    rows = load_rows(OUT / name / "equal-samples")
-    longest = max(baselines, key=lambda m: MAX_BUDGET.get(m, max(budgets)), default=None)
-    if longest is None:
+def capped_below(curve: dict[str, dict[int, float]], baselines: list[str]) -> bool:
+    """Whether every baseline of ``baselines`` that stopped before the longest running one
+    stood below it (mean accuracy) at its own last budget; ``curve``: method -> budget -> mean
+    accuracy, at the budgets it ran (:func:`config_table`'s figures)."""
+    ran = {m: max(curve[m]) for m in baselines if curve.get(m)}
+    if not ran:
         return True
-    top = min(MAX_BUDGET.get(longest, max(budgets)), max(budgets))
-    for m in baselines:
-        cap = min(MAX_BUDGET.get(m, max(budgets)), max(budgets))
-        if cap >= top:
-            continue
-        last = max((b for b in budgets if b <= cap), default=None)
-        if last is None:
-            continue
-        mine, theirs = cell(rows, m, last)[0], cell(rows, longest, last)[0]
-        if not (math.isnan(mine) or mine < theirs):
-            return False
-    return True
+    longest = max(ran, key=lambda m: ran[m])
+    return all(
+        curve[m][last] < curve[longest].get(last, math.nan)
+        for m, last in ran.items()
+        if last < ran[longest]
+    )
 
 
 def median_verdict(ratios: dict[str, tuple[float | None, str]], goal: float = 2.0) -> str:
@@ -541,19 +534,21 @@ def config_table(name: str) -> tuple[str, dict[str, Any]]:
         means = {k: v for k, v in means.items() if not math.isnan(v)}
         best_per_budget[b] = max(means.values()) if means else float("nan")
     reach_of: dict[str, float] = {}
+    curve: dict[str, dict[int, float]] = {}  # method -> budget -> mean, where it ran
     for m in methods:
         cells, means = [], []
         for b in budgets:
             mm, ss, nn = cell(rows, m, b)
             means.append(mm)
             cells.append(fmt(mm, ss, nn, bold=nn > 0 and mm == best_per_budget[b]))
+        curve[m] = {b: mm for b, mm in zip(budgets, means, strict=True) if not math.isnan(mm)}
         reach_of[m] = reach(list(budgets), means, goal) if wb_n else float("inf")
         cap = MAX_BUDGET.get(m, max(budgets))
         text = fmt_reach(reach_of[m], budgets[0])
         if math.isinf(reach_of[m]) and cap < max(budgets):
             text = f"not by {cap:,} (not run beyond)"
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {text} |")
-    figures: dict[str, Any] = {"white_box": wb_m, "budgets": {}, "reach": reach_of}
+    figures: dict[str, Any] = {"white_box": wb_m, "budgets": {}, "reach": reach_of, "curve": curve}
     for b in budgets:
         ours = cell(rows, "blacksat", b)[0]
         base = {m: cell(rows, m, b)[0] for m in BASELINES if m in methods}
@@ -723,21 +718,18 @@ def publish() -> None:
         top = min(base, key=lambda m: base[m]) if base else None
         theirs = base[top] if top else float("inf")
         # a baseline that reached nothing is bounded by the longest run any baseline made
-        rows = load_rows(OUT / name / "equal-samples")
-        longest = max((b for m in base for b in budgets if cell(rows, m, b)[2]), default=budgets[0])
-        text, value, kind = reach_ratio(
-            ours, theirs, budgets[0], max(budgets), min(longest, max(budgets))
-        )
+        longest = max((b for m in base for b in f["curve"].get(m, {})), default=budgets[0])
+        text, value, kind = reach_ratio(ours, theirs, budgets[0], max(budgets), longest)
         ratios[name] = (value, kind)
         reached = f" ({top})" if top and not math.isinf(theirs) else ""
         theirs_text = fmt_reach(theirs, budgets[0])
         if math.isinf(theirs):
-            theirs_text = f"not by {min(longest, max(budgets)):,}"
+            theirs_text = f"not by {longest:,}"
         reach_rows.append(
             f"| {name} | {fmt_reach(ours, budgets[0])} | {theirs_text}{reached} | {text} |"
         )
         if math.isinf(theirs) and not math.isinf(ours):
-            stopped_below &= capped_below(name, list(base))
+            stopped_below &= capped_below(f["curve"], list(base))
     # the runs' own times: a partial re-run's wall time says nothing of the table
     run_hours = sum(
         float(r.get("wall_s", 0.0)) for rows_file in OUT.glob("*/*/rows.jsonl")
@@ -772,7 +764,7 @@ def publish() -> None:
         f"Full-covariance `lra-cma` and `uh-cma` are left out above d = "
         f"{MAX_FULL_COVARIANCE_DIM} (mrr) for their cost, and the slower implementations stop "
         "at a budget cap ("
-        + ", ".join(f"`{m}` {b:,}" for m, b in MAX_BUDGET.items() if m != "sep-cma")
+        + ", ".join(f"`{m}` {b:,}" for m, b in MAX_BUDGET.items() if b < max(BUDGETS))
         + " reconfigurations; their measured cost per reconfiguration is in the script). "
         "No method reaches 90 % of a mesh's white box within 20,000, so on the three mesh "
         f"configurations the default, `zo-adam` and CMA run on to "

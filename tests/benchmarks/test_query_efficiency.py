@@ -51,6 +51,14 @@ def test_the_median_verdict_counts_bounds_and_leaves_no_ratio_open():
     assert M.median_verdict(below).startswith("**not met**: 2 of 4 configurations stand below")
 
 
+def test_a_bound_leans_on_baselines_stopped_early_standing_below_the_longest_one():
+    curve = {"cma": {250: 20.0, 5000: 40.0, 20000: 60.0}, "pepg": {250: 15.0, 5000: 25.0}}
+    assert M.capped_below(curve, ["cma", "pepg"])
+    curve["pepg"][5000] = 41.0  # above CMA where it stopped: it might have got there first
+    assert not M.capped_below(curve, ["cma", "pepg"])
+    assert M.capped_below(curve, [])
+
+
 def test_device_seconds_buy_the_same_time_as_regime_one():
     for name in ("mzi-0.05", "crossbar"):
         _, _, cm, _, _ = M.CONFIGS[name]
