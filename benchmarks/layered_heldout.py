@@ -69,7 +69,11 @@ default with ``layered=False``: the zeroth-order plan after the surrogate start)
 through, ``LINEAR``), also ``no stall backtrack`` (the default with
 ``layered_backtrack_patience=None``: the default before the stall rule; elsewhere it is the
 default's own code path, the layered start never backtracking at a stall; not run on the last
-two shapes, added later). Seeds 0, 1, 2, seed
+two shapes, added later); where the layered response is the plan on some chip (``HANDOVER``),
+also ``no handover`` and ``central probes`` (the default with ``layered_scheme="central"``:
+antithetic probe pairs, the default before ``LAYERED_SCHEME``; its rows are that default's,
+relabelled: the same code path, and every other variant ran with the pairs and pins them).
+Seeds 0, 1, 2, seed
 ``s`` on chip ``s``; accuracy on the full test split of the chip; mean ± sample std (ddof 1).
 ``--only`` filters on ``device``.
 
@@ -147,6 +151,7 @@ DEVICES: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 METHODS = (
     "blacksat",
+    "central probes",
     "no handover",
     "no stall backtrack",
     "weak-check refusal",
@@ -201,6 +206,8 @@ def one_run(method: str, device: str, budget: int, seed: int) -> dict[str, Any]:
             kwargs["layered_weak_check"] = qp.WEAK_CHECK
         if method == "no handover":
             kwargs["layered_handover"] = False
+        if method != "blacksat":  # every variant ran with antithetic probe pairs
+            kwargs.setdefault("layered_scheme", "central")
         plan = original(*args, **kwargs)
         layered_start = (plan.start or {}).get("kind") == "layered"
         if chosen:  # plan_handover's zeroth-order plan (through this module's name)
@@ -253,7 +260,7 @@ def run(study: Study, quick: bool) -> None:
                     continue  # the default's own code path there (later shapes: not run)
                 if method == "weak-check refusal" and device not in WEAK:
                     continue
-                if method == "no handover" and device not in HANDOVER:
+                if method in ("no handover", "central probes") and device not in HANDOVER:
                     continue
                 for seed in seeds:
                     row = study.run(
@@ -289,7 +296,9 @@ def section(study: Study) -> str:
             "`s` on chip `s`), full test split, mean ± sample std. `no handover` ran only where "
             "the layered response is the plan, `no stall backtrack` only on the first four of "
             "those shapes, `weak-check refusal` only where the check's readings stand barely "
-            "above their noise. The set-up is in the script's docstring.",
+            "above their noise, `central probes` (the default before its probes became one-sided: "
+            "`blacksat.query_plan.LAYERED_SCHEME`) where the layered response is the plan. The "
+            "set-up is in the script's docstring.",
         ),
         "",
         "| device | controls | budget | blacksat | estimator the plan chose | "

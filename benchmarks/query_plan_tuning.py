@@ -228,6 +228,20 @@ VARIANTS["no layered start"] = {"layered_start": False}
 # setting (or its last backtrack) was 25 steps old, the plateau's count (its rows, relabelled;
 # the default's rows are those that ran as the variant ``layered backtrack at a stall``)
 VARIANTS["layered no stall backtrack"] = {"layered_backtrack_patience": None}
+# every variant above ran while the layered response read antithetic probe pairs (before
+# LAYERED_SCHEME = "forward")
+for _name, _args in VARIANTS.items():
+    if _name != "default":
+        _args.setdefault("layered_scheme", "central")
+# the default before the layered response's probes became one-sided and centred over the step
+# (its rows, relabelled: only where the layered plan itself runs does anything read differently,
+# the wired devices and the three-bank network the check lets through; antithetic pairs draw
+# their signs as before, so these are the same runs, checked to the digit on the MRR network at
+# 250 and 1,000 and the crossbar at 250, chips 100 and 101); and, where the check
+# turns the layered response away, the layered start reading one-sided probes (against its
+# pairs, ``LAYERED_START_SCHEME``)
+VARIANTS["layered central probes"] = {"layered_scheme": "central"}
+VARIANTS["layered start forward probes"] = {"layered_start_scheme": "forward"}
 # the default once more with every seed but the chip's moved (the plan's and the run's
 # randomness, the task's digital initialisation): the differences a variant must beat to be
 # told from the default on four chips
@@ -235,6 +249,10 @@ RESEED = "reseeded default"
 #: what RESEED adds to the run's seed (the chip stays the tuning chip)
 RESEED_OFFSET = 1000
 VARIANTS[RESEED] = {}
+#: the reseeded runs of the default of antithetic probe pairs where the layered plan runs (its
+#: rows, relabelled; the reseeded one-sided default has not run there yet)
+RESEED_CENTRAL = "reseeded central probes"
+VARIANTS[RESEED_CENTRAL] = {"layered_scheme": "central"}
 #: seeds a chip in a powered cell (seed = chip + RESEED_OFFSET * repeat): four chips resolve a
 #: few points on the zeroth-order devices at best, so a cell that a decision turns on is run
 #: again with these many seeds a chip, the default and each variant on the same ones
@@ -257,6 +275,11 @@ POWERED_VARIANTS: dict[str, dict[str, Any]] = {
     "zeroth-order q=2, walk floor (now)": {"q": 2, "walk_floor": 0.02},
     "zeroth-order q=2, walk floor 1 % (now)": {"q": 2, "walk_floor": 0.01},
 }
+# the layered ones ran beside the default of antithetic probe pairs (now ``layered central
+# probes``, whose powered rows are that default's, relabelled) and pin them
+for _name, _args in POWERED_VARIANTS.items():
+    if _name.startswith("layered "):
+        _args.setdefault("layered_scheme", "central")
 #: powered cells: (configuration, budget) -> the variants run there beside the default. The
 #: MRR network at 500 reconfigurations is where the physics-free study's target for local
 #: devices is missed by 0.2 points (``physics_free.py``): do the layered response's constants
@@ -269,6 +292,11 @@ _ZEROTH_ORDER = (
     "zeroth-order beta1=0.9 (now)",
     "no surrogate start (now)",
 )
+#: what a powered variant is compared with, run by run (else the default): the layered ones at
+#: 500 ran beside the default of antithetic probe pairs
+POWERED_REFERENCE: dict[str, str] = {
+    v: "layered central probes" for v in POWERED_VARIANTS if v.startswith("layered ")
+}
 #: configurations of benchmarks/physics_free.py run here (the MRR weight bank; the diffractive
 #: network with 256 phase levels, where two directions a step lost at 500 on the reported pairs)
 PHYSICS_FREE = ("mrr-bank", "diffractive")
@@ -280,7 +308,10 @@ _CANDIDATE = "zeroth-order q=2, walk 16 (now)"
 _FLOOR = "zeroth-order q=2, walk floor (now)"
 _FLOOR_1 = "zeroth-order q=2, walk floor 1 % (now)"
 POWERED: dict[tuple[str, int], tuple[str, ...]] = {
-    ("mrr", 500): tuple(v for v in POWERED_VARIANTS if v.startswith("layered ")),
+    ("mrr", 500): (
+        *(v for v in POWERED_VARIANTS if v.startswith("layered ")),
+        "layered central probes",
+    ),
     ("mzi-0.05", 1000): (*_ZEROTH_ORDER, "zeroth-order q=1 (now)", _CANDIDATE, _FLOOR),
     ("mzi-0.05", 5000): (
         *_ZEROTH_ORDER,
@@ -371,8 +402,15 @@ ONLY["layered term at the decay only"] = ("mrr",)
 ONLY["layered no backtrack"] = WIRED
 ONLY["no layered start"] = NOT_LINEAR
 ONLY["layered no stall backtrack"] = (*WIRED, *THREE_BANKS)
+ONLY["layered central probes"] = (*WIRED, *THREE_BANKS)
+ONLY[RESEED_CENTRAL] = (*WIRED, *THREE_BANKS)
+ONLY["layered start forward probes"] = NOT_LINEAR
 #: variants run only at some budgets: the travel floor binds only where a run has few steps
-BUDGETS_ONLY: dict[str, tuple[int, ...]] = {"layered travel 0": (250,)}
+BUDGETS_ONLY: dict[str, tuple[int, ...]] = {
+    "layered travel 0": (250,),
+    # the layered start stops at its plateau: the longer budget adds the zeroth-order run's
+    "layered start forward probes": (1000,),
+}
 #: what each variant is compared with: the plan it changes one thing of
 REFERENCE: dict[str, str] = {
     v: (
@@ -415,6 +453,9 @@ REFERENCE["start probes networks"] = "layered term at the decay only"
 REFERENCE["layered term at the decay only"] = "layered no backtrack"
 # ... and beside the default of backtracking after a jump
 REFERENCE["layered no backtrack"] = "layered no stall backtrack"
+# ... and beside the default of backtracking at a stall
+REFERENCE["layered no stall backtrack"] = "layered central probes"
+REFERENCE[RESEED_CENTRAL] = "layered central probes"
 #: every run of this study takes these plan arguments unless its variant sets them: its runs
 #: were made while the zeroth-order plan took four antithetic directions a step (``Q`` = 4 until
 #: the powered cells put two ahead; the walk bound below the floor, as it still is), so the
@@ -466,7 +507,7 @@ def tuning_run(
         if config in (*NOT_LINEAR, *THREE_BANKS)
         else qe.scenario(config)
     )
-    seed = chip + RESEED_OFFSET * (repeat + (variant == RESEED))
+    seed = chip + RESEED_OFFSET * (repeat + (variant in (RESEED, RESEED_CENTRAL)))
     try:
         row = run_one(method, sc, seed, chip, budget)
     finally:
@@ -490,12 +531,19 @@ def run(study: Study, quick: bool) -> None:
                     continue
                 if config == "mrr-bank" and variant not in ("default", RESEED, *ONLY):
                     continue  # added with the fine-tuning cap: the default and its variants
-                if config in NOT_LINEAR and variant not in ("default", RESEED, "no layered start"):
+                if config in NOT_LINEAR and variant not in (
+                    "default",
+                    RESEED,
+                    "no layered start",
+                    "layered start forward probes",
+                ):
                     continue  # added with the layered start
                 if config in THREE_BANKS and variant not in (
                     "default",
                     RESEED,
                     "layered no stall backtrack",
+                    "layered central probes",
+                    RESEED_CENTRAL,
                 ):
                     continue  # added with the backtrack at a stall
                 if budget not in BUDGETS_ONLY.get(variant, (budget,)):
@@ -573,7 +621,12 @@ def section(study: Study) -> str:
             "added with the backtrack at a stall: only the default and `layered no stall "
             "backtrack` ran there. `reseeded default`: the default with every seed but the "
             f"chip's moved by {RESEED_OFFSET:,} (what a variant's difference must exceed), on "
-            "every configuration.",
+            "every configuration; where the layered plan runs, those runs are of the default of "
+            "antithetic probe pairs (`reseeded central probes`, against `layered central "
+            "probes`), and the one-sided default's reseeded runs there are still to run. "
+            "`layered central probes`: that default (its rows, relabelled); `layered start "
+            "forward probes`: one-sided probes in the layered start too, on the shapes the "
+            "check turns away, at 1,000.",
         ),
         "",
         "| configuration | budget | " + " | ".join(variants) + " |",
@@ -615,8 +668,9 @@ def section(study: Study) -> str:
 
 
 def powered_table(rows: list[dict[str, Any]]) -> list[str]:
-    """The powered cells: each variant against the default on the same chips and seeds, the
-    mean paired difference with its standard error (none before such runs exist)."""
+    """The powered cells: each variant against the default (or its ``POWERED_REFERENCE``) on the
+    same chips and seeds, the mean paired difference with its standard error (none before such
+    runs exist)."""
     runs = [r for r in rows if "repeat" in r]
     if not runs:
         return []
@@ -628,25 +682,27 @@ def powered_table(rows: list[dict[str, Any]]) -> list[str]:
         f"change of it on every tuning chip with "
         f"{POWERED_REPEATS} seeds a chip (seed = chip + {RESEED_OFFSET:,} x repeat), paired run "
         "by run. Accuracy (%) and training loss on the chip, means over the runs; the "
-        "difference's standard error is over the paired runs (ddof 1).",
+        "difference's standard error is over the paired runs (ddof 1). *Against*: the plan the "
+        "variant changes one argument of (the default, or the default it ran beside).",
         "",
-        "| configuration | budget | variant | runs | default | variant | difference | "
-        "ahead | training loss, default / variant |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| configuration | budget | variant | against | runs | against | variant | difference | "
+        "ahead | training loss, against / variant |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for (config, budget), variants in POWERED.items():
         for v in variants:
+            ref = POWERED_REFERENCE.get(v, "default")
             pairs = [
-                (acc[k], acc[("default", *k[1:])])
+                (acc[k], acc[(ref, *k[1:])])
                 for k in acc
-                if k[:3] == (v, config, budget) and ("default", *k[1:]) in acc
+                if k[:3] == (v, config, budget) and (ref, *k[1:]) in acc
             ]
             if not pairs:
                 continue
             diffs = [a["accuracy"] - b["accuracy"] for a, b in pairs]
             se = standard_error(diffs)
             lines.append(
-                f"| {config} | {budget:,} | {v} | {len(pairs)} | "
+                f"| {config} | {budget:,} | {v} | {ref} | {len(pairs)} | "
                 f"{np.mean([b['accuracy'] for _, b in pairs]):.2f} | "
                 f"{np.mean([a['accuracy'] for a, _ in pairs]):.2f} | "
                 f"{np.mean(diffs):+.2f} ± {se:.2f} | {sum(d > 0 for d in diffs)} of {len(diffs)} | "

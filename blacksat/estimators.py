@@ -23,7 +23,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from blacksat import circle
 from blacksat.device import Device
 from blacksat.errors import ConfigError, InvalidReading
 from blacksat.keep_best import KEEP_SMOOTHING
@@ -31,10 +30,15 @@ from blacksat.layered_response import (
     ANCHORS,
     MEMORY,
     OPERATING_POINTS,
+    SCHEME,
+    SCHEMES,
     BankJacobian,
     banks_of,
     derived_probes,
     parse_banks,
+    probe_changes,
+    probe_signs,
+    settings_per_step,
 )
 from blacksat.meter import Ledger, MeteredDevice
 from blacksat.objective import Batch, Estimate, StepContext, TrainingTask, add_costs, objective
@@ -355,9 +359,11 @@ class LayeredResponse(_DeviceEstimator):
     """Gradients of a device built from weight banks, from its linear response (module
     docstring).
 
-    Each step reads ``theta`` and the ``2 * probes`` settings ``theta +- sigma r_k`` (random
-    signs, clipped into the space): ``1 + 2 * probes`` reconfigurations. The wiring model is fitted
-    to this step's probes and those of the ``memory - 1`` steps before it. The probes are read in
+    Each step reads ``theta`` and ``probes`` settings ``theta + sigma r_k`` (random signs, clipped
+    into the space; ``scheme="forward"``, their response changes centred over the step) or the ``2 *
+    probes`` settings ``theta +- sigma r_k`` (``"central"``): ``1 + probes`` or ``1 + 2 * probes``
+    reconfigurations (:mod:`blacksat.layered_response`). The wiring model is fitted to this step's
+    probes and those of the ``memory - 1`` steps before it. The probes are read in
     one ``query_many`` call on ``inputs`` probe inputs uniform over the device's input range
     (its declared ``input_range``, else the range of the step's encoded batch), so that every
     input is driven fully; each probe's linear fit is its response matrix, and the fitted wiring
@@ -375,8 +381,10 @@ class LayeredResponse(_DeviceEstimator):
         device: the device (normally a :class:`~blacksat.meter.MeteredDevice`).
         task: the training task.
         sigma: the probes' radius (controls' units).
-        probes: fresh antithetic probes a step (default: :func:`derived_probes` of the wiring
-            and ``memory``).
+        probes: fresh probes a step (pairs with ``scheme="central"``; default:
+            :func:`derived_probes` of the wiring, ``memory`` and ``scheme``).
+        scheme: ``"forward"`` (one-sided probes centred over the step) or ``"central"``
+            (antithetic pairs); default :data:`~blacksat.layered_response.SCHEME`.
         inputs: probe inputs a reconfiguration (default: the batch's size); more than
             ``n_in + 1``.
         banks: the wiring (default: the device's ``weight_banks``).
@@ -428,12 +436,14 @@ class LayeredResponse(_DeviceEstimator):
         plateau: int = 0,
         train_share: float = 0.0,
         input_means: bool = False,
+        scheme: str = SCHEME,
         seed: int = 0,
         family: Any = None,
     ) -> None:
         super().__init__(device, task, family)
         d = self.space.dim
         self.anchor = check_choice("anchor", anchor, ANCHORS)
+        self.scheme = check_choice("scheme", scheme, SCHEMES)
         wiring = parse_banks(banks, d) if banks is not None else banks_of(device)
         if wiring is None:
             raise ConfigError(
@@ -458,9 +468,9 @@ class LayeredResponse(_DeviceEstimator):
             raise ConfigError(f"input_means must be true or false, got {input_means!r}")
         self.input_means = input_means
         self.probes = (
-            derived_probes(wiring, self.memory, self.operating_point == "on")
+            derived_probes(wiring, self.memory, self.operating_point == "on", self.scheme)
             if probes is None
-            else check_int("probes", probes, low=1)
+            else check_int("probes", probes, low=2 if self.scheme == "forward" else 1)
         )
         self.inputs = check_int("inputs", inputs, low=n_in + 2, none_ok=True)
         self.sweeps = check_int("sweeps", sweeps, low=1)
@@ -488,8 +498,8 @@ class LayeredResponse(_DeviceEstimator):
         self.last_fit_r2 = math.nan
 
     def settings_per_step(self) -> int:
-        """Settings sent per estimate: ``1 + 2 probes``."""
-        return 1 + 2 * self.probes
+        """Settings sent per estimate: ``1 + probes`` (``"forward"``) or ``1 + 2 probes``."""
+        return settings_per_step(self.probes, self.scheme)
 
     def _range(self, enc: torch.Tensor) -> tuple[float, float]:
         """Where the probe inputs lie: the device's declared ``input_range``, else the range of
@@ -517,14 +527,15 @@ class LayeredResponse(_DeviceEstimator):
     def __call__(self, theta: torch.Tensor, batch: Batch, ctx: StepContext) -> Estimate:
         th = theta.detach().to(torch.float64)
         k = self.probes
-        r = torch.as_tensor(ctx.rng.choice(np.array([-1.0, 1.0]), size=(k, th.numel())))
+        r = probe_signs(k, th.numel(), self.scheme, ctx.rng)
         enc = self.task.encode(batch.features).to(torch.float64).reshape(len(batch.labels), -1)
         x = self._inputs(self.inputs or len(batch.labels), self._range(enc.detach()), ctx.rng)
         if self.train_share > 0:  # some of the probe inputs are the batch's own samples
             m = min(round(self.train_share * len(x)), len(enc))
             some = torch.as_tensor(ctx.rng.choice(len(enc), m, replace=False))
             x = torch.cat([enc.detach()[some], x[m:]])
-        thetas = _clip(self.space, torch.cat([th[None], th + self.sigma * r, th - self.sigma * r]))
+        sent = [th + self.sigma * r] + ([th - self.sigma * r] if self.scheme == "central" else [])
+        thetas = _clip(self.space, torch.cat([th[None], *sent]))
         shape = tuple(getattr(self.device, "input_shape", None) or (x.shape[1],))
         # (inputs, the settings read with them): theta on the batch's own samples (topped up
         # with probe inputs when the batch is smaller, so its response stays identified) and
@@ -552,10 +563,8 @@ class LayeredResponse(_DeviceEstimator):
                 for (xs, ths), y in zip(calls, ys, strict=True)
             ]
         )
-        a = resp.transpose(1, 2)  # (1 + 2k, n_out, n_in + 1)
-        # the differences actually sent (clipped at a bound; the short way round on a circle)
-        delta = circle.difference(thetas[1 : k + 1], thetas[k + 1 :], self.space.period)
-        fresh = (a[1 : k + 1] - a[k + 1 :], delta)
+        a = resp.transpose(1, 2)  # (1 + k or 1 + 2k, n_out, n_in + 1)
+        fresh = probe_changes(a[1:], thetas[1:], th, self.scheme, self.space.period)
         recent = [*self.recent, fresh][-self.memory :]
         a0 = a[0].clone().requires_grad_(True)
         params = _digital(self.task)
@@ -655,7 +664,7 @@ class LayeredResponse(_DeviceEstimator):
         banks = [(b.rows, b.cols, b.blocks) for b in self.banks]
         return (
             f"LayeredResponse(banks={banks}, probes={self.probes}, sigma={self.sigma}, "
-            f"anchor={self.anchor!r}, memory={self.memory}, "
+            f"scheme={self.scheme!r}, anchor={self.anchor!r}, memory={self.memory}, "
             f"operating_point={self.operating_point})"
         )
 

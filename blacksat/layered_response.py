@@ -15,15 +15,28 @@ with ``S_l (rows, cols)`` the weights' slopes (one per control, unknown), ``L_l 
 what the banks after it make of its output rows and ``R_l (cols, n_in + 1)`` what the banks
 before it feed its input columns (``L = I`` for the last bank, ``R = [I | 0]`` for the first;
 a bank whose weights are set by a differential pair of controls has one ``S`` per control block).
-``K`` antithetic probes ``theta +- sigma r_k`` (``r_k`` random signs on every control) give ``K``
-matrices ``dA_k``; alternating least squares fits ``S``, ``L`` and ``R`` to them (warm-started
-from the previous step), and the gradient is ``S_l * (L_l^T G R_l^T)`` for every control at once.
-Where zeroth-order differences learn one number a probe, a probe here gives ``n_out (n_in + 1)``.
+``K`` probes ``theta + sigma r_k`` (``r_k`` random signs on every control) give ``K`` matrices
+``dA_k``; alternating least squares fits ``S``, ``L`` and ``R`` to them (warm-started from the
+previous step), and the gradient is ``S_l * (L_l^T G R_l^T)`` for every control at once. Where
+zeroth-order differences learn one number a probe, a probe here gives ``n_out (n_in + 1)``.
 
-``K`` is derived from the structure: twice the model's unknowns over the numbers one probe gives
+How a probe's ``dA`` is read (``scheme``): ``"forward"`` (the default) reads each probe once and
+centres the step's probes, ``dA_k = A_k - mean_j A_j`` against ``delta_k = sigma (r_k - mean_j
+r_j)``. To second order ``A_k = A + J delta_k + c + (cross terms)``, where ``c`` collects each
+control's own curvature times ``delta_i^2``; with random signs ``delta_i^2 = sigma^2`` for every
+probe, so ``c`` is the same for all of them and the centring removes it exactly, together with the
+response at ``theta`` (which the probes therefore never need read). A probe costs one
+reconfiguration and the step's ``K`` probes give ``K - 1`` directions (:func:`derived_probes` adds
+the one). ``"central"`` reads antithetic pairs ``theta +- sigma r_k`` and takes ``dA_k = (A_k^+ -
+A_k^-)``: every second-order term cancels, at two reconfigurations a direction. Per reconfiguration
+both carry the same signal over noise (one reading against the pair's difference of two at twice the
+signal), but the fit's unknowns outnumber what one step's probes give, so what it runs short of is
+directions, and one-sided probes give twice as many.
+
+``K`` is derived from the structure: twice the model's unknowns over the numbers one direction gives
 (:func:`derived_probes`), spread over the last ``MEMORY`` steps: each step reads a third of them
-afresh and the fit also uses the probes of the two steps before (the model moves slowly as
-training goes; it is warm-started from step to step for the same reason).
+afresh and the fit also uses the probes of the two steps before (the model moves slowly as training
+goes; it is warm-started from step to step for the same reason).
 
 Between the banks the O/E/O stages are nonlinear, so the model is an approximation: moving a ring of
 an inner bank moves its hidden unit's operating point, which reaches every column of ``A``, not only
@@ -57,6 +70,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from blacksat import circle
 from blacksat.errors import ConfigError
 
 #: ridge added to every least-squares solve of the fit (relative to the system's scale)
@@ -79,6 +93,14 @@ MEMORY = 3
 #: (``"batch"``, the default) or its uniform probe inputs (``"probes"``, the estimator before
 #: the choice)
 ANCHORS = ("batch", "probes")
+
+#: how the layered response reads a probe's response change: one-sided probes centred over the
+#: step (``"forward"``: a reconfiguration a probe) or antithetic pairs (``"central"``: two)
+SCHEMES = ("forward", "central")
+
+#: the layered response's scheme by default: one-sided probes centred over the step (what it
+#: gained and where it reads lower: :data:`blacksat.query_plan.LAYERED_SCHEME`)
+SCHEME = "forward"
 
 #: whether the layered response's wiring model has the operating-point term
 #: (:class:`BankJacobian`): ``"off"``, ``"on"``, or ``"late"`` (both models are fitted from the
@@ -181,11 +203,16 @@ def within_noise(stats: tuple[np.ndarray, np.ndarray, float] | None, max_share: 
     return bool(np.median(ok.astype(float)) >= 0.5)
 
 
-def derived_probes(banks: Sequence[Bank], memory: int = 1, operating_point: bool = False) -> int:
-    """Fresh antithetic probes a step: twice the model's unknowns over the numbers one probe
-    gives (``n_out (n_in + 1)``), shared by the ``memory`` steps whose probes the fit uses; at
-    least one. ``operating_point``: count the operating-point terms' unknowns too
-    (:class:`BankJacobian`)."""
+def derived_probes(
+    banks: Sequence[Bank],
+    memory: int = 1,
+    operating_point: bool = False,
+    scheme: str = "central",
+) -> int:
+    """Fresh probes a step: twice the model's unknowns over the numbers one direction gives
+    (``n_out (n_in + 1)``), shared by the ``memory`` steps whose probes the fit uses; at least
+    one; with ``scheme="forward"`` one more, which the step's centring spends (at least two).
+    ``operating_point``: count the operating-point terms' unknowns too (:class:`BankJacobian`)."""
     n_in, n_out = banks[0].cols, banks[-1].rows
     unknowns = sum(b.size for b in banks)
     unknowns += sum(n_out * b.rows for b in banks[:-1])  # L of every bank but the last
@@ -193,7 +220,50 @@ def derived_probes(banks: Sequence[Bank], memory: int = 1, operating_point: bool
     if operating_point and len(banks) > 1:  # V of the first bank
         unknowns += banks[0].rows * (n_in + 1)
     total = max(1, math.ceil(2 * unknowns / (n_out * (n_in + 1))))
-    return max(1, math.ceil(total / max(1, int(memory))))
+    directions = max(1, math.ceil(total / max(1, int(memory))))
+    return directions + 1 if scheme == "forward" else directions
+
+
+def probe_changes(
+    a: torch.Tensor, sent: torch.Tensor, theta: torch.Tensor, scheme: str, period: Any = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's probes as the fit takes them, ``(dA (k, n_out, n_in + 1), delta (k, d))``,
+    from the probes' responses ``a`` and the settings ``sent`` (as clipped) around ``theta
+    (d,)``: with ``"forward"`` (``a (k, ...)``, ``sent (k, d)``) each probe's change from
+    ``theta``, centred over the step (``theta``'s own response cancels, and with it the
+    controls' curvature, the same for every probe); with ``"central"`` (``a (2k, ...)``, ``sent
+    (2k, d)``: the ``+`` probes, then the ``-``) each pair's difference. Differences of settings
+    go the short way round on a circle of ``period`` (:func:`blacksat.circle.difference`;
+    ``None``: no control is periodic)."""
+
+    def diff(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x - y if period is None else circle.difference(x, y, period)
+
+    if scheme == "forward":
+        delta = diff(sent, theta.expand_as(sent))
+        return a - a.mean(0, keepdim=True), delta - delta.mean(0, keepdim=True)
+    k = len(sent) // 2
+    return a[:k] - a[k:], diff(sent[:k], sent[k:])
+
+
+def probe_signs(k: int, d: int, scheme: str, rng: np.random.Generator) -> torch.Tensor:
+    """The step's probe directions ``(k, d)``, random signs. With ``"forward"`` every control
+    is probed both ways in the step (each column a random arrangement of ``ceil(k / 2)`` and
+    ``floor(k / 2)`` signs, which way the extra one goes at random): a control whose ``k`` signs
+    all agreed would centre to no change and go unidentified by the step (a quarter of them at
+    ``k = 3`` with independent signs). With ``"central"``, independent signs."""
+    if scheme != "forward":
+        return torch.as_tensor(rng.choice(np.array([-1.0, 1.0]), size=(k, d)))
+    base = np.where(np.arange(k) < (k + 1) // 2, 1.0, -1.0)
+    signs = rng.permuted(np.broadcast_to(base[:, None], (k, d)), axis=0)
+    flip = rng.choice(np.array([-1.0, 1.0]), size=d)  # which way the odd one out goes
+    return torch.as_tensor(signs * flip if k % 2 else signs)
+
+
+def settings_per_step(probes: int, scheme: str) -> int:
+    """Reconfigurations one layered-response step sends: the current setting and ``probes``
+    one-sided probes (``"forward"``) or antithetic pairs (``"central"``)."""
+    return 1 + (probes if scheme == "forward" else 2 * probes)
 
 
 class BankJacobian:
@@ -483,9 +553,14 @@ class BankJacobian:
 
 __all__ = [
     "OPERATING_POINTS",
+    "SCHEME",
+    "SCHEMES",
     "Bank",
     "BankJacobian",
     "banks_of",
     "derived_probes",
     "parse_banks",
+    "probe_changes",
+    "probe_signs",
+    "settings_per_step",
 ]

@@ -24,12 +24,12 @@ setting one weight) and reads as a linear map of its inputs (at the surrogate st
 where the probe did not run, at two random settings the plan reads itself, one of them twice) gets
 no zeroth-order run: it is trained by :class:`~blacksat.estimators.LayeredResponse`, which
 identifies the response matrix at every setting from one reading and learns how the wiring moves it
-from a few antithetic probes, so each step costs ``1 + 2 K`` reconfigurations for a gradient of
-every control (``K`` derived from the wiring and shared by the last ``LAYERED_MEMORY`` steps, whose
-probes its fit reuses; half of each probe's inputs are the step's training samples,
-``LAYERED_TRAIN_SHARE``, and on a network of banks the model gains the hidden units' operating
-points for the schedule's decay, ``LAYERED_OPERATING_POINT``, or from the loss's plateau if that
-comes first, ``LAYERED_PLATEAU``). Its radius is ``LAYERED_SIGMA`` of
+from a few one-sided probes, centred over the step (``LAYERED_SCHEME``), so each step costs ``1 +
+K`` reconfigurations for a gradient of every control (``K`` derived from the wiring and shared by
+the last ``LAYERED_MEMORY`` steps, whose probes its fit reuses; half of each probe's inputs are the
+step's training samples, ``LAYERED_TRAIN_SHARE``, and on a network of banks the model gains the
+hidden units' operating points for the schedule's decay, ``LAYERED_OPERATING_POINT``, or from the
+loss's plateau if that comes first, ``LAYERED_PLATEAU``). Its radius is ``LAYERED_SIGMA`` of
 the span, its Adam step ``LAYERED_LR`` of the span (at least ``LAYERED_TRAVEL`` of the span over the
 steps; after a trained start, at most ``FINE_TUNE_LR``) with ``beta1 = LAYERED_BETA1``, held over
 the run and decayed only over its last 30 % of the steps (``LAYERED_SCHEDULE``; the zeroth-order
@@ -97,7 +97,7 @@ import numpy as np
 import torch
 
 from blacksat.errors import ConfigError
-from blacksat.layered_response import ANCHORS, MEMORY, OPERATING_POINTS
+from blacksat.layered_response import ANCHORS, MEMORY, OPERATING_POINTS, SCHEME, SCHEMES
 from blacksat.train_config import HOLD_COSINE_DECAY
 from blacksat.validation import as_generator, check_choice, check_int, check_real
 
@@ -185,6 +185,31 @@ LAYERED_TRAVEL = 1.0 / 3.0
 LAYERED_ANCHOR = "batch"
 #: what layered plans saved before the anchor was a field ran with
 _LEGACY_ANCHOR = "probes"
+#: ... and its probes are one-sided, their response changes centred over the step, a
+#: reconfiguration each, where antithetic pairs took two (:mod:`blacksat.layered_response`: each
+#: control's own curvature is the same for every probe and the centring removes it; one more probe
+#: a step, 6 on the MRR network against 5 pairs, so 7 reconfigurations a step against 11). On
+#: tuning chips 100-103 against the pairs (``benchmarks/query_plan_tuning.py``, ``layered central
+#: probes``): the MRR network **+0.88 ± 0.20 points at 500 reconfigurations** (the powered cell:
+#: five seeds a chip, 17 of 20 runs ahead; 93.6 -> 94.5 %) and +2.8 / -0.3 / -0.6 / -0.2 at
+#: 250 / 1,000 / 5,000 / 20,000; the crossbar +0.7 / +0.3 / +0.3 at 250 / 1,000 / 5,000; an MRR
+#: weight bank +0.1 / -0.2 at 500 / 2,000; the three-bank network the check lets through
+#: (``mrr-3-narrow``) +12.0 / -3.1 at 1,000 / 5,000. What the centring leaves is the
+#: second-order change of two controls moved together (a bank after a bank, a ring's neighbours'
+#: heat), which differs from probe to probe and which pairs cancel: the long runs of networks of
+#: banks, whose precision it sets near their plateau, read slightly lower; the short ones, short
+#: of directions, gain
+LAYERED_SCHEME = SCHEME
+#: what layered plans saved before the scheme was a field ran with
+_LEGACY_SCHEME = "central"
+#: ... but the layered start (``LAYERED_START``), on a device the linear check turned away, reads
+#: antithetic pairs: there the readings are not a linear map of the inputs, and moving two
+#: controls together moves the response by more than each alone (a nonlinear stage after a bank
+#: couples every control before it), a second-order change that differs from probe to probe and
+#: that only a pair's difference cancels. On tuning chips 100-103 at 1,000 reconfigurations
+#: (``layered start forward probes``) one-sided probes read -4.7 on three MRR banks (``mrr-3``:
+#: +7.3 / +7.6 / +8.4 on three chips, -42.2 on the fourth) and -5.2 on two crossbar layers
+LAYERED_START_SCHEME = "central"
 #: ... and its fit uses the probes of the last three steps, a third of them read afresh each step
 #: (:data:`~blacksat.layered_response.MEMORY`, which says what it gained)
 LAYERED_MEMORY = MEMORY
@@ -489,7 +514,8 @@ class QueryPlan:
 
     Attributes:
         q: antithetic Gaussian directions per step (``2 q`` settings a step); the layered
-            response's antithetic probes (``1 + 2 q`` settings a step).
+            response's probes (``1 + q`` settings a step with ``scheme="forward"``, ``1 + 2 q``
+            with ``"central"``).
         sigma: smoothing radius, in the controls' units (the calibrated one, capped).
         lr: Adam's learning rate (the start of the ``schedule``).
         batch_size: samples per reconfiguration (``None``: the full training split).
@@ -517,6 +543,9 @@ class QueryPlan:
         anchor: what the layered response reads the current setting with (``"batch"``: the
             training samples; ``"probes"``: the probe inputs, what plans saved before the
             field ran with).
+        scheme: how the layered response reads its probes: ``"forward"`` (one-sided, centred
+            over the step; ``q`` a step) or ``"central"`` (``q`` antithetic pairs a step, what
+            plans saved before the field ran with).
         schedule: the learning rate over the steps: ``"cosine"`` (to zero; the zeroth-order
             plan, and what plans saved before the field ran with), ``"constant"`` or
             ``"hold-cosine"`` (held, then decayed over the last 30 % of the steps: the layered
@@ -571,6 +600,7 @@ class QueryPlan:
     estimator: str = "zeroth_order"
     inputs: int | None = None
     anchor: str = _LEGACY_ANCHOR
+    scheme: str = _LEGACY_SCHEME
     schedule: str = "cosine"
     keep: str = "last"
     memory: int = 1
@@ -607,6 +637,7 @@ class QueryPlan:
                 "sigma": self.sigma,
                 "inputs": self.inputs,
                 "anchor": self.anchor,
+                "scheme": self.scheme,
                 "memory": self.memory,
                 "operating_point": self.operating_point,
                 "from_step": self.operating_point_from,
@@ -705,6 +736,7 @@ def plan_query_only(
     layered_beta1: float = LAYERED_BETA1,
     layered_travel: float = LAYERED_TRAVEL,
     layered_anchor: str = LAYERED_ANCHOR,
+    layered_scheme: str = LAYERED_SCHEME,
     layered_schedule: str = LAYERED_SCHEDULE,
     keep: str = KEEP,
     layered_keep: str = LAYERED_KEEP,
@@ -715,6 +747,7 @@ def plan_query_only(
     layered_plateau: int = LAYERED_PLATEAU,
     layered_backtrack: float | None = LAYERED_BACKTRACK,
     layered_start: bool = LAYERED_START,
+    layered_start_scheme: str = LAYERED_START_SCHEME,
     layered_backtrack_patience: int | None = LAYERED_BACKTRACK_PATIENCE,
     layered_weak_check: float = LAYERED_WEAK_CHECK,
     layered_handover: bool = LAYERED_HANDOVER,
@@ -769,6 +802,8 @@ def plan_query_only(
             trained start, ``fine_tune_lr`` still caps it).
         layered_anchor: what its reading at the current setting is taken with (the loss goes
             through that reading's response): ``"batch"`` (training samples) or ``"probes"``.
+        layered_scheme: how it reads its probes: ``"forward"`` (one-sided, centred over the
+            step) or ``"central"`` (antithetic pairs).
         layered_schedule: its learning rate over the steps: ``"hold-cosine"``, ``"constant"``
             or ``"cosine"``.
         keep, layered_keep: what the zeroth-order run and the layered response return:
@@ -791,6 +826,8 @@ def plan_query_only(
             budget, until its plateau (``layered_plateau`` steps without a new kept setting) or
             the end of the budget; the zeroth-order run then continues from the best setting
             it measured and keeps its own best (``LAYERED_START``).
+        layered_start_scheme: how the layered start reads its probes (``"central"``:
+            antithetic pairs, :data:`LAYERED_START_SCHEME`; ``"forward"``).
         layered_backtrack_patience: the layered run's ``TrainConfig.backtrack_patience``
             (``None``: it backtracks only after a jump).
         layered_weak_check: the plan's own linear check is refused where its readings stand
@@ -821,6 +858,8 @@ def plan_query_only(
     check_real("layered_lr", layered_lr, low=0.0, low_open=True)
     check_real("layered_travel", layered_travel, low=0.0)
     check_choice("layered_anchor", layered_anchor, ANCHORS)
+    check_choice("layered_scheme", layered_scheme, SCHEMES)
+    check_choice("layered_start_scheme", layered_start_scheme, SCHEMES)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("layered_schedule", layered_schedule, SCHEDULES)
     check_choice("keep", keep, KEEPS)
@@ -871,7 +910,8 @@ def plan_query_only(
     if layered:
         layered_kwargs: dict[str, Any] = dict(
             sigma=layered_sigma, lr=layered_lr, beta1=layered_beta1, fine_tune_lr=fine_tune_lr,
-            travel=layered_travel, anchor=layered_anchor, schedule=layered_schedule,
+            travel=layered_travel, anchor=layered_anchor, scheme=layered_scheme,
+            schedule=layered_schedule,
             keep=layered_keep, memory=int(layered_memory),
             operating_point=layered_operating_point,
             train_share=float(layered_train_share), input_means=bool(layered_input_means),
@@ -889,7 +929,7 @@ def plan_query_only(
         if checked.refused and layered_start and start_theta is None:
             moved, start_report, spent = _run_layered_start(
                 task, device, theta, budget, batch, start_report, start_spent, checked.why,
-                layered_kwargs=layered_kwargs, progress=progress,
+                layered_kwargs=layered_kwargs, scheme=layered_start_scheme, progress=progress,
             )  # fmt: skip
             start_spent += spent
             if spent and (start_report or {}).get("outcome") == "trained":
@@ -1026,13 +1066,14 @@ def _run_layered_start(
     why: str,
     *,
     layered_kwargs: dict[str, Any],
+    scheme: str = LAYERED_START_SCHEME,
     progress: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any] | None, int]:
     """The layered start (:data:`LAYERED_START`): the layered response's plan over what is left
     of ``budget`` (no linear check: ``why`` says why it failed), run here from ``theta (d,)``
     with its kept setting, backtracking after a jump and, as its patience, its plateau's count
     of steps; it ends at its plateau (so it never backtracks at a stall) or at the end of the
-    budget. The device's controls only (the task's
+    budget; its probes read with ``scheme``. The device's controls only (the task's
     digital layers are left as they are). ``-> (the kept setting (d,), the start's report,
     reconfigurations spent)``; nothing spent where no layered plan fits the budget."""
     from blacksat.builder import build_estimator
@@ -1042,7 +1083,7 @@ def _run_layered_start(
     start = np.asarray(theta, dtype=np.float64)
     plan, _ = _layered_plan(
         task, device, budget, batch, start_report, start_spent, None, check=False,
-        **{**layered_kwargs, "keep": "best", "backtrack_patience": None},
+        **{**layered_kwargs, "keep": "best", "backtrack_patience": None, "scheme": scheme},
     )  # fmt: skip
     if plan is None:
         return start, start_report, 0
@@ -1174,6 +1215,7 @@ def _layered_plan(
     fine_tune_lr: float,
     travel: float,
     anchor: str,
+    scheme: str,
     schedule: str,
     keep: str,
     memory: int,
@@ -1194,7 +1236,7 @@ def _layered_plan(
     :func:`linear_response_check`; not asked without ``check``), too few inputs a
     reconfiguration to identify one, or no budget left for two steps; and what the linear
     check spent and said (:class:`_Check`)."""
-    from blacksat.layered_response import banks_of, derived_probes
+    from blacksat.layered_response import banks_of, derived_probes, settings_per_step
 
     banks = banks_of(device)
     if banks is None:
@@ -1204,13 +1246,14 @@ def _layered_plan(
     n_in = banks[0].cols
     if batch < n_in + 2:
         return None, _Check()
-    k = derived_probes(banks, memory, operating_point == "on")
+    k = derived_probes(banks, memory, operating_point == "on", scheme)
+    per_step = settings_per_step(k, scheme)
     spent = start_spent
     check_spread = None
     if check and (start_report is None or start_report.get("linear") is None):
         # the surrogate start's probe did not run: check the linear response here (its fit
         # keeps at least 8 degrees of freedom for the residual)
-        if batch < n_in + 9 or (budget - spent - 3) // (1 + 2 * k) < 1:
+        if batch < n_in + 9 or (budget - spent - 3) // per_step < 1:
             return None, _Check()
         checked = linear_response_check(task, device, batch, rng)
         cost = checked.reconfigurations
@@ -1225,7 +1268,7 @@ def _layered_plan(
                 f"(below {weak_check:g}x), so a linear fit within the noise cannot tell"
             )
             return None, _Check(cost, refused=True, why=why)
-    steps = (budget - spent) // (1 + 2 * k)
+    steps = (budget - spent) // per_step
     if steps < 1:
         return None, _Check(spent - start_spent)
     span = float(np.median(device.space.span))
@@ -1251,6 +1294,7 @@ def _layered_plan(
         estimator="layered_response",
         inputs=int(batch),
         anchor=anchor,
+        scheme=scheme,
         schedule=schedule,
         keep=keep,
         memory=memory,

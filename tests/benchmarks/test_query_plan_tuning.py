@@ -101,16 +101,20 @@ def test_a_cell_counts_as_resolved_beyond_twice_its_standard_error():
 
 def test_a_powered_cell_pairs_each_variant_with_the_default_run_by_run():
     (config, budget), variants = next(iter(M.POWERED.items()))
-    v = variants[0]
-    rows = [
-        {"variant": name, "config": config, "budget": budget, "chip": c, "repeat": k,
-         "accuracy": 90.0 + c - 100 + k + shift, "train_loss": 0.2 - shift / 100}
-        for name, shift in (("default", 0.0), (v, 1.0))
-        for c in (100, 101)
-        for k in range(2)
-    ]  # fmt: skip
-    rows[-1]["accuracy"] += 2.0  # one pair differs by 3: mean +1.5, std 1.0 over 4 pairs
-    body = M.section(SavedRows(rows, "query_plan_tuning"))
-    assert f"| {config} | {budget:,} | {v} | 4 | 91.00 | 92.50 | +1.50 ± 0.50 | 4 of 4 |" in body
+    for v in (variants[0], variants[-1]):  # one against the default it ran beside, one against now
+        ref = M.POWERED_REFERENCE.get(v, "default")
+        rows = [
+            {"variant": name, "config": config, "budget": budget, "chip": c, "repeat": k,
+             "accuracy": 90.0 + c - 100 + k + shift, "train_loss": 0.2 - shift / 100}
+            for name, shift in ((ref, 0.0), (v, 1.0), ("other", 9.0))
+            for c in (100, 101)
+            for k in range(2)
+        ]  # fmt: skip
+        rows[7]["accuracy"] += 2.0  # one pair differs by 3: mean +1.5, std 1.0 over 4 pairs
+        body = M.section(SavedRows(rows, "query_plan_tuning"))
+        cells = "| 4 | 91.00 | 92.50 | +1.50 ± 0.50 | 4 of 4 |"
+        assert f"| {config} | {budget:,} | {v} | {ref} {cells}" in body, v
+    assert M.POWERED_REFERENCE[variants[0]] == "layered central probes"
+    assert "layered central probes" not in M.POWERED_REFERENCE
     # the powered runs stay out of the main table
     assert f"| {config} | {budget:,} | 91.0" not in body

@@ -23,6 +23,9 @@ from blacksat.layered_response import (
     banks_of,
     derived_probes,
     parse_banks,
+    probe_changes,
+    probe_signs,
+    settings_per_step,
 )
 from blacksat.objective import StepContext
 from blacksat.query_plan import (
@@ -31,6 +34,7 @@ from blacksat.query_plan import (
     LAYERED_BACKTRACK,
     LAYERED_BACKTRACK_PATIENCE,
     LAYERED_PLATEAU,
+    LAYERED_SCHEME,
     QueryPlan,
     plan_query_only,
 )
@@ -63,6 +67,11 @@ def test_probes_are_derived_from_the_wiring():
     # against 10 x 65 numbers a probe
     assert derived_probes([Bank(32, 64), Bank(10, 32)]) == math.ceil(2 * 4768 / 650)
     assert derived_probes([Bank(10, 16, 2)]) == math.ceil(2 * 320 / 170)
+    # one-sided probes: one more a step, which the step's centring spends
+    net = [Bank(32, 64), Bank(10, 32)]
+    assert derived_probes(net, 3, scheme="forward") == derived_probes(net, 3) + 1
+    assert derived_probes([Bank(1, 1)], scheme="forward") == 2
+    assert settings_per_step(5, "forward") == 6 and settings_per_step(5, "central") == 11
 
 
 # ---------------------------------------------------------------------- the model
@@ -110,6 +119,50 @@ def test_the_fit_recovers_the_gradient_of_a_chain_of_banks(sizes, blocks):
     got = model.grad(g_a)
     cos = float(got @ exact / (got.norm() * exact.norm()))
     assert cos > 0.99, cos
+
+
+@pytest.mark.parametrize(
+    ("sizes", "blocks"), [((5, 3), (2,)), ((4, 3), (1,))], ids=["one bank, pairs", "one bank"]
+)
+def test_centred_one_sided_probes_cancel_the_controls_own_curvature(sizes, blocks):
+    """Each weight a curve of its own control(s): one-sided probes at a radius where the curves
+    bend (``sin(1.5 theta)`` at 0.15) read a second-order change that is the same for every
+    random-sign probe; centred over the step it cancels, and the fit is as good as from
+    antithetic pairs at twice the reconfigurations. Uncentred, the same probes leave it in the
+    residual; with independent signs, controls whose signs all agree go unidentified."""
+    response, d, shapes = _chain(sizes, blocks, seed=0)
+    banks = [Bank(o, i, b) for (o, i), b in zip(shapes, blocks, strict=True)]
+    theta = torch.rand(d, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 0.5
+    jac = torch.func.jacrev(response)(theta)
+    g_a = torch.randn(sizes[-1], sizes[0] + 1, generator=torch.Generator().manual_seed(2))
+    exact = torch.einsum("oad,oa->d", jac, g_a.to(torch.float64))
+    k = derived_probes(banks, scheme="forward")
+    r = probe_signs(k, d, "forward", np.random.default_rng(0))
+    eps = 0.15
+    sent = theta + eps * r
+    a = torch.stack([response(t) for t in sent])
+
+    def fitted(da, delta):
+        model = BankJacobian(banks, seed=0)
+        r2 = model.fit(da, delta, sweeps=200)
+        got = model.grad(g_a.to(torch.float64))
+        return r2, float(got @ exact / (got.norm() * exact.norm()))
+
+    r2, cos = fitted(*probe_changes(a, sent, theta, "forward"))
+    assert r2 > 0.9999 and cos > 0.99, (r2, cos)
+    raw_r2, _ = fitted(a - response(theta), sent - theta)  # one-sided, not centred
+    assert raw_r2 < r2 - 1e-3, (raw_r2, r2)  # the curvature, left in, is not explained
+    # independent signs: a control whose signs all agree in the step centres to no change
+    same = torch.as_tensor(np.random.default_rng(3).choice([-1.0, 1.0], size=(k, d)))
+    assert (same.abs().sum(0) == same.sum(0).abs()).any()  # such a control exists here
+    sent_same = theta + eps * same
+    a_same = torch.stack([response(t) for t in sent_same])
+    assert fitted(*probe_changes(a_same, sent_same, theta, "forward"))[1] < cos - 0.02
+    # antithetic pairs: the same directions, each pair's difference
+    both = torch.cat([theta + eps * r, theta - eps * r])
+    pairs = probe_changes(torch.stack([response(t) for t in both]), both, theta, "central")
+    assert torch.allclose(pairs[1], 2 * eps * r)
+    assert fitted(*pairs)[1] > 0.99
 
 
 def _network(sizes, seed, centred=False, spread=False):
@@ -245,14 +298,30 @@ def small():
     return _mrr((64, 8, 10))
 
 
+@pytest.mark.parametrize("k", [2, 3, 6, 7])
+def test_one_sided_probes_move_every_control_both_ways_in_a_step(k):
+    r = probe_signs(k, 500, "forward", np.random.default_rng(k)).numpy()
+    assert r.shape == (k, 500) and set(np.unique(r)) == {-1.0, 1.0}
+    plus = (r > 0).sum(0)
+    assert set(np.unique(plus)) <= {k // 2, (k + 1) // 2}  # balanced, the odd one either way
+    if k % 2:
+        assert len(np.unique(plus)) == 2
+    assert len({tuple(c) for c in r.T}) > 1  # arranged at random, control by control
+    # antithetic pairs keep their independent signs (and the draws of runs made with them)
+    rng, again = np.random.default_rng(0), np.random.default_rng(0)
+    expected = again.choice(np.array([-1.0, 1.0]), size=(k, 50))
+    assert np.array_equal(probe_signs(k, 50, "central", rng).numpy(), expected)
+
+
+@pytest.mark.parametrize("scheme", ["forward", "central"])
 @pytest.mark.parametrize("anchor", ["batch", "probes"])
-def test_the_estimator_spends_1_plus_2k_settings_and_keeps_theta(small, anchor):
+def test_the_estimator_spends_1_plus_k_or_2k_settings_and_keeps_theta(small, anchor, scheme):
     chip, task = small
     meter = MeteredDevice(chip)
-    est = LayeredResponse(meter, task, sigma=0.02, inputs=80, anchor=anchor)
+    est = LayeredResponse(meter, task, sigma=0.02, inputs=80, anchor=anchor, scheme=scheme)
     assert est.memory == MEMORY
-    assert est.probes == derived_probes(banks_of(chip), MEMORY)
-    assert est.settings_per_step() == 1 + 2 * est.probes
+    assert est.probes == derived_probes(banks_of(chip), MEMORY, scheme=scheme)
+    assert est.settings_per_step() == 1 + (1 if scheme == "forward" else 2) * est.probes
     theta = torch.as_tensor(chip.initial_controls(0))
     before = theta.clone()
     e = est(theta, task.batch("train", np.arange(30)), StepContext(np.random.default_rng(0)))
@@ -337,14 +406,29 @@ def test_the_plan_picks_the_layered_response_on_a_wired_device(small):
     chip, task = small
     meter = MeteredDevice(chip, max_reconfigurations=300)
     plan = plan_query_only(task, meter, chip.space.center, budget=300, batch_size=96, seed=0)
-    k = derived_probes(banks_of(chip), MEMORY)  # fresh probes a step; the fit keeps 3 steps'
+    # fresh one-sided probes a step; the fit keeps 3 steps'
+    k = derived_probes(banks_of(chip), MEMORY, scheme="forward")
     assert plan.estimator == "layered_response" and plan.q == k and plan.inputs == 96
     assert plan.memory == MEMORY and k < derived_probes(banks_of(chip))
     assert plan.batch_size is None  # the loss: the whole training split, offline
-    assert plan.steps == (300 - plan.calibration_reconfigurations) // (1 + 2 * k)
+    assert plan.scheme == LAYERED_SCHEME == "forward"
+    assert plan.steps == (300 - plan.calibration_reconfigurations) // (1 + k)
     spec = plan.estimator_spec()
     assert spec.name == "layered_response" and spec.args["probes"] == k
-    assert spec.args["memory"] == MEMORY
+    assert spec.args["memory"] == MEMORY and spec.args["scheme"] == "forward"
+    # a plan saved before the scheme was a field read antithetic pairs, and resumes so
+    old = {f: v for f, v in plan.to_dict().items() if f != "scheme"}
+    assert QueryPlan.from_dict(old).estimator_spec().args["scheme"] == "central"
+    pairs = plan_query_only(
+        task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
+        layered_scheme="central",
+    )  # fmt: skip
+    assert pairs.q == derived_probes(banks_of(chip), MEMORY)
+    assert pairs.steps == (300 - pairs.calibration_reconfigurations) // (1 + 2 * pairs.q)
+    with pytest.raises(ConfigError, match="layered_scheme"):
+        plan_query_only(
+            task, MeteredDevice(chip), chip.space.center, budget=300, layered_scheme="x"
+        )
     # a plan saved before the field fitted each step's probes alone, and resumes so
     old = {f: v for f, v in plan.to_dict().items() if f != "memory"}
     assert QueryPlan.from_dict(old).memory == 1
@@ -353,7 +437,7 @@ def test_the_plan_picks_the_layered_response_on_a_wired_device(small):
         task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
         layered_memory=1,
     )  # fmt: skip
-    assert single.memory == 1 and single.q == derived_probes(banks_of(chip))
+    assert single.memory == 1 and single.q == derived_probes(banks_of(chip), scheme="forward")
     with pytest.raises(ConfigError, match="layered_memory"):
         plan_query_only(task, MeteredDevice(chip), chip.space.center, budget=300, layered_memory=0)
     back = QueryPlan.from_dict(plan.to_dict())
@@ -854,7 +938,7 @@ def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
         layered_operating_point="on", layered_train_share=0.5,
     )  # fmt: skip
     assert plan.operating_point == "on" and plan.train_share == 0.5
-    assert plan.q == derived_probes(banks_of(chip), MEMORY, operating_point=True)
+    assert plan.q == derived_probes(banks_of(chip), MEMORY, operating_point=True, scheme="forward")
     spec = plan.estimator_spec()
     assert spec.args["operating_point"] == "on" and spec.args["train_share"] == 0.5
     est = build_estimator(spec, task=task, device=MeteredDevice(chip), chip=chip)
@@ -873,7 +957,7 @@ def test_the_plan_carries_the_operating_point_and_the_training_probes(small):
         task, MeteredDevice(chip), chip.space.center, budget=300, batch_size=96, seed=0,
         layered_operating_point="late",
     )  # fmt: skip
-    assert late.q == derived_probes(banks_of(chip), MEMORY)
+    assert late.q == derived_probes(banks_of(chip), MEMORY, scheme="forward")
     assert late.operating_point_from == round(0.7 * late.steps) > 0
     assert late.estimator_spec().args["from_step"] == late.operating_point_from
     # ... or from the losses' plateau; plans saved before the field never switch early
@@ -935,7 +1019,8 @@ def test_late_fits_both_models_and_takes_the_term_after_from_step(small):
 
     est = make()
     assert est.op_model is not None and est.model.V == [None, None]
-    assert est.probes == derived_probes(banks_of(chip), MEMORY)  # the separable model's count
+    # the separable model's count
+    assert est.probes == derived_probes(banks_of(chip), MEMORY, scheme="forward")
     noise = chip.rng_state()
     ctx = StepContext(np.random.default_rng(3))
     grads, used = [], []
