@@ -131,15 +131,17 @@ def _run(chip_seed: int, budget: int, every: int) -> tuple[dict[str, Any], Any, 
 def plateau_fit(
     task: Any, chip: Any, theta: torch.Tensor, probes: int, seed: int
 ) -> dict[str, Any]:
-    """A fresh layered response (no memory) with ``probes`` probes at ``theta``, on the whole
-    training split: its gradient's cosine with the exact one and its fit's R²."""
+    """A fresh layered response (no memory) with ``probes`` antithetic probe pairs at ``theta``
+    (``scheme="central"``, as these fits were first run), on the whole training split: its
+    gradient's cosine with the exact one and its fit's R²."""
     from blacksat.estimators import LayeredResponse
     from blacksat.objective import StepContext
 
     span = float(np.median(chip.space.span))
     est = LayeredResponse(
-        chip, task, sigma=0.02 * span, probes=probes, inputs=256, memory=1, seed=seed
-    )
+        chip, task, sigma=0.02 * span, probes=probes, inputs=256, memory=1, scheme="central",
+        seed=seed,
+    )  # fmt: skip
     n = len(task.data.split("train")[1])
     e = est(theta, task.batch("train", np.arange(n)), StepContext(np.random.default_rng(seed)))
     g, _ = _exact_gradient(task, chip, theta)
