@@ -587,12 +587,21 @@ def plan_markdown(plan: dict[str, Any]) -> str:
     span = float(plan["span"]) or 1.0
     batch = plan.get("batch_size")
     if plan.get("estimator") == "layered_response":
+        from blacksat.layered_response import settings_per_step
+
+        scheme = plan.get("scheme", "central")  # plans saved before the field read pairs
         return (
             f"query-only plan: {plan.get('reason')}; probes of "
             f"{100 * plan['sigma'] / span:.3g} % of the span, Adam lr "
             f"{100 * plan['lr'] / span:.3g} % (beta1 {plan.get('beta1', 0.9):g}, "
             f"{plan.get('schedule', 'cosine')}), "
-            f"{plan['steps']} steps of {1 + 2 * plan['q']} settings"
+            f"{plan['steps']} steps of {settings_per_step(plan['q'], scheme)} settings ("
+            + (
+                "one-sided probes, centred over the step"
+                if scheme == "forward"
+                else "antithetic pairs"
+            )
+            + ")"
             + (
                 f" (the fit uses the probes of the last {plan['memory']} steps)"
                 if plan.get("memory", 1) > 1

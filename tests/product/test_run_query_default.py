@@ -99,7 +99,7 @@ def test_the_query_default_trains_within_its_budget_and_resumes_its_plan(tmp_pat
     assert plan["start"]["outcome"] == "trained" and plan["start_theta"] is not None
     assert plan["estimator"] == "layered_response"
     assert report["accuracy"]["chip"] > 0.75
-    from blacksat.product.run import result_markdown
+    from blacksat.product.run import plan_markdown, result_markdown
 
     line = result_markdown(report, out).splitlines()[-1]  # what the CLI prints
     assert line.startswith("query-only plan: layered response")
@@ -107,7 +107,12 @@ def test_the_query_default_trains_within_its_budget_and_resumes_its_plan(tmp_pat
     assert "keeping the best setting it measured" in line
     assert f"(the fit uses the probes of the last {plan['memory']} steps)" in line
     assert report["kept_step"] is not None and 0 <= report["kept_step"] <= report["steps"]
-    assert f"{plan['steps']} steps of {1 + 2 * plan['q']} settings" in line
+    assert plan["scheme"] == "forward"
+    assert f"{plan['steps']} steps of {1 + plan['q']} settings (one-sided probes" in line
+    pairs = plan_markdown({**plan, "scheme": "central"})  # and a plan that read pairs
+    assert f"{plan['steps']} steps of {1 + 2 * plan['q']} settings (antithetic pairs)" in pairs
+    old = plan_markdown({k: v for k, v in plan.items() if k != "scheme"})  # saved before it
+    assert f"{1 + 2 * plan['q']} settings (antithetic pairs)" in old
     assert f"spent {plan['calibration_reconfigurations']} of 400 reconfigurations" in line
     assert "surrogate start trained: the device confirmed the surrogate" in line
     # resuming reloads the plan (no new calibration queries) instead of planning again
