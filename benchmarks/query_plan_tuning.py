@@ -250,7 +250,7 @@ RESEED = "reseeded default"
 RESEED_OFFSET = 1000
 VARIANTS[RESEED] = {}
 #: the reseeded runs of the default of antithetic probe pairs where the layered plan runs (its
-#: rows, relabelled; the reseeded one-sided default has not run there yet)
+#: rows, relabelled; the reseeded one-sided default ran there again)
 RESEED_CENTRAL = "reseeded central probes"
 VARIANTS[RESEED_CENTRAL] = {"layered_scheme": "central"}
 #: seeds a chip in a powered cell (seed = chip + RESEED_OFFSET * repeat): four chips resolve a
@@ -621,9 +621,9 @@ def section(study: Study) -> str:
             "added with the backtrack at a stall: only the default and `layered no stall "
             "backtrack` ran there. `reseeded default`: the default with every seed but the "
             f"chip's moved by {RESEED_OFFSET:,} (what a variant's difference must exceed), on "
-            "every configuration; where the layered plan runs, those runs are of the default of "
-            "antithetic probe pairs (`reseeded central probes`, against `layered central "
-            "probes`), and the one-sided default's reseeded runs there are still to run. "
+            "every configuration (where the layered plan runs, re-run with the one-sided probes; "
+            "the pairs' reseeded runs there are `reseeded central probes`, against `layered "
+            "central probes`). "
             "`layered central probes`: that default (its rows, relabelled); `layered start "
             "forward probes`: one-sided probes in the layered start too, on the shapes the "
             "check turns away, at 1,000.",
