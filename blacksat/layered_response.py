@@ -30,8 +30,11 @@ reconfiguration and the step's ``K`` probes give ``K - 1`` directions (:func:`de
 the one). ``"central"`` reads antithetic pairs ``theta +- sigma r_k`` and takes ``dA_k = (A_k^+ -
 A_k^-)``: every second-order term cancels, at two reconfigurations a direction. Per reconfiguration
 both carry the same signal over noise (one reading against the pair's difference of two at twice the
-signal), but the fit's unknowns outnumber what one step's probes give, so what it runs short of is
-directions, and one-sided probes give twice as many.
+signal), but the fit's unknowns outnumber what one step's probes give, so what a short run runs
+short of is directions, and one-sided probes give twice as many. What the centring leaves, the
+change of two controls moved together (a bank after a bank, a nonlinear stage), differs from probe
+to probe; where a run is long, or each reading noisy, the fit's precision matters more and pairs
+read better (:data:`blacksat.query_plan.LAYERED_SCHEME` says where it was measured).
 
 ``K`` is derived from the structure: twice the model's unknowns over the numbers one direction gives
 (:func:`derived_probes`), spread over the last ``MEMORY`` steps: each step reads a third of them
